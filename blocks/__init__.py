@@ -1,0 +1,76 @@
+"""The platform's configuration, as Prefect blocks: one per external system.
+
+`slipway up` registers these block types with the Prefect server and writes a
+``default`` document of each with local defaults when none exists. Platform
+teams then edit them under Blocks in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from blocks.artifact_store import ArtifactStore
+from blocks.base import DEFAULT_DOCUMENT, SlipwayBlock
+from blocks.container_registry import ContainerRegistry
+from blocks.deploy_target import DeployTarget
+from blocks.git_server import GitServer
+from blocks.platform import PlatformSettings
+from blocks.s3 import S3Connection
+from blocks.terraform_backend import TerraformBackend
+from blocks.vulnerability_source import VulnerabilitySource
+from slipway.home import Ports, SlipwayHome
+
+__all__ = [
+    "ALL_BLOCKS",
+    "DEFAULT_DOCUMENT",
+    "ArtifactStore",
+    "ContainerRegistry",
+    "DeployTarget",
+    "GitServer",
+    "PlatformSettings",
+    "S3Connection",
+    "SlipwayBlock",
+    "TerraformBackend",
+    "VulnerabilitySource",
+    "ensure_default_documents",
+    "register_block_types",
+]
+
+logger = logging.getLogger(__name__)
+
+ALL_BLOCKS: tuple[type[SlipwayBlock], ...] = (
+    S3Connection,
+    GitServer,
+    ContainerRegistry,
+    DeployTarget,
+    ArtifactStore,
+    TerraformBackend,
+    VulnerabilitySource,
+    PlatformSettings,
+)
+"""Every block type, nested ones first so their schemas exist when referenced."""
+
+
+def register_block_types() -> None:
+    """Register every block type and schema with the Prefect server (idempotent)."""
+    for block_type in ALL_BLOCKS:
+        block_type.register_type_and_schema()
+
+
+def ensure_default_documents(home: SlipwayHome, ports: Ports) -> list[str]:
+    """Write a ``default`` document of each top-level block where none exists.
+
+    Existing documents are never overwritten: they hold the platform team's
+    choices. Returns the slugs that were written.
+    """
+    written: list[str] = []
+    for block_type in ALL_BLOCKS:
+        if block_type is S3Connection:
+            continue  # nested inside stores; has no default document of its own
+        try:
+            block_type.load(DEFAULT_DOCUMENT)
+        except ValueError:
+            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT)
+            written.append(block_type.get_block_type_slug())
+            logger.info("wrote default block document %s/%s", written[-1], DEFAULT_DOCUMENT)
+    return written

@@ -1,0 +1,128 @@
+"""The one error hierarchy of Slipway.
+
+Every error says what failed and what to do about it. The CLI prints
+``str(error)`` as one line and exits non-zero; it never shows a traceback for
+these.
+
+    SlipwayError
+    ├── ConfigurationError (ValueError)   a setting or block value is wrong
+    ├── InvalidRequest (ValueError)       a user's input is refused before any change
+    ├── MissingDependency                 a binary, package or engine is not there
+    │   └── DockerUnavailable             the Docker engine cannot be reached
+    ├── CommandError                      an external command failed
+    │   ├── CommandNotFound               ... because its binary is not installed
+    │   └── CommandTimeout                ... because it ran out of time
+    ├── StorageError                      the artifact store refused a read or write
+    │   └── ObjectNotFound (KeyError)     ... because the key does not exist
+    └── ComponentError                    `slipway up` could not start or reach a part
+        └── PortInUse                     ... because its port is taken
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CommandError",
+    "CommandNotFound",
+    "CommandTimeout",
+    "ComponentError",
+    "ConfigurationError",
+    "DockerUnavailable",
+    "InvalidRequest",
+    "MissingDependency",
+    "ObjectNotFound",
+    "PortInUse",
+    "SlipwayError",
+    "StorageError",
+]
+
+
+class SlipwayError(Exception):
+    """Root of every error Slipway raises on purpose.
+
+    Args:
+        message: What failed, in one sentence.
+        hint: What the user should do about it; appended to the message.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} Fix: {hint}")
+
+
+class ConfigurationError(SlipwayError, ValueError):
+    """A setting or a block document holds a value that cannot work."""
+
+
+class InvalidRequest(SlipwayError, ValueError):
+    """User input was refused before anything was changed."""
+
+
+class MissingDependency(SlipwayError):
+    """Something Slipway needs is not installed or not running."""
+
+
+class DockerUnavailable(MissingDependency):
+    """The Docker engine of the deploy target cannot be reached."""
+
+
+class StorageError(SlipwayError):
+    """The artifact store refused a read or a write."""
+
+
+class ObjectNotFound(StorageError, KeyError):
+    """The artifact store has no object under the requested key."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; keep the plain sentence instead.
+        return SlipwayError.__str__(self)
+
+
+class ComponentError(SlipwayError):
+    """`slipway up` could not start, reach or stop one of its parts."""
+
+
+class PortInUse(ComponentError):
+    """A port that a component must bind is already taken."""
+
+
+class CommandError(SlipwayError):
+    """An external command exited non-zero.
+
+    Carries the command and the tail of its output, so the message alone is
+    enough to diagnose the failure from a flow run's log.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        returncode: int | None,
+        stderr: str = "",
+        stdout: str = "",
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        tail = _tail(stderr or stdout)
+        text = message or f"`{' '.join(self.argv[:3])}` exited with {returncode}"
+        super().__init__(f"{text}: {tail}" if tail else text, hint=hint)
+
+
+class CommandNotFound(CommandError):
+    """The command's binary is not on PATH."""
+
+
+class CommandTimeout(CommandError):
+    """The command did not finish within its time limit and was killed."""
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    """The last lines of a command's output, which is where tools put the cause."""
+    kept = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])

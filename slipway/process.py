@@ -1,0 +1,110 @@
+"""The one way Slipway runs an external command.
+
+Arguments go as a list and never through a shell, so a branch name or a
+service name can never become shell syntax. Failures become `CommandError`s
+that carry the command's stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess  # nosec B404 - this module is the audited wrapper
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.errors import CommandError, CommandNotFound, CommandTimeout
+
+__all__ = ["CompletedCommand", "require_binary", "run"]
+
+
+@dataclass(frozen=True)
+class CompletedCommand:
+    """What a finished command left behind."""
+
+    argv: tuple[str, ...]
+    """The command as it was run."""
+    returncode: int
+    """Its exit code; non-zero only when the caller allowed it with ``check=False``."""
+    stdout: str
+    """Everything it printed on standard output."""
+    stderr: str
+    """Everything it printed on standard error."""
+
+
+def require_binary(name: str, *, hint: str) -> str:
+    """Return the full path of ``name``, or raise with an install hint.
+
+    Args:
+        name: The executable to look up on PATH.
+        hint: How to install it, e.g. ``apt-get install docker-registry``.
+    """
+    found = shutil.which(name)
+    if found is None:
+        raise CommandNotFound(
+            (name,), returncode=None, message=f"`{name}` is not installed", hint=hint
+        )
+    return found
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = 600,
+    input_text: str | None = None,
+    check: bool = True,
+    hint: str | None = None,
+) -> CompletedCommand:
+    """Run a command to completion and capture its output.
+
+    Args:
+        argv: The program and its arguments; never joined into a shell line.
+        cwd: The working directory.
+        env: The complete environment; ``None`` inherits Slipway's own.
+        timeout: Seconds before the command is killed and `CommandTimeout` raised.
+        input_text: Text fed to standard input.
+        check: Raise `CommandError` on a non-zero exit.
+        hint: What to do when the command fails, carried by the error.
+    """
+    args = tuple(os.fspath(a) for a in argv)
+    if not args:
+        raise ValueError("run() needs a command")
+    try:
+        proc = subprocess.run(  # noqa: S603  # nosec B603 - list argv, no shell
+            args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise CommandNotFound(
+            args, returncode=None, message=f"`{args[0]}` is not installed", hint=hint
+        ) from e
+    except subprocess.TimeoutExpired as e:
+        raise CommandTimeout(
+            args,
+            returncode=None,
+            stderr=_text(e.stderr),
+            stdout=_text(e.output),
+            message=f"`{' '.join(args[:3])}` did not finish within {timeout} s",
+            hint=hint,
+        ) from e
+    done = CompletedCommand(args, proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise CommandError(
+            args, returncode=proc.returncode, stderr=proc.stderr, stdout=proc.stdout, hint=hint
+        )
+    return done
+
+
+def _text(raw: bytes | str | None) -> str:
+    if raw is None:
+        return ""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw

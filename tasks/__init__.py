@@ -1,0 +1,1 @@
+"""Reusable tasks, one module per external system, each behind a small interface."""
