@@ -11,8 +11,11 @@ STAMP  := $(VENV)/.installed-stamp
 run: setup
 	$(BIN)/slipway up
 
+# pytest exits 5 when it collected no test: that is a failure, never green.
 test: setup lint docs
-	$(BIN)/pytest
+	@$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 setup: $(STAMP)
 

@@ -7,7 +7,7 @@ platform team edits it in the Prefect UI (Blocks) to point at real systems.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import ClassVar, Self, cast
 
 from prefect.blocks.core import Block
 
@@ -41,4 +41,4 @@ class SlipwayBlock(Block):
                 f"block document '{slug}/{DEFAULT_DOCUMENT}' does not exist",
                 hint="run `slipway up`, which writes local defaults, or create it under Blocks in the Prefect UI",
             ) from e
-        return block  # type: ignore[no-any-return]
+        return cast(Self, block)

@@ -66,7 +66,12 @@ class S3Connection(SlipwayBlock):
         if self.endpoint_url is not None and not self.endpoint_url.startswith(
             ("http://", "https://")
         ):
-            raise ValueError(f"endpoint_url {self.endpoint_url!r} must start with http:// or https://")
+            raise ValueError(
+                f"endpoint_url {self.endpoint_url!r} must start with http:// or https://"
+            )
+        if self.endpoint_url is not None and "@" in self.endpoint_url.split("/", 3)[2]:
+            # botocore logs the endpoint in full: credentials there would leak.
+            raise ValueError("endpoint_url must not carry credentials; use the access key fields")
         return self
 
     def client_kwargs(self) -> dict[str, Any]:

@@ -38,10 +38,14 @@ class TerraformBackend(SlipwayBlock):
         default=None, title="State directory", description="Directory of local state files."
     )
     bucket: str | None = Field(
-        default=None, title="Bucket", description="Bucket of the S3 backend; created with versioning when missing."
+        default=None,
+        title="Bucket",
+        description="Bucket of the S3 backend; created with versioning when missing.",
     )
     key_prefix: str = Field(
-        default="slipway", title="Key prefix", description="State keys are <prefix>/<service>/<environment>.tfstate."
+        default="slipway",
+        title="Key prefix",
+        description="State keys are <prefix>/<service>/<environment>.tfstate.",
     )
     use_lockfile: bool = Field(
         default=True,
@@ -49,7 +53,9 @@ class TerraformBackend(SlipwayBlock):
         description="Lock state with a .tflock object (no DynamoDB table needed).",
     )
     s3: S3Connection | None = Field(
-        default=None, title="S3 connection", description="Endpoint and credentials of the S3 backend."
+        default=None,
+        title="S3 connection",
+        description="Endpoint and credentials of the S3 backend.",
     )
     binary: Path | None = Field(
         default=None,

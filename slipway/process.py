@@ -73,7 +73,7 @@ def run(
     if not args:
         raise ValueError("run() needs a command")
     try:
-        proc = subprocess.run(  # noqa: S603  # nosec B603 - list argv, no shell
+        proc = subprocess.run(  # nosec B603 - list argv, no shell
             args,
             cwd=cwd,
             env=dict(env) if env is not None else None,

@@ -1,0 +1,147 @@
+"""A real `slipway up` as a subprocess on free loopback ports, in a temporary home."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SLIPWAY = [sys.executable, "-m", "deployments.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def slipway_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra or {})
+    return env
+
+
+def processes_of_home(home: Path) -> list[int]:
+    """Live processes whose environment names this home: everything `up` started."""
+    needle = f"SLIPWAY_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Up:
+    """One `slipway up` child process and what it printed."""
+
+    home: Path
+    ports: dict[str, int]
+    env: dict[str, str]
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prefect']}/api"
+
+    def argv(self) -> list[str]:
+        flags = [x for name, port in self.ports.items() for x in (f"--{name}-port", str(port))]
+        return [*SLIPWAY, "--home", str(self.home), "up", *flags]
+
+    def start(self, *, timeout: float = 120) -> float:
+        """Start and wait for the ready line; returns the seconds it took."""
+        began = time.monotonic()
+        self.output = []
+        self.process = subprocess.Popen(
+            self.argv(),
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        os.set_blocking(self.process.stdout.fileno(), False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._drain()
+            if any("Slipway is up" in line for line in self.output):
+                return time.monotonic() - began
+            if self.process.poll() is not None:
+                self._drain()
+                raise AssertionError("slipway up exited early:\n" + "".join(self.output))
+            time.sleep(0.1)
+        raise AssertionError("slipway up not ready in time:\n" + "".join(self.output))
+
+    def _drain(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        while chunk := self.process.stdout.readline():
+            self.output.append(chunk)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SLIPWAY, "--home", str(self.home), *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def down(self) -> None:
+        result = self.cli("down")
+        assert result.returncode == 0, result.stderr
+        assert self.process is not None
+        assert self.process.wait(timeout=60) == 0
+        self._drain()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        for pid in processes_of_home(self.home):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    started: list[Up] = []
+
+    def make(home: Path | None = None, extra_env: dict[str, str] | None = None) -> Up:
+        ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
+        up = Up(home or tmp_path / "home", ports, slipway_env(extra_env))
+        started.append(up)
+        return up
+
+    yield make
+    for up in started:
+        up.kill()
+
+
+def api_post(up: Up, path: str, body: dict[str, object]) -> httpx.Response:
+    response = httpx.post(f"{up.api}{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response

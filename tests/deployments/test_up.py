@@ -1,0 +1,152 @@
+"""`slipway up`, `status` and `down` against real processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deployments.conftest import api_post, processes_of_home
+
+HAS_REGISTRY = shutil.which("docker-registry") is not None
+
+
+def _wait_for_terminal_run(up, run_id: str, timeout: float = 90) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{up.api}/flow_runs/{run_id}", timeout=10).json()
+        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} did not finish in {timeout} s")
+
+
+def _deployment(up, name: str) -> dict[str, object]:
+    found = api_post(up, "/deployments/filter", {"deployments": {"name": {"any_": [name]}}}).json()
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _run_deployment(up, name: str, parameters: dict[str, object]) -> dict[str, object]:
+    deployment = _deployment(up, name)
+    run = api_post(
+        up, f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters}
+    ).json()
+    return _wait_for_terminal_run(up, run["id"])
+
+
+def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up):
+    up = make_up()
+    up.start()
+    state = json.loads((up.home / "run" / "up.json").read_text())
+    children = {c["name"] for c in state["children"]}
+    assert {"prefect", "deployments", "docs"} <= children
+    assert ("registry" in children) == HAS_REGISTRY
+
+    assert httpx.get(f"{up.api}/health", timeout=5).is_success
+    deployment = _deployment(up, "platform-check")
+    assert deployment["schedules"], "the cron schedule of prefect.yaml was not applied"
+
+    # The runner polls every second, so a run created through the API starts promptly.
+    run = _run_deployment(up, "platform-check", {"include_optional": False})
+    assert run["state"]["type"] == ("COMPLETED" if HAS_REGISTRY else "FAILED"), run["state"]
+
+    status = up.cli("status")
+    for name in ("prefect", "deployments", "docs", "registry", "git", "docker", "artifacts"):
+        assert f"  {name} " in status.stdout, status.stdout
+    docs = httpx.get(f"http://127.0.0.1:{up.ports['docs']}/", timeout=5)
+    assert docs.status_code == 200 and "Slipway docs" in docs.text
+
+    assert processes_of_home(up.home), "children should carry SLIPWAY_HOME"
+    up.down()
+    assert processes_of_home(up.home) == []
+    assert not (up.home / "run" / "up.json").exists()
+    for port in up.ports.values():  # no listener is left (TIME_WAIT is fine)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    assert up.cli("status").returncode == 1
+
+
+def test_second_up_keeps_flow_runs_and_the_teams_block_settings(make_up):
+    first = make_up()
+    first.start()
+    run = _run_deployment(first, "platform-check", {"include_optional": False})
+
+    # A platform team points the deploy target at an engine that is not there.
+    script = (
+        "from blocks import DeployTarget\n"
+        "t = DeployTarget.load('default')\n"
+        "t.docker_host = 'unix:///nonexistent/docker.sock'\n"
+        "t.save('default', overwrite=True)\n"
+    )
+    env = dict(first.env, PREFECT_API_URL=first.api)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    first.down()
+
+    second = make_up(home=first.home)
+    second.start()
+    again = httpx.get(f"{second.api}/flow_runs/{run['id']}", timeout=10)
+    assert again.status_code == 200 and again.json()["state"]["type"] == run["state"]["type"]
+
+    # Docker missing: `up` started anyway, and says what is missing and how to fix it.
+    status = second.cli("status")
+    docker_line = next(line for line in status.stdout.splitlines() if "  docker " in line)
+    assert "unavailable" in docker_line and "apt-get install docker.io" in docker_line
+    # A flow that needs Docker fails with that same message.
+    failed = _run_deployment(second, "platform-check", {"include_optional": True})
+    assert failed["state"]["type"] == "FAILED"
+    assert "nonexistent/docker.sock" in failed["state"]["message"]
+    second.down()
+
+
+def test_second_up_on_a_running_home_is_refused(make_up):
+    up = make_up()
+    up.start()
+    again = make_up(home=up.home)
+    result = subprocess_run(again.argv(), again.env)
+    assert result.returncode == 1
+    assert "already running" in result.stderr and "slipway down" in result.stderr
+    assert "Traceback" not in result.stderr
+    up.down()
+
+
+def test_port_in_use_is_one_line_with_a_fix_and_starts_nothing(make_up):
+    up = make_up()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", up.ports["prefect"]))
+        holder.listen()
+        result = subprocess_run(up.argv(), up.env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {up.ports['prefect']}" in lines[0] and "SLIPWAY_PREFECT_PORT" in lines[0]
+    assert processes_of_home(up.home) == []
+
+
+def test_missing_registry_binary_is_named_and_up_still_starts(make_up):
+    # A PATH with Python only: no docker-registry to be found.
+    up = make_up(extra_env={"PATH": str(Path(sys.executable).parent)})
+    up.start()
+    text = "".join(up.output)
+    assert "apt-get install docker-registry" in text
+    status = up.cli("status")
+    registry = next(line for line in status.stdout.splitlines() if "  registry " in line)
+    assert "docker-registry" in registry and "UNHEALTHY" in registry
+    up.down()
+
+
+def subprocess_run(argv: list[str], env: dict[str, str]):
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def _repo_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
