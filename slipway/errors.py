@@ -12,6 +12,10 @@ these.
     ├── CommandError                      an external command failed
     │   ├── CommandNotFound               ... because its binary is not installed
     │   └── CommandTimeout                ... because it ran out of time
+    ├── TerraformError                    Terraform refused a command; carries its diagnostics
+    │   └── StateLocked                   ... because another run holds the state lock
+    ├── TemplateError                     a service template could not be rendered
+    ├── ScanError                         a security scanner crashed, timed out or gave no result
     ├── StorageError                      the artifact store refused a read or write
     │   └── ObjectNotFound (KeyError)     ... because the key does not exist
     └── ComponentError                    `slipway up` could not start or reach a part
@@ -34,7 +38,11 @@ __all__ = [
     "ObjectNotFound",
     "PortInUse",
     "SlipwayError",
+    "ScanError",
+    "StateLocked",
     "StorageError",
+    "TemplateError",
+    "TerraformError",
 ]
 
 
@@ -66,6 +74,38 @@ class MissingDependency(SlipwayError):
 
 class DockerUnavailable(MissingDependency):
     """The Docker engine of the deploy target cannot be reached."""
+
+
+class TerraformError(SlipwayError):
+    """A Terraform command failed.
+
+    Args:
+        message: What failed.
+        diagnostics: Terraform's own error and warning summaries, in order.
+        hint: What to do about it.
+    """
+
+    def __init__(
+        self, message: str, *, diagnostics: Sequence[str] = (), hint: str | None = None
+    ) -> None:
+        self.diagnostics = tuple(diagnostics)
+        detail = "; ".join(self.diagnostics)
+        super().__init__(f"{message}: {detail}" if detail else message, hint=hint)
+
+
+class StateLocked(TerraformError):
+    """Another run holds the Terraform state lock of this environment."""
+
+
+class TemplateError(SlipwayError):
+    """A service template is missing or could not be rendered."""
+
+
+class ScanError(SlipwayError):
+    """A scanner crashed, timed out or produced output that cannot be read.
+
+    A scan with this error is ``errored`` for that tool, never ``clean``.
+    """
 
 
 class StorageError(SlipwayError):
