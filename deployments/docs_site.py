@@ -18,10 +18,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from tasks.storage import ObjectStore
-
 from slipway.errors import InvalidRequest, ObjectNotFound, StorageError
 from slipway.home import HOST
+from tasks.storage import ObjectStore
 
 __all__ = ["DOCS_PREFIX", "make_server", "main"]
 
@@ -116,9 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    from tasks.storage import open_store
-
     from blocks import ArtifactStore
+    from tasks.storage import open_store
 
     store = open_store(ArtifactStore.load_default())
     server = make_server(store, args.port)

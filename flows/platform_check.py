@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
-from tasks.storage import open_store
 
 from blocks import ArtifactStore, ContainerRegistry, DeployTarget, GitServer
 from slipway.errors import ComponentError, SlipwayError
@@ -17,6 +16,7 @@ from slipway.health import ComponentHealth
 from tasks.containers import check_docker
 from tasks.git import check_git_server
 from tasks.registry import check_registry
+from tasks.storage import open_store
 
 __all__ = ["check_platform", "probe_configured_systems"]
 
