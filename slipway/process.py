@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess  # nosec B404 - this module is the audited wrapper
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.errors import CommandError, CommandNotFound, CommandTimeout
 
-__all__ = ["CompletedCommand", "require_binary", "run"]
+__all__ = ["CompletedCommand", "installed_tool", "require_binary", "run"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,19 @@ class CompletedCommand:
     """Everything it printed on standard output."""
     stderr: str
     """Everything it printed on standard error."""
+
+
+def installed_tool(name: str) -> str:
+    """A console script of Slipway's own environment, else the one on PATH.
+
+    The virtualenv's copy comes first because flows often run with a PATH
+    that does not include the virtualenv's ``bin``. Falls back to the bare
+    name, so a missing tool surfaces as `CommandNotFound` when it is run.
+    """
+    beside = Path(sys.executable).with_name(name)
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name) or name
 
 
 def require_binary(name: str, *, hint: str) -> str:

@@ -1,0 +1,142 @@
+"""The one small interface every security scanner sits behind.
+
+A scanner turns its tool's output into typed `Finding`s inside a `ScanResult`.
+The contract that matters most: a tool that crashes, times out or prints
+something unreadable gives a result with status ``errored``, never ``clean``;
+a silent failure must not look like a safe commit.
+
+Adapters raise `ScanError` from their parsing code and let `Scanner.scan`
+turn it into the errored result, so each adapter only writes the happy path.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.errors import ScanError
+
+__all__ = ["Finding", "ScanResult", "ScanStatus", "Scanner", "Severity"]
+
+logger = logging.getLogger(__name__)
+
+
+class Severity(enum.Enum):
+    """How bad a finding is, on one scale shared by every tool."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, raw: object) -> Severity:
+        """Map a tool's severity word (``"HIGH"``, ``"moderate"``...) onto the scale.
+
+        Anything unrecognised is ``UNKNOWN`` rather than an error, because a
+        tool adding a new word must not make the whole scan fail.
+        """
+        text = str(raw or "").strip().lower()
+        if text == "moderate":
+            return cls.MEDIUM
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class ScanStatus(enum.Enum):
+    """What a scanner run amounted to."""
+
+    CLEAN = "clean"
+    FINDINGS = "findings"
+    ERRORED = "errored"
+
+
+_DIGITS = re.compile(r"\d+")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem one tool reported."""
+
+    tool: str
+    """The scanner's name, e.g. ``bandit`` or ``pip-audit``."""
+    rule_id: str
+    """The tool's rule or advisory id, e.g. ``B602`` or ``PYSEC-2018-28``."""
+    severity: Severity
+    """How bad it is; ``UNKNOWN`` when the tool does not say."""
+    file: str
+    """The file, relative to the scanned directory, with ``/`` separators."""
+    line: int | None
+    """The 1-based line, or ``None`` for findings about a whole file."""
+    message: str
+    """The tool's one-line explanation."""
+    fix_version: str | None = None
+    """For a dependency, the first version without the vulnerability."""
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable id for comparing scans of two commits.
+
+        Line numbers and numbers inside the message are left out, so adding
+        a line above a finding does not make it look fixed and new again.
+        """
+        message = _SPACE.sub(" ", _DIGITS.sub("#", self.message)).strip().lower()
+        key = "\x1f".join((self.tool, self.rule_id, self.file, message))
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Everything one scanner run produced."""
+
+    tool: str
+    """The scanner's name."""
+    status: ScanStatus
+    """``clean``, ``findings`` or ``errored``."""
+    findings: tuple[Finding, ...] = ()
+    """What was found; empty when clean or errored."""
+    error: str | None = None
+    """Why the scan errored, in one message; ``None`` otherwise."""
+    duration_seconds: float = 0.0
+    """Wall time of the run, for the benchmark and the summary."""
+
+
+class Scanner(ABC):
+    """A security tool behind one method.
+
+    Subclasses implement `_run`, which raises `ScanError` on any failure;
+    `scan` turns that into an ``errored`` result and measures the time.
+    """
+
+    name: str
+    """The tool's name as it appears in findings and reports."""
+
+    def scan(self, path: Path, *, timeout: float) -> ScanResult:
+        """Scan ``path`` and return a result; this never raises `ScanError`.
+
+        Args:
+            path: The directory (or file, for some tools) to scan.
+            timeout: Seconds before the tool is killed and the scan errored.
+        """
+        started = time.monotonic()
+        try:
+            findings = self._run(path, timeout=timeout)
+        except ScanError as e:
+            logger.warning("%s scan of %s errored: %s", self.name, path, e)
+            return ScanResult(self.name, ScanStatus.ERRORED, (), str(e), time.monotonic() - started)
+        status = ScanStatus.FINDINGS if findings else ScanStatus.CLEAN
+        return ScanResult(self.name, status, findings, None, time.monotonic() - started)
+
+    @abstractmethod
+    def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
+        """Run the tool and parse its output; raise `ScanError` on any failure."""

@@ -1,0 +1,1 @@
+"""The service's code; `python3 -m app.server` starts it."""

@@ -1,0 +1,100 @@
+"""A small HTTP service on the standard library only.
+
+The service's name and description come from ``service.json`` next to this
+file, never from code, so nothing a user typed at onboarding is ever Python.
+
+Environment:
+    HOST: Address to bind, default ``127.0.0.1`` (the platform's loopback rule).
+    PORT: Port to bind, default the port chosen at onboarding.
+    GIT_SHA: The commit being served, reported by ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Handler", "load_service", "main", "make_server"]
+
+SERVICE_FILE = Path(__file__).with_name("service.json")
+
+log = logging.getLogger("app.server")
+
+
+def load_service(path: Path = SERVICE_FILE) -> dict[str, Any]:
+    """The answers the service was onboarded with."""
+    with path.open(encoding="utf-8") as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers ``GET /healthz`` and ``GET /`` with JSON."""
+
+    service: dict[str, Any] = {}
+    server_version = "service/1"
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches on
+        route = self.path.split("?", 1)[0]
+        if route == "/healthz":
+            self._send(200, {
+                "status": "ok",
+                "service": self.service["service"],
+                "version": os.environ.get("GIT_SHA", "dev"),
+            })
+        elif route == "/":
+            self._send(200, {
+                "service": self.service["service"],
+                "description": self.service["description"],
+            })
+        else:
+            self._send(404, {"error": "not found", "path": route})
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        log.info("%s %s", self.address_string(), format % args)
+
+
+def make_server(host: str, port: int, service: dict[str, Any] | None = None) -> ThreadingHTTPServer:
+    """A server bound to ``host:port``; port 0 picks a free one (tests use that)."""
+    handler = type("BoundHandler", (Handler,), {"service": service or load_service()})
+    return ThreadingHTTPServer((host, port), handler)
+
+
+def main() -> None:
+    """Serve until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    service = load_service()
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", service["port"]))
+    server = make_server(host, port, service)
+
+    # As PID 1 in a container, SIGTERM has no default action: stop on it explicitly.
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("%s listening on http://%s:%d", service["service"], host, server.server_address[1])
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

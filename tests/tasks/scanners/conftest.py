@@ -1,0 +1,28 @@
+"""Fixtures for the scanner tests: the vulnerable fixture service and a real OSV mirror on loopback."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks.osv_mirror import MirrorServer, OsvMirror, serve
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+OSV_RECORDS = FIXTURES / "osv"
+VULNERABLE_SERVICE = FIXTURES / "vulnerable-service"
+
+
+@pytest.fixture(scope="session")
+def osv_server() -> Iterator[MirrorServer]:
+    """The fixture advisories served by the real mirror, shared by the session."""
+    with serve(OsvMirror.load(OSV_RECORDS)) as server:
+        yield server
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Path:
+    """A private copy of the vulnerable service, so a test may change it."""
+    return Path(shutil.copytree(VULNERABLE_SERVICE, tmp_path / "vulnerable-service"))

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tasks.osv_mirror import MirrorServer
+from tasks.scanners import ScanResult, ScanStatus, Severity
+from tasks.scanners.dependencies import DependencyScanner
+
+
+def _scan(
+    service: Path,
+    url: str,
+    cache: Path,
+    *,
+    requirements: str = "requirements.txt",
+    ignore_vulns: tuple[str, ...] = (),
+) -> ScanResult:
+    scanner = DependencyScanner(
+        url, requirements=requirements, ignore_vulns=ignore_vulns, cache_dir=cache
+    )
+    return scanner.scan(service, timeout=60)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "pip-audit-cache"
+
+
+def test_pip_audit_against_the_mirror_finds_the_real_advisories(
+    service: Path, osv_server: MirrorServer, cache: Path
+):
+    result = _scan(service, osv_server.query_url, cache)
+
+    assert result.status is ScanStatus.FINDINGS, result.error
+    fixes = {f.rule_id: f.fix_version for f in result.findings}
+    assert fixes == {
+        "PYSEC-2018-28": "2.20.0",
+        "PYSEC-2023-74": "2.31.0",
+        "PYSEC-2023-192": "1.26.17",  # the nearest fix, not 2.0.6 of the other interval
+    }
+    urllib3 = next(f for f in result.findings if f.rule_id == "PYSEC-2023-192")
+    assert urllib3.file == "requirements.txt" and urllib3.line is None
+    assert urllib3.severity is Severity.UNKNOWN
+    assert "urllib3 1.26.5" in urllib3.message and "CVE-2023-43804" in urllib3.message
+
+
+def test_an_accepted_risk_is_dropped_and_the_rest_kept(
+    service: Path, osv_server: MirrorServer, cache: Path
+):
+    result = _scan(service, osv_server.query_url, cache, ignore_vulns=("PYSEC-2023-74",))
+
+    assert {f.rule_id for f in result.findings} == {"PYSEC-2018-28", "PYSEC-2023-192"}
+
+
+def test_fixed_pins_are_clean(service: Path, osv_server: MirrorServer, cache: Path):
+    (service / "requirements.txt").write_text("requests==2.31.0\nurllib3==1.26.17\n")
+
+    assert _scan(service, osv_server.query_url, cache).status is ScanStatus.CLEAN
+
+
+def test_a_missing_requirements_file_is_errored_naming_the_file(tmp_path: Path, cache: Path):
+    result = _scan(tmp_path, "http://127.0.0.1:9/v1/query", cache, requirements="deps/prod.txt")
+
+    assert result.status is ScanStatus.ERRORED
+    assert result.error is not None and str(tmp_path / "deps" / "prod.txt") in result.error
+
+
+def test_an_unreachable_mirror_errors_the_scan_instead_of_passing(service: Path, cache: Path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    result = _scan(service, f"http://127.0.0.1:{closed_port}/v1/query", cache)
+
+    assert result.status is ScanStatus.ERRORED
+    assert result.error is not None and "Connection refused" in result.error
+
+
+def test_unpinned_requirements_are_errored_with_pip_audits_reason(
+    service: Path, osv_server: MirrorServer, cache: Path
+):
+    (service / "requirements.txt").write_text("requests>=2.0\n")
+
+    result = _scan(service, osv_server.query_url, cache)
+
+    assert result.status is ScanStatus.ERRORED
+    assert result.error is not None and "not pinned" in result.error
