@@ -1,0 +1,22 @@
+# The local Docker deploy target needs no provider: the resolved configuration
+# lives in state as a terraform_data resource, so a plan shows exactly which
+# setting changes, drift detection can compare it, and it works offline.
+
+terraform {
+  required_version = ">= 1.5"
+}
+
+locals {
+  container_name = "${var.service}-${var.environment}"
+}
+
+resource "terraform_data" "environment" {
+  input = {
+    service        = var.service
+    environment    = var.environment
+    port           = var.port
+    replicas       = var.replicas
+    container_name = local.container_name
+    env_vars       = var.env_vars
+  }
+}

