@@ -22,6 +22,7 @@ from slipway.home import HOST, Ports, SlipwayHome
 __all__ = [
     "REGISTRY_HINT",
     "ProcessSpec",
+    "bridge_spec",
     "check_port_free",
     "child_env",
     "docs_spec",
@@ -134,6 +135,18 @@ def docs_spec(ports: Ports) -> ProcessSpec:
         url=url,
         health_url=f"{url}/healthz",
         port=ports.docs,
+    )
+
+
+def bridge_spec(ports: Ports) -> ProcessSpec:
+    """The webhook bridge: signed pushes in, Prefect events out."""
+    url = f"http://{HOST}:{ports.bridge}"
+    return ProcessSpec(
+        name="bridge",
+        argv=(sys.executable, "-m", "deployments.bridge", "--port", str(ports.bridge)),
+        url=f"{url}/hooks/",
+        health_url=f"{url}/healthz",
+        port=ports.bridge,
     )
 
 

@@ -44,6 +44,8 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
     results.append(
         http_health("docs", f"http://{HOST}:{ports.docs}", f"http://{HOST}:{ports.docs}/healthz")
     )
+    bridge = f"http://{HOST}:{ports.bridge}"
+    results.append(http_health("bridge", f"{bridge}/hooks/", f"{bridge}/healthz"))
     local_registry = f"{HOST}:{ports.registry}"
     if any(c.name == "registry" for c in state.children):
         results.append(http_health("registry", local_registry, f"http://{local_registry}/v2/"))

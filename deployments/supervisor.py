@@ -9,6 +9,7 @@ a back-off; one that keeps dying is left down and shown as such by `status`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess  # nosec B404 - long-running children; argv lists only
@@ -26,6 +27,7 @@ import httpx
 from deployments.components import (
     REGISTRY_HINT,
     ProcessSpec,
+    bridge_spec,
     check_port_free,
     child_env,
     docs_spec,
@@ -217,16 +219,15 @@ def _start_everything(supervisor: _Supervisor, began: float) -> None:
     options, report = supervisor.options, supervisor.report
     home, ports = options.home, options.ports
     registry = registry_binary()
-    specs = [prefect_server_spec(ports), docs_spec(ports)]
-    if registry is not None:
-        specs.append(registry_spec(home, ports, registry))
-    for spec in specs:
-        if spec.port is not None:
+    server, docs, bridge = prefect_server_spec(ports), docs_spec(ports), bridge_spec(ports)
+    reg = registry_spec(home, ports, registry) if registry is not None else None
+    for spec in (server, docs, bridge, reg):
+        if spec is not None and spec.port is not None:
             check_port_free(spec.name, spec.port)
 
-    supervisor.start(specs[0])
-    if registry is not None:
-        supervisor.start(specs[2])
+    supervisor.start(server)
+    if reg is not None:
+        supervisor.start(reg)
     else:
         report(
             f"registry: `docker-registry` is not installed; images cannot be pushed. Fix: {REGISTRY_HINT}"
@@ -235,19 +236,22 @@ def _start_everything(supervisor: _Supervisor, began: float) -> None:
 
     _use_embedded_prefect(supervisor.env)
     import blocks  # imports Prefect while the server boots
+    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
 
-    supervisor.wait_until("prefect", lambda: _http_ok(f"{specs[0].url}/api/health"))
+    supervisor.wait_until("prefect", lambda: _http_ok(f"{server.url}/api/health"))
     blocks.register_block_types()
     for slug in blocks.ensure_default_documents(home, ports):
         report(f"wrote default block document {slug}/default")
+    if ensure_webhook_secret():
+        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
 
-    serve = serve_spec(options.project_dir)
-    supervisor.start(serve)
-    supervisor.start(specs[1])
+    for spec in (serve_spec(options.project_dir), docs, bridge):
+        supervisor.start(spec)
     supervisor.write_state()
-    if registry is not None:
-        supervisor.wait_until("registry", lambda: _http_ok(f"http://{specs[2].url}/v2/"))
-    supervisor.wait_until("docs", lambda: _http_ok(f"{specs[1].url}/healthz"))
+    for spec in (reg, docs, bridge):
+        if spec is not None and spec.health_url is not None:
+            url = spec.health_url
+            supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
 
     from deployments.serve import declared_deployments
     from deployments.status import registered_deployments
