@@ -253,6 +253,8 @@ def _start_everything(supervisor: _Supervisor, began: float) -> None:
             url = spec.health_url
             supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
 
+    _reconnect_local_git(home, ports, report)
+
     from deployments.serve import declared_deployments
     from deployments.status import registered_deployments
 
@@ -269,6 +271,25 @@ def _start_everything(supervisor: _Supervisor, began: float) -> None:
     report(
         f"Slipway is up on {home.root} after {ready:.1f} s. Stop it with Ctrl-C or `slipway down`."
     )
+
+
+def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> None:
+    """Point every local repository's push hook at this bridge, then resend the spool."""
+    from blocks import GitServer
+    from deployments.spool import redeliver
+    from tasks.git import install_push_hook, platform_push_hook
+
+    server = GitServer.load_default()
+    hook = platform_push_hook(home, ports)
+    if server.provider == "local" and server.root is not None:
+        for repository in sorted(server.root.glob("*.git")):
+            install_push_hook(repository, hook)
+    result = redeliver(home.spool, hook.bridge_url)
+    if result.sent or result.rejected or result.kept:
+        report(
+            f"spooled pushes: {result.sent} redelivered, {result.rejected} refused "
+            f"(kept in {home.spool / 'rejected'}), {result.kept} still waiting"
+        )
 
 
 def _use_embedded_prefect(env: dict[str, str]) -> None:

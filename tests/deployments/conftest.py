@@ -142,6 +142,14 @@ def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
 
 
 def api_post(up: Up, path: str, body: dict[str, object]) -> httpx.Response:
-    response = httpx.post(f"{up.api}{path}", json=body, timeout=10)
+    """POST to Prefect, retrying 429 and 503 as Prefect's own client does.
+
+    A busy SQLite database makes the server answer 503 with a retry hint.
+    """
+    for attempt in range(6):
+        response = httpx.post(f"{up.api}{path}", json=body, timeout=10)
+        if response.status_code not in (429, 503):
+            break
+        time.sleep(0.5 * 2**attempt)
     response.raise_for_status()
     return response

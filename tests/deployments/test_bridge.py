@@ -11,14 +11,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
 
+from blocks import GitServer
 from deployments.bridge import MAX_BODY_BYTES, build_app
+from deployments.post_receive import spool_delivery
+from deployments.spool import Redelivery, redeliver
 from deployments.webhooks import Provider, event_id
+from tasks.git import PushHook, create_repository
 from tests.deployments.conftest import Up, free_port, slipway_env
 
 SERVICE = "payments"
@@ -176,3 +181,102 @@ def test_prefect_outage_answers_503_so_the_sender_redelivers():
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _events_for(up: Up, service: str, after: str, *, settle: float = 15) -> list[dict[str, object]]:
+    body = {
+        "filter": {
+            "resource": {"id": [f"slipway.service.{service}"]},
+            "occurred": {"since": "2020-01-01T00:00:00Z"},
+        },
+        "limit": 50,
+    }
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        events = httpx.post(f"{up.api}/events/filter", json=body, timeout=10).json()["events"]
+        matching = [e for e in events if e["payload"].get("after") == after]
+        if matching:
+            return matching
+        time.sleep(0.3)
+    return []
+
+
+def _commit_and_push(
+    repository: Path, work: Path, path: str
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    git = ["git", "-c", "user.name=Ada", "-c", "user.email=ada@example.com"]
+    if not work.exists():
+        subprocess.run(["git", "clone", "--quiet", str(repository), str(work)], check=True)
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text(f"{uuid.uuid4()}\n")
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "--quiet", "-m", "change"], check=True)
+    sha = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    pushed = subprocess.run(
+        ["git", "-C", str(work), "push", "origin", "HEAD:main"], capture_output=True, text=True
+    )
+    return sha, pushed
+
+
+def _server(up: Up) -> GitServer:
+    return GitServer(provider="local", root=up.home / "git")
+
+
+def test_a_plain_git_push_to_a_slipway_repository_becomes_an_event_with_its_commit(
+    running, tmp_path
+):
+    up, secret = running
+    hook = PushHook(
+        bridge_url=f"http://127.0.0.1:{up.ports['bridge']}/hooks/github",
+        secret=SecretStr(secret),
+        spool=up.home / "spool",
+    )
+    repository = create_repository(_server(up), "hooked", hook=hook)
+    assert create_repository(_server(up), "hooked", hook=hook) == repository  # idempotent
+    sha, pushed = _commit_and_push(repository, tmp_path / "work", "docs/index.md")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "delivered (200)" in pushed.stderr
+    [event] = _events_for(up, "hooked", sha)
+    assert event["payload"]["ref"] == "refs/heads/main"
+    assert event["payload"]["changed_paths"] == ["docs/index.md"]
+    assert event["resource"]["slipway.git.docs-changed"] == "true"
+    assert oct((repository / "slipway-hook.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_push_while_the_bridge_is_down_succeeds_and_is_redelivered_later(running, tmp_path):
+    up, secret = running
+    spool = tmp_path / "spool"
+    down = PushHook(
+        bridge_url=f"http://127.0.0.1:{free_port()}/hooks/github",
+        secret=SecretStr(secret),
+        spool=spool,
+    )
+    repository = create_repository(_server(up), "offline", hook=down)
+    sha, pushed = _commit_and_push(repository, tmp_path / "work", "app/main.py")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "saved" in pushed.stderr and "for redelivery" in pushed.stderr
+    assert len(list(spool.glob("*.json"))) == 1
+    assert _events_for(up, "offline", sha, settle=1) == []
+
+    bridge = f"http://127.0.0.1:{up.ports['bridge']}/hooks/github"
+    assert redeliver(spool, bridge) == Redelivery(sent=1, rejected=0, kept=0)
+    assert list(spool.glob("*.json")) == []
+    [event] = _events_for(up, "offline", sha)
+    assert event["payload"]["changed_paths"] == ["app/main.py"]
+
+
+def test_a_spooled_delivery_the_bridge_refuses_is_set_aside_not_lost(running, tmp_path):
+    up, _ = running
+    spool = tmp_path / "spool"
+    spool_delivery(
+        spool, "http://old", {"X-GitHub-Delivery": "d-bad", "X-GitHub-Event": "push"}, b"{}"
+    )
+    bridge = f"http://127.0.0.1:{up.ports['bridge']}/hooks/github"
+    assert redeliver(spool, bridge) == Redelivery(sent=0, rejected=1, kept=0)
+    assert (spool / "rejected" / "d-bad.json").is_file()
+    closed = f"http://127.0.0.1:{free_port()}/hooks/github"
+    spool_delivery(spool, "http://old", {"X-GitHub-Delivery": "d-later"}, b"{}")
+    assert redeliver(spool, closed) == Redelivery(sent=0, rejected=0, kept=1)
+    assert (spool / "d-later.json").is_file()

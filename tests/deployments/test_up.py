@@ -12,8 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from tests.deployments.conftest import api_post, processes_of_home
+from blocks import GitServer
+from tasks.git import PushHook, create_repository
+from tests.deployments.conftest import api_post, free_port, processes_of_home
+from tests.deployments.test_bridge import _commit_and_push, _events_for
 
 HAS_REGISTRY = shutil.which("docker-registry") is not None
 
@@ -75,7 +79,9 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert up.cli("status").returncode == 1
 
 
-def test_second_up_keeps_flow_runs_and_the_teams_block_settings(make_up):
+def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pushes(
+    make_up, tmp_path
+):
     first = make_up()
     first.start()
     run = _run_deployment(first, "platform-check", {"include_optional": False})
@@ -89,10 +95,32 @@ def test_second_up_keeps_flow_runs_and_the_teams_block_settings(make_up):
     )
     env = dict(first.env, PREFECT_API_URL=first.api)
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+
+    # A push while the bridge is unreachable is spooled in the home, not lost.
+    read_secret = (
+        "from blocks.webhook import load_webhook_secret as s; print(s().get_secret_value())"
+    )
+    secret = subprocess.run(
+        [sys.executable, "-c", read_secret], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dead_hook = PushHook(
+        bridge_url=f"http://127.0.0.1:{free_port()}/hooks/github",
+        secret=SecretStr(secret),
+        spool=first.home / "spool",
+    )
+    server = GitServer(provider="local", root=first.home / "git")
+    repository = create_repository(server, "spooled", hook=dead_hook)
+    sha, pushed = _commit_and_push(repository, tmp_path / "work", "README.md")
+    assert pushed.returncode == 0 and "for redelivery" in pushed.stderr
     first.down()
 
     second = make_up(home=first.home)
     second.start()
+    # At start, hooks point at the new bridge again and the spool was resent.
+    assert any("spooled pushes: 1 redelivered" in line for line in second.output), second.output
+    hook_settings = json.loads((repository / "slipway-hook.json").read_text())
+    assert hook_settings["url"].endswith(f":{second.ports['bridge']}/hooks/github")
+    assert _events_for(second, "spooled", sha)
     again = httpx.get(f"{second.api}/flow_runs/{run['id']}", timeout=10)
     assert again.status_code == 200 and again.json()["state"]["type"] == run["state"]["type"]
 
@@ -131,9 +159,12 @@ def test_port_in_use_is_one_line_with_a_fix_and_starts_nothing(make_up):
     assert processes_of_home(up.home) == []
 
 
-def test_missing_registry_binary_is_named_and_up_still_starts(make_up):
-    # A PATH with Python only: no docker-registry to be found.
-    up = make_up(extra_env={"PATH": str(Path(sys.executable).parent)})
+def test_missing_registry_binary_is_named_and_up_still_starts(make_up, tmp_path):
+    # A PATH with Python and git only: no docker-registry to be found.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    up = make_up(extra_env={"PATH": f"{Path(sys.executable).parent}:{tools}"})
     up.start()
     text = "".join(up.output)
     assert "apt-get install docker-registry" in text

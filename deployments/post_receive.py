@@ -1,0 +1,119 @@
+"""The ``post-receive`` hook of Slipway's bare repositories.
+
+It makes the local git server a webhook source like GitHub: each pushed ref
+becomes a GitHub-format push payload, signed with the platform's webhook
+secret and POSTed to the bridge. It never blocks or fails a push: when the
+bridge is down it saves the delivery in the spool, which `slipway up`
+redelivers at start, and exits 0.
+
+Installed by `tasks.git.install_push_hook`, which writes ``slipway-hook.json``
+(bridge URL, secret, spool directory; mode 0600) into the repository.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from slipway.process import run
+
+__all__ = ["HOOK_CONFIG", "ZERO_SHA", "main", "push_payload", "spool_delivery"]
+
+HOOK_CONFIG = "slipway-hook.json"
+"""File in the bare repository holding the hook's settings."""
+ZERO_SHA = "0" * 40
+
+
+def _git(repo: Path, *args: str) -> list[str]:
+    done = run(["git", "--git-dir", str(repo), *args], timeout=30)
+    return [line for line in done.stdout.splitlines() if line]
+
+
+def push_payload(repo: Path, before: str, after: str, ref: str) -> dict[str, Any]:
+    """The payload GitHub would send for this ref update."""
+    added: list[str] = []
+    modified: list[str] = []
+    removed: list[str] = []
+    if after == ZERO_SHA:
+        pass  # a deleted ref changes no file
+    elif before == ZERO_SHA:
+        added = _git(repo, "ls-tree", "-r", "--name-only", after)
+    else:
+        for line in _git(repo, "diff", "--name-status", "--no-renames", before, after):
+            status, _, path = line.partition("\t")
+            {"A": added, "D": removed}.get(status[:1], modified).append(path)
+    name = repo.name.removesuffix(".git")
+    return {
+        "ref": ref,
+        "before": before,
+        "after": after,
+        "created": before == ZERO_SHA,
+        "deleted": after == ZERO_SHA,
+        "repository": {"name": name, "full_name": f"local/{name}"},
+        "pusher": {"name": os.environ.get("GIT_PUSHER") or getpass.getuser()},
+        "commits": []
+        if after == ZERO_SHA
+        else [{"id": after, "added": added, "modified": modified, "removed": removed}],
+    }
+
+
+def spool_delivery(spool: Path, url: str, headers: dict[str, str], body: bytes) -> Path:
+    """Keep a delivery for `slipway up` to resend; written atomically."""
+    spool.mkdir(parents=True, exist_ok=True)
+    path = spool / f"{headers['X-GitHub-Delivery']}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "headers": headers, "body": body.decode()}))
+    tmp.replace(path)
+    return path
+
+
+def _deliver(config: dict[str, str], payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    signature = hmac.new(config["secret"].encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={signature}",
+    }
+    request = urllib.request.Request(config["url"], data=body, headers=headers, method="POST")  # noqa: S310 - loopback http
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  # nosec B310
+            print(
+                f"slipway: push to {payload['ref']} delivered ({response.status})", file=sys.stderr
+            )
+            return
+    except urllib.error.HTTPError as e:
+        if e.code < 500:
+            print(f"slipway: the bridge refused the push ({e.code}); not retried", file=sys.stderr)
+            return
+        reason = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = type(e).__name__
+    saved = spool_delivery(Path(config["spool"]), config["url"], headers, body)
+    print(
+        f"slipway: bridge unreachable ({reason}); saved {saved.name} for redelivery",
+        file=sys.stderr,
+    )
+
+
+def main(stdin: list[str] | None = None) -> int:
+    """Deliver every ``<old> <new> <ref>`` line git passes; always exit 0."""
+    try:
+        repo = Path(os.environ.get("GIT_DIR", ".")).resolve()
+        config = json.loads((repo / HOOK_CONFIG).read_text())
+        for line in stdin if stdin is not None else sys.stdin.read().splitlines():
+            before, after, ref = line.split()
+            _deliver(config, push_payload(repo, before, after, ref))
+    except Exception as e:  # a hook must never fail the push, whatever went wrong
+        print(f"slipway: push notification failed: {type(e).__name__}: {e}", file=sys.stderr)
+    return 0
