@@ -16,6 +16,13 @@ these.
     │   └── StateLocked                   ... because another run holds the state lock
     ├── TemplateError                     a service template could not be rendered
     ├── ScanError                         a security scanner crashed, timed out or gave no result
+    ├── GateRefused                       a policy (security gate, approval) said no
+    ├── GitError                          a git clone, commit or push failed
+    ├── CatalogError                      the service catalog refused a read or a change
+    │   └── ServiceNotFound (KeyError)    ... because no entry has that name
+    ├── BuildError                        an image build, its tests or its push failed
+    ├── DeployError                       a deployment did not become healthy; the old one serves
+    ├── DocsBuildError                    mkdocs refused a service's docs
     ├── StorageError                      the artifact store refused a read or write
     │   └── ObjectNotFound (KeyError)     ... because the key does not exist
     └── ComponentError                    `slipway up` could not start or reach a part
@@ -27,6 +34,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "BuildError",
+    "CatalogError",
+    "DeployError",
+    "DocsBuildError",
+    "GateRefused",
+    "GitError",
+    "ServiceNotFound",
     "CommandError",
     "CommandNotFound",
     "CommandTimeout",
@@ -106,6 +120,37 @@ class ScanError(SlipwayError):
 
     A scan with this error is ``errored`` for that tool, never ``clean``.
     """
+
+
+class GateRefused(SlipwayError):
+    """A policy refused to let a change through: a security gate or a human approver."""
+
+
+class GitError(SlipwayError):
+    """A git operation (clone, checkout, commit, push) failed."""
+
+
+class CatalogError(SlipwayError):
+    """The service catalog could not be read, or refused a change."""
+
+
+class ServiceNotFound(CatalogError, KeyError):
+    """The catalog has no service of that name."""
+
+    def __str__(self) -> str:
+        return SlipwayError.__str__(self)
+
+
+class BuildError(SlipwayError):
+    """An image build, the tests inside it, or its push to the registry failed."""
+
+
+class DeployError(SlipwayError):
+    """A new deployment did not become healthy; the previous one keeps serving."""
+
+
+class DocsBuildError(SlipwayError):
+    """``mkdocs build --strict`` refused a site; carries mkdocs' warnings."""
 
 
 class StorageError(SlipwayError):

@@ -2,15 +2,90 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import git
+from pydantic import SecretStr
+
+from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
+from slipway.home import HOST, Ports, SlipwayHome
+from slipway.names import check_dns_label, check_git_ref
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
 
-__all__ = ["check_git_server"]
+__all__ = [
+    "Author",
+    "Checkout",
+    "PushHook",
+    "check_git_server",
+    "checkout",
+    "create_repository",
+    "delete_repository",
+    "head_commit",
+    "install_push_hook",
+    "platform_push_hook",
+    "publish_directory",
+    "repository_exists",
+    "repository_url",
+    "tag_commit",
+]
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who a commit that Slipway makes is attributed to."""
+
+    name: str = "Slipway"
+    email: str = "slipway@localhost"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A clean working tree of one commit of a service's repository."""
+
+    path: Path
+    """The working tree; removed when the ``checkout`` context ends."""
+    sha: str
+    """The full commit id that is checked out."""
+    ref: str
+    """What was asked for: a sha, a branch or the default branch's name."""
+
+
+_PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class PushHook:
+    """Where a local repository's post-receive hook sends pushes."""
+
+    bridge_url: str
+    """The bridge's GitHub endpoint, e.g. ``http://127.0.0.1:4300/hooks/github``."""
+    secret: SecretStr
+    """The webhook secret the hook signs with."""
+    spool: Path
+    """Where deliveries wait while the bridge is down."""
+
+
+def platform_push_hook(home: SlipwayHome, ports: Ports) -> PushHook:
+    """The hook settings of this platform: its bridge, its secret, its spool."""
+    from blocks.webhook import load_webhook_secret
+
+    return PushHook(
+        bridge_url=f"http://{HOST}:{ports.bridge}/hooks/github",
+        secret=load_webhook_secret(),
+        spool=home.spool,
+    )
 
 
 def check_git_server(server: GitServer) -> ComponentHealth:
@@ -20,8 +95,7 @@ def check_git_server(server: GitServer) -> ComponentHealth:
         return ComponentHealth(
             "git", where, True, f"{server.provider} organisation {server.organization}"
         )
-    assert server.root is not None  # guaranteed by the block's validation
-    root = server.root
+    root = _local_root(server)
     if not root.is_dir():
         return ComponentHealth(
             "git", str(root), False, f"{root} does not exist; `slipway up` creates it"
@@ -30,3 +104,204 @@ def check_git_server(server: GitServer) -> ComponentHealth:
         return ComponentHealth("git", str(root), False, f"{root} is not writable by this user")
     count = sum(1 for p in root.glob("*.git") if p.is_dir())
     return ComponentHealth("git", str(root), True, f"{count} repositories")
+
+
+def create_repository(server: GitServer, name: str, *, hook: PushHook | None = None) -> Path:
+    """Create the bare repository ``<root>/<name>.git``, or return the existing one.
+
+    Idempotent: an existing repository is kept as it is, with its hook
+    refreshed. A half-made repository is removed again when creation fails.
+    """
+    check_dns_label(name, what="repository name")
+    path = _local_root(server) / f"{name}.git"
+    if not path.exists():
+        try:
+            git.Repo.init(path, bare=True, initial_branch=server.default_branch)
+        except (git.GitError, OSError) as e:
+            shutil.rmtree(path, ignore_errors=True)
+            raise GitError(f"could not create repository {path}: {e}") from e
+    if hook is not None:
+        install_push_hook(path, hook)
+    return path
+
+
+def install_push_hook(repository: Path, hook: PushHook) -> None:
+    """Make a push to ``repository`` notify the bridge, as GitHub's webhook would.
+
+    The hook's settings file holds the secret, so it is readable by its owner only.
+    """
+    settings = repository / "slipway-hook.json"
+    data = {
+        "url": hook.bridge_url,
+        "secret": hook.secret.get_secret_value(),
+        "spool": str(hook.spool),
+    }
+    descriptor = os.open(settings, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(data, handle)
+    script = repository / "hooks" / "post-receive"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "# Installed by Slipway: tells the webhook bridge about this push.\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(_PROJECT_DIR)!r})\n"
+        "try:\n"
+        "    from deployments.post_receive import main\n"
+        "except Exception as e:  # never fail a push\n"
+        "    print(f'slipway: push hook unavailable: {e}', file=sys.stderr)\n"
+        "    raise SystemExit(0)\n"
+        "raise SystemExit(main())\n"
+    )
+    script.chmod(0o755)
+
+
+def repository_url(server: GitServer, name: str) -> str:
+    """The URL that ``git clone`` takes for the repository ``name``."""
+    check_dns_label(name, what="repository name")
+    return str(_local_root(server) / f"{name}.git")
+
+
+def repository_exists(server: GitServer, name: str) -> bool:
+    """Whether the repository ``name`` exists on the server."""
+    check_dns_label(name, what="repository name")
+    return (_local_root(server) / f"{name}.git" / "HEAD").is_file()
+
+
+def delete_repository(server: GitServer, name: str) -> bool:
+    """Remove the repository ``name``; returns whether there was one.
+
+    Used to undo a failed onboarding, so it never raises for a missing one.
+    """
+    check_dns_label(name, what="repository name")
+    path = _local_root(server) / f"{name}.git"
+    if not path.exists():
+        return False
+    shutil.rmtree(path)
+    return True
+
+
+def head_commit(server: GitServer, name: str, branch: str | None = None) -> str | None:
+    """The sha at the tip of ``branch`` (default: the server's), or None when it has none."""
+    path = _local_root(server) / f"{name}.git"
+    if not (path / "HEAD").is_file():
+        raise GitError(
+            f"no repository {name!r} on the git server",
+            hint="onboard the service first: `slipway onboard NAME`",
+        )
+    ref = branch or server.default_branch
+    try:
+        return str(git.Repo(path).commit(f"refs/heads/{ref}").hexsha)
+    except (git.BadName, ValueError):
+        return None
+
+
+@contextmanager
+def checkout(server: GitServer, name: str, commit: str | None = None) -> Iterator[Checkout]:
+    """Clone ``name`` into a fresh directory at ``commit`` (a sha or branch), removed afterwards.
+
+    Without ``commit`` the tip of the default branch is checked out.
+    """
+    wanted = commit or server.default_branch
+    if wanted.startswith("-") or any(c.isspace() for c in wanted):
+        raise InvalidRequest(
+            f"{wanted!r} is not a commit or branch", hint="pass a sha or a branch name"
+        )
+    url = repository_url(server, name)
+    workspace = Path(tempfile.mkdtemp(prefix=f"slipway-{name}-"))
+    try:
+        try:
+            repo = git.Repo.clone_from(url, workspace / name, no_checkout=True)
+            target = _resolve(repo, wanted)
+            repo.git.checkout("--detach", "--force", target)
+        except git.GitCommandError as e:
+            raise GitError(
+                f"could not check out {wanted!r} of {name}: {e.stderr.strip() or e}",
+                hint="check the commit exists: `git ls-remote " + url + "`",
+            ) from e
+        yield Checkout(path=workspace / name, sha=target, ref=wanted)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _resolve(repo: git.Repo, wanted: str) -> str:
+    """The full sha of a branch of the remote, or of a (possibly short) sha."""
+    for candidate in (f"origin/{wanted}", wanted):
+        try:
+            return str(repo.commit(candidate).hexsha)
+        except (git.BadName, ValueError):
+            continue
+    raise GitError(
+        f"{wanted!r} is neither a branch nor a commit of the repository",
+        hint="push it first, or pass an existing sha",
+    )
+
+
+def publish_directory(
+    server: GitServer,
+    name: str,
+    source: Path,
+    *,
+    message: str,
+    author: Author | None = None,
+) -> str:
+    """Commit the whole of ``source`` on top of the default branch of ``name`` and push it.
+
+    The repository must exist; its hook fires as for any push. Returns the new
+    sha, or the current one when ``source`` changes nothing.
+    """
+    who = author or Author()
+    actor = git.Actor(who.name, who.email)
+    url = repository_url(server, name)
+    branch = server.default_branch
+    with tempfile.TemporaryDirectory(prefix=f"slipway-{name}-") as scratch:
+        try:
+            repo = git.Repo.clone_from(url, Path(scratch) / name)
+            if repo.head.is_valid():
+                repo.git.checkout(branch)
+            else:
+                repo.git.checkout("--orphan", branch)
+            for entry in Path(repo.working_tree_dir or scratch).iterdir():
+                if entry.name != ".git":
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            shutil.copytree(
+                source,
+                repo.working_tree_dir or scratch,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"),
+            )
+            repo.git.add("--all")
+            if repo.head.is_valid() and not repo.is_dirty(untracked_files=True):
+                return str(repo.head.commit.hexsha)
+            commit = repo.index.commit(message, author=actor, committer=actor)
+            repo.remote("origin").push(f"refs/heads/{branch}:refs/heads/{branch}").raise_if_error()
+        except git.GitCommandError as e:
+            raise GitError(f"could not push to {name}: {e.stderr.strip() or e}") from e
+        return str(commit.hexsha)
+
+
+def tag_commit(server: GitServer, name: str, tag: str, sha: str) -> str:
+    """Point the new tag ``tag`` of ``name`` at ``sha``; returns the sha the tag names.
+
+    An existing tag is never moved: a release, once tagged, stays what it was.
+    The caller compares the returned sha with its own to notice that.
+    """
+    check_git_ref(tag, what="tag")
+    repo = git.Repo(repository_url(server, name))
+    existing = next((t for t in repo.tags if t.name == tag), None)
+    if existing is not None:
+        return str(existing.commit.hexsha)
+    try:
+        repo.create_tag(tag, ref=sha)
+    except git.GitCommandError as e:
+        raise GitError(f"could not tag {sha[:12]} of {name} as {tag}: {e.stderr.strip()}") from e
+    return sha
+
+
+def _local_root(server: GitServer) -> Path:
+    if server.provider != "local" or server.root is None:
+        raise ConfigurationError(
+            f"the git server is {server.provider}, not local",
+            hint="local repositories need the slipway-git-server block's provider set to 'local'",
+        )
+    return server.root

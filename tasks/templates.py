@@ -15,11 +15,15 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import copier
+import yaml
 from copier.errors import CopierError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from blocks.git_server import GitServer
 
 from blocks.platform import DEFAULT_BASE_IMAGE
 from slipway.errors import InvalidRequest, TemplateError
@@ -31,8 +35,13 @@ __all__ = [
     "TEMPLATES_DIR",
     "RenderedService",
     "ServiceAnswers",
+    "TemplateRelease",
     "available_templates",
+    "check_description",
+    "check_owner",
+    "publish_template",
     "render_service",
+    "template_version",
     "update_service",
 ]
 
@@ -61,6 +70,24 @@ _MODULE_SOURCE = re.compile(r"[A-Za-z0-9./][A-Za-z0-9+:/._?=&@~-]{0,499}")
 
 def _dns_label(value: str) -> str:
     return check_dns_label(value, what="environment")
+
+
+def check_description(value: str) -> str:
+    """Free text that stays data in YAML: printable characters, tabs and newlines."""
+    if not _TEXT.fullmatch(value):
+        raise ValueError(
+            "description may hold printable text, tabs and newlines only, no other control characters"
+        )
+    return value
+
+
+def check_owner(value: str) -> str:
+    """A Backstage entity reference such as ``group:payments``."""
+    if not _OWNER.fullmatch(value):
+        raise ValueError(
+            f"owner {value!r} is not an entity reference: use letters, digits and . _ : / -"
+        )
+    return value
 
 
 class ServiceAnswers(BaseModel):
@@ -116,20 +143,12 @@ class ServiceAnswers(BaseModel):
     @field_validator("description")
     @classmethod
     def _description_is_plain_text(cls, value: str) -> str:
-        if not _TEXT.fullmatch(value):
-            raise ValueError(
-                "description may hold printable text, tabs and newlines only, no other control characters"
-            )
-        return value
+        return check_description(value)
 
     @field_validator("owner")
     @classmethod
     def _owner_is_entity_ref(cls, value: str) -> str:
-        if not _OWNER.fullmatch(value):
-            raise ValueError(
-                f"owner {value!r} is not an entity reference: use letters, digits and . _ : / -"
-            )
-        return value
+        return check_owner(value)
 
     @field_validator("base_image")
     @classmethod
@@ -174,6 +193,7 @@ def render_service(
     *,
     templates_root: Path = TEMPLATES_DIR,
     vcs_ref: str | None = None,
+    release: TemplateRelease | None = None,
 ) -> RenderedService:
     """Render ``template`` into ``destination`` with ``answers``.
 
@@ -187,12 +207,16 @@ def render_service(
         templates_root: Where templates are looked up; a template that is its
             own git repository there also records its commit for ``copier update``.
         vcs_ref: The tag or commit to render, for a template in a git repository.
+        release: Render this published release instead (its repository and tag),
+            so that ``copier update`` can later find the template again.
 
     Raises:
         TemplateError: The template is unknown or copier failed to render it.
         InvalidRequest: The destination is not empty, or the template refused an answer.
     """
-    source = _template_path(template, templates_root)
+    source: str | Path = _template_path(template, templates_root)
+    if release is not None:
+        source, vcs_ref = release.source, release.tag
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise InvalidRequest(
             f"destination {destination} already exists and is not empty",
@@ -221,6 +245,73 @@ def render_service(
     except OSError as e:
         raise TemplateError(f"template {template!r} could not be written: {e}") from e
     return _describe(destination)
+
+
+@dataclass(frozen=True)
+class TemplateRelease:
+    """A template version published as a tagged git repository, as copier wants it."""
+
+    template: str
+    version: str
+    repository: str
+    """The repository on the git server, e.g. ``template-python-service``."""
+    url: str
+    """Where git finds it."""
+
+    @property
+    def tag(self) -> str:
+        """Copier takes versions from tags: ``v<version>``."""
+        return f"v{self.version}"
+
+    @property
+    def source(self) -> str:
+        """The template source copier records, so ``copier update`` finds it again."""
+        return f"git+file://{self.url}"
+
+
+def template_version(template: str, *, templates_root: Path = TEMPLATES_DIR) -> str:
+    """The version a template declares in its copier.yml (``template_version``)."""
+    config = _template_path(template, templates_root) / "copier.yml"
+    try:
+        data = yaml.safe_load(config.read_text())
+        version = str(data["template_version"]["default"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise TemplateError(
+            f"{config} declares no template_version",
+            hint='add a `template_version` with `default: "1.0.0"` and `when: false`',
+        ) from e
+    return version
+
+
+def publish_template(
+    server: GitServer, template: str, *, templates_root: Path = TEMPLATES_DIR
+) -> TemplateRelease:
+    """Publish ``template`` to the git server as ``template-<name>``, tagged with its version.
+
+    Idempotent: an unchanged template publishes nothing. Changing a template
+    without raising its ``template_version`` is refused, because services
+    rendered from that version could no longer be reproduced.
+    """
+    from tasks.git import create_repository, publish_directory, tag_commit
+
+    version = template_version(template, templates_root=templates_root)
+    repository = f"template-{template}"
+    path = create_repository(server, repository)
+    sha = publish_directory(
+        server,
+        repository,
+        _template_path(template, templates_root),
+        message=f"{template} {version}",
+    )
+    release = TemplateRelease(template, version, repository, str(path))
+    tagged = tag_commit(server, repository, release.tag, sha)
+    if tagged != sha:
+        raise TemplateError(
+            f"template {template!r} changed but still says version {version}, "
+            f"which is already published as {tagged[:12]}",
+            hint=f"raise template_version in templates/{template}/copier.yml",
+        )
+    return release
 
 
 def update_service(path: Path, *, vcs_ref: str | None = None) -> RenderedService:

@@ -1,0 +1,403 @@
+"""The service catalog: a git repository of Backstage ``catalog-info.yaml`` files.
+
+The catalog lives on the git server as ``platform-catalog``, one
+``<service>/catalog-info.yaml`` per service, so any Backstage instance can
+read it and ``git log`` is its audit trail. Changes are commits made straight
+into the bare repository with git's plumbing (a private index, ``write-tree``,
+``commit-tree``) and published with a compare-and-swap ``update-ref``: two
+flows that change the catalog at once never lose each other's change; the
+later one retries on top of the earlier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import git
+import yaml
+from gitdb import IStream  # type: ignore[import-untyped]
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from slipway.errors import CatalogError, ServiceNotFound
+from slipway.names import check_dns_label
+from tasks.git import Author, create_repository, repository_url
+
+if TYPE_CHECKING:
+    from blocks.git_server import GitServer
+
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "CATALOG_REPOSITORY",
+    "Catalog",
+    "CatalogChange",
+    "CatalogEntry",
+    "catalog_rows",
+]
+
+CATALOG_REPOSITORY = "platform-catalog"
+"""The repository on the git server that holds the catalog."""
+
+ANNOTATION_PREFIX = "slipway.dev/"
+"""Every annotation Slipway writes starts with this."""
+
+API_VERSION = "backstage.io/v1alpha1"
+_ENTRY_FILE = "catalog-info.yaml"
+_RETRIES = 20
+
+
+def _environment(value: str) -> str:
+    return check_dns_label(value, what="environment")
+
+
+class CatalogEntry(BaseModel):
+    """One service in the catalog, as Slipway reads it back from Backstage's format.
+
+    Example:
+        ```python
+        CatalogEntry(name="payments-api", owner="group:payments", port=8101,
+                     repository="/srv/git/payments-api.git")
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="The service's DNS-1123 name; also its repository's name.")
+    description: str = Field(default="", max_length=500)
+    owner: str = Field(description="The owning team, as a Backstage entity reference.")
+    type: str = Field(default="service", description="Backstage's spec.type.")
+    lifecycle: Literal["experimental", "production", "deprecated"] = "experimental"
+    repository: str = Field(description="Where `git clone` finds the service.")
+    port: int = Field(ge=1024, le=65535, description="The port the service listens on.")
+    environments: tuple[Annotated[str, AfterValidator(_environment)], ...] = ("dev",)
+    template: str = "python-service"
+    template_version: str = ""
+    outputs: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per environment, what provisioning reported (URL, container, ...).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_label(cls, value: str) -> str:
+        return check_dns_label(value, what="service name")
+
+    @field_validator("outputs")
+    @classmethod
+    def _output_environments_are_labels(
+        cls, value: dict[str, dict[str, str]]
+    ) -> dict[str, dict[str, str]]:
+        for environment in value:
+            _environment(environment)
+        return value
+
+    def to_document(self) -> dict[str, Any]:
+        """The Backstage ``Component`` entity of this service."""
+        annotations = {
+            f"{ANNOTATION_PREFIX}repository": self.repository,
+            f"{ANNOTATION_PREFIX}port": str(self.port),
+            f"{ANNOTATION_PREFIX}environments": ",".join(self.environments),
+            f"{ANNOTATION_PREFIX}template": self.template,
+            f"{ANNOTATION_PREFIX}template-version": self.template_version,
+        }
+        for environment, values in sorted(self.outputs.items()):
+            annotations[f"{ANNOTATION_PREFIX}outputs.{environment}"] = json.dumps(
+                values, sort_keys=True
+            )
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Component",
+            "metadata": {
+                "name": self.name,
+                "description": self.description,
+                "annotations": annotations,
+            },
+            "spec": {"type": self.type, "lifecycle": self.lifecycle, "owner": self.owner},
+        }
+
+    def to_yaml(self) -> str:
+        """The file as it is committed: safe YAML, keys in a stable order."""
+        return yaml.safe_dump(self.to_document(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_document(cls, document: object, *, source: str = "catalog entry") -> CatalogEntry:
+        """Read a ``Component`` entity; refuses anything that is not Slipway's shape."""
+        try:
+            if not isinstance(document, dict):
+                raise TypeError("not a mapping")
+            if document.get("apiVersion") != API_VERSION or document.get("kind") != "Component":
+                raise ValueError(f"must be apiVersion {API_VERSION}, kind Component")
+            metadata, spec = document["metadata"], document["spec"]
+            notes: dict[str, str] = metadata.get("annotations") or {}
+            outputs = {
+                key.removeprefix(f"{ANNOTATION_PREFIX}outputs."): json.loads(value)
+                for key, value in notes.items()
+                if key.startswith(f"{ANNOTATION_PREFIX}outputs.")
+            }
+            environments = notes.get(f"{ANNOTATION_PREFIX}environments", "")
+            return cls(
+                name=metadata["name"],
+                description=metadata.get("description") or "",
+                owner=spec["owner"],
+                type=spec.get("type", "service"),
+                lifecycle=spec.get("lifecycle", "experimental"),
+                repository=notes[f"{ANNOTATION_PREFIX}repository"],
+                port=int(notes[f"{ANNOTATION_PREFIX}port"]),
+                environments=tuple(e for e in environments.split(",") if e),
+                template=notes.get(f"{ANNOTATION_PREFIX}template", "python-service"),
+                template_version=notes.get(f"{ANNOTATION_PREFIX}template-version", ""),
+                outputs=outputs,
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as e:
+            raise CatalogError(
+                f"{source} is not a valid Slipway catalog entry: {e}",
+                hint="fix the file in the platform-catalog repository, or remove it",
+            ) from e
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """One commit of the catalog's history."""
+
+    sha: str
+    message: str
+    author: str
+    when: datetime
+
+
+def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, str]]:
+    """The catalog as rows of a table artifact or of `slipway catalog list`."""
+    return [
+        {
+            "service": e.name,
+            "owner": e.owner,
+            "lifecycle": e.lifecycle,
+            "port": str(e.port),
+            "environments": ", ".join(e.environments),
+            "template": f"{e.template} {e.template_version}".strip(),
+            "description": e.description.splitlines()[0] if e.description else "",
+        }
+        for e in entries
+    ]
+
+
+class Catalog:
+    """The catalog repository on one git server.
+
+    Example:
+        ```python
+        catalog = Catalog(GitServer.load_default())
+        for entry in catalog.entries():
+            print(entry.name, entry.owner)
+        ```
+    """
+
+    def __init__(self, server: GitServer) -> None:
+        self._server = server
+        self._branch = f"refs/heads/{server.default_branch}"
+
+    @classmethod
+    def load_default(cls) -> Catalog:
+        """The catalog on the platform's git server."""
+        from blocks.git_server import GitServer
+
+        return cls(GitServer.load_default())
+
+    @property
+    def url(self) -> str:
+        """Where `git clone` finds the catalog."""
+        return repository_url(self._server, CATALOG_REPOSITORY)
+
+    def ensure(self) -> None:
+        """Create the catalog repository when it does not exist yet (idempotent)."""
+        create_repository(self._server, CATALOG_REPOSITORY)
+
+    # -- reading -----------------------------------------------------------
+
+    def entries(self) -> list[CatalogEntry]:
+        """Every service, sorted by name; an empty or missing catalog has none."""
+        repo, tip = self._tip()
+        if tip is None:
+            return []
+        found: list[CatalogEntry] = []
+        for tree in repo.commit(tip).tree.trees:
+            try:
+                blob = tree / _ENTRY_FILE
+            except KeyError:
+                continue
+            found.append(self._parse(blob.data_stream.read(), f"{tree.path}/{_ENTRY_FILE}"))
+        return sorted(found, key=lambda e: e.name)
+
+    def find(self, name: str) -> CatalogEntry | None:
+        """The entry of ``name``, or None."""
+        check_dns_label(name, what="service name")
+        repo, tip = self._tip()
+        if tip is None:
+            return None
+        try:
+            blob = repo.commit(tip).tree / name / _ENTRY_FILE
+        except KeyError:
+            return None
+        return self._parse(blob.data_stream.read(), f"{name}/{_ENTRY_FILE}")
+
+    def get(self, name: str) -> CatalogEntry:
+        """The entry of ``name``; raises ServiceNotFound naming the known services."""
+        entry = self.find(name)
+        if entry is None:
+            known = ", ".join(e.name for e in self.entries()) or "none yet"
+            raise ServiceNotFound(
+                f"no service {name!r} in the catalog (known: {known})",
+                hint=f"onboard it first: `slipway onboard {name}`",
+            )
+        return entry
+
+    def history(self, name: str | None = None, *, limit: int = 50) -> list[CatalogChange]:
+        """The newest changes first, of one service or of the whole catalog."""
+        repo, tip = self._tip()
+        if tip is None:
+            return []
+        paths = [f"{check_dns_label(name, what='service name')}/{_ENTRY_FILE}"] if name else []
+        return [
+            CatalogChange(
+                sha=str(c.hexsha),
+                message=str(c.message).strip(),
+                author=f"{c.author.name} <{c.author.email}>",
+                when=c.authored_datetime.astimezone(UTC),
+            )
+            for c in repo.iter_commits(tip, paths=paths, max_count=limit)
+        ]
+
+    # -- changing ----------------------------------------------------------
+
+    def save(
+        self, entry: CatalogEntry, *, message: str, author: Author | None = None
+    ) -> str | None:
+        """Add or replace ``entry``; returns the commit, or None when nothing changed."""
+        return self._commit(
+            {f"{entry.name}/{_ENTRY_FILE}": entry.to_yaml().encode()}, message, author
+        )
+
+    def update(
+        self,
+        name: str,
+        change: Callable[[CatalogEntry], CatalogEntry],
+        *,
+        message: str,
+        author: Author | None = None,
+    ) -> CatalogEntry:
+        """Read, change and write one entry atomically: a concurrent change is never lost."""
+        for _ in range(_RETRIES):
+            before = self._tip()[1]
+            updated = change(self.get(name))
+            if updated.name != name:
+                raise CatalogError(f"an update may not rename {name!r} to {updated.name!r}")
+            path = f"{name}/{_ENTRY_FILE}"
+            if self._commit({path: updated.to_yaml().encode()}, message, author, expect=before):
+                return updated
+            if self._tip()[1] == before:
+                return updated  # nothing to change
+        raise CatalogError(f"the catalog kept changing while {name!r} was updated; try again")
+
+    def remove(self, name: str, *, message: str, author: Author | None = None) -> str | None:
+        """Remove the entry of ``name``; returns the commit, or None when there was none."""
+        check_dns_label(name, what="service name")
+        return self._commit({f"{name}/{_ENTRY_FILE}": None}, message, author)
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _repo(self) -> git.Repo:
+        path = Path(self.url)
+        if not (path / "HEAD").is_file():
+            self.ensure()
+        return git.Repo(path)
+
+    def _tip(self) -> tuple[git.Repo, str | None]:
+        repo = self._repo()
+        try:
+            return repo, str(repo.commit(self._branch).hexsha)
+        except (git.BadName, ValueError):
+            return repo, None
+
+    def _parse(self, data: bytes, source: str) -> CatalogEntry:
+        try:
+            document = yaml.safe_load(data)
+        except yaml.YAMLError as e:
+            raise CatalogError(f"{source} is not YAML: {e}") from e
+        return CatalogEntry.from_document(document, source=source)
+
+    def _commit(
+        self,
+        files: dict[str, bytes | None],
+        message: str,
+        author: Author | None,
+        *,
+        expect: str | Literal["tip"] | None = "tip",
+    ) -> str | None:
+        """Write ``files`` (None removes) as one commit on the branch.
+
+        With ``expect="tip"`` it retries on top of concurrent commits. With a
+        sha (or None for an empty catalog) it commits only if the branch is
+        still there, and returns None otherwise, for `update` to re-read.
+        """
+        who = author or Author()
+        for _ in range(_RETRIES):
+            repo, tip = self._tip()
+            if expect != "tip" and tip != expect:
+                return None
+            with _private_index(repo) as run:
+                if tip is not None:
+                    run("read-tree", tip)
+                for path, data in files.items():
+                    if data is None:
+                        run("update-index", "--force-remove", path)
+                    else:
+                        blob = repo.odb.store(IStream(b"blob", len(data), BytesIO(data))).hexsha
+                        mode = f"100644,{blob.decode()},{path}"
+                        run("update-index", "--add", "--cacheinfo", mode)
+                tree = run("write-tree")
+            if tip is not None and str(repo.commit(tip).tree.hexsha) == tree:
+                return None
+            parents = ["-p", tip] if tip else []
+            stamp = {
+                "GIT_AUTHOR_NAME": who.name,
+                "GIT_AUTHOR_EMAIL": who.email,
+                "GIT_COMMITTER_NAME": who.name,
+                "GIT_COMMITTER_EMAIL": who.email,
+            }
+            commit = _git(repo, "commit-tree", tree, *parents, "-m", message, env=stamp)
+            try:
+                _git(repo, "update-ref", self._branch, commit, tip or "0" * 40)
+            except CatalogError:
+                continue  # someone committed in between: redo on top of theirs
+            return commit
+        raise CatalogError("the catalog kept changing during a write; try again")
+
+
+def _git(repo: git.Repo, *argv: str, env: dict[str, str] | None = None) -> str:
+    """One git plumbing command in the catalog's bare repository."""
+    try:
+        out = repo.git.execute(["git", *argv], env={**os.environ, **(env or {})})
+    except git.GitCommandError as e:
+        raise CatalogError(f"git {argv[0]} failed in the catalog: {e.stderr.strip()}") from e
+    return str(out).strip()
+
+
+@contextmanager
+def _private_index(repo: git.Repo) -> Iterator[Callable[..., str]]:
+    """A throw-away index, so writers never share git's lock on the default one."""
+    with tempfile.TemporaryDirectory(prefix="slipway-catalog-") as scratch:
+        # An empty work tree: update-index insists on one, though it reads none.
+        index = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), "GIT_WORK_TREE": scratch}
+
+        def run(*argv: str) -> str:
+            return _git(repo, *argv, env=index)
+
+        yield run

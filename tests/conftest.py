@@ -1,0 +1,67 @@
+"""Fixtures every flow test shares: a real Prefect server, and a platform configured on it.
+
+``prefect_server`` is one temporary Prefect server (SQLite) for the whole
+session, started by Prefect's own test harness. ``platform`` writes the
+``default`` document of every Slipway block, pointing at a fresh data
+directory under ``tmp_path``, so each test gets its own git root, artifact
+store and Terraform state while sharing the server.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from slipway.home import Ports, SlipwayHome
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real, temporary Prefect server; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    from blocks import register_block_types
+
+    with prefect_test_harness(server_startup_timeout=120):
+        register_block_types()
+        yield str(PREFECT_API_URL.value())
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A configured platform: its data directory and the ports its blocks name."""
+
+    home: SlipwayHome
+    ports: Ports
+
+
+@pytest.fixture
+def platform(prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    """Default block documents for a new home under ``tmp_path``, saved on the test server."""
+    from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
+    from blocks.webhook import ensure_webhook_secret
+
+    home = SlipwayHome(tmp_path / ".slipway")
+    home.ensure()
+    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
+    for block_type in ALL_BLOCKS:
+        if block_type is not S3Connection:
+            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
+    ensure_webhook_secret()
+    monkeypatch.setenv("SLIPWAY_HOME", str(home.root))
+    for name, port in ports.as_dict().items():
+        if name != "prefect":
+            monkeypatch.setenv(f"SLIPWAY_{name.upper()}_PORT", str(port))
+    return Platform(home=home, ports=ports)
