@@ -212,24 +212,30 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(
         api_url=os.environ["PREFECT_API_URL"],
         secret=load_webhook_secret(),
-        is_service=_repositories_of(server),
+        is_service=_catalogued(server),
         default_branch=server.default_branch,
     )
     logger.info("webhook bridge on http://%s:%d/hooks/{github,gitlab,gitea}", HOST, args.port)
     uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
 
 
-def _repositories_of(server: Any) -> Callable[[str], bool]:
-    """Known services: repositories on the local git server; any for hosted providers.
+def _catalogued(server: Any) -> Callable[[str], bool]:
+    """Known services: the names in the service catalog.
 
-    The service catalog, once it exists, is the better source and replaces this.
+    The catalog's names are read again only when its branch moved, so a push
+    costs one ref lookup, not a walk of the catalog.
     """
-    if server.provider != "local":
-        return lambda name: True
-    root = server.root
+    from tasks.catalog import Catalog
+
+    catalog = Catalog(server)
+    cache: dict[str | None, frozenset[str]] = {}
 
     def known(name: str) -> bool:
-        return "/" not in name and not name.startswith(".") and (root / f"{name}.git").is_dir()
+        tip = catalog.tip()
+        if tip not in cache:
+            cache.clear()
+            cache[tip] = catalog.names()
+        return name in cache[tip]
 
     return known
 

@@ -1,8 +1,12 @@
 """The `slipway` command.
 
     slipway up [--home DIR] [--prefect-port N ...]   start and supervise the platform
+    slipway up --role server --database URL           ... as the server of several worker hosts
+    slipway up --role worker --server URL             ... as one worker host of that server
     slipway status                                    each component, its URL and health
     slipway down                                      stop everything `up` started
+    slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
+    slipway catalog list                              the services in the catalog
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -14,9 +18,13 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slipway.errors import SlipwayError
+from slipway.errors import ConfigurationError, SlipwayError
 from slipway.home import Ports, SlipwayHome
+
+if TYPE_CHECKING:
+    from deployments.supervisor import UpOptions
 
 __all__ = ["main"]
 
@@ -36,9 +44,67 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--project", type=Path, default=PROJECT_DIR, help="directory holding prefect.yaml"
     )
+    _scale_out_arguments(up)
     commands.add_parser("status", help="show each component with its URL and health")
     commands.add_parser("down", help="stop everything `slipway up` started")
+    onboard = commands.add_parser("onboard", help="onboard a service from a template")
+    onboard.add_argument("name", help="service name, a DNS-1123 label")
+    onboard.add_argument("--owner", required=True, help="owning team, e.g. group:payments")
+    onboard.add_argument("--description", default="", help="what the service does")
+    onboard.add_argument("--template", default="python-service", help="template to start from")
+    onboard.add_argument(
+        "--env", action="append", dest="environments", help="environment (repeatable; default dev)"
+    )
+    onboard.add_argument("--port", type=int, help="port (default: next free in the range)")
+    onboard.add_argument("--dry-run", action="store_true", help="render and check, create nothing")
+    catalog = commands.add_parser("catalog", help="the service catalog")
+    catalog.add_subparsers(dest="catalog_command", required=True).add_parser(
+        "list", help="print every service in the catalog"
+    )
     return parser
+
+
+def _scale_out_arguments(up: argparse.ArgumentParser) -> None:
+    from deployments.components import ROLES
+    from deployments.pool import CrashDetection
+
+    scale = up.add_argument_group("scale-out (docs/operations/scale-out.md)")
+    scale.add_argument(
+        "--role",
+        choices=ROLES,
+        default=os.environ.get("SLIPWAY_ROLE", "embedded"),
+        help="embedded (default): everything here, flows served in-process; server: Prefect "
+        "and shared services, flows go to the work pool; worker: a pool worker of --server; "
+        "all: server and one worker here  [$SLIPWAY_ROLE]",
+    )
+    scale.add_argument(
+        "--database",
+        help="Prefect's database, postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB; prefer "
+        "$SLIPWAY_DATABASE_URL, which other users cannot read in the process list",
+    )
+    scale.add_argument(
+        "--server", help="worker: the server's URL, e.g. http://10.0.0.5:4200  [$SLIPWAY_SERVER]"
+    )
+    scale.add_argument("--pool", default="slipway", help="worker: the work pool to poll")
+    scale.add_argument("--worker-name", help="worker: unique name (default: host and home)")
+    scale.add_argument(
+        "--poll-seconds", type=float, default=5.0, help="worker: seconds between polls (5)"
+    )
+    scale.add_argument("--limit", type=int, help="worker: flow runs at once (default: no limit)")
+    scale.add_argument("--repository", help="server: git URL workers clone (default: origin)")
+    scale.add_argument("--commit", help="server: commit workers check out (default: HEAD)")
+    scale.add_argument(
+        "--heartbeat-seconds",
+        type=int,
+        default=CrashDetection.heartbeat_seconds,
+        help="server: flow-run heartbeat interval of every worker (30, the minimum)",
+    )
+    scale.add_argument(
+        "--crash-after",
+        type=int,
+        default=CrashDetection.crash_after_seconds,
+        help="server: mark a run Crashed after this many seconds without heartbeat (90)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             from deployments.supervisor import down
 
             down(home)
+            return 0
+        if args.command == "onboard":
+            return _onboard(home, args)
+        if args.command == "catalog":
+            from deployments.commands import catalog_list
+
+            print(catalog_list(home))
             return 0
         return _status(home)
     except SlipwayError as e:
@@ -77,7 +150,71 @@ def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
         raise SlipwayError(
             f"{project} has no prefect.yaml", hint="pass --project with the Slipway checkout"
         )
-    up(UpOptions(home=home, ports=replace(ports, **overrides), project_dir=project))
+    options = UpOptions(home=home, ports=replace(ports, **overrides), project_dir=project)
+    up(_with_role(options, args))
+    return 0
+
+
+def _with_role(options: UpOptions, args: argparse.Namespace) -> UpOptions:
+    """Check the scale-out flags against the role before anything starts."""
+    from deployments.components import DATABASE_ENV, Database, WorkerSettings, server_api_url
+    from deployments.pool import CrashDetection, platform_code
+
+    role = args.role
+    raw_db = args.database or next((os.environ[k] for k in DATABASE_ENV if os.environ.get(k)), "")
+    server = args.server or os.environ.get("SLIPWAY_SERVER")
+    if role == "worker":
+        if args.database:
+            raise ConfigurationError(
+                "a worker host has no database of its own",
+                hint="give --database to the server host; workers only need --server",
+            )
+        if not server:
+            raise ConfigurationError(
+                "a worker host needs the URL of its Prefect server",
+                hint="pass --server http://SERVER-HOST:4200 or set SLIPWAY_SERVER",
+            )
+    elif args.server:
+        raise ConfigurationError(
+            f"role {role} runs its own Prefect server, so --server does not apply",
+            hint="use --role worker to join another server",
+        )
+    worker = None
+    if role in ("worker", "all"):
+        worker = WorkerSettings(
+            api_url=server_api_url(server or "")
+            if role == "worker"
+            else options.ports.prefect_api_url,
+            pool=args.pool,
+            name=args.worker_name,
+            poll_seconds=args.poll_seconds,
+            limit=args.limit,
+        )
+    code = None
+    if role in ("server", "all"):
+        code = platform_code(options.project_dir, repository=args.repository, commit=args.commit)
+    return replace(
+        options,
+        role=role,
+        database=Database.parse(raw_db) if raw_db and role != "worker" else None,
+        worker=worker,
+        code=code,
+        crash=CrashDetection(args.heartbeat_seconds, args.crash_after),
+    )
+
+
+def _onboard(home: SlipwayHome, args: argparse.Namespace) -> int:
+    from deployments.commands import onboard
+
+    request = {
+        "name": args.name,
+        "owner": args.owner,
+        "description": args.description,
+        "template": args.template,
+        "environments": args.environments or ["dev"],
+        "port": args.port,
+    }
+    print(onboard(home, request, dry_run=args.dry_run))
     return 0
 
 
@@ -86,7 +223,7 @@ def _status(home: SlipwayHome) -> int:
 
     state = read_state(home)
     if state is not None:  # talk to this home's server, whatever the shell has set
-        os.environ["PREFECT_API_URL"] = state.port_config().prefect_api_url
+        os.environ["PREFECT_API_URL"] = state.prefect_api_url()
     from deployments.status import collect_status, format_table
 
     results = collect_status(home)

@@ -236,6 +236,21 @@ class Catalog:
             found.append(self._parse(blob.data_stream.read(), f"{tree.path}/{_ENTRY_FILE}"))
         return sorted(found, key=lambda e: e.name)
 
+    def tip(self) -> str | None:
+        """The catalog's current commit; None while it is empty."""
+        return self._tip()[1]
+
+    def names(self) -> frozenset[str]:
+        """The services' names, without reading their entries."""
+        repo, tip = self._tip()
+        if tip is None:
+            return frozenset()
+        return frozenset(
+            tree.name
+            for tree in repo.commit(tip).tree.trees
+            if any(blob.name == _ENTRY_FILE for blob in tree.blobs)
+        )
+
     def find(self, name: str) -> CatalogEntry | None:
         """The entry of ``name``, or None."""
         check_dns_label(name, what="service name")

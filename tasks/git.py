@@ -228,8 +228,8 @@ def _resolve(repo: git.Repo, wanted: str) -> str:
     """The full sha of a branch of the remote, or of a (possibly short) sha."""
     for candidate in (f"origin/{wanted}", wanted):
         try:
-            return str(repo.commit(candidate).hexsha)
-        except (git.BadName, ValueError):
+            return str(repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}"))
+        except git.GitCommandError:
             continue
     raise GitError(
         f"{wanted!r} is neither a branch nor a commit of the repository",

@@ -12,6 +12,7 @@ stays data in YAML, HCL and JSON; no generated file name is built from it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +43,25 @@ __all__ = [
     "publish_template",
     "render_service",
     "template_version",
+    "templates_root",
     "update_service",
 ]
 
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
-"""Where the platform's templates live: one copier template per sub-directory."""
+"""Where the platform's own templates live: one copier template per sub-directory."""
+
+
+def templates_root() -> Path:
+    """The templates the platform offers: ``$SLIPWAY_TEMPLATES_DIR``, else Slipway's own.
+
+    A platform team keeps its golden paths in a directory of its own this way,
+    without forking Slipway.
+    """
+    configured = os.environ.get("SLIPWAY_TEMPLATES_DIR")
+    return Path(configured).resolve() if configured else TEMPLATES_DIR
+
 
 ANSWERS_FILE = ".copier-answers.yml"
 """The answers file every template keeps, so ``copier update`` works later."""
@@ -179,8 +192,9 @@ class RenderedService:
     """The copier answers file, which ``copier update`` needs later."""
 
 
-def available_templates(root: Path = TEMPLATES_DIR) -> list[str]:
+def available_templates(root: Path | None = None) -> list[str]:
     """The names of the templates under ``root``: directories holding a ``copier.yml``."""
+    root = root or templates_root()
     if not root.is_dir():
         return []
     return sorted(p.parent.name for p in root.glob("*/copier.y*ml"))
@@ -191,7 +205,7 @@ def render_service(
     destination: Path,
     answers: ServiceAnswers,
     *,
-    templates_root: Path = TEMPLATES_DIR,
+    templates_root: Path | None = None,
     vcs_ref: str | None = None,
     release: TemplateRelease | None = None,
 ) -> RenderedService:
@@ -269,7 +283,7 @@ class TemplateRelease:
         return f"git+file://{self.url}"
 
 
-def template_version(template: str, *, templates_root: Path = TEMPLATES_DIR) -> str:
+def template_version(template: str, *, templates_root: Path | None = None) -> str:
     """The version a template declares in its copier.yml (``template_version``)."""
     config = _template_path(template, templates_root) / "copier.yml"
     try:
@@ -284,7 +298,7 @@ def template_version(template: str, *, templates_root: Path = TEMPLATES_DIR) -> 
 
 
 def publish_template(
-    server: GitServer, template: str, *, templates_root: Path = TEMPLATES_DIR
+    server: GitServer, template: str, *, templates_root: Path | None = None
 ) -> TemplateRelease:
     """Publish ``template`` to the git server as ``template-<name>``, tagged with its version.
 
@@ -357,8 +371,9 @@ def update_service(path: Path, *, vcs_ref: str | None = None) -> RenderedService
     return _describe(path)
 
 
-def _template_path(template: str, root: Path) -> Path:
+def _template_path(template: str, root: Path | None) -> Path:
     """The template's directory, refusing names that are unknown or not plain names."""
+    root = root or templates_root()
     names = available_templates(root)
     if template not in names:
         raise TemplateError(

@@ -23,6 +23,7 @@ from deployments.bridge import MAX_BODY_BYTES, build_app
 from deployments.post_receive import spool_delivery
 from deployments.spool import Redelivery, redeliver
 from deployments.webhooks import Provider, event_id
+from tasks.catalog import Catalog, CatalogEntry
 from tasks.git import PushHook, create_repository
 from tests.deployments.conftest import Up, free_port, slipway_env
 
@@ -36,9 +37,7 @@ def running(tmp_path_factory) -> Iterator[tuple[Up, str]]:
     up = Up(home, ports, slipway_env())
     try:
         up.start()
-        subprocess.run(
-            ["git", "init", "--quiet", "--bare", str(home / "git" / f"{SERVICE}.git")], check=True
-        )
+        register(up, SERVICE)
         script = (
             "from blocks.webhook import load_webhook_secret as s; print(s().get_secret_value())"
         )
@@ -224,6 +223,12 @@ def _server(up: Up) -> GitServer:
     return GitServer(provider="local", root=up.home / "git")
 
 
+def register(up: Up, name: str) -> None:
+    """Put ``name`` in the platform's catalog, which is how the bridge knows a service."""
+    entry = CatalogEntry(name=name, owner="group:test", port=8100, repository=name)
+    Catalog(_server(up)).save(entry, message=f"Onboard {name}")
+
+
 def test_a_plain_git_push_to_a_slipway_repository_becomes_an_event_with_its_commit(
     running, tmp_path
 ):
@@ -233,6 +238,7 @@ def test_a_plain_git_push_to_a_slipway_repository_becomes_an_event_with_its_comm
         secret=SecretStr(secret),
         spool=up.home / "spool",
     )
+    register(up, "hooked")
     repository = create_repository(_server(up), "hooked", hook=hook)
     assert create_repository(_server(up), "hooked", hook=hook) == repository  # idempotent
     sha, pushed = _commit_and_push(repository, tmp_path / "work", "docs/index.md")
@@ -253,6 +259,7 @@ def test_a_push_while_the_bridge_is_down_succeeds_and_is_redelivered_later(runni
         secret=SecretStr(secret),
         spool=spool,
     )
+    register(up, "offline")
     repository = create_repository(_server(up), "offline", hook=down)
     sha, pushed = _commit_and_push(repository, tmp_path / "work", "app/main.py")
     assert pushed.returncode == 0, pushed.stderr

@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks import GitServer
+from tasks.catalog import Catalog, CatalogEntry
 from tasks.git import PushHook, create_repository
 from tests.deployments.conftest import api_post, free_port, processes_of_home
 from tests.deployments.test_bridge import _commit_and_push, _events_for
@@ -109,6 +110,10 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
         spool=first.home / "spool",
     )
     server = GitServer(provider="local", root=first.home / "git")
+    Catalog(server).save(
+        CatalogEntry(name="spooled", owner="group:test", port=8100, repository="spooled"),
+        message="Onboard spooled",
+    )
     repository = create_repository(server, "spooled", hook=dead_hook)
     sha, pushed = _commit_and_push(repository, tmp_path / "work", "README.md")
     assert pushed.returncode == 0 and "for redelivery" in pushed.stderr

@@ -1,0 +1,95 @@
+"""The local git server: checkouts, publishing a directory, tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+import pytest
+
+from blocks import GitServer
+from slipway.errors import GitError, InvalidRequest
+from tasks.git import (
+    checkout,
+    create_repository,
+    delete_repository,
+    head_commit,
+    publish_directory,
+    repository_exists,
+    tag_commit,
+)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> GitServer:
+    return GitServer(provider="local", root=tmp_path / "git")
+
+
+def source(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "source"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_publish_then_checkout_the_exact_commit(server: GitServer, tmp_path: Path) -> None:
+    create_repository(server, "svc")
+    assert head_commit(server, "svc") is None
+    first = publish_directory(server, "svc", source(tmp_path, {"a.txt": "1"}), message="one")
+    assert publish_directory(server, "svc", tmp_path / "source", message="same") == first
+    (tmp_path / "source" / "a.txt").write_text("2")
+    second = publish_directory(server, "svc", tmp_path / "source", message="two")
+    assert second != first and head_commit(server, "svc") == second
+
+    with checkout(server, "svc", first) as old:
+        assert old.sha == first and (old.path / "a.txt").read_text() == "1"
+        workspace = old.path
+    assert not workspace.exists(), "the workspace outlived its checkout"
+    with checkout(server, "svc", first[:10]) as short:
+        assert short.sha == first
+    with checkout(server, "svc") as tip:
+        assert tip.sha == second and tip.ref == "main"
+
+
+def test_publish_replaces_the_tree_so_removed_files_go(server: GitServer, tmp_path: Path) -> None:
+    create_repository(server, "svc")
+    root = source(tmp_path, {"keep.txt": "k", "drop.txt": "d"})
+    publish_directory(server, "svc", root, message="both")
+    (root / "drop.txt").unlink()
+    sha = publish_directory(server, "svc", root, message="one")
+    tree = git.Repo(server.root / "svc.git").commit(sha).tree
+    assert [b.name for b in tree.blobs] == ["keep.txt"]
+
+
+def test_unknown_commits_and_option_like_refs_are_refused(
+    server: GitServer, tmp_path: Path
+) -> None:
+    create_repository(server, "svc")
+    publish_directory(server, "svc", source(tmp_path, {"a": "1"}), message="one")
+    with (
+        pytest.raises(GitError, match="neither a branch nor a commit"),
+        checkout(server, "svc", "0" * 40),
+    ):
+        pass
+    with pytest.raises(InvalidRequest), checkout(server, "svc", "--upload-pack=touch /tmp/x"):
+        pass
+    with pytest.raises(GitError, match="no repository 'ghost'"):
+        head_commit(server, "ghost")
+
+
+def test_a_tag_is_never_moved(server: GitServer, tmp_path: Path) -> None:
+    create_repository(server, "tpl")
+    one = publish_directory(server, "tpl", source(tmp_path, {"a": "1"}), message="one")
+    assert tag_commit(server, "tpl", "v1.0.0", one) == one
+    (tmp_path / "source" / "a").write_text("2")
+    two = publish_directory(server, "tpl", tmp_path / "source", message="two")
+    assert tag_commit(server, "tpl", "v1.0.0", two) == one
+
+
+def test_delete_is_idempotent(server: GitServer) -> None:
+    create_repository(server, "svc")
+    assert repository_exists(server, "svc")
+    assert delete_repository(server, "svc") is True
+    assert delete_repository(server, "svc") is False
+    assert not repository_exists(server, "svc")
