@@ -9,6 +9,7 @@ store and Terraform state while sharing the server.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from pathlib import Path
 import pytest
 
 from slipway.home import Ports, SlipwayHome
+
+# Only loopback is reachable here, and nothing may try another address:
+# Prefect's test server would otherwise send telemetry off the machine.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
 
 
 def free_port() -> int:

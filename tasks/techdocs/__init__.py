@@ -1,0 +1,78 @@
+"""TechDocs: build a service's MkDocs site and publish it in Backstage's layout.
+
+Three steps, each its own module:
+
+- :mod:`tasks.techdocs.config` reads ``mkdocs.yml`` and refuses, before
+  anything runs, what would leave the repository or run its code;
+- :mod:`tasks.techdocs.build` runs ``mkdocs build --strict`` and names the
+  commit a site comes from;
+- :mod:`tasks.techdocs.publish` uploads the site incrementally under
+  ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``
+  and a copy per version, and reads it back for the docs portal.
+
+Example:
+    ```python
+    with checkout(server, "payments-api") as co, TemporaryDirectory() as out:
+        source = describe_source(co)
+        site = build_site(co.path, read_site_config(co.path), Path(out) / "site")
+        publish_site(store, "payments-api", site, source, keep_versions=5)
+    ```
+"""
+
+from tasks.techdocs.build import (
+    RESERVED,
+    BuiltSite,
+    DocsSource,
+    build_site,
+    describe_source,
+    is_ancestor,
+)
+from tasks.techdocs.config import CONFIG_NAMES, SiteConfig, read_site_config
+from tasks.techdocs.publish import (
+    DOCS_PREFIX,
+    METADATA_FILE,
+    SITES_PREFIX,
+    DocsMetadata,
+    PublishedDocs,
+    PublishInfo,
+    SyncResult,
+    VersionEntry,
+    already_published,
+    prune_versions,
+    publish_site,
+    read_metadata,
+    read_versions,
+    site_prefix,
+    sync_site,
+    update_metadata,
+    write_version_entry,
+)
+
+__all__ = [
+    "CONFIG_NAMES",
+    "DOCS_PREFIX",
+    "METADATA_FILE",
+    "RESERVED",
+    "SITES_PREFIX",
+    "BuiltSite",
+    "DocsMetadata",
+    "DocsSource",
+    "PublishInfo",
+    "PublishedDocs",
+    "SiteConfig",
+    "SyncResult",
+    "VersionEntry",
+    "already_published",
+    "build_site",
+    "describe_source",
+    "is_ancestor",
+    "prune_versions",
+    "publish_site",
+    "read_metadata",
+    "read_site_config",
+    "read_versions",
+    "site_prefix",
+    "sync_site",
+    "update_metadata",
+    "write_version_entry",
+]
