@@ -81,6 +81,7 @@ def test_catalog_info_is_a_backstage_component(render: Render, answers: ServiceA
         "slipway.dev/environments": "dev,staging",
         "slipway.dev/template": "python-service",
         "slipway.dev/template-version": "1.0.0",
+        "backstage.io/techdocs-ref": "dir:.",
     }
     assert entry["spec"] == {
         "type": "service",
