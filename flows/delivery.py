@@ -1,0 +1,454 @@
+"""Delivery: every push to a default branch ends healthy in ``dev``, or with the old version serving.
+
+Three flows, after Argo CD (sync history, rollback) and Argo Rollouts
+(blue-green with a promotion gate), on a single Docker host:
+
+* `build_test_deploy`: check out the exact commit, build the image, run its
+  tests inside it without network, push it, and release it blue-green.
+* `promote`: run the image digest that serves one environment in another;
+  ``prod`` waits for an approval form in the UI first.
+* `rollback`: return an environment to its previous healthy deployment, or to
+  a given sha.
+
+One release at a time touches a service's environment (`deploy_slot`). A push
+that is still waiting for that slot when a newer push of the same service and
+environment arrives gives way: its run ends Cancelled, without deploying.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import git
+from prefect import flow, get_client, get_run_logger
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import State, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Cancelled
+from pydantic import Field
+
+from blocks import ContainerRegistry, DeployTarget, GitServer, PlatformSettings
+from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
+from slipway.names import check_dns_label, check_git_ref
+from tasks.catalog import Catalog, CatalogEntry
+from tasks.containers import docker_client
+from tasks.git import checkout
+from tasks.images import (
+    build_image,
+    check_sha,
+    describe_report,
+    image_repository,
+    push_image,
+    remove_image,
+    run_image_tests,
+)
+from tasks.release import Release, deploy_release, live_container
+from tasks.release_history import (
+    DeploymentRecord,
+    deploy_slot,
+    deployment_history,
+    record_deployment,
+    rollback_target,
+)
+
+if TYPE_CHECKING:
+    import docker
+
+__all__ = ["PROD", "Approval", "build_test_deploy", "promote", "rollback"]
+
+BUILD_FLOW = "build-test-deploy"
+DEFAULT_ENVIRONMENT = "dev"
+PROD = "prod"
+"""Deploying here, by any flow but rollback, waits for a human's approval."""
+APPROVAL_TIMEOUT_SECONDS = 3600
+APPROVAL_POLL_SECONDS = 2
+_WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+
+
+class Approval(RunInput):
+    """The form a paused deployment to prod shows in the UI."""
+
+    approve: bool = Field(
+        default=False, title="Approve", description="Tick to deploy this image to prod."
+    )
+    comment: str = Field(
+        default="",
+        max_length=500,
+        title="Comment",
+        description="Why; kept in the flow run's log and the deployment record.",
+    )
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Everything a release to one environment of one service needs."""
+
+    entry: CatalogEntry
+    environment: str
+    port: int
+    env_vars: dict[str, str]
+    reserved_ports: frozenset[int]
+    target: DeployTarget
+    settings: PlatformSettings
+    client: docker.DockerClient = field(repr=False)
+
+
+@flow(name=BUILD_FLOW)
+def build_test_deploy(
+    service: str,
+    commit: str,
+    ref: str,
+    environment: str = DEFAULT_ENVIRONMENT,
+    triggered_by: str = "",
+) -> DeploymentRecord | State[Any]:
+    """Build, test, push and release one commit of a service.
+
+    Args:
+        service: The service's name in the catalog.
+        commit: The commit to build: its hex sha (a push's ``after``).
+        ref: What was pushed, e.g. ``refs/heads/main``; recorded with the deployment.
+        environment: Where to release it.
+        triggered_by: Who pushed; defaults to what created the run.
+    """
+    service, commit, ref = _checked_names(service, commit, ref)
+    stage = _stage(service, environment)
+    if environment == PROD:
+        _prod_gate(service, commit, environment)
+    with deploy_slot(
+        service, environment, give_up=lambda: _newer_push(service, environment)
+    ) as gave_up:
+        if gave_up is not None:
+            return _superseded(gave_up)
+        registry = ContainerRegistry.load_default()
+        with checkout(GitServer.load_default(), service, commit) as work:
+            committed = _commit_time(work.path, work.sha)
+            built = build_image(
+                stage.client,
+                work.path,
+                service=service,
+                sha=work.sha,
+                repository=image_repository(registry, service),
+                base_image=stage.settings.base_image,
+            )
+        try:
+            report = run_image_tests(stage.client, built.tag)
+            create_table_artifact(
+                table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
+                key=f"tests-{service}",
+                description=f"`{service}` at `{built.sha[:12]}`: " + describe_report(report),
+            )
+            if not report.passed:
+                raise BuildError(
+                    f"the tests of {service} at {built.sha[:12]} failed; nothing was pushed or deployed:\n{report.tail}",
+                    hint="fix the tests (see the tests artifact) and push again",
+                )
+            pushed = push_image(stage.client, built, registry=registry)
+        except BaseException:
+            remove_image(stage.client, built.tag)
+            raise
+        newer = _newer_push(service, environment)
+        if newer is not None:
+            return _superseded(f"{newer}; {pushed.reference} was pushed but not deployed")
+        release = Release(
+            service, environment, built.sha, pushed.reference, stage.port, stage.env_vars
+        )
+        return _release(
+            stage, release, "build-test-deploy", triggered_by, ref=ref, committed_at=committed
+        )
+
+
+@flow(name="promote")
+def promote(
+    service: str,
+    from_env: str,
+    to_env: str,
+    triggered_by: str = "",
+    approval_timeout_seconds: int = APPROVAL_TIMEOUT_SECONDS,
+) -> DeploymentRecord:
+    """Run the exact image digest that serves ``from_env`` in ``to_env``, without a rebuild.
+
+    Promoting to ``prod`` pauses the run for an approval form in the UI
+    (**Resume** on the flow run); a rejection or no answer within
+    ``approval_timeout_seconds`` fails the run with nothing changed.
+
+    Args:
+        service: The service's name in the catalog.
+        from_env: The environment whose running image is promoted, e.g. ``staging``.
+        to_env: The environment to run it in, e.g. ``prod``.
+        triggered_by: Who asked; defaults to what created the run.
+        approval_timeout_seconds: How long a promotion to prod waits for approval.
+    """
+    check_dns_label(service, what="service")
+    check_dns_label(from_env, what="from_env")
+    if from_env == to_env:
+        raise InvalidRequest(f"from_env and to_env are both {from_env!r}")
+    stage = _stage(service, to_env)
+    source = live_container(stage.client, service, from_env)
+    if source is None:
+        raise InvalidRequest(
+            f"nothing of {service} runs in {from_env}, so there is nothing to promote",
+            hint=f"deploy to {from_env} first (push to the default branch)",
+        )
+    get_run_logger().info(
+        "Promoting %s (%s) from %s to %s", service, source.image, from_env, to_env
+    )
+    if to_env == PROD:
+        _prod_gate(service, source.sha, to_env, timeout=approval_timeout_seconds)
+    with deploy_slot(service, to_env):
+        release = Release(service, to_env, source.sha, source.image, stage.port, stage.env_vars)
+        return _release(stage, release, "promote", triggered_by, from_environment=from_env)
+
+
+@flow(name="rollback")
+def rollback(
+    service: str, environment: str, to: str | None = None, triggered_by: str = ""
+) -> DeploymentRecord:
+    """Return ``environment`` to its previous healthy deployment, or to the sha ``to``.
+
+    The image comes from the deployment history by digest, so it is the one
+    that ran then, never a rebuild. No approval is asked, even for prod:
+    rolling back is how an incident ends.
+
+    Args:
+        service: The service's name in the catalog.
+        environment: The environment to roll back.
+        to: A sha (at least 7 hex characters) deployed there before; empty for
+            the previous healthy deployment.
+        triggered_by: Who asked; defaults to what created the run.
+    """
+    to = check_sha(to.strip().lower(), what="to") if to and to.strip() else None
+    stage = _stage(service, environment)
+    with deploy_slot(service, environment):
+        live = live_container(stage.client, service, environment)
+        history = deployment_history(service, environment)
+        chosen = rollback_target(
+            history, current_digest=live.image.partition("@")[2] if live else None, to=to
+        )
+        get_run_logger().info(
+            "Rolling %s in %s back to %s (%s)", service, environment, chosen.sha[:12], chosen.image
+        )
+        release = Release(
+            service, environment, chosen.sha, chosen.image, stage.port, stage.env_vars
+        )
+        return _release(
+            stage,
+            release,
+            "rollback",
+            triggered_by,
+            detail=f"from {live.sha[:12]}" if live else "nothing was running",
+        )
+
+
+# -- the steps the flows share ----------------------------------------------------
+
+
+def _checked_names(service: str, commit: str, ref: str) -> tuple[str, str, str]:
+    """Refuse a name that must never reach git or Docker, before anything happens."""
+    check_dns_label(service, what="service")
+    sha = check_sha(commit.strip().lower())
+    branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+    check_git_ref(branch, what="ref")
+    return service, sha, ref
+
+
+def _stage(service: str, environment: str) -> _Stage:
+    """The catalog entry, blocks and engine for a release; refuses an unknown environment."""
+    check_dns_label(service, what="service")
+    check_dns_label(environment, what="environment")
+    catalog = Catalog.load_default()
+    entry = catalog.get(service)
+    if environment not in entry.environments and environment not in entry.outputs:
+        raise InvalidRequest(
+            f"{service} has no environment {environment!r} (it has: {', '.join(entry.environments)})",
+            hint="add the environment to the service (provision-environment) first",
+        )
+    outputs = entry.outputs.get(environment, {})
+    port = int(outputs["port"]) if outputs.get("port", "").isdigit() else entry.port
+    reserved = {e.port for e in catalog.entries()} | {
+        int(o["port"])
+        for e in catalog.entries()
+        for o in e.outputs.values()
+        if o.get("port", "").isdigit()
+    }
+    target = DeployTarget.load_default()
+    return _Stage(
+        entry=entry,
+        environment=environment,
+        port=port,
+        env_vars=_env_vars(outputs.get("env_vars", "")),
+        reserved_ports=frozenset(reserved),
+        target=target,
+        settings=PlatformSettings.load_default(),
+        client=docker_client(target),
+    )
+
+
+def _env_vars(raw: str) -> dict[str, str]:
+    """The provisioned ``env_vars`` output (a JSON object), or none."""
+    try:
+        found = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _release(
+    stage: _Stage,
+    release: Release,
+    action: str,
+    triggered_by: str,
+    **extra: str,
+) -> DeploymentRecord:
+    """Deploy blue-green, record the outcome either way, and link the running service."""
+    who = triggered_by or _run_creator()
+    base = {
+        "service": release.service,
+        "environment": release.environment,
+        "sha": release.sha,
+        "image": release.image,
+        "action": action,
+        "triggered_by": who,
+        "flow_run_id": _run_id(),
+        **extra,
+    }
+    try:
+        deployed = deploy_release(
+            stage.client,
+            release,
+            target=stage.target,
+            health_timeout=stage.settings.health_timeout_seconds,
+            reserved_ports=stage.reserved_ports,
+        )
+    except DeployError as e:
+        failed = DeploymentRecord.model_validate(
+            {**base, "outcome": "failed", "at": datetime.now(UTC), "detail": e.message[:2000]}
+        )
+        record_deployment(failed)
+        raise
+    record = DeploymentRecord.model_validate(
+        {
+            **base,
+            "outcome": "succeeded",
+            "at": datetime.now(UTC),
+            "url": deployed.url,
+            "detail": extra.get("detail")
+            or (f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"),
+        }
+    )
+    record_deployment(record)
+    create_link_artifact(
+        key=f"service-{release.service}--{release.environment}",
+        link=deployed.url,
+        link_text=f"{release.service} in {release.environment} ({release.sha[:12]})",
+        description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
+    )
+    return record
+
+
+def _prod_gate(
+    service: str, sha: str, environment: str, *, timeout: int = APPROVAL_TIMEOUT_SECONDS
+) -> None:
+    """Wait for a human to approve a deployment to prod in the UI.
+
+    The security gate (issue 7) belongs at the top of this function, before a
+    human is asked: a refusal must name the findings and raise `GateRefused`.
+    """
+    logger = get_run_logger()
+    description = (
+        f"Deploy `{service}` at `{sha[:12]}` to **{environment}**? "
+        "Tick *Approve* and resume, or leave it unticked to reject."
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=Approval.with_initial_data(description=description),
+            timeout=timeout,
+            poll_interval=APPROVAL_POLL_SECONDS,
+        )
+    except FlowPauseTimeout as e:
+        raise GateRefused(
+            f"nobody approved {service} {sha[:12]} for {environment} within {timeout} s",
+            hint="run it again and resume the paused run with Approve ticked",
+        ) from e
+    if not answer.approve:
+        raise GateRefused(
+            f"the deployment of {service} {sha[:12]} to {environment} was rejected: {answer.comment or 'no comment'}"
+        )
+    logger.info("Approved for %s: %s", environment, answer.comment or "no comment")
+
+
+def _newer_push(service: str, environment: str) -> str | None:
+    """Why this build-test-deploy should give way: a newer run of the same target exists.
+
+    Newer means created later, for the same service and environment, and still
+    waiting, running or already completed; a failed or cancelled newer run
+    does not stop an older one from delivering.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None
+    me = context.flow_run
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[BUILD_FLOW])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[*_WAITING, StateType.COMPLETED])
+                )
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=100,
+            offset=0,
+        )
+    for run in runs:
+        if (
+            run.id == me.id
+            or run.created is None
+            or me.created is None
+            or run.created <= me.created
+        ):
+            continue
+        wanted = run.parameters
+        if (
+            wanted.get("service") == service
+            and wanted.get("environment", DEFAULT_ENVIRONMENT) == environment
+        ):
+            return f"superseded by the newer run {run.name} of {str(wanted.get('commit', ''))[:12]}"
+    return None
+
+
+def _superseded(reason: str) -> State[Any]:
+    get_run_logger().warning("Not deploying: %s", reason)
+    return Cancelled(message=reason)
+
+
+def _commit_time(path: Path, sha: str) -> str:
+    return str(git.Repo(path).commit(sha).committed_datetime.astimezone(UTC).isoformat())
+
+
+def _run_id() -> str:
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context and context.flow_run else ""
+
+
+def _run_creator() -> str:
+    """Who started the run when no one was named: its creator, else 'manual'."""
+    context = FlowRunContext.get()
+    created_by = context.flow_run.created_by if context and context.flow_run else None
+    if created_by is not None and created_by.display_value:
+        return str(created_by.display_value)
+    return "manual"

@@ -1,0 +1,416 @@
+"""Service images on the deploy target's Docker engine: build, test inside, push.
+
+An image is tagged ``<registry>/<service>:<sha>`` and carries the commit and
+its build time as labels. Its tests run inside the image itself, with no
+network, so what passes is exactly what ships. A push is retried with
+back-off, because a registry that restarts is the common failure, and the
+digest it answers with is what every deployment refers to from then on.
+
+Every name that reaches Docker is checked first (`check_image_inputs`), so a
+service, a sha or a registry can never become a flag or an unexpected ref.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+
+from slipway.errors import BuildError, InvalidRequest
+from slipway.names import check_dns_label, check_host_port
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.images import Image
+
+    from blocks.container_registry import ContainerRegistry
+
+__all__ = [
+    "LABEL_BUILT",
+    "LABEL_REVISION",
+    "PUSH_ATTEMPTS",
+    "TEST_COMMAND",
+    "BuiltImage",
+    "PushedImage",
+    "TestCase",
+    "TestReport",
+    "build_image",
+    "check_sha",
+    "describe_report",
+    "ensure_image",
+    "image_repository",
+    "push_image",
+    "remove_image",
+    "run_image_tests",
+]
+
+LABEL_REVISION = "org.opencontainers.image.revision"
+"""OCI label holding the git sha an image was built from."""
+LABEL_BUILT = "org.opencontainers.image.created"
+"""OCI label holding the build time, RFC 3339 in UTC."""
+TEST_COMMAND = ("python3", "-m", "unittest", "-v")
+"""What runs a service's tests inside its image: the template's tests need only the stdlib."""
+PUSH_ATTEMPTS = 4
+"""Pushes are tried this often, waiting 1, 2, 4 ... seconds in between."""
+PUSH_BACKOFF_SECONDS = 1.0
+
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+_CASE = re.compile(
+    r"^(?P<name>\w+) \((?P<where>[\w.]+)\)(?: \.\.\.|\n.*?\.\.\.) "
+    r"(?P<result>ok|FAIL|ERROR|skipped|expected failure|unexpected success)",
+    re.MULTILINE,
+)
+_RESULTS = {"ok": "passed", "FAIL": "failed", "ERROR": "error", "skipped": "skipped"}
+
+
+def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task, so the UI shows it; the module's outside."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def check_sha(value: str, *, what: str = "commit") -> str:
+    """Refuse anything but a lower-case hex commit id of 7 to 40 characters."""
+    if not _SHA.fullmatch(value):
+        raise InvalidRequest(
+            f"{what} {value[:50]!r} is not a commit id",
+            hint="pass the commit's hex sha (7 to 40 characters, lower case)",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image built from one commit, present on the engine that built it."""
+
+    service: str
+    """The service it belongs to."""
+    sha: str
+    """The full commit id it was built from."""
+    tag: str
+    """``<registry>/<service>:<sha>``."""
+    image_id: str
+    """The engine's id of the image (``sha256:...``)."""
+    built_at: datetime
+    """When the build finished, also in the image's ``created`` label."""
+    seconds: float
+    """How long the build took."""
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """An image that the registry holds, addressed by its content digest."""
+
+    repository: str
+    """``<registry>/<service>``."""
+    tag: str
+    """The tag it was pushed as."""
+    digest: str
+    """The manifest digest the registry answered with, ``sha256:...``."""
+
+    @property
+    def reference(self) -> str:
+        """``<registry>/<service>@sha256:...``: what deployments run, never a tag."""
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test of the service, as its runner reported it."""
+
+    name: str
+    """``module.Class.test_name``."""
+    result: str
+    """``passed``, ``failed``, ``error``, ``skipped`` or the runner's own word."""
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """What running a service's tests inside its image gave."""
+
+    passed: bool
+    """Whether the run exited 0 and ran at least one test."""
+    exit_code: int
+    """The test command's exit code (-1 when it was killed after its timeout)."""
+    cases: tuple[TestCase, ...]
+    """Each test with its result, in the order they ran."""
+    tail: str
+    """The last lines of the output, where a failure's cause is."""
+    seconds: float
+    """How long the run took."""
+
+    def rows(self) -> list[dict[str, str]]:
+        """The report as table-artifact rows: one per test."""
+        return [{"test": c.name, "result": c.result} for c in self.cases]
+
+
+def image_repository(registry: ContainerRegistry, service: str) -> str:
+    """``<registry>/<service>``, the repository every image of ``service`` goes to."""
+    return f"{check_host_port(registry.url)}/{check_dns_label(service, what='service')}"
+
+
+@task(name="build-image", cache_policy=NO_CACHE)
+def build_image(
+    client: docker.DockerClient,
+    context: Path,
+    *,
+    service: str,
+    sha: str,
+    repository: str,
+    base_image: str,
+    timeout: float = 600,
+) -> BuiltImage:
+    """Build the Dockerfile in ``context`` with the engine's layer cache.
+
+    Args:
+        client: The deploy target's engine.
+        context: The checked-out service: its Dockerfile and build context.
+        service: The service's name.
+        sha: The full commit id, the tag and the revision label.
+        repository: ``<registry>/<service>``, see `image_repository`.
+        base_image: Passed as the ``BASE_IMAGE`` build argument.
+        timeout: Seconds the engine may take.
+
+    Raises:
+        BuildError: The Dockerfile is missing or a build step failed; carries the log tail.
+    """
+    from docker.errors import APIError, DockerException
+    from docker.errors import BuildError as DockerBuildError
+
+    check_sha(sha)
+    if not (context / "Dockerfile").is_file():
+        raise BuildError(
+            f"{service} has no Dockerfile at the root of commit {sha[:12]}",
+            hint="add a Dockerfile (the python-service template has one)",
+        )
+    tag = f"{repository}:{sha}"
+    built_at = datetime.now(UTC).replace(microsecond=0)
+    began = time.monotonic()
+    _log().info("Building %s from %s on %s", tag, sha[:12], base_image)
+    try:
+        image, _ = client.images.build(
+            path=str(context),
+            tag=tag,
+            buildargs={"BASE_IMAGE": base_image},
+            labels={LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()},
+            rm=True,
+            forcerm=True,
+            pull=False,
+            network_mode="host",
+            timeout=int(timeout),
+        )
+    except DockerBuildError as e:
+        lines = [str(item.get("stream") or item.get("error") or "") for item in e.build_log]
+        raise BuildError(
+            f"the image of {service} at {sha[:12]} did not build: {e.msg}\n{_tail(''.join(lines))}",
+            hint="fix the Dockerfile or the step above, then push again",
+        ) from e
+    except (APIError, DockerException) as e:
+        raise BuildError(f"the engine refused to build {tag}: {e}") from e
+    seconds = time.monotonic() - began
+    _log().info("Built %s (%s) in %.1f s", tag, image.short_id, seconds)
+    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds)
+
+
+@task(name="test-image", cache_policy=NO_CACHE)
+def run_image_tests(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    command: tuple[str, ...] = TEST_COMMAND,
+    timeout: float = 300,
+) -> TestReport:
+    """Run the service's tests inside ``image`` with networking disabled.
+
+    The container is removed afterwards, whatever happened. A run that finds
+    no test counts as failed: a service whose tests vanished must not ship.
+    """
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    began = time.monotonic()
+    try:
+        container = client.containers.run(
+            image,
+            list(command),
+            detach=True,
+            network_mode="none",
+            environment={"PYTHONDONTWRITEBYTECODE": "1"},
+            labels={"dev.slipway.purpose": "tests"},
+        )
+    except DockerException as e:
+        raise BuildError(f"the tests of {image} could not start: {e}") from e
+    try:
+        try:
+            exit_code = int(container.wait(timeout=timeout)["StatusCode"])
+        except RequestException:
+            exit_code = -1  # timed out (the engine's API reports it so): killed below
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    cases = tuple(
+        TestCase(f"{m['where']}", _RESULTS.get(m["result"], m["result"]))
+        for m in _CASE.finditer(output)
+    )
+    ran = re.search(r"^Ran (\d+) tests?", output, re.MULTILINE)
+    count = int(ran.group(1)) if ran else len(cases)
+    tail = _tail(output) if exit_code != -1 else f"killed after {timeout:.0f} s\n{_tail(output)}"
+    report = TestReport(
+        passed=exit_code == 0 and count > 0,
+        exit_code=exit_code,
+        cases=cases,
+        tail=tail if count > 0 else f"no tests ran\n{tail}",
+        seconds=time.monotonic() - began,
+    )
+    _log().info(
+        "Tests of %s: %s (%d cases, exit %d)",
+        image,
+        "passed" if report.passed else "FAILED",
+        count,
+        exit_code,
+    )
+    return report
+
+
+@task(name="push-image", cache_policy=NO_CACHE)
+def push_image(
+    client: docker.DockerClient,
+    built: BuiltImage,
+    *,
+    registry: ContainerRegistry,
+    attempts: int = PUSH_ATTEMPTS,
+    backoff: float = PUSH_BACKOFF_SECONDS,
+) -> PushedImage:
+    """Push ``built`` and return the digest the registry stored it under.
+
+    Retries with exponential back-off (``backoff``, twice that, ...) because a
+    registry that is restarting or briefly overloaded is the usual failure.
+
+    Raises:
+        BuildError: Every attempt failed; carries the last error.
+    """
+    repository, _, tag = built.tag.rpartition(":")
+    auth: dict[str, str] | None = None
+    if registry.username is not None and registry.password is not None:
+        auth = {"username": registry.username, "password": registry.password.get_secret_value()}
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            digest = _push_once(client, repository, tag, auth)
+        except BuildError as e:
+            last = e.message
+            if attempt == attempts:
+                break
+            delay = backoff * 2 ** (attempt - 1)
+            _log().warning(
+                "Push of %s failed (attempt %d of %d): %s; retrying in %.0f s",
+                built.tag,
+                attempt,
+                attempts,
+                last,
+                delay,
+            )
+            time.sleep(delay)
+            continue
+        _log().info("Pushed %s as %s@%s", built.tag, repository, digest)
+        return PushedImage(repository=repository, tag=built.tag, digest=digest)
+    raise BuildError(
+        f"could not push {built.tag} after {attempts} attempts: {last}",
+        hint=f"check that the registry {registry.url} is up (`slipway status`) and accepts pushes",
+    )
+
+
+def _push_once(
+    client: docker.DockerClient, repository: str, tag: str, auth: dict[str, str] | None
+) -> str:
+    """One push; the engine reports failures inside its progress stream, not as an exception."""
+    from docker.errors import DockerException
+
+    digest = ""
+    try:
+        for item in client.images.push(
+            repository, tag=tag, stream=True, decode=True, auth_config=auth
+        ):
+            if "error" in item or "errorDetail" in item:
+                detail = item.get("errorDetail", {}).get("message") or item.get("error")
+                raise BuildError(str(detail).strip())
+            aux = item.get("aux") or {}
+            digest = str(aux.get("Digest") or digest)
+    except DockerException as e:
+        raise BuildError(str(e)) from e
+    if not digest:  # older engines: the image's repo digests know it
+        digest = _repo_digest(client.images.get(f"{repository}:{tag}"), repository)
+    if not digest.startswith("sha256:"):
+        raise BuildError(f"the registry answered no digest for {repository}:{tag}")
+    return digest
+
+
+def _repo_digest(image: Image, repository: str) -> str:
+    for entry in image.attrs.get("RepoDigests") or []:
+        name, _, digest = str(entry).partition("@")
+        if name == repository:
+            return digest
+    return ""
+
+
+def ensure_image(client: docker.DockerClient, reference: str) -> Image:
+    """The image ``<repo>@sha256:...`` on the engine, pulled from its registry when missing.
+
+    Raises:
+        DeployError: The registry does not have it (any more) or cannot be reached.
+    """
+    from docker.errors import DockerException, ImageNotFound
+
+    from slipway.errors import DeployError
+
+    try:
+        return client.images.get(reference)
+    except ImageNotFound:
+        pass
+    repository, _, digest = reference.partition("@")
+    _log().info("Pulling %s", reference)
+    try:
+        return client.images.pull(repository, tag=digest)
+    except DockerException as e:
+        raise DeployError(
+            f"could not pull {reference}: {e}",
+            hint="check the registry is up; a digest it no longer has must be rebuilt",
+        ) from e
+
+
+def remove_image(client: docker.DockerClient, tag: str) -> None:
+    """Remove a tag that must not stay behind, e.g. of an image whose tests failed."""
+    from docker.errors import DockerException
+
+    try:
+        client.images.remove(tag, noprune=False)
+    except DockerException as e:
+        _log().warning("Could not remove image %s: %s", tag, e)
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def describe_report(report: TestReport) -> str:
+    """A markdown summary of a test run, for the artifact's description."""
+    counts: dict[str, int] = {}
+    for case in report.cases:
+        counts[case.result] = counts.get(case.result, 0) + 1
+    summary = ", ".join(f"{n} {word}" for word, n in sorted(counts.items())) or "no test cases"
+    verdict = "passed" if report.passed else "**failed**"
+    return (
+        f"Tests {verdict} in {report.seconds:.1f} s (exit {report.exit_code}): {summary}.\n\n"
+        f"```text\n{report.tail}\n```"
+    )

@@ -1,0 +1,469 @@
+"""Blue-green releases of service images on the deploy target's Docker engine.
+
+**Container contract** (drift detection reads it; keep it exactly): every
+service container is named ``<service>-<environment>-<sha12>`` and labelled
+``dev.slipway.service``, ``dev.slipway.environment``, ``dev.slipway.sha``
+(full sha), ``dev.slipway.image`` (``<registry>/<service>@sha256:...``),
+``dev.slipway.port`` and ``dev.slipway.live`` (``"true"`` on the one serving).
+
+**Blue-green on one host.** Containers use the host's network, and two
+processes cannot bind one port, so the new version is proven on a spare port
+first: a *candidate* (``live=false``) starts on a free port of the deploy
+target's range and must answer ``/healthz`` within the health timeout. Only
+then is the switch made: the candidate goes, the old container stops, and the
+new one starts on the service's port and must answer there too.
+
+- A candidate that fails its health check is removed and the old container
+  was never touched: it keeps serving, without one failed request.
+- The switch itself costs the new container's start time (typically well
+  under a second) during which connections are refused. Should the new
+  container then not answer on the real port, it is removed and the old one
+  started again.
+
+What was released is recorded by `tasks.release_history`, which also holds
+the slot that lets one release at a time touch a service's environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+
+from slipway.errors import ConfigurationError, DeployError
+from slipway.names import check_dns_label
+from tasks.images import check_sha, ensure_image
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+    from blocks.deploy_target import DeployTarget
+
+__all__ = [
+    "LABEL_ENVIRONMENT",
+    "LABEL_IMAGE",
+    "LABEL_LIVE",
+    "LABEL_PORT",
+    "LABEL_SERVICE",
+    "LABEL_SHA",
+    "Deployed",
+    "LiveContainer",
+    "Release",
+    "container_name",
+    "deploy_release",
+    "live_container",
+    "wait_healthy",
+]
+
+LABEL_SERVICE = "dev.slipway.service"
+LABEL_ENVIRONMENT = "dev.slipway.environment"
+LABEL_SHA = "dev.slipway.sha"
+LABEL_IMAGE = "dev.slipway.image"
+LABEL_PORT = "dev.slipway.port"
+LABEL_LIVE = "dev.slipway.live"
+
+_STOP_SECONDS = 10
+
+
+def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One image of a service to run in one environment."""
+
+    service: str
+    """The service's name."""
+    environment: str
+    """The environment's name, e.g. ``dev``."""
+    sha: str
+    """The full commit id the image was built from."""
+    image: str
+    """``<registry>/<service>@sha256:...``; never a tag, so what ran is known exactly."""
+    port: int
+    """The port it serves on: the catalog's, or the environment's provisioned one."""
+    env_vars: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment variables, e.g. from the environment's provisioning."""
+
+    def __post_init__(self) -> None:
+        check_dns_label(self.service, what="service")
+        check_dns_label(self.environment, what="environment")
+        check_sha(self.sha)
+        repository, at, digest = self.image.partition("@")
+        if not at or not digest.startswith("sha256:") or not repository:
+            raise DeployError(
+                f"image {self.image!r} is not pinned by digest",
+                hint="deploy `<registry>/<service>@sha256:...`, as build-test-deploy records it",
+            )
+
+    @property
+    def digest(self) -> str:
+        """The ``sha256:...`` part of `image`."""
+        return self.image.partition("@")[2]
+
+
+@dataclass(frozen=True)
+class LiveContainer:
+    """A container of the contract, as read back from its labels."""
+
+    name: str
+    service: str
+    environment: str
+    sha: str
+    image: str
+    port: int
+    running: bool
+
+    @classmethod
+    def of(cls, container: Container) -> LiveContainer:
+        """Read the contract's labels of ``container``."""
+        labels = container.labels
+        return cls(
+            name=str(container.name),
+            service=labels.get(LABEL_SERVICE, ""),
+            environment=labels.get(LABEL_ENVIRONMENT, ""),
+            sha=labels.get(LABEL_SHA, ""),
+            image=labels.get(LABEL_IMAGE, ""),
+            port=int(labels.get(LABEL_PORT, "0") or 0),
+            running=container.status == "running",
+        )
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A release that answers ``/healthz`` on its port."""
+
+    container: str
+    """The serving container's name."""
+    url: str
+    """Where the service answers, e.g. ``http://127.0.0.1:8101/``."""
+    seconds: float
+    """From the first container start to the switch being done."""
+    switch_seconds: float
+    """How long connections were refused during the switch; 0 for a first deploy."""
+    replaced: str | None
+    """The name of the container it replaced, if any."""
+
+
+def container_name(service: str, environment: str, sha: str) -> str:
+    """``<service>-<environment>-<sha12>``, the contract's name."""
+    return f"{service}-{environment}-{sha[:12]}"
+
+
+def _slipway_containers(
+    client: docker.DockerClient, service: str, environment: str, **labels: str
+) -> list[Container]:
+    filters = [f"{LABEL_SERVICE}={service}", f"{LABEL_ENVIRONMENT}={environment}"]
+    filters += [f"dev.slipway.{k}={v}" for k, v in labels.items()]
+    return list(client.containers.list(all=True, filters={"label": filters}))
+
+
+def live_container(
+    client: docker.DockerClient, service: str, environment: str
+) -> LiveContainer | None:
+    """The container that serves ``service`` in ``environment`` right now, if one runs."""
+    for container in _slipway_containers(client, service, environment, live="true"):
+        if container.status == "running":
+            return LiveContainer.of(container)
+    return None
+
+
+@task(name="deploy-blue-green", cache_policy=NO_CACHE)
+def deploy_release(
+    client: docker.DockerClient,
+    release: Release,
+    *,
+    target: DeployTarget,
+    health_timeout: float,
+    reserved_ports: frozenset[int] = frozenset(),
+) -> Deployed:
+    """Run ``release`` beside the serving container, then switch to it once healthy.
+
+    Args:
+        client: The deploy target's engine.
+        release: What to run.
+        target: The deploy target: bind address and the range spare ports come from.
+        health_timeout: Seconds each container may take to answer ``/healthz``.
+        reserved_ports: Ports that must not be used as spare ports (other services').
+
+    Raises:
+        DeployError: The new version did not become healthy; the old one still serves.
+    """
+    if target.network_mode != "host":
+        raise ConfigurationError(
+            f"deploy target network mode {target.network_mode!r} is not supported for releases",
+            hint="set the slipway-deploy-target block's network mode to 'host'",
+        )
+    from docker.errors import DockerException
+
+    try:
+        return _deploy(client, release, target, health_timeout, reserved_ports)
+    except DockerException as e:
+        raise DeployError(
+            f"the Docker engine failed during the release of {release.service} to "
+            f"{release.environment}: {e}",
+            hint="check the engine (`slipway status`), then run the release again",
+        ) from e
+
+
+def _deploy(
+    client: docker.DockerClient,
+    release: Release,
+    target: DeployTarget,
+    health_timeout: float,
+    reserved_ports: frozenset[int],
+) -> Deployed:
+    ensure_image(client, release.image)
+    name = container_name(release.service, release.environment, release.sha)
+    for leftover in _slipway_containers(client, release.service, release.environment, live="false"):
+        _log().warning("Removing %s, a candidate left by an interrupted release", leftover.name)
+        leftover.remove(force=True)
+    previous = _slipway_containers(client, release.service, release.environment, live="true")
+    serving = next((c for c in previous if c.status == "running"), None)
+    for stale in previous:
+        if stale.name == name:  # the same commit again: free the name, keep it serving
+            stale.rename(f"{name}-previous")
+            stale.reload()
+    began = time.monotonic()
+    try:
+        if serving is None:
+            deployed = _first_start(client, release, name, target, health_timeout)
+        else:
+            deployed = _switch(
+                client, release, name, serving, target, health_timeout, reserved_ports
+            )
+    except BaseException:
+        for stale in previous:
+            if stale.name == f"{name}-previous":
+                stale.rename(name)
+                stale.reload()
+        raise
+    for old in previous:
+        old.remove(force=True)
+    total = time.monotonic() - began
+    _log().info("%s serves %s at %s", name, release.image, deployed.url)
+    return Deployed(name, deployed.url, total, deployed.switch_seconds, deployed.replaced)
+
+
+def _first_start(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    target: DeployTarget,
+    timeout: float,
+) -> Deployed:
+    if not _port_free(target.bind_address, release.port):
+        raise DeployError(
+            f"port {release.port} on {target.bind_address} is taken by something that is not "
+            f"a Slipway container of {release.service} in {release.environment}",
+            hint=f"stop what listens there (`ss -ltnp 'sport = :{release.port}'`) or give the service another port",
+        )
+    container = _start(client, release, name, target, release.port, live=True)
+    try:
+        wait_healthy(container, _url(target, release.port), sha=release.sha, timeout=timeout)
+    except BaseException:
+        container.remove(force=True)
+        raise
+    return Deployed(name, _url(target, release.port, ""), 0, 0, None)
+
+
+def _switch(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    serving: Container,
+    target: DeployTarget,
+    timeout: float,
+    reserved: frozenset[int],
+) -> Deployed:
+    spare = _spare_port(client, target, reserved | {release.port})
+    _log().info("Starting candidate %s on spare port %d beside %s", name, spare, serving.name)
+    candidate = _start(client, release, name, target, spare, live=False)
+    try:
+        wait_healthy(candidate, _url(target, spare), sha=release.sha, timeout=timeout)
+    finally:
+        candidate.remove(force=True)
+    final = _create(client, release, name, target, release.port, live=True)
+    switch_began = time.monotonic()
+    try:
+        serving.stop(timeout=_STOP_SECONDS)
+        final.start()
+        wait_healthy(final, _url(target, release.port), sha=release.sha, timeout=timeout)
+    except BaseException as e:
+        restored = _restore(final, serving)
+        _log().error("%s failed on port %d; %s", name, release.port, restored)
+        if isinstance(e, DeployError):
+            raise DeployError(
+                f"{e.message} (it was healthy on spare port {spare}; {restored})", hint=e.hint
+            ) from e
+        raise
+    switch = time.monotonic() - switch_began
+    _log().info("Switched %s to %s in %.2f s", serving.name, name, switch)
+    return Deployed(name, _url(target, release.port, ""), 0, switch, str(serving.name))
+
+
+def _restore(failed: Container, serving: Container) -> str:
+    """Remove the new container and start the old one again; says how that went."""
+    from docker.errors import DockerException
+
+    try:
+        failed.remove(force=True)
+        serving.start()  # a no-op when it never stopped
+    except DockerException as e:
+        return f"{serving.name} could not be restarted ({e}): start it by hand"
+    return f"{serving.name} was restarted"
+
+
+def _create(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    target: DeployTarget,
+    port: int,
+    *,
+    live: bool,
+) -> Container:
+    from docker.errors import DockerException
+
+    environment = {
+        **release.env_vars,
+        "HOST": target.bind_address,
+        "PORT": str(port),
+        "GIT_SHA": release.sha,
+    }
+    labels = {
+        LABEL_SERVICE: release.service,
+        LABEL_ENVIRONMENT: release.environment,
+        LABEL_SHA: release.sha,
+        LABEL_IMAGE: release.image,
+        LABEL_PORT: str(port),
+        LABEL_LIVE: str(live).lower(),
+    }
+    try:
+        return client.containers.create(
+            release.image,
+            name=name,
+            detach=True,
+            network_mode="host",
+            environment=environment,
+            labels=labels,
+            restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+        )
+    except DockerException as e:
+        raise DeployError(f"the engine refused to create {name}: {e}") from e
+
+
+def _start(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    target: DeployTarget,
+    port: int,
+    *,
+    live: bool,
+) -> Container:
+    from docker.errors import DockerException
+
+    container = _create(client, release, name, target, port, live=live)
+    try:
+        container.start()
+    except DockerException as e:
+        container.remove(force=True)
+        raise DeployError(f"{name} did not start: {e}") from e
+    return container
+
+
+def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200 (and, when it reports one, the right version).
+
+    Raises:
+        DeployError: The container exited, or ``timeout`` passed; carries the last
+            answer and the tail of the container's log.
+    """
+    from docker.errors import NotFound
+
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    with httpx.Client(timeout=2.0, trust_env=False) as http:
+        while True:
+            try:
+                container.reload()
+            except NotFound as e:
+                raise DeployError(f"{container.name} disappeared while starting") from e
+            if container.status in ("exited", "dead"):
+                last = f"the container exited with code {container.attrs['State']['ExitCode']}"
+                break
+            try:
+                response = http.get(url)
+                version = _version(response)
+                if response.status_code == 200 and version in (None, sha):
+                    return
+                last = f"HTTP {response.status_code}: {response.text[:300]}"
+                if version not in (None, sha):
+                    last = f"{url} reports version {version}, not {sha[:12]}"
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    logs = container.logs(tail=20).decode(errors="replace").strip()
+    raise DeployError(
+        f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
+        + (f"\ncontainer log:\n{logs}" if logs else ""),
+        hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
+    )
+
+
+def _version(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    version = body.get("version") if isinstance(body, dict) else None
+    return str(version) if isinstance(version, str) and len(version) >= 7 else None
+
+
+def _url(target: DeployTarget, port: int, path: str = "healthz") -> str:
+    return f"http://{target.bind_address}:{port}/{path}"
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _spare_port(client: docker.DockerClient, target: DeployTarget, reserved: frozenset[int]) -> int:
+    """A free port of the target's range that no Slipway container or service claims.
+
+    Searched from the top of the range, since services are given ports from the bottom.
+    """
+    claimed = set(reserved)
+    for container in client.containers.list(all=True, filters={"label": [LABEL_PORT]}):
+        port = container.labels.get(LABEL_PORT, "")
+        if port.isdigit():
+            claimed.add(int(port))
+    for port in range(target.port_range_end, target.port_range_start - 1, -1):
+        if port not in claimed and _port_free(target.bind_address, port):
+            return port
+    raise DeployError(
+        f"no free port in {target.port_range_start}-{target.port_range_end} for a candidate",
+        hint="widen the slipway-deploy-target block's port range",
+    )

@@ -1,0 +1,378 @@
+"""Real parts for the delivery tests: a registry, a configured platform and a service repository.
+
+Imported by the delivery tests (flows and tasks) rather than put in a conftest,
+so other test modules in these directories are not affected.
+
+Everything is module-scoped: one registry, one service repository and its
+catalog entry per test module; every image of the module reuses the engine's
+layer cache, so a build after the first takes about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.components import registry_binary, registry_spec
+from slipway.errors import DockerUnavailable
+from slipway.home import Ports, SlipwayHome
+from tests.conftest import free_port
+
+BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
+HEALTH_TIMEOUT = 10.0
+"""Seconds a test deployment gets to answer /healthz; short, so failures fail fast."""
+
+_MANIFESTS = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+
+
+def docker_or_skip():  # type: ignore[no-untyped-def]
+    """A client of the local engine, or skip: these tests need a real one."""
+    from blocks import DeployTarget
+    from tasks.containers import docker_client
+
+    try:
+        client = docker_client(DeployTarget(), timeout=60)
+    except DockerUnavailable as e:
+        pytest.skip(f"no Docker engine: {e.message}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:
+        pytest.skip(f"base image {BASE_IMAGE} is not built (CI builds it: .ci/run)")
+    return client
+
+
+@contextmanager
+def running_registry(root: Path) -> Iterator[str]:
+    """Debian's docker-registry on a free loopback port, as `slipway up` starts it."""
+    binary = registry_binary()
+    if binary is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    home = SlipwayHome(root)
+    home.ensure()
+    spec = registry_spec(home, Ports(registry=free_port()), binary)
+    log = (root / "registry.log").open("wb")
+    process = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(str(spec.health_url), timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (root / "registry.log").read_text()
+            assert time.monotonic() < deadline, "registry did not start"
+            time.sleep(0.1)
+        yield spec.url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+_SHARED: dict[str, str] = {}
+
+
+def shared_registry(request: pytest.FixtureRequest, factory: pytest.TempPathFactory) -> str:
+    """One registry for every delivery test module of the session.
+
+    The first push to a registry uploads the base image's layers, which costs
+    seconds (the engine compresses them); later pushes to any repository of
+    the same registry mount those layers instead.
+    """
+    if "url" not in _SHARED:
+        stack = ExitStack()
+        _SHARED["url"] = stack.enter_context(running_registry(factory.mktemp("registry")))
+
+        def stop() -> None:
+            _SHARED.clear()
+            stack.close()
+
+        request.session.addfinalizer(stop)
+    return _SHARED["url"]
+
+
+def manifest_digest(registry: str, service: str, tag: str) -> str | None:
+    """The digest the registry holds for ``service:tag``, or None when it has none."""
+    response = httpx.get(
+        f"http://{registry}/v2/{service}/manifests/{tag}",
+        headers={"Accept": _MANIFESTS},
+        timeout=10,
+    )
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.headers["Docker-Content-Digest"]
+
+
+# -- the service's source, in variants ------------------------------------------------
+
+FAILING_TEST = """import unittest
+
+
+class ReleaseTest(unittest.TestCase):
+    def test_release_is_ready(self):
+        self.assertEqual(1, 2, "deliberately failing")
+"""
+
+NETWORK_TEST = """import socket
+import unittest
+
+
+class NetworkTest(unittest.TestCase):
+    def test_reaches_the_host(self):
+        socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+"""
+
+
+def render_source(destination: Path, name: str, port: int) -> Path:
+    """The python-service template rendered for ``name``."""
+    from tasks.templates import ServiceAnswers, render_service
+
+    answers = ServiceAnswers(
+        service_name=name,
+        owner="group:delivery",
+        description="Delivery test service.",
+        port=port,
+        environments=("dev", "staging", "prod"),
+        base_image=BASE_IMAGE,
+    )
+    return render_service("python-service", destination, answers).path
+
+
+def variant(
+    source: Path,
+    destination: Path,
+    *,
+    marker: str,
+    failing_tests: bool = False,
+    unhealthy: bool = False,
+    network_test_port: int | None = None,
+) -> Path:
+    """A copy of ``source`` with a change that makes a new commit, and optional breakage.
+
+    ``unhealthy``: /healthz answers 503 whenever PORT is set, i.e. when deployed,
+    while the tests (which set no PORT) still pass.
+    """
+    shutil.copytree(source, destination)
+    (destination / "app" / "release.txt").write_text(marker + "\n")
+    if failing_tests:
+        (destination / "tests" / "test_release.py").write_text(FAILING_TEST)
+    if network_test_port is not None:
+        text = NETWORK_TEST.replace("{port}", str(network_test_port))
+        (destination / "tests" / "test_network.py").write_text(text)
+    if unhealthy:
+        server = destination / "app" / "server.py"
+        code = server.read_text()
+        broken = code.replace(
+            '        if route == "/healthz":',
+            '        if route == "/healthz" and os.environ.get("PORT"):\n'
+            '            self._send(503, {"status": "never ready"})\n'
+            '        elif route == "/healthz":',
+        )
+        assert broken != code, "the template's server.py changed; update this test helper"
+        server.write_text(broken)
+    return destination
+
+
+# -- a configured platform with one service ------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """A platform configured on the test server, with one catalogued service."""
+
+    home: SlipwayHome
+    registry: str
+    service: str
+    ports: dict[str, int]
+    """The service's port per environment."""
+    source: Path
+    scratch: Path
+    client: object = field(repr=False)
+
+    def url(self, environment: str = "dev", path: str = "healthz") -> str:
+        return f"http://127.0.0.1:{self.ports[environment]}/{path}"
+
+    def commit(self, marker: str | None = None, **breakage: object) -> str:
+        """Push a new commit of the service to its repository's default branch; returns the sha."""
+        from blocks import GitServer
+        from tasks.git import publish_directory
+
+        marker = marker or uuid.uuid4().hex
+        tree = variant(self.source, self.scratch / uuid.uuid4().hex, marker=marker, **breakage)  # type: ignore[arg-type]
+        return publish_directory(GitServer.load_default(), self.service, tree, message=marker)
+
+
+def configure_platform(root: Path, registry: str) -> SlipwayHome:
+    """Save the default block documents for a home under ``root``, using ``registry``."""
+    from blocks import (
+        ALL_BLOCKS,
+        DEFAULT_DOCUMENT,
+        ContainerRegistry,
+        PlatformSettings,
+        S3Connection,
+    )
+
+    home = SlipwayHome(root / ".slipway")
+    home.ensure()
+    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
+    for block_type in ALL_BLOCKS:
+        if block_type is not S3Connection:
+            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
+    ContainerRegistry(url=registry).save(DEFAULT_DOCUMENT, overwrite=True)
+    PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=HEALTH_TIMEOUT).save(
+        DEFAULT_DOCUMENT, overwrite=True
+    )
+    return home
+
+
+def catalogue_service(home: SlipwayHome, name: str, source: Path, ports: dict[str, int]) -> None:
+    """Create the service's repository with its first commit, and its catalog entry."""
+    from blocks import GitServer
+    from tasks.catalog import Catalog, CatalogEntry
+    from tasks.git import create_repository, publish_directory, repository_url
+
+    server = GitServer.load_default()
+    create_repository(server, name)
+    publish_directory(server, name, source, message="Initial commit")
+    Catalog(server).save(
+        CatalogEntry(
+            name=name,
+            owner="group:delivery",
+            repository=repository_url(server, name),
+            port=ports["dev"],
+            environments=("dev", "staging", "prod"),
+            outputs={env: {"port": str(port)} for env, port in ports.items() if env != "dev"},
+        ),
+        message=f"Add {name}",
+    )
+
+
+def remove_service_containers(client, service: str) -> None:  # type: ignore[no-untyped-def]
+    for container in client.containers.list(
+        all=True, filters={"label": [f"dev.slipway.service={service}"]}
+    ):
+        container.remove(force=True)
+
+
+def remove_service_images(client, repository: str) -> None:  # type: ignore[no-untyped-def]
+    for image in client.images.list(name=repository):
+        for tag in image.tags:
+            with suppress(Exception):
+                client.images.remove(tag, force=True)
+        with suppress(Exception):
+            client.images.remove(image.id, force=True)
+
+
+@contextmanager
+def delivery_platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Delivery]:
+    """A platform, registry and one service (dev, staging and prod on their own ports).
+
+    Needs the ``prefect_server`` fixture; use it from a module-scoped fixture.
+    """
+    client = docker_or_skip()
+    root = tmp_path_factory.mktemp("delivery")
+    name = f"dlv-{uuid.uuid4().hex[:8]}"
+    registry = shared_registry(request, tmp_path_factory)
+    with pytest.MonkeyPatch.context() as env:
+        home = configure_platform(root, registry)
+        env.setenv("SLIPWAY_HOME", str(home.root))
+        ports = {"dev": free_port(), "staging": free_port(), "prod": free_port()}
+        source = render_source(root / "source", name, ports["dev"])
+        catalogue_service(home, name, source, ports)
+        scratch = Path(tempfile.mkdtemp(prefix="slipway-delivery-", dir=root))
+        try:
+            yield Delivery(home, registry, name, ports, source, scratch, client)
+        finally:
+            remove_service_containers(client, name)
+            remove_service_images(client, f"{registry}/{name}")
+
+
+# -- watching a service while it is switched -----------------------------------------
+
+
+class Poller:
+    """GETs a URL every few milliseconds in a thread and counts what fails.
+
+    Use as a context manager; ``failures`` lists (time, error) of every request
+    that did not get a 200, ``gaps`` the longest run of consecutive failures.
+    """
+
+    def __init__(self, url: str, *, interval: float = 0.02) -> None:
+        self.url = url
+        self.interval = interval
+        self.ok = 0
+        self.failures: list[tuple[float, str]] = []
+        self.versions: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while self.ok == 0 and not self.failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2.0, trust_env=False) as http:
+            while not self._stop.is_set():
+                try:
+                    response = http.get(self.url)
+                    if response.status_code == 200:
+                        self.ok += 1
+                        version = response.json().get("version", "")
+                        if not self.versions or self.versions[-1] != version:
+                            self.versions.append(version)
+                    else:
+                        self.failures.append((time.monotonic(), f"HTTP {response.status_code}"))
+                except httpx.HTTPError as e:
+                    self.failures.append((time.monotonic(), type(e).__name__))
+                self._stop.wait(self.interval)
+
+    def outage_seconds(self) -> float:
+        """From the first to the last failed request; 0 without failures."""
+        if not self.failures:
+            return 0.0
+        return self.failures[-1][0] - self.failures[0][0]
+
+
+def wait_for(
+    check: Callable[[], object], *, timeout: float = 60, what: str = "condition"
+) -> object:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)

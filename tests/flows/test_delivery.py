@@ -1,0 +1,364 @@
+"""build-test-deploy, promote and rollback against a real Prefect server, Docker engine and registry."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from docker.errors import ImageNotFound
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.flow_runs import resume_flow_run
+
+from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
+from deployments.serve import declared_deployments
+from flows.delivery import build_test_deploy, promote, rollback
+from slipway.errors import BuildError, DeployError, InvalidRequest, ServiceNotFound
+from tasks.release import LiveContainer, live_container
+from tasks.release_history import deploy_slot, deployment_history
+from tests.conftest import free_port
+from tests.flows.delivery_fixtures import (
+    BASE_IMAGE,
+    HEALTH_TIMEOUT,
+    Delivery,
+    Poller,
+    delivery_platform,
+    manifest_digest,
+    wait_for,
+)
+
+pytestmark = pytest.mark.docker
+
+REF = "refs/heads/main"
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def delivery(
+    prefect_server: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Delivery]:
+    with delivery_platform(request, tmp_path_factory) as configured:
+        yield configured
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def live(delivery: Delivery, environment: str = "dev") -> LiveContainer | None:
+    return live_container(delivery.client, delivery.service, environment)  # type: ignore[arg-type]
+
+
+def ensure_live(delivery: Delivery, environment: str = "dev") -> LiveContainer:
+    """Something healthy in ``environment``, deployed now if nothing is."""
+    if live(delivery, environment) is None:
+        if environment == "dev":
+            build_test_deploy(delivery.service, delivery.commit(), REF)
+        else:
+            ensure_live(delivery)
+            promote(delivery.service, "dev", environment)
+    found = live(delivery, environment)
+    assert found is not None
+    return found
+
+
+def served_version(delivery: Delivery, environment: str = "dev") -> str:
+    return str(httpx.get(delivery.url(environment), timeout=5).json()["version"])
+
+
+def runs_of(flow_name: str) -> list[FlowRun]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=50,
+            offset=0,
+        )
+
+
+def run_with(flow_name: str, state: StateType, **parameters: str) -> FlowRun | None:
+    for run in runs_of(flow_name):
+        if run.state_type == state and all(
+            run.parameters.get(k) == v for k, v in parameters.items()
+        ):
+            return run
+    return None
+
+
+def events(api: str, name: str, service: str) -> list[dict[str, Any]]:
+    body = {
+        "filter": {
+            "event": {"name": [name]},
+            "resource": {"id": [f"slipway.service.{service}"]},
+            "occurred": {"since": "2020-01-01T00:00:00Z"},
+        },
+        "limit": 50,
+    }
+    return list(httpx.post(f"{api}/events/filter", json=body, timeout=10).json()["events"])
+
+
+def latest_artifact(key: str) -> dict[str, Any]:
+    with get_client(sync_client=True) as client:
+        found = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
+        ).json()
+    assert found, f"no artifact {key}"
+    return dict(found[0])
+
+
+class Background:
+    """A flow called in a thread; ``state`` is its final state."""
+
+    def __init__(self, flow: Any, **parameters: Any) -> None:
+        self.state: Any = None
+        self._thread = threading.Thread(
+            target=lambda: setattr(self, "state", flow(**parameters, return_state=True)),
+            daemon=True,
+        )
+        self._thread.start()
+
+    def join(self, timeout: float = 180) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the flow did not finish in time"
+        return self.state
+
+
+# -- build-test-deploy ---------------------------------------------------------------
+
+
+def test_a_passing_push_ends_deployed_and_healthy_with_its_record(
+    delivery: Delivery, prefect_server: str
+) -> None:
+    sha = delivery.commit("first")
+    record = build_test_deploy(delivery.service, sha, REF, triggered_by="ada")
+
+    assert record.outcome == "succeeded" and record.sha == sha and record.triggered_by == "ada"
+    assert record.image.startswith(f"{delivery.registry}/{delivery.service}@sha256:")
+    assert served_version(delivery) == sha
+    running = live(delivery)
+    assert running is not None and running.image == record.image
+    assert running.name == f"{delivery.service}-dev-{sha[:12]}"
+    assert manifest_digest(delivery.registry, delivery.service, sha) == record.digest
+    assert record.committed_at and datetime.fromisoformat(record.committed_at) <= datetime.now(UTC)
+
+    assert deployment_history(delivery.service, "dev")[0] == record
+    tests = latest_artifact(f"tests-{delivery.service}")
+    assert "Tests passed" in tests["description"] and '"passed"' in tests["data"]
+    link = latest_artifact(f"service-{delivery.service}--dev")
+    assert f"(http://127.0.0.1:{delivery.ports['dev']}/)" in link["data"]
+    found = wait_for(
+        lambda: [
+            e
+            for e in events(prefect_server, "slipway.deployment.succeeded", delivery.service)
+            if e["payload"]["sha"] == sha
+        ],
+        timeout=30,
+        what="the deployment event",
+    )
+    assert found[0]["payload"]["environment"] == "dev"  # type: ignore[index]
+    assert found[0]["payload"]["image"] == record.image  # type: ignore[index]
+
+
+def test_failing_tests_stop_before_push_and_deploy(delivery: Delivery) -> None:
+    before = ensure_live(delivery)
+    sha = delivery.commit(failing_tests=True)
+    with pytest.raises(BuildError, match=r"tests of .* failed") as error:
+        build_test_deploy(delivery.service, sha, REF)
+    assert "deliberately failing" in str(error.value)
+    assert manifest_digest(delivery.registry, delivery.service, sha) is None
+    with pytest.raises(ImageNotFound):
+        delivery.client.images.get(f"{delivery.registry}/{delivery.service}:{sha}")  # type: ignore[attr-defined]
+    assert live(delivery) == before
+    assert deployment_history(delivery.service, "dev")[0].sha != sha
+
+
+def test_a_failing_health_check_leaves_the_old_version_serving_without_a_failed_request(
+    delivery: Delivery,
+) -> None:
+    before = ensure_live(delivery)
+    sha = delivery.commit(unhealthy=True)
+    PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=5).save(
+        DEFAULT_DOCUMENT, overwrite=True
+    )
+    try:
+        with (
+            Poller(delivery.url()) as poller,
+            pytest.raises(DeployError, match="did not become healthy within 5 s") as error,
+        ):
+            build_test_deploy(delivery.service, sha, REF)
+    finally:
+        PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=HEALTH_TIMEOUT).save(
+            DEFAULT_DOCUMENT, overwrite=True
+        )
+    assert "HTTP 503" in str(error.value)
+    assert poller.ok > 20 and poller.failures == []
+    assert poller.versions == [before.sha]
+    assert live(delivery) == before
+    containers = delivery.client.containers.list(  # type: ignore[attr-defined]
+        all=True,
+        filters={
+            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
+        },
+    )
+    assert [c.name for c in containers] == [before.name]
+    latest = deployment_history(delivery.service, "dev")[0]
+    assert (latest.sha, latest.outcome) == (sha, "failed")
+    assert "HTTP 503" in latest.detail
+
+
+def test_a_registry_that_is_down_is_retried_then_nothing_is_deployed(delivery: Delivery) -> None:
+    before = ensure_live(delivery)
+    sha = delivery.commit()
+    dead = f"127.0.0.1:{free_port()}"
+    ContainerRegistry(url=dead).save(DEFAULT_DOCUMENT, overwrite=True)
+    try:
+        began = time.monotonic()
+        with pytest.raises(BuildError, match="after 4 attempts"):
+            build_test_deploy(delivery.service, sha, REF)
+        assert time.monotonic() - began >= 7  # backed off 1 + 2 + 4 s
+    finally:
+        ContainerRegistry(url=delivery.registry).save(DEFAULT_DOCUMENT, overwrite=True)
+    assert live(delivery) == before
+    with pytest.raises(ImageNotFound):
+        delivery.client.images.get(f"{dead}/{delivery.service}:{sha}")  # type: ignore[attr-defined]
+
+
+def test_two_quick_pushes_end_with_only_the_newer_deployed(delivery: Delivery) -> None:
+    ensure_live(delivery)
+    older, newer = delivery.commit("older"), delivery.commit("newer")
+    with deploy_slot(delivery.service, "dev"):  # a release in progress: both pushes queue
+        first = Background(build_test_deploy, service=delivery.service, commit=older, ref=REF)
+        wait_for(
+            lambda: run_with("build-test-deploy", StateType.RUNNING, commit=older), what="older run"
+        )
+        second = Background(build_test_deploy, service=delivery.service, commit=newer, ref=REF)
+        cancelled = first.join(60)  # gives way while still queued
+    assert cancelled.is_cancelled(), cancelled
+    assert "superseded by the newer run" in str(cancelled.message)
+    assert second.join().is_completed()
+    assert served_version(delivery) == newer
+    assert older not in {r.sha for r in deployment_history(delivery.service, "dev")}
+
+
+def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> None:
+    before = ensure_live(delivery)
+    sha = delivery.commit()
+    cases: list[tuple[dict[str, str], type[Exception]]] = [
+        ({"ref": "--upload-pack=x"}, InvalidRequest),
+        ({"ref": "refs/heads/$(id)"}, InvalidRequest),
+        ({"ref": "main;rm -rf /"}, InvalidRequest),
+        ({"commit": "$(id)"}, InvalidRequest),
+        ({"commit": "--upload-pack=x"}, InvalidRequest),
+        ({"commit": "main"}, InvalidRequest),
+        ({"service": "../x"}, InvalidRequest),
+        ({"service": "--rm"}, InvalidRequest),
+        ({"environment": "$(id)"}, InvalidRequest),
+        ({"environment": "qa"}, InvalidRequest),
+        ({"service": "no-such-service"}, ServiceNotFound),
+    ]
+    for change, error in cases:
+        arguments = {"service": delivery.service, "commit": sha, "ref": REF, **change}
+        with pytest.raises(error):
+            build_test_deploy(**arguments)
+    assert live(delivery) == before
+    assert manifest_digest(delivery.registry, delivery.service, sha) is None
+
+
+# -- promote and rollback ------------------------------------------------------------
+
+
+def test_promotion_runs_the_same_digest_without_a_rebuild(delivery: Delivery) -> None:
+    source = ensure_live(delivery)
+    images_before = len(delivery.client.images.list())  # type: ignore[attr-defined]
+    record = promote(delivery.service, "dev", "staging", triggered_by="ada")
+    staged = live(delivery, "staging")
+    assert staged is not None and staged.image == source.image and staged.sha == source.sha
+    assert (record.action, record.from_environment, record.image) == (
+        "promote",
+        "dev",
+        source.image,
+    )
+    assert served_version(delivery, "staging") == source.sha
+    assert served_version(delivery) == source.sha  # dev untouched
+    assert len(delivery.client.images.list()) == images_before  # type: ignore[attr-defined]
+
+
+def test_promotion_to_prod_waits_for_approval_and_a_rejection_changes_nothing(
+    delivery: Delivery,
+) -> None:
+    source = ensure_live(delivery, "staging")
+    for approve, comment in ((False, "not this week"), (True, "go")):
+        began = datetime.now(UTC)
+
+        def paused_since(began: datetime = began) -> FlowRun | None:
+            for run in runs_of("promote"):
+                if run.state_type == StateType.PAUSED and run.created and run.created >= began:
+                    return run
+            return None
+
+        pending = Background(
+            promote,
+            service=delivery.service,
+            from_env="staging",
+            to_env="prod",
+            approval_timeout_seconds=120,
+        )
+        paused = wait_for(paused_since, timeout=90, what="the paused promotion")
+        assert live(delivery, "prod") is None
+        resume_flow_run(paused.id, run_input={"approve": approve, "comment": comment})  # type: ignore[attr-defined]
+        state = pending.join()
+        if not approve:
+            assert state.is_failed() and "rejected: not this week" in str(state.message)
+            assert live(delivery, "prod") is None
+    assert state.is_completed()
+    prod = live(delivery, "prod")
+    assert prod is not None and prod.image == source.image
+    assert served_version(delivery, "prod") == source.sha
+
+
+def test_rollback_restores_the_previous_healthy_version_and_can_go_to_a_sha(
+    delivery: Delivery, prefect_server: str
+) -> None:
+    previous = ensure_live(delivery)
+    current = build_test_deploy(delivery.service, delivery.commit("current"), REF)
+    assert served_version(delivery) == current.sha
+
+    record = rollback(delivery.service, "dev", triggered_by="ops")
+    assert (record.action, record.sha, record.image) == ("rollback", previous.sha, previous.image)
+    assert served_version(delivery) == previous.sha
+    assert live(delivery) == previous
+    wait_for(
+        lambda: [
+            e
+            for e in events(prefect_server, "slipway.deployment.rolled-back", delivery.service)
+            if e["payload"]["sha"] == previous.sha
+        ],
+        timeout=30,
+        what="the rolled-back event",
+    )
+
+    forward = rollback(delivery.service, "dev", to=current.sha[:10])
+    assert forward.sha == current.sha and served_version(delivery) == current.sha
+    with pytest.raises(InvalidRequest, match="no healthy deployment"):
+        rollback(delivery.service, "dev", to="0" * 40)
+
+
+def test_the_deployments_are_declared_and_build_on_default_branch_pushes() -> None:
+    declared = {d.name: d for d in declared_deployments(PROJECT)}
+    assert declared["build-test-deploy"].entrypoint == "flows/delivery.py:build_test_deploy"
+    assert declared["promote"].entrypoint == "flows/delivery.py:promote"
+    assert declared["rollback"].entrypoint == "flows/delivery.py:rollback"
+    [trigger] = declared["build-test-deploy"].config.triggers or []
+    trigger = dict(trigger)
+    assert trigger["expect"] == ["slipway.git.push"]
+    assert trigger["match"]["slipway.git.default-branch"] == "true"
+    assert trigger["parameters"]["commit"] == "{{ event.payload.after }}"

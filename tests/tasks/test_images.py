@@ -1,0 +1,214 @@
+"""Images on the real Docker engine and a real registry: build, test inside, push."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from blocks import ContainerRegistry
+from slipway.errors import BuildError, InvalidRequest
+from tasks.images import (
+    LABEL_BUILT,
+    LABEL_REVISION,
+    BuiltImage,
+    build_image,
+    check_sha,
+    image_repository,
+    push_image,
+    remove_image,
+    run_image_tests,
+)
+from tests.conftest import free_port
+from tests.flows.delivery_fixtures import (
+    BASE_IMAGE,
+    docker_or_skip,
+    manifest_digest,
+    remove_service_images,
+    render_source,
+    shared_registry,
+    variant,
+)
+
+pytestmark = pytest.mark.docker
+
+
+@dataclass
+class Workshop:
+    client: object
+    registry: ContainerRegistry
+    service: str
+    source: Path
+    root: Path
+
+    @property
+    def repository(self) -> str:
+        return image_repository(self.registry, self.service)
+
+    def build(self, tree: Path | None = None, sha: str | None = None) -> BuiltImage:
+        return build_image.fn(
+            self.client,
+            tree or self.source,
+            service=self.service,
+            sha=sha or uuid.uuid4().hex + "00000000",
+            repository=self.repository,
+            base_image=BASE_IMAGE,
+        )
+
+    def variant(self, **kwargs: object) -> Path:
+        return variant(self.source, self.root / uuid.uuid4().hex, marker="x", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def workshop(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workshop]:
+    client = docker_or_skip()
+    root = tmp_path_factory.mktemp("images")
+    service = f"img-{uuid.uuid4().hex[:8]}"
+    registry = ContainerRegistry(url=shared_registry(request, tmp_path_factory))
+    shop = Workshop(client, registry, service, render_source(root / "src", service, 8080), root)
+    try:
+        yield shop
+    finally:
+        remove_service_images(client, shop.repository)
+
+
+def test_build_tags_and_labels_the_image_from_the_configured_base(workshop: Workshop) -> None:
+    sha = "a" * 40
+    before = datetime.now(UTC).replace(microsecond=0)
+    built = workshop.build(sha=sha)
+    image = workshop.client.images.get(built.tag)  # type: ignore[attr-defined]
+    assert built.tag == f"{workshop.registry.url}/{workshop.service}:{sha}"
+    labels = image.labels
+    assert labels[LABEL_REVISION] == sha
+    assert before <= datetime.fromisoformat(labels[LABEL_BUILT]) <= datetime.now(UTC)
+    base = workshop.client.images.get(BASE_IMAGE)  # type: ignore[attr-defined]
+    base_layers = base.attrs["RootFS"]["Layers"]
+    assert image.attrs["RootFS"]["Layers"][: len(base_layers)] == base_layers
+
+
+def test_a_rebuild_without_change_reuses_every_layer(workshop: Workshop) -> None:
+    first = workshop.build()
+    again = workshop.build()
+    layers = [
+        workshop.client.images.get(b.tag).attrs["RootFS"]["Layers"]  # type: ignore[attr-defined]
+        for b in (first, again)
+    ]
+    assert layers[0] == layers[1]
+    assert again.seconds < 10
+
+
+def test_a_missing_dockerfile_is_a_build_error(workshop: Workshop) -> None:
+    tree = workshop.variant()
+    (tree / "Dockerfile").unlink()
+    with pytest.raises(BuildError, match="no Dockerfile"):
+        workshop.build(tree)
+
+
+def test_a_failing_build_step_reports_the_log_tail(workshop: Workshop) -> None:
+    tree = workshop.variant()
+    with (tree / "Dockerfile").open("a") as f:
+        f.write('RUN ["python3", "-c", "raise SystemExit(\'broken step 42\')"]\n')
+    with pytest.raises(BuildError, match="broken step 42"):
+        workshop.build(tree)
+
+
+def test_the_services_tests_pass_inside_the_image(workshop: Workshop) -> None:
+    report = run_image_tests.fn(workshop.client, workshop.build().tag)
+    assert report.passed and report.exit_code == 0
+    assert [c.result for c in report.cases] == ["passed"] * 3
+    assert all(c.name.startswith("tests.test_server.ServerTest.") for c in report.cases)
+    assert report.rows()[0].keys() == {"test", "result"}
+
+
+def test_failing_tests_are_reported_with_their_output(workshop: Workshop) -> None:
+    built = workshop.build(workshop.variant(failing_tests=True))
+    report = run_image_tests.fn(workshop.client, built.tag)
+    assert not report.passed
+    failed = [c for c in report.cases if c.result == "failed"]
+    assert [c.name for c in failed] == ["tests.test_release.ReleaseTest.test_release_is_ready"]
+    assert "deliberately failing" in report.tail
+
+
+def test_tests_run_without_network_even_to_the_hosts_loopback(workshop: Workshop) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        accepted: list[object] = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+        listener.settimeout(30)
+        thread.start()
+        built = workshop.build(workshop.variant(network_test_port=port))
+        report = run_image_tests.fn(workshop.client, built.tag)
+    assert not report.passed
+    assert {c.name: c.result for c in report.cases}[
+        "tests.test_network.NetworkTest.test_reaches_the_host"
+    ] == "error"
+    assert "ConnectionRefusedError" in report.tail
+    assert accepted == []
+
+
+def test_tests_that_hang_are_killed_after_the_timeout(workshop: Workshop) -> None:
+    built = workshop.build()
+    began = time.monotonic()
+    report = run_image_tests.fn(
+        workshop.client,
+        built.tag,
+        command=("python3", "-c", "import time; time.sleep(60)"),
+        timeout=2,
+    )
+    assert not report.passed and report.exit_code == -1
+    assert "killed after 2 s" in report.tail
+    assert time.monotonic() - began < 30
+    leftovers = workshop.client.containers.list(  # type: ignore[attr-defined]
+        all=True, filters={"ancestor": built.image_id}
+    )
+    assert leftovers == []
+
+
+def test_push_returns_the_digest_the_registry_serves(workshop: Workshop) -> None:
+    built = workshop.build()
+    pushed = push_image.fn(workshop.client, built, registry=workshop.registry)
+    assert pushed.digest.startswith("sha256:")
+    assert pushed.reference == f"{workshop.repository}@{pushed.digest}"
+    assert manifest_digest(workshop.registry.url, workshop.service, built.sha) == pushed.digest
+
+
+def test_push_to_a_registry_that_is_down_retries_then_fails(
+    workshop: Workshop, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = ContainerRegistry(url=f"127.0.0.1:{free_port()}")
+    built = workshop.build()
+    tag = built.tag.replace(workshop.registry.url, dead.url)
+    workshop.client.images.get(built.tag).tag(tag)  # type: ignore[attr-defined]
+    moved = BuiltImage(built.service, built.sha, tag, built.image_id, built.built_at, 0)
+    began = time.monotonic()
+    with caplog.at_level("WARNING"), pytest.raises(BuildError, match="after 3 attempts") as error:
+        push_image.fn(workshop.client, moved, registry=dead, attempts=3, backoff=0.1)
+    assert time.monotonic() - began >= 0.3  # waited 0.1 s, then 0.2 s
+    assert "connection refused" in str(error.value).lower()
+    assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 2
+    remove_image(workshop.client, tag)
+
+
+@pytest.mark.parametrize(
+    "value", ["$(id)", "--upload-pack=x", "HEAD", "abc", "A" * 40, "a" * 41, "deadbeef;ls"]
+)
+def test_anything_but_a_hex_sha_is_refused(value: str) -> None:
+    with pytest.raises(InvalidRequest, match="not a commit id"):
+        check_sha(value)
+
+
+@pytest.mark.parametrize("service", ["--rm", "$(id)", "Bad_Name", "../x"])
+def test_a_service_name_that_docker_could_misread_is_refused(service: str) -> None:
+    with pytest.raises(InvalidRequest):
+        image_repository(ContainerRegistry(url="127.0.0.1:5001"), service)

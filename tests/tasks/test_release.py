@@ -1,0 +1,279 @@
+"""Blue-green releases on the real Docker engine, and the history and slot kept in Prefect."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blocks import ContainerRegistry, DeployTarget
+from slipway.errors import DeployError, InvalidRequest
+from tasks.images import build_image, image_repository, push_image
+from tasks.release import (
+    LABEL_ENVIRONMENT,
+    LABEL_IMAGE,
+    LABEL_LIVE,
+    LABEL_PORT,
+    LABEL_SERVICE,
+    LABEL_SHA,
+    Release,
+    container_name,
+    deploy_release,
+    live_container,
+)
+from tasks.release_history import (
+    DeploymentRecord,
+    deploy_slot,
+    deployment_history,
+    record_deployment,
+    rollback_target,
+)
+from tests.conftest import free_port
+from tests.flows.delivery_fixtures import (
+    BASE_IMAGE,
+    Poller,
+    docker_or_skip,
+    remove_service_containers,
+    remove_service_images,
+    render_source,
+    shared_registry,
+    variant,
+)
+
+pytestmark = pytest.mark.docker
+
+TARGET = DeployTarget()
+TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Shipped:
+    sha: str
+    image: str
+
+
+@dataclass
+class Images:
+    client: object
+    service: str
+    v1: Shipped
+    v2: Shipped
+    unhealthy: Shipped
+
+    def containers(self, environment: str) -> list[object]:
+        return self.client.containers.list(  # type: ignore[attr-defined, no-any-return]
+            all=True,
+            filters={
+                "label": [f"{LABEL_SERVICE}={self.service}", f"{LABEL_ENVIRONMENT}={environment}"]
+            },
+        )
+
+    def deploy(
+        self, shipped: Shipped, environment: str, port: int, *, timeout: float = TIMEOUT
+    ) -> object:
+        release = Release(self.service, environment, shipped.sha, shipped.image, port)
+        return deploy_release.fn(self.client, release, target=TARGET, health_timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def images(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Images]:
+    client = docker_or_skip()
+    root = tmp_path_factory.mktemp("release")
+    service = f"rel-{uuid.uuid4().hex[:8]}"
+    registry = ContainerRegistry(url=shared_registry(request, tmp_path_factory))
+    source = render_source(root / "src", service, 8080)
+
+    def ship(**breakage: bool) -> Shipped:
+        tree: Path = variant(source, root / uuid.uuid4().hex, marker=uuid.uuid4().hex, **breakage)
+        sha = uuid.uuid4().hex + "0" * 8
+        built = build_image.fn(
+            client,
+            tree,
+            service=service,
+            sha=sha,
+            repository=image_repository(registry, service),
+            base_image=BASE_IMAGE,
+        )
+        return Shipped(sha, push_image.fn(client, built, registry=registry).reference)
+
+    try:
+        yield Images(client, service, ship(), ship(), ship(unhealthy=True))
+    finally:
+        remove_service_containers(client, service)
+        remove_service_images(client, image_repository(registry, service))
+
+
+def _version(port: int) -> str:
+    return str(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["version"])
+
+
+def test_a_first_release_follows_the_container_contract(images: Images) -> None:
+    port = free_port()
+    deployed = images.deploy(images.v1, "first", port)
+    assert deployed.url == f"http://127.0.0.1:{port}/"  # type: ignore[attr-defined]
+    assert deployed.replaced is None  # type: ignore[attr-defined]
+    [container] = images.containers("first")
+    assert container.name == f"{images.service}-first-{images.v1.sha[:12]}"  # type: ignore[attr-defined]
+    assert container.name == container_name(images.service, "first", images.v1.sha)  # type: ignore[attr-defined]
+    assert container.labels == {  # type: ignore[attr-defined]
+        **container.labels,  # type: ignore[attr-defined]
+        LABEL_SERVICE: images.service,
+        LABEL_ENVIRONMENT: "first",
+        LABEL_SHA: images.v1.sha,
+        LABEL_IMAGE: images.v1.image,
+        LABEL_PORT: str(port),
+        LABEL_LIVE: "true",
+    }
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"  # type: ignore[attr-defined]
+    assert container.attrs["HostConfig"]["NetworkMode"] == "host"  # type: ignore[attr-defined]
+    assert _version(port) == images.v1.sha
+    live = live_container(images.client, images.service, "first")  # type: ignore[arg-type]
+    assert live is not None and live.image == images.v1.image and live.port == port
+
+
+def test_a_switch_serves_the_new_version_after_a_gap_of_one_start(images: Images) -> None:
+    port = free_port()
+    images.deploy(images.v1, "switch", port)
+    with Poller(f"http://127.0.0.1:{port}/healthz") as poller:
+        deployed = images.deploy(images.v2, "switch", port)
+        deadline = time.monotonic() + 5
+        while poller.versions[-1] != images.v2.sha and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert poller.versions == [images.v1.sha, images.v2.sha]
+    assert deployed.replaced == container_name(images.service, "switch", images.v1.sha)  # type: ignore[attr-defined]
+    assert 0 < deployed.switch_seconds < 5  # type: ignore[attr-defined]
+    assert poller.outage_seconds() <= deployed.switch_seconds + 0.5  # type: ignore[attr-defined]
+    [container] = images.containers("switch")
+    assert container.labels[LABEL_SHA] == images.v2.sha  # type: ignore[attr-defined]
+
+
+def test_an_unhealthy_candidate_leaves_the_old_version_serving_without_a_failed_request(
+    images: Images,
+) -> None:
+    port = free_port()
+    images.deploy(images.v1, "guarded", port)
+    began = time.monotonic()
+    with Poller(f"http://127.0.0.1:{port}/healthz") as poller:
+        with pytest.raises(DeployError, match="did not become healthy") as error:
+            images.deploy(images.unhealthy, "guarded", port, timeout=5)
+        time.sleep(0.3)
+    assert time.monotonic() - began >= 5
+    assert "HTTP 503" in str(error.value) and "never ready" in str(error.value)
+    assert poller.ok > 20 and poller.failures == []
+    assert poller.versions == [images.v1.sha]
+    [container] = images.containers("guarded")  # the candidate is gone
+    assert container.labels[LABEL_SHA] == images.v1.sha  # type: ignore[attr-defined]
+    assert container.status == "running"  # type: ignore[attr-defined]
+
+
+def test_deploying_the_running_commit_again_replaces_it_under_the_same_name(images: Images) -> None:
+    port = free_port()
+    images.deploy(images.v1, "again", port)
+    deployed = images.deploy(images.v1, "again", port)
+    [container] = images.containers("again")
+    assert container.name == container_name(images.service, "again", images.v1.sha)  # type: ignore[attr-defined]
+    assert deployed.replaced == f"{container.name}-previous"  # type: ignore[attr-defined]
+    assert _version(port) == images.v1.sha
+
+
+def test_a_port_held_by_another_process_is_refused_and_nothing_is_left(images: Images) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(DeployError, match=f"port {port} .* is taken"):
+            images.deploy(images.v1, "taken", port)
+    assert images.containers("taken") == []
+
+
+def test_a_release_must_name_an_image_by_digest_and_valid_names(images: Images) -> None:
+    tagged = images.v1.image.split("@")[0] + ":latest"
+    with pytest.raises(DeployError, match="not pinned by digest"):
+        Release(images.service, "dev", images.v1.sha, tagged, 8080)
+    with pytest.raises(InvalidRequest):
+        Release("--rm", "dev", images.v1.sha, images.v1.image, 8080)
+    with pytest.raises(InvalidRequest):
+        Release(images.service, "$(id)", images.v1.sha, images.v1.image, 8080)
+
+
+# -- history and slot, in Prefect -----------------------------------------------------
+
+
+def _record(service: str, sha: str, outcome: str, minutes: int) -> DeploymentRecord:
+    return DeploymentRecord(
+        service=service,
+        environment="dev",
+        sha=sha,
+        image=f"127.0.0.1:5001/{service}@sha256:{sha[0] * 64}",
+        action="build-test-deploy",
+        outcome=outcome,  # type: ignore[arg-type]
+        at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes),
+        triggered_by="ada",
+    )
+
+
+def test_the_history_reads_back_newest_first_and_rollback_skips_what_runs(
+    prefect_server: str,
+) -> None:
+    service = f"hist-{uuid.uuid4().hex[:8]}"
+    first, broken, second = (
+        _record(service, c * 40, o, i)
+        for i, (c, o) in enumerate([("a", "succeeded"), ("b", "failed"), ("c", "succeeded")])
+    )
+    for record in (first, broken, second):
+        record_deployment(record)
+    record_deployment(_record(f"{service}-other", "d" * 40, "succeeded", 9))
+
+    history = deployment_history(service, "dev")
+    assert history == [second, broken, first]
+    assert rollback_target(history, current_digest=second.digest) == first
+    assert rollback_target(history, current_digest=None) == first
+    assert rollback_target(history, current_digest=first.digest, to="cccccccc") == second
+    with pytest.raises(InvalidRequest, match="no healthy deployment of bbbbbbbb"):
+        rollback_target(history, current_digest=second.digest, to="bbbbbbbb")
+    with pytest.raises(InvalidRequest, match="no earlier healthy deployment"):
+        rollback_target([second], current_digest=second.digest)
+    assert [r.event for r in history] == [
+        "slipway.deployment.succeeded",
+        "slipway.deployment.failed",
+        "slipway.deployment.succeeded",
+    ]
+
+
+def test_the_slot_admits_one_holder_and_a_waiter_can_give_up(prefect_server: str) -> None:
+    service = f"slot-{uuid.uuid4().hex[:8]}"
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with deploy_slot(service, "dev") as reason:
+            assert reason is None
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(30)
+    asked: list[float] = []
+
+    def give_up() -> str | None:
+        asked.append(time.monotonic())
+        return "a newer push" if len(asked) >= 3 else None
+
+    with deploy_slot(service, "dev", give_up=give_up, poll_seconds=0.5) as reason:
+        assert reason == "a newer push"
+    release.set()
+    thread.join(30)
+    began = time.monotonic()
+    with deploy_slot(service, "dev") as reason:
+        assert reason is None
+    assert time.monotonic() - began < 10
