@@ -1,0 +1,294 @@
+"""Push-to-healthy lead time of build-test-deploy, against the same steps as a plain script.
+
+Three figures per round, each for a service rendered from the python-service
+template under a new name, so the engine has none of its layers yet (only the
+base image is cached, as on any build host):
+
+* **plain script, first build**: a bash script doing by hand what the flow
+  does: ``git clone`` and check out the commit, ``docker build`` (the legacy
+  builder, as the docker SDK uses, with the same build argument and labels),
+  the tests in the image without network, ``docker push``, ``docker run`` and
+  ``curl /healthz`` until it answers. This is the baseline.
+* **build-test-deploy, first build**: the flow called on the commit, until it
+  returns with the service healthy on 127.0.0.1 (tests artifact, push with
+  retries, blue-green release, deployment record and event included).
+* **build-test-deploy, no-change rebuild**: a second push of the same service
+  whose commit changes only ``docs/index.md``, which the image does not
+  contain: every layer comes from the cache, and the release switches
+  blue-green from the first version.
+
+The flow runs in this process against a temporary Prefect server, a registry
+(Debian's ``docker-registry``) and a local git root, as the delivery tests set
+them up (`tests.flows.delivery_fixtures`). How fast a push *event* becomes a
+running flow is bench/webhook_load.py's job, not this one's. Before the
+rounds, one untimed build-test-deploy of a warm-up service pushes the base
+image's layers to the registry (later pushes mount them, for both sides) and
+warms the Prefect server. The two sides alternate which goes first.
+
+Targets (issue 5, 2 cores): platform overhead at most 1.2x the plain script;
+a no-change rebuild at most 25% of the first build.
+
+Needs the Docker engine and ``$SLIPWAY_BASE_IMAGE`` (default
+``local/python-base:bookworm``) built locally; every container, image tag and
+temporary directory it creates is removed, also on failure or SIGTERM.
+
+    python bench/delivery.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+REF = "refs/heads/main"
+HEALTH_TIMEOUT = 60.0
+"""Seconds either side may take to answer /healthz; generous, as it never adds to a success."""
+OVERHEAD_TARGET = 1.2
+REBUILD_TARGET = 0.25
+
+PLAIN_SCRIPT = r"""
+set -euo pipefail
+repo=$1 sha=$2 tag=$3 base=$4 name=$5 port=$6 work=$7 timeout=$8
+git clone --quiet --no-checkout "$repo" "$work/src"
+git -C "$work/src" checkout --quiet --detach --force "$sha"
+docker build --quiet --network host --build-arg "BASE_IMAGE=$base" \
+    --label "org.opencontainers.image.revision=$sha" \
+    --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" \
+    --tag "$tag" "$work/src" >/dev/null
+docker run --rm --network none --label "dev.slipway.service=$name" \
+    -e PYTHONDONTWRITEBYTECODE=1 "$tag" python3 -m unittest -v
+docker push --quiet "$tag" >/dev/null
+docker run --detach --name "$name" --network host --label "dev.slipway.service=$name" \
+    -e HOST=127.0.0.1 -e "PORT=$port" -e "GIT_SHA=$sha" "$tag" >/dev/null
+deadline=$((SECONDS + timeout))
+until curl --fail --silent --output /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; do
+    if ((SECONDS >= deadline)); then echo "$name not healthy after $timeout s" >&2; exit 1; fi
+    sleep 0.2
+done
+"""
+"""The baseline; every value arrives as a positional argument, never as shell text."""
+
+
+@dataclass
+class Bench:
+    """What the rounds share, and every service whose containers and images must go."""
+
+    scratch: Path
+    registry: str
+    home: Any = field(repr=False)
+    client: Any = field(repr=False)
+    services: list[str] = field(default_factory=list)
+
+    def new_service(self, kind: str, port: int) -> tuple[str, Path]:
+        """A new service name (so its layers are not cached) and its rendered source."""
+        from tests.flows.delivery_fixtures import render_source
+
+        name = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+        self.services.append(name)
+        return name, render_source(self.scratch / name / "source", name, port)
+
+    def remove_all(self) -> None:
+        from tests.flows.delivery_fixtures import remove_service_containers, remove_service_images
+
+        for name in self.services:
+            try:
+                remove_service_containers(self.client, name)
+                remove_service_images(self.client, f"{self.registry}/{name}")
+            except Exception as e:  # keep cleaning the others
+                print(f"warning: could not clean up {name}: {e}", file=sys.stderr)
+
+
+def plain_first_build(bench: Bench) -> float:
+    """The baseline: the plain script from a pushed commit to a healthy container."""
+    from blocks import DeployTarget, GitServer
+    from tasks.git import create_repository, publish_directory, repository_url
+    from tests.conftest import free_port
+    from tests.flows.delivery_fixtures import BASE_IMAGE
+
+    port = free_port()
+    name, source = bench.new_service("plain", port)
+    server = GitServer.load_default()
+    create_repository(server, name)
+    sha = publish_directory(server, name, source, message="Initial commit")
+    work = Path(tempfile.mkdtemp(prefix="plain-", dir=bench.scratch / name))
+    argv = [
+        *("plain-delivery", repository_url(server, name), sha, f"{bench.registry}/{name}:{sha}"),
+        *(BASE_IMAGE, name, str(port), str(work), str(int(HEALTH_TIMEOUT))),
+    ]
+    env = os.environ | {"DOCKER_BUILDKIT": "0", "DOCKER_HOST": DeployTarget().docker_host}
+    began = time.monotonic()
+    script = subprocess.Popen(
+        ["bash", "-c", PLAIN_SCRIPT, *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, errors = script.communicate()
+    except BaseException:
+        os.killpg(script.pid, signal.SIGKILL)  # its docker CLI too; containers go in remove_all
+        script.wait()
+        raise
+    seconds = time.monotonic() - began
+    if script.returncode != 0:
+        raise SystemExit(f"the plain script failed ({script.returncode}):\n{errors[-3000:]}")
+    check_serving(port, sha)
+    return seconds
+
+
+def platform_builds(bench: Bench, *, rebuild: bool = True) -> tuple[float, float]:
+    """build-test-deploy of a new service's first commit, then of a docs-only commit."""
+    from blocks import GitServer
+    from tasks.git import head_commit, publish_directory
+    from tests.conftest import free_port
+    from tests.flows.delivery_fixtures import catalogue_service
+
+    ports = {"dev": free_port(), "staging": free_port(), "prod": free_port()}
+    name, source = bench.new_service("slip", ports["dev"])
+    catalogue_service(bench.home, name, source, ports)
+    server = GitServer.load_default()
+    first = timed_deploy(name, str(head_commit(server, name)), ports["dev"])
+    if not rebuild:
+        return first, 0.0
+    docs_only = bench.scratch / name / "docs-only"
+    shutil.copytree(source, docs_only)
+    with (docs_only / "docs" / "index.md").open("a", encoding="utf-8") as page:
+        page.write("\nA line of documentation, which no layer of the image contains.\n")
+    sha = publish_directory(server, name, docs_only, message="Docs only")
+    return first, timed_deploy(name, sha, ports["dev"])
+
+
+def timed_deploy(service: str, sha: str, port: int) -> float:
+    """Seconds build-test-deploy takes from the commit to the service healthy."""
+    from flows.delivery import build_test_deploy
+    from tasks.release_history import DeploymentRecord
+
+    began = time.monotonic()
+    record = build_test_deploy(service, sha, REF, triggered_by="bench")
+    seconds = time.monotonic() - began
+    if not isinstance(record, DeploymentRecord) or record.outcome != "succeeded":
+        raise SystemExit(f"build-test-deploy of {service} {sha[:12]} did not deploy: {record}")
+    check_serving(port, sha)
+    return seconds
+
+
+def check_serving(port: int, sha: str) -> None:
+    """Refuse a figure for a run that did not end with ``sha`` serving."""
+    import httpx
+
+    answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5, trust_env=False)
+    if answer.status_code != 200 or answer.json().get("version") != sha:
+        raise SystemExit(f"port {port} does not serve {sha[:12]}: {answer.text[:300]}")
+
+
+@contextmanager
+def platform(scratch: Path) -> Iterator[Bench]:
+    """A Prefect test server, a registry and the platform's blocks; cleans every service up."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from blocks import DEFAULT_DOCUMENT, DeployTarget, PlatformSettings, register_block_types
+    from deployments.components import registry_binary
+    from tasks.containers import docker_client
+    from tests.flows.delivery_fixtures import BASE_IMAGE, configure_platform, running_registry
+
+    if registry_binary() is None:
+        raise SystemExit("docker-registry is not installed (apt-get install docker-registry)")
+    client = docker_client(DeployTarget(), timeout=120)
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception as e:
+        raise SystemExit(f"base image {BASE_IMAGE} is not on the engine: {e}") from e
+    with ExitStack() as stack:
+        registry = stack.enter_context(running_registry(scratch / "registry"))
+        stack.enter_context(prefect_test_harness(server_startup_timeout=180))
+        register_block_types()
+        home = configure_platform(scratch, registry)
+        PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=HEALTH_TIMEOUT).save(
+            DEFAULT_DOCUMENT, overwrite=True
+        )
+        os.environ["SLIPWAY_HOME"] = str(home.root)
+        bench = Bench(scratch, registry, home, client)
+        stack.callback(bench.remove_all)
+        yield bench
+
+
+def report(rows: dict[str, list[float]], runs: int) -> None:
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    print(f"delivery push-to-healthy, median of {runs} runs (seconds)")
+    for key, values in rows.items():
+        print(f"  {key:<36} {med[key]:6.2f}   runs: {', '.join(f'{v:.2f}' for v in values)}")
+    plain, first, rebuild = med.values()
+    overhead, cache = first / plain, rebuild / first
+    verdict = "ok" if overhead <= OVERHEAD_TARGET else "OVER TARGET"
+    print(
+        f"  platform overhead: build-test-deploy / plain script = {overhead:.2f}x; "
+        f"target <= {OVERHEAD_TARGET:.1f}x: {verdict}"
+    )
+    verdict = "ok" if cache <= REBUILD_TARGET else "OVER TARGET"
+    print(
+        f"  layer cache: no-change rebuild / first build = {cache:.0%}; "
+        f"target <= {REBUILD_TARGET:.0%}: {verdict}"
+    )
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every clean-up below
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    # Loopback only: the temporary server must not try to send telemetry.
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
+    signal.signal(signal.SIGTERM, _terminate)
+    rows: dict[str, list[float]] = {
+        "plain script, first build": [],
+        "build-test-deploy, first build": [],
+        "build-test-deploy, no-change rebuild": [],
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="slipway-bench-delivery-") as tmp,
+        platform(Path(tmp)) as bench,
+    ):
+        note("warm-up (untimed): one build-test-deploy, pushing the base layers")
+        platform_builds(bench, rebuild=False)
+        for run in range(args.runs):
+            note(f"run {run + 1} of {args.runs}")
+            if run % 2 == 0:
+                rows["plain script, first build"].append(plain_first_build(bench))
+            first, rebuild = platform_builds(bench)
+            rows["build-test-deploy, first build"].append(first)
+            rows["build-test-deploy, no-change rebuild"].append(rebuild)
+            if run % 2 == 1:
+                rows["plain script, first build"].append(plain_first_build(bench))
+    report(rows, args.runs)
+
+
+if __name__ == "__main__":
+    main()
