@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, field_validator
 
 from blocks.base import SlipwayBlock
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["DEFAULT_BASE_IMAGE", "PlatformSettings"]
+__all__ = ["DEFAULT_BASE_IMAGE", "PlatformSettings", "SeverityName"]
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 """What service images build FROM unless the platform team says otherwise."""
 
+SeverityName = Literal["critical", "high", "medium", "low", "unknown"]
+"""A finding severity as the security gate settings name it."""
+
 
 class PlatformSettings(SlipwayBlock):
-    """Settings every flow shares.
+    """Settings every flow shares, including the security gate's policy.
+
+    The ``gate_*`` fields are the policy `tasks.scanners.gate.enforce_gate`
+    applies before a deployment to prod.
 
     Example:
         ```python
@@ -38,6 +44,40 @@ class PlatformSettings(SlipwayBlock):
         title="Health timeout",
         description="How long a new deployment may take to answer /healthz before it is rolled back.",
         gt=0,
+    )
+
+    gate_block_new_severities: list[SeverityName] = Field(
+        default_factory=lambda: list[SeverityName](["critical", "high"]),
+        title="Gate: block new findings of",
+        description="The prod gate refuses a commit with a new, unaccepted finding of these severities.",
+    )
+    gate_block_open_severities: list[SeverityName] = Field(
+        default_factory=list,
+        title="Gate: block any open finding of",
+        description="The prod gate refuses a commit with any unaccepted finding of these severities, new or not.",
+    )
+    gate_block_known_exploited: bool = Field(
+        default=True,
+        title="Gate: block known-exploited dependencies",
+        description="Refuse a commit whose dependencies have an advisory in CISA's known-exploited catalog.",
+    )
+    gate_block_errored_scans: bool = Field(
+        default=True,
+        title="Gate: block errored scans",
+        description="Refuse a commit for which a scanner crashed, timed out or could not run.",
+    )
+    scan_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        title="Scanner timeout",
+        description="Seconds each security scanner may run before it is killed and its scan errored.",
+    )
+    nightly_scan_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        title="Nightly scan concurrency",
+        description="How many services the nightly security scan scans at the same time.",
     )
 
     @field_validator("base_image")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = ["BanditScanner"]
 logger = logging.getLogger(__name__)
 
 _INSTALL_HINT = "install Slipway with its dependencies: pip install 'bandit[sarif]'"
+_QUOTES_SECRET = frozenset({"B105", "B106", "B107"})  # hardcoded_password_* rules
+_QUOTED = re.compile(r"'[^']*'\s*$")
 
 
 class BanditScanner(Scanner):
@@ -86,8 +89,16 @@ def _finding(item: dict[str, Any], root: Path) -> Finding:
         severity=Severity.parse(item.get("issue_severity")),
         file=_relative(str(item.get("filename", "")), root),
         line=line if isinstance(line, int) else None,
-        message=str(item.get("issue_text", "")).strip(),
+        message=_redacted(str(item.get("test_id", "")), str(item.get("issue_text", "")).strip()),
+        help_uri=str(item["more_info"]) if item.get("more_info") else None,
     )
+
+
+def _redacted(rule_id: str, message: str) -> str:
+    """Bandit quotes a hard-coded password in its message; reports must not repeat it."""
+    if rule_id in _QUOTES_SECRET:
+        return _QUOTED.sub("'***'", message)
+    return message
 
 
 def _relative(filename: str, root: Path) -> str:

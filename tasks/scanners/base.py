@@ -22,7 +22,7 @@ from pathlib import Path
 
 from slipway.errors import ScanError
 
-__all__ = ["Finding", "ScanResult", "ScanStatus", "Scanner", "Severity"]
+__all__ = ["Finding", "ScanResult", "ScanStatus", "Scanner", "Severity", "UnavailableScanner"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,20 @@ class Severity(enum.Enum):
             return cls(text)
         except ValueError:
             return cls.UNKNOWN
+
+    @property
+    def rank(self) -> int:
+        """Sort key, worst first when sorted in reverse: critical 4 ... low 1, unknown 0."""
+        return _RANKS[self]
+
+
+_RANKS = {
+    Severity.CRITICAL: 4,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 1,
+    Severity.UNKNOWN: 0,
+}
 
 
 class ScanStatus(enum.Enum):
@@ -82,6 +96,10 @@ class Finding:
     """The tool's one-line explanation."""
     fix_version: str | None = None
     """For a dependency, the first version without the vulnerability."""
+    aliases: tuple[str, ...] = ()
+    """Other ids of the same problem, e.g. the CVE and GHSA ids of an advisory."""
+    help_uri: str | None = None
+    """Where the tool documents the rule, when it says."""
 
     @property
     def fingerprint(self) -> str:
@@ -93,6 +111,11 @@ class Finding:
         message = _SPACE.sub(" ", _DIGITS.sub("#", self.message)).strip().lower()
         key = "\x1f".join((self.tool, self.rule_id, self.file, message))
         return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """The rule id and every alias: what an accepted risk or a catalog may name."""
+        return frozenset((self.rule_id, *self.aliases))
 
 
 @dataclass(frozen=True)
@@ -140,3 +163,22 @@ class Scanner(ABC):
     @abstractmethod
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         """Run the tool and parse its output; raise `ScanError` on any failure."""
+
+
+class UnavailableScanner(Scanner):
+    """Stands in for a scanner that could not be set up, so its tool shows as errored.
+
+    A missing vulnerability mirror, say, must not drop the dependency scan
+    from the report: it appears as ``errored`` with the reason and the fix.
+
+    Args:
+        name: The tool that could not run.
+        error: Why, with what to do about it.
+    """
+
+    def __init__(self, name: str, error: str) -> None:
+        self.name = name
+        self.error = error
+
+    def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
+        raise ScanError(self.error)

@@ -126,7 +126,10 @@ def parse_report(text: str, *, requirements: str) -> tuple[Finding, ...]:
 
 def _finding(dep: dict[str, Any], vuln: dict[str, Any], requirements: str) -> Finding:
     name, version = str(dep.get("name")), str(dep.get("version"))
-    aliases = ", ".join(vuln.get("aliases", []))
+    # pip-audit keeps aliases in a set: sort them, or the message (and with it the
+    # fingerprint) would change from run to run and fake a new and a fixed finding.
+    known = tuple(sorted(str(a) for a in vuln.get("aliases", [])))
+    aliases = ", ".join(known)
     return Finding(
         tool="pip-audit",
         rule_id=str(vuln["id"]),
@@ -136,6 +139,8 @@ def _finding(dep: dict[str, Any], vuln: dict[str, Any], requirements: str) -> Fi
         message=f"{name} {version} is affected by {vuln['id']}"
         + (f" ({aliases})" if aliases else ""),
         fix_version=_first_fix(version, vuln.get("fix_versions", [])),
+        aliases=known,
+        help_uri=f"https://osv.dev/vulnerability/{vuln['id']}",
     )
 
 

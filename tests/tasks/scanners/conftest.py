@@ -13,6 +13,7 @@ from tasks.osv_mirror import MirrorServer, OsvMirror, serve
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 OSV_RECORDS = FIXTURES / "osv"
 VULNERABLE_SERVICE = FIXTURES / "vulnerable-service"
+INSECURE_SERVICE = FIXTURES / "insecure-service"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,9 @@ def osv_server() -> Iterator[MirrorServer]:
 def service(tmp_path: Path) -> Path:
     """A private copy of the vulnerable service, so a test may change it."""
     return Path(shutil.copytree(VULNERABLE_SERVICE, tmp_path / "vulnerable-service"))
+
+
+@pytest.fixture
+def insecure(tmp_path: Path) -> Path:
+    """A private copy of the insecure service: one known problem per scanner."""
+    return Path(shutil.copytree(INSECURE_SERVICE, tmp_path / "insecure-service"))

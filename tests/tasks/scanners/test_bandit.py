@@ -20,7 +20,10 @@ def test_finds_exactly_the_known_hits_in_the_fixture_service(service: Path):
     assert by_rule["B602"].file == "app/ops.py"
     assert by_rule["B602"].line == 8
     assert by_rule["B105"].severity is Severity.LOW
-    assert "hunter2" in by_rule["B105"].message
+    # The password itself is redacted: reports and logs must not repeat it.
+    assert by_rule["B105"].message == "Possible hardcoded password: '***'"
+    assert all("hunter2" not in f.message for f in result.findings)
+    assert by_rule["B602"].help_uri and "b602" in by_rule["B602"].help_uri
     assert all(f.tool == "bandit" and f.fix_version is None for f in result.findings)
 
 

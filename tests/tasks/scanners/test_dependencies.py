@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -88,3 +89,19 @@ def test_unpinned_requirements_are_errored_with_pip_audits_reason(
 
     assert result.status is ScanStatus.ERRORED
     assert result.error is not None and "not pinned" in result.error
+
+
+def test_aliases_are_sorted_so_the_fingerprint_is_stable_across_runs():
+    from tasks.scanners.dependencies import parse_report
+
+    def report(aliases: list[str]) -> str:
+        vuln = {"id": "PYSEC-2018-28", "fix_versions": ["2.20.0"], "aliases": aliases}
+        return json.dumps(
+            {"dependencies": [{"name": "requests", "version": "2.19.0", "vulns": [vuln]}]}
+        )
+
+    (one,) = parse_report(report(["GHSA-x84v-xcm2-53pg", "CVE-2018-18074"]), requirements="r.txt")
+    (two,) = parse_report(report(["CVE-2018-18074", "GHSA-x84v-xcm2-53pg"]), requirements="r.txt")
+
+    assert one.fingerprint == two.fingerprint
+    assert one.aliases == ("CVE-2018-18074", "GHSA-x84v-xcm2-53pg")

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from slipway.errors import ScanError
+from tasks.scanners import Finding, ScanStatus
+from tasks.scanners.runner import default_scanners, run_scanners
+from tasks.scanners.sbom import SbomGenerator
+from tests.tasks.scanners.helpers import B602, FakeScanner
+
+
+class SlowScanner(FakeScanner):
+    def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
+        time.sleep(0.5)
+        return super()._run(path, timeout=timeout)
+
+
+def test_scanners_run_at_the_same_time_and_keep_their_order(insecure: Path):
+    scanners = [SlowScanner("one", (B602,)), SlowScanner("two", ()), SlowScanner("three", ())]
+
+    run = run_scanners(insecure, scanners, timeout=60)
+
+    assert [r.tool for r in run.results] == ["one", "two", "three"]
+    assert run.results[0].findings == (B602,)
+    assert run.sbom.status is ScanStatus.CLEAN
+    assert run.duration_seconds < 1.4 + run.sbom.duration_seconds
+
+
+def test_one_crashed_scanner_errors_only_itself(insecure: Path):
+    scanners = [FakeScanner("ok", ()), FakeScanner("broken", ScanError("segfault"))]
+
+    run = run_scanners(insecure, scanners, timeout=60, parallel=False)
+
+    assert [(r.tool, r.status) for r in run.results] == [
+        ("ok", ScanStatus.CLEAN),
+        ("broken", ScanStatus.ERRORED),
+    ]
+    assert run.results[1].error == "segfault"
+
+
+def test_without_an_osv_endpoint_the_dependency_scan_is_errored_with_the_reason(tmp_path: Path):
+    scanners = default_scanners(osv_url=None, cache_dir=tmp_path, osv_error="mirror not synced")
+
+    assert [s.name for s in scanners] == ["bandit", "pip-audit", "detect-secrets", "checkov"]
+    outcome = scanners[1].scan(tmp_path, timeout=5)
+    assert outcome.status is ScanStatus.ERRORED and outcome.error == "mirror not synced"
+
+
+def test_a_missing_sbom_binary_is_an_errored_sbom(insecure: Path):
+    run = run_scanners(
+        insecure, [], sbom=SbomGenerator(executable="/nonexistent/cyclonedx-py"), timeout=30
+    )
+
+    assert run.sbom.status is ScanStatus.ERRORED
