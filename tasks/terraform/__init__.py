@@ -10,28 +10,65 @@ TerraformBackend block. Every command runs in a child process of its own.
 - `inputs`: the checks that run before any Terraform command;
 - `config`: the backend block, the child's environment, the provider mirror
   and `ensure_state_bucket`;
-- `runner`: one command in one process, and Terraform's diagnostics.
+- `runner`: one command in one process, and Terraform's diagnostics;
+- `environments`: Slipway's environments on top: the module, the variables and
+  what the catalog keeps;
+- `health`: `assess`, the two plans of a drift check.
 """
 
 from __future__ import annotations
 
 from tasks.terraform.config import BackendConfig, ensure_state_bucket, render_backend
+from tasks.terraform.environments import (
+    BUNDLED_MODULE,
+    PREVIEW_PREFIX,
+    EnvironmentRecord,
+    environment_module,
+    is_preview,
+    open_terraform,
+    preview_environment,
+    record_outputs,
+    resolve_variables,
+    state_location,
+)
+from tasks.terraform.health import TerraformHealth, assess
 from tasks.terraform.inputs import Variables, check_variables, check_workspace_names
-from tasks.terraform.models import OutputValue, PlanResult, PlanSummary, ResourceChange
+from tasks.terraform.models import (
+    OutputValue,
+    PlanResult,
+    PlanSummary,
+    PriorState,
+    ResourceChange,
+    plan_markdown,
+)
 from tasks.terraform.workspace import Terraform, Workspace, in_parallel
 
 __all__ = [
+    "BUNDLED_MODULE",
+    "PREVIEW_PREFIX",
     "BackendConfig",
+    "EnvironmentRecord",
     "OutputValue",
     "PlanResult",
     "PlanSummary",
+    "PriorState",
     "ResourceChange",
     "Terraform",
+    "TerraformHealth",
     "Variables",
     "Workspace",
+    "assess",
     "check_variables",
     "check_workspace_names",
     "ensure_state_bucket",
+    "environment_module",
     "in_parallel",
+    "is_preview",
+    "open_terraform",
+    "plan_markdown",
+    "preview_environment",
+    "record_outputs",
     "render_backend",
+    "resolve_variables",
+    "state_location",
 ]

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["OutputValue", "PlanResult", "PlanSummary", "ResourceChange", "summarize_plan"]
+__all__ = [
+    "OutputValue",
+    "PlanResult",
+    "PlanSummary",
+    "PriorState",
+    "ResourceChange",
+    "plan_markdown",
+    "prior_state",
+    "summarize_plan",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,35 @@ class PlanSummary:
         add, change, destroy = self.counts
         return f"{add} to add, {change} to change, {destroy} to destroy"
 
+    def rows(self) -> list[tuple[str, str]]:
+        """``(address, action)`` per resource, as a reviewer reads them; replace is one row."""
+        replaced = set(self.adds) & set(self.destroys)
+        found = [(a, "replace") for a in self.adds if a in replaced]
+        found += [(a, "create") for a in self.adds if a not in replaced]
+        found += [(a, "update") for a in self.changes]
+        found += [(a, "destroy") for a in self.destroys if a not in replaced]
+        return found
+
+
+@dataclass(frozen=True)
+class OutputValue:
+    """One root-module output after an apply."""
+
+    value: object
+    """The decoded JSON value: str, int, float, bool, list or dict."""
+    sensitive: bool
+    """Whether the module marked it sensitive; such values must not be logged."""
+
+
+@dataclass(frozen=True)
+class PriorState:
+    """What the state held when a plan was made (``prior_state`` of ``show -json``)."""
+
+    resources: tuple[str, ...] = ()
+    """Addresses of every managed resource in state, child modules included."""
+    outputs: Mapping[str, OutputValue] = field(default_factory=dict)
+    """The root module's outputs as recorded in state."""
+
 
 @dataclass(frozen=True)
 class PlanResult:
@@ -59,16 +97,8 @@ class PlanResult:
     """Whether this plan only records drift instead of undoing it."""
     summary: PlanSummary
     """Per-resource adds, changes, destroys and drift, from ``show -json``."""
-
-
-@dataclass(frozen=True)
-class OutputValue:
-    """One root-module output after an apply."""
-
-    value: object
-    """The decoded JSON value: str, int, float, bool, list or dict."""
-    sensitive: bool
-    """Whether the module marked it sensitive; such values must not be logged."""
+    prior: PriorState | None = None
+    """The state that the plan started from; ``None`` when ``show`` was skipped."""
 
 
 def summarize_plan(document: Mapping[str, object]) -> PlanSummary:
@@ -97,3 +127,49 @@ def _changes(document: Mapping[str, object], field: str) -> list[ResourceChange]
         if isinstance(actions, list):
             found.append(ResourceChange(str(entry.get("address", "")), tuple(map(str, actions))))
     return found
+
+
+def prior_state(document: Mapping[str, object]) -> PriorState:
+    """The resources and outputs that state held, from ``show -json PLAN``.
+
+    An empty state has no ``prior_state`` at all, which is an empty `PriorState`.
+    """
+    prior = document.get("prior_state")
+    values = prior.get("values") if isinstance(prior, dict) else None
+    if not isinstance(values, dict):
+        return PriorState()
+    outputs = {
+        name: OutputValue(entry.get("value"), bool(entry.get("sensitive")))
+        for name, entry in (values.get("outputs") or {}).items()
+        if isinstance(entry, dict)
+    }
+    return PriorState(tuple(_addresses(values.get("root_module"))), outputs)
+
+
+def _addresses(module: object) -> list[str]:
+    if not isinstance(module, dict):
+        return []
+    found = [
+        str(r.get("address"))
+        for r in module.get("resources") or []
+        if isinstance(r, dict) and r.get("mode") == "managed"
+    ]
+    for child in module.get("child_modules") or []:
+        found += _addresses(child)
+    return found
+
+
+def plan_markdown(title: str, summary: PlanSummary) -> str:
+    """A plan for a reviewer: what happens to each resource, destroys called out first."""
+    lines = [f"# {title}", "", f"**Plan:** {summary.describe()}.", ""]
+    if any(action in {"destroy", "replace"} for _, action in summary.rows()):
+        lines += ["> **This plan destroys resources.** Applying it needs an approval.", ""]
+    if summary.rows():
+        lines += ["| Resource | Action |", "| --- | --- |"]
+        lines += [f"| `{address}` | {action} |" for address, action in summary.rows()]
+    else:
+        lines.append("No resource changes: the environment already matches its configuration.")
+    if summary.drift:
+        lines += ["", "Changed outside Terraform since the last apply:", ""]
+        lines += [f"- `{d.address}`: {', '.join(d.actions)}" for d in summary.drift]
+    return "\n".join(lines) + "\n"

