@@ -42,7 +42,8 @@ from prefect.input import RunInput
 from prefect.states import Cancelled
 from pydantic import Field
 
-from blocks import ContainerRegistry, DeployTarget, GitServer, PlatformSettings
+from blocks import ArtifactStore, ContainerRegistry, DeployTarget, GitServer, PlatformSettings
+from flows.security_scan import security_scan
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
 from slipway.names import check_dns_label, check_git_ref
 from tasks.catalog import Catalog, CatalogEntry
@@ -65,6 +66,9 @@ from tasks.release_history import (
     record_deployment,
     rollback_target,
 )
+from tasks.scanners.gate import enforce_gate
+from tasks.scanners.history import load_summary
+from tasks.storage import open_store
 
 if TYPE_CHECKING:
     import docker
@@ -360,15 +364,25 @@ def _release(
     return record
 
 
+def _security_gate(service: str, sha: str) -> None:
+    if load_summary(open_store(ArtifactStore.load_default()), service, sha) is None:
+        get_run_logger().info("%s %s has no scan yet: scanning before the gate", service, sha[:12])
+        # A scan with an errored tool fails but is stored; the gate reads and judges it.
+        security_scan(service=service, commit=sha, return_state=True)
+    enforce_gate(service, sha)
+
+
 def _prod_gate(
     service: str, sha: str, environment: str, *, timeout: int = APPROVAL_TIMEOUT_SECONDS
 ) -> None:
-    """Wait for a human to approve a deployment to prod in the UI.
+    """Ask the security gate, then a human in the UI, before a deployment to prod.
 
-    The security gate (issue 7) belongs at the top of this function, before a
-    human is asked: a refusal must name the findings and raise `GateRefused`.
+    A commit that was never scanned is scanned first (the push-triggered scan
+    may still be running); the gate then refuses, naming the findings, or a
+    human approves or rejects.
     """
     logger = get_run_logger()
+    _security_gate(service, sha)
     description = (
         f"Deploy `{service}` at `{sha[:12]}` to **{environment}**? "
         "Tick *Approve* and resume, or leave it unticked to reject."

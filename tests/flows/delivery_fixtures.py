@@ -160,6 +160,14 @@ def render_source(destination: Path, name: str, port: int) -> Path:
     return render_service("python-service", destination, answers).path
 
 
+INSECURE_CODE = """import subprocess
+
+
+def run(command: str) -> int:
+    return subprocess.call(command, shell=True)
+"""
+
+
 def variant(
     source: Path,
     destination: Path,
@@ -168,6 +176,7 @@ def variant(
     failing_tests: bool = False,
     unhealthy: bool = False,
     network_test_port: int | None = None,
+    insecure: bool = False,
 ) -> Path:
     """A copy of ``source`` with a change that makes a new commit, and optional breakage.
 
@@ -181,6 +190,8 @@ def variant(
     if network_test_port is not None:
         text = NETWORK_TEST.replace("{port}", str(network_test_port))
         (destination / "tests" / "test_network.py").write_text(text)
+    if insecure:  # bandit B602, high: a shell built from input
+        (destination / "app" / "ops.py").write_text(INSECURE_CODE)
     if unhealthy:
         server = destination / "app" / "server.py"
         code = server.read_text()
@@ -241,9 +252,13 @@ def configure_platform(root: Path, registry: str) -> SlipwayHome:
         if block_type is not S3Connection:
             block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
     ContainerRegistry(url=registry).save(DEFAULT_DOCUMENT, overwrite=True)
-    PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=HEALTH_TIMEOUT).save(
-        DEFAULT_DOCUMENT, overwrite=True
-    )
+    # The known-exploited catalog is synced by a flow of its own; its gate is
+    # covered by the security-scan tests. Everything else of the gate stays on.
+    PlatformSettings(
+        base_image=BASE_IMAGE,
+        health_timeout_seconds=HEALTH_TIMEOUT,
+        gate_block_known_exploited=False,
+    ).save(DEFAULT_DOCUMENT, overwrite=True)
     return home
 
 

@@ -21,7 +21,7 @@ from prefect.flow_runs import resume_flow_run
 from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
 from deployments.serve import declared_deployments
 from flows.delivery import build_test_deploy, promote, rollback
-from slipway.errors import BuildError, DeployError, InvalidRequest, ServiceNotFound
+from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest, ServiceNotFound
 from tasks.release import LiveContainer, live_container
 from tasks.release_history import deploy_slot, deployment_history
 from tests.conftest import free_port
@@ -196,9 +196,11 @@ def test_a_failing_health_check_leaves_the_old_version_serving_without_a_failed_
         ):
             build_test_deploy(delivery.service, sha, REF)
     finally:
-        PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=HEALTH_TIMEOUT).save(
-            DEFAULT_DOCUMENT, overwrite=True
-        )
+        PlatformSettings(
+            base_image=BASE_IMAGE,
+            health_timeout_seconds=HEALTH_TIMEOUT,
+            gate_block_known_exploited=False,
+        ).save(DEFAULT_DOCUMENT, overwrite=True)
     assert "HTTP 503" in str(error.value)
     assert poller.ok > 20 and poller.failures == []
     assert poller.versions == [before.sha]
@@ -323,6 +325,22 @@ def test_promotion_to_prod_waits_for_approval_and_a_rejection_changes_nothing(
     prod = live(delivery, "prod")
     assert prod is not None and prod.image == source.image
     assert served_version(delivery, "prod") == source.sha
+
+
+def test_the_security_gate_refuses_prod_naming_the_finding_before_anyone_is_asked(
+    delivery: Delivery,
+) -> None:
+    began = datetime.now(UTC)
+    build_test_deploy(delivery.service, delivery.commit(insecure=True), REF)
+    prod_before = live(delivery, "prod")
+    with pytest.raises(GateRefused, match=r"security gate refuses .*B602 at app/ops\.py"):
+        promote(delivery.service, "dev", "prod", approval_timeout_seconds=60)
+    assert live(delivery, "prod") == prod_before
+    assert not [
+        run
+        for run in runs_of("promote")
+        if run.state_type == StateType.PAUSED and run.created and run.created >= began
+    ], "a human was asked although the gate refused"
 
 
 def test_rollback_restores_the_previous_healthy_version_and_can_go_to_a_sha(

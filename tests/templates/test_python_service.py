@@ -41,6 +41,7 @@ EXPECTED_FILES = {
     "docs/index.md",
     "infra/main.tf",
     "mkdocs.yml",
+    "requirements.txt",
     "tests/__init__.py",
     "tests/test_server.py",
 }
