@@ -53,21 +53,43 @@ class Platform:
     ports: Ports
 
 
-@pytest.fixture
-def platform(prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
-    """Default block documents for a new home under ``tmp_path``, saved on the test server."""
+def configure_platform(root: Path) -> Platform:
+    """Save the ``default`` document of every block for a new home under ``root``.
+
+    Needs a Prefect server (``prefect_server``). The caller points
+    ``SLIPWAY_HOME`` at ``home.root`` where flows need it.
+    """
     from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
     from blocks.webhook import ensure_webhook_secret
 
-    home = SlipwayHome(tmp_path / ".slipway")
+    home = SlipwayHome(root / ".slipway")
     home.ensure()
     ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
     for block_type in ALL_BLOCKS:
         if block_type is not S3Connection:
             block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
     ensure_webhook_secret()
-    monkeypatch.setenv("SLIPWAY_HOME", str(home.root))
-    for name, port in ports.as_dict().items():
+    return Platform(home=home, ports=ports)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One in-memory S3 server (moto) on loopback for the session; tests use buckets of their own."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def platform(prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    """Default block documents for a new home under ``tmp_path``, saved on the test server."""
+    configured = configure_platform(tmp_path)
+    monkeypatch.setenv("SLIPWAY_HOME", str(configured.home.root))
+    for name, port in configured.ports.as_dict().items():
         if name != "prefect":
             monkeypatch.setenv(f"SLIPWAY_{name.upper()}_PORT", str(port))
-    return Platform(home=home, ports=ports)
+    return configured

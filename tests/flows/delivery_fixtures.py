@@ -237,20 +237,10 @@ class Delivery:
 
 def configure_platform(root: Path, registry: str) -> SlipwayHome:
     """Save the default block documents for a home under ``root``, using ``registry``."""
-    from blocks import (
-        ALL_BLOCKS,
-        DEFAULT_DOCUMENT,
-        ContainerRegistry,
-        PlatformSettings,
-        S3Connection,
-    )
+    from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
+    from tests.conftest import configure_platform as configure_defaults
 
-    home = SlipwayHome(root / ".slipway")
-    home.ensure()
-    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
-    for block_type in ALL_BLOCKS:
-        if block_type is not S3Connection:
-            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
+    home = configure_defaults(root).home
     ContainerRegistry(url=registry).save(DEFAULT_DOCUMENT, overwrite=True)
     # The known-exploited catalog is synced by a flow of its own; its gate is
     # covered by the security-scan tests. Everything else of the gate stays on.

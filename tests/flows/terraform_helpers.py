@@ -29,31 +29,9 @@ from prefect.client.schemas.objects import Artifact, FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-from slipway.home import Ports, SlipwayHome
 from tasks.catalog import Catalog, CatalogEntry
-from tests.conftest import Platform, free_port
 
 MODULE = Path(__file__).resolve().parents[2] / "infra" / "modules" / "local-docker-env"
-
-
-def configure_platform(root: Path) -> Platform:
-    """What the ``platform`` fixture does, for a whole test module at once.
-
-    Saving every block document takes seconds on a busy machine; these tests
-    share one data directory and tell their environments apart by service name.
-    The caller sets ``SLIPWAY_HOME`` to ``home.root``.
-    """
-    from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
-    from blocks.webhook import ensure_webhook_secret
-
-    home = SlipwayHome(root / ".slipway")
-    home.ensure()
-    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
-    for block_type in ALL_BLOCKS:
-        if block_type is not S3Connection:
-            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
-    ensure_webhook_secret()
-    return Platform(home=home, ports=ports)
 
 
 def unique(prefix: str) -> str:

@@ -27,12 +27,11 @@ from slipway.errors import TerraformError
 from tasks.catalog import Catalog
 from tasks.containers import docker_client
 from tasks.terraform import Terraform
-from tests.conftest import Platform, free_port
+from tests.conftest import Platform, configure_platform, free_port
 from tests.flows.terraform_helpers import (
     MODULE,
     add_service,
     catalog_entry,
-    configure_platform,
     latest_artifact,
     unique,
     wait_events,

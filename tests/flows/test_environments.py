@@ -19,7 +19,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 
@@ -39,12 +38,11 @@ from slipway.errors import (
 )
 from tasks.catalog import Catalog
 from tasks.terraform import Terraform, preview_environment
-from tests.conftest import Platform
+from tests.conftest import Platform, configure_platform
 from tests.flows.terraform_helpers import (
     Background,
     add_service,
     catalog_entry,
-    configure_platform,
     latest_artifact,
     module_with,
     resume,
@@ -55,15 +53,6 @@ from tests.flows.terraform_helpers import (
 pytestmark = pytest.mark.timeout(240)
 
 SECRET = "slipway-env-test-secret-9Kd2"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +80,10 @@ def backend(platform: Platform) -> Iterator[TerraformBackend]:
 
 
 @pytest.fixture
-def s3(backend: TerraformBackend, moto_url: str) -> tuple[Any, str]:
+def s3(backend: TerraformBackend, moto_endpoint: str) -> tuple[Any, str]:
     """The default Terraform backend on S3 (a bucket that does not exist yet) and a raw client."""
     connection = S3Connection(
-        endpoint_url=moto_url,
+        endpoint_url=moto_endpoint,
         access_key_id="AKIASLIPWAYTEST",
         secret_access_key=SECRET,
         path_style=True,

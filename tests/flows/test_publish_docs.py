@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 
 from blocks import ArtifactStore
 from blocks.s3 import S3Connection
@@ -34,15 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def template_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render_template_service(tmp_path_factory.mktemp("template") / "svc")
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def run_logs(flow_run_id: UUID, needle: str, timeout: float = 20) -> str:

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from blocks.s3 import S3Connection
 from tasks.storage import LocalStore, ObjectStore, S3Store
 
 SECRET = "slipway-test-secret-7Qx9pL2m"
 """The S3 secret key of every test connection; no message or log may ever show it."""
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """One in-memory S3 server for the session; each test uses buckets of its own."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
