@@ -65,8 +65,10 @@ def onboard(
     """Run the onboard-service deployment and wait for it; returns what to print.
 
     The request is validated here first, so a bad name is refused with the
-    rule it breaks before any run is created.
+    rule it breaks before any run is created. Prefect reads its API URL once,
+    when it is first imported, so the running platform is looked up before.
     """
+    api = use_running_platform(home)
     from flows.onboard_service import ServiceRequest
 
     try:
@@ -74,7 +76,6 @@ def onboard(
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise InvalidRequest(f"the request is refused: {problems}") from e
-    api = use_running_platform(home)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
