@@ -91,6 +91,11 @@ def _scale_out_arguments(up: argparse.ArgumentParser) -> None:
         "--poll-seconds", type=float, default=5.0, help="worker: seconds between polls (5)"
     )
     scale.add_argument("--limit", type=int, help="worker: flow runs at once (default: no limit)")
+    scale.add_argument(
+        "--public-url",
+        help="server: the URL users and workers reach Prefect at through your proxy, e.g. "
+        "https://prefect.example.com (Slipway itself binds 127.0.0.1 only)",
+    )
     scale.add_argument("--repository", help="server: git URL workers clone (default: origin)")
     scale.add_argument("--commit", help="server: commit workers check out (default: HEAD)")
     scale.add_argument(
@@ -158,7 +163,7 @@ def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
 def _with_role(options: UpOptions, args: argparse.Namespace) -> UpOptions:
     """Check the scale-out flags against the role before anything starts."""
     from deployments.components import DATABASE_ENV, Database, WorkerSettings, server_api_url
-    from deployments.pool import CrashDetection, platform_code
+    from deployments.pool import CrashDetection, check_entrypoints_committed, platform_code
 
     role = args.role
     raw_db = args.database or next((os.environ[k] for k in DATABASE_ENV if os.environ.get(k)), "")
@@ -179,6 +184,10 @@ def _with_role(options: UpOptions, args: argparse.Namespace) -> UpOptions:
             f"role {role} runs its own Prefect server, so --server does not apply",
             hint="use --role worker to join another server",
         )
+    if args.public_url and role == "worker":
+        raise ConfigurationError(
+            "--public-url belongs to the server host", hint="give workers --server URL instead"
+        )
     worker = None
     if role in ("worker", "all"):
         worker = WorkerSettings(
@@ -193,6 +202,7 @@ def _with_role(options: UpOptions, args: argparse.Namespace) -> UpOptions:
     code = None
     if role in ("server", "all"):
         code = platform_code(options.project_dir, repository=args.repository, commit=args.commit)
+        check_entrypoints_committed(options.project_dir, code)
     return replace(
         options,
         role=role,
@@ -200,6 +210,9 @@ def _with_role(options: UpOptions, args: argparse.Namespace) -> UpOptions:
         worker=worker,
         code=code,
         crash=CrashDetection(args.heartbeat_seconds, args.crash_after),
+        public_url=server_api_url(args.public_url).removesuffix("/api")
+        if args.public_url
+        else None,
     )
 
 

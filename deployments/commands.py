@@ -32,7 +32,7 @@ def use_running_platform(home: SlipwayHome) -> str:
             f"Slipway is not running on {home.root}",
             hint="start it with `slipway up` (or `make run`), or pass --home",
         )
-    url = state.port_config().prefect_api_url
+    url = state.prefect_api_url()
     os.environ["PREFECT_API_URL"] = url
     return url
 

@@ -4,35 +4,192 @@ Each component is a plain child process with its own process group, its own
 log file under ``<home>/logs/`` and a health URL. Every child's environment
 carries ``SLIPWAY_SUPERVISOR=<marker>``, which is how `slipway down` finds
 stray grandchildren after a crash.
+
+Which components run depends on the role of the host (`Role`): the embedded
+default runs everything here, a server host runs Prefect (on SQLite or
+PostgreSQL, `Database`) and the shared services, and a worker host runs only
+Prefect's own process worker polling the ``slipway`` work pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import hashlib
 import os
 import shutil
 import socket
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
+from urllib.parse import urlsplit
 
-from slipway.errors import PortInUse
+from pydantic import SecretStr
+
+from slipway.errors import ComponentError, ConfigurationError, PortInUse
 from slipway.home import HOST, Ports, SlipwayHome
 
 __all__ = [
+    "DATABASE_ENV",
     "REGISTRY_HINT",
+    "ROLES",
+    "Database",
     "ProcessSpec",
+    "Role",
+    "WorkerSettings",
     "bridge_spec",
+    "check_database",
     "check_port_free",
     "child_env",
+    "default_worker_name",
     "docs_spec",
     "prefect_server_spec",
     "registry_binary",
     "registry_spec",
     "serve_spec",
+    "server_api_url",
+    "worker_spec",
 ]
 
 REGISTRY_HINT = "install Debian's registry package: `apt-get install docker-registry`"
+
+Role = Literal["embedded", "server", "worker", "all"]
+"""What one `slipway up` runs: ``embedded`` (everything, flows served in-process),
+``server`` (Prefect, the bridge, docs and registry; flows go to the work pool),
+``worker`` (one Prefect process worker against a remote server) or ``all``
+(a server and one worker on this host)."""
+
+ROLES: tuple[Role, ...] = get_args(Role)
+
+DATABASE_ENV = ("SLIPWAY_DATABASE_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
+"""Where a database URL may come from besides ``--database``, first one wins.
+Only the Prefect server child ever sees it."""
+
+_DIALECTS = {"postgresql+asyncpg": "PostgreSQL", "sqlite+aiosqlite": "SQLite"}
+
+
+@dataclass(frozen=True)
+class Database:
+    """The Prefect server's database URL; the password never leaves `url`.
+
+    Example:
+        >>> Database.parse("postgresql+asyncpg://slipway:pw@db:5432/slipway").redacted
+        'postgresql+asyncpg://slipway:***@db:5432/slipway'
+    """
+
+    url: SecretStr
+    """The full SQLAlchemy URL, password included."""
+    redacted: str
+    """The same URL with the password replaced by ``***``: safe to print and store."""
+    kind: str
+    """``PostgreSQL`` or ``SQLite``."""
+
+    @classmethod
+    def parse(cls, raw: str) -> Database:
+        """Check that Prefect can use the URL and hide its password.
+
+        Raises:
+            ConfigurationError: the URL is not ``postgresql+asyncpg://`` or
+                ``sqlite+aiosqlite://``, or names no host or database.
+        """
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(raw.strip())
+        except (ArgumentError, ValueError) as e:
+            raise ConfigurationError(
+                "the database URL cannot be parsed", hint=_DATABASE_HINT
+            ) from e
+        kind = _DIALECTS.get(parsed.drivername)
+        if kind is None:
+            raise ConfigurationError(
+                f"Prefect cannot use a {parsed.drivername!r} database URL", hint=_DATABASE_HINT
+            )
+        if kind == "PostgreSQL" and not (parsed.host and parsed.database):
+            raise ConfigurationError(
+                "the PostgreSQL URL names no host or no database", hint=_DATABASE_HINT
+            )
+        redacted = parsed.render_as_string(hide_password=True)
+        return cls(SecretStr(raw.strip()), redacted, kind)
+
+    def describe(self) -> str:
+        """``PostgreSQL postgresql+asyncpg://user:***@host/db``, for `status` and logs."""
+        return f"{self.kind} {self.redacted}"
+
+
+_DATABASE_HINT = (
+    "use postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE (or sqlite+aiosqlite:///PATH); "
+    "pass it in SLIPWAY_DATABASE_URL rather than on the command line"
+)
+
+
+def check_database(database: Database, *, timeout: float = 10.0) -> None:
+    """Connect once to a PostgreSQL database, so a wrong URL fails before Prefect starts.
+
+    Raises:
+        ComponentError: the server cannot be reached or refuses the login. The
+            message names host, database and user, never the password.
+    """
+    if database.kind != "PostgreSQL":
+        return
+    import asyncpg  # type: ignore[import-untyped]
+
+    secret = database.url.get_secret_value()
+    dsn = secret.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(dsn, timeout=timeout)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        password = urlsplit(dsn).password
+        reason = str(e) or type(e).__name__
+        if password:
+            reason = reason.replace(password, "***")
+        raise ComponentError(
+            f"cannot connect to {database.describe()}: {reason}",
+            hint="check that PostgreSQL runs and listens there, that the database exists "
+            "and that the user and password in the URL are right",
+        ) from e
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How the Prefect worker of a worker host runs."""
+
+    api_url: str
+    """The Prefect API it polls, e.g. ``http://10.0.0.5:4200/api``."""
+    pool: str = "slipway"
+    """The work pool; prefect.yaml's deployments target ``slipway``."""
+    name: str | None = None
+    """Worker name, unique per pool; default: host name and a digest of the home."""
+    poll_seconds: float = 5.0
+    """Seconds between two polls of the pool (``PREFECT_WORKER_QUERY_SECONDS``)."""
+    limit: int | None = None
+    """Flow runs it runs at once; None for no limit."""
+    heartbeat_seconds: int = 30
+    """Flow-run heartbeat interval; the server's crash detection counts on it."""
+
+
+def server_api_url(raw: str) -> str:
+    """A Prefect server address as its API URL: ``http://h:4200`` -> ``http://h:4200/api``.
+
+    Raises:
+        ConfigurationError: it is not an http(s) URL with a host.
+    """
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{raw!r} is not the URL of a Prefect server",
+            hint="pass --server http://HOST:4200 (the server host's `slipway status` shows it)",
+        )
+    return url if url.endswith("/api") else f"{url}/api"
 
 
 @dataclass(frozen=True)
@@ -49,12 +206,24 @@ class ProcessSpec:
     """Probed with GET until it answers 2xx; None when the process itself is the check."""
     port: int | None = None
     """The loopback port it binds, checked to be free before it starts."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables added to the shared child environment for this process only."""
+    secret_env: Mapping[str, SecretStr] = field(default_factory=dict)
+    """Like `env`, for values that must not show in a repr or a log (database URLs)."""
+    cwd: Path | None = None
+    """Working directory; None for the data directory."""
 
 
-def child_env(home: SlipwayHome, ports: Ports, marker: str) -> dict[str, str]:
-    """The environment of every child: Prefect pointed at the embedded server."""
-    env = dict(os.environ)
-    api = ports.prefect_api_url
+def child_env(
+    home: SlipwayHome, ports: Ports, marker: str, *, api_url: str | None = None
+) -> dict[str, str]:
+    """The environment of every child: Prefect pointed at this host's server or ``api_url``.
+
+    Database URLs are dropped: only the server's own `ProcessSpec` carries one,
+    so no flow run can print it from its environment.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in DATABASE_ENV}
+    api = api_url or ports.prefect_api_url
     env.update(
         {
             "SLIPWAY_HOME": str(home.root),
@@ -78,17 +247,81 @@ def child_env(home: SlipwayHome, ports: Ports, marker: str) -> dict[str, str]:
     return env
 
 
-def prefect_server_spec(ports: Ports) -> ProcessSpec:
-    """Prefect's API and UI; SQLite under PREFECT_HOME unless a database URL is set."""
+def prefect_server_spec(
+    ports: Ports,
+    database: Database | None = None,
+    *,
+    durable_leases: bool = False,
+    public_url: str | None = None,
+) -> ProcessSpec:
+    """Prefect's API and UI; SQLite under PREFECT_HOME unless a database is given.
+
+    Args:
+        ports: The loopback ports.
+        database: PostgreSQL (or another SQLite file) instead of the default.
+        durable_leases: Keep concurrency-slot leases in files under
+            PREFECT_HOME instead of memory, so a server restart does not leak
+            the slots that flow runs on worker hosts hold (scale-out roles).
+        public_url: The address of a proxy in front of the server; the UI in
+            users' browsers calls its API there instead of on loopback.
+    """
     url = f"http://{HOST}:{ports.prefect}"
     argv = (sys.executable, "-m", "prefect", "server", "start", "--host", HOST)
+    secret = (
+        {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url} if database is not None else {}
+    )
+    env = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": _FILE_LEASES} if durable_leases else {}
+    if public_url is not None:
+        env["PREFECT_UI_API_URL"] = f"{public_url}/api"
     return ProcessSpec(
         name="prefect",
         argv=(*argv, "--port", str(ports.prefect)),
         url=url,
         health_url=f"{url}/api/health",
         port=ports.prefect,
+        env=env,
+        secret_env=secret,
     )
+
+
+_FILE_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
+
+
+def worker_spec(settings: WorkerSettings, home: SlipwayHome) -> ProcessSpec:
+    """Prefect's own process worker, polling the pool of the server at ``settings.api_url``.
+
+    Flow runs start in fresh directories under ``<home>/work`` (their TMPDIR),
+    where the deployment's pull step clones the platform at the pinned commit.
+    """
+    name = settings.name or default_worker_name(home)
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", settings.pool]
+    argv += ["--name", name, "--type", "process"]
+    if settings.limit is not None:
+        argv += ["--limit", str(settings.limit)]
+    work = home.root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        name="worker",
+        argv=tuple(argv),
+        url=f"{settings.api_url.removesuffix('/api')}/work-pools/work-pool/{settings.pool}",
+        health_url=None,
+        env={
+            "PREFECT_API_URL": settings.api_url,
+            "PREFECT_UI_API_URL": settings.api_url,
+            "PREFECT_WORKER_QUERY_SECONDS": str(settings.poll_seconds),
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds),
+            "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false",
+            "TMPDIR": str(work),
+            "SLIPWAY_WORKER_NAME": name,
+        },
+        cwd=work,
+    )
+
+
+def default_worker_name(home: SlipwayHome) -> str:
+    """``<host name>-<6 hex of the home path>``: stable across restarts, unique per home."""
+    digest = hashlib.sha256(str(home.root).encode()).hexdigest()[:6]
+    return f"{socket.gethostname()}-{digest}"
 
 
 def registry_binary() -> str | None:

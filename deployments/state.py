@@ -13,8 +13,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
@@ -40,10 +41,34 @@ class UpState(BaseModel):
     ports: dict[str, int] = Field(description="Component name to loopback port.")
     project_dir: str = Field(description="Directory holding prefect.yaml.")
     children: list[ChildRecord] = Field(default_factory=list)
+    role: str = Field(default="embedded", description="embedded, server, worker or all.")
+    database: str | None = Field(
+        default=None, description="The server's database URL with its password hidden."
+    )
+    api_url: str | None = Field(
+        default=None, description="The Prefect API this host uses; remote on a worker host."
+    )
+    pool: str | None = Field(default=None, description="Work pool of this host's worker.")
+    worker_name: str | None = Field(default=None, description="Name of this host's worker.")
+    public_url: str | None = Field(
+        default=None, description="Where users and workers reach this server, if not loopback."
+    )
+
+    @field_validator("database")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        # The file is world-readable in a shared home: refuse to store a secret in it.
+        if value is not None and urlsplit(value).password not in (None, "***"):
+            raise ValueError("the state file only takes a database URL with its password hidden")
+        return value
 
     def port_config(self) -> Ports:
         """The ports as the typed value the rest of Slipway takes."""
         return Ports(**self.ports)
+
+    def prefect_api_url(self) -> str:
+        """The Prefect API of this host's platform: its own server, or a worker's remote one."""
+        return self.api_url or self.port_config().prefect_api_url
 
 
 def _state_file(home: SlipwayHome) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,9 @@ from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, SlipwayHome
 
 __all__ = ["collect_status", "format_table", "registered_deployments"]
+
+# `slipway status` never shows a secret: the state file holds the database URL
+# with its password hidden (see `UpState.database`), and that is all it reads.
 
 
 def registered_deployments(api_url: str, names: set[str]) -> set[str]:
@@ -37,10 +41,19 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
                 "slipway", str(home.root), False, "not running; start it with `slipway up`"
             )
         ]
+    if state.role == "worker":
+        return _worker_host(state)
     ports = state.port_config()
     prefect = f"http://{HOST}:{ports.prefect}"
-    results = [http_health("prefect", prefect, f"{prefect}/api/health")]
-    results.append(_deployments(state))
+    server = http_health("prefect", prefect, f"{prefect}/api/health")
+    if state.database is not None and server.healthy:
+        kind = "PostgreSQL" if state.database.startswith("postgresql") else "SQLite"
+        server = replace(server, detail=f"{server.detail}, on {kind} {state.database}")
+    results = [server]
+    if state.role == "embedded":
+        results.append(_deployments(state))
+    else:
+        results.extend(_pool(state))
     results.append(
         http_health("docs", f"http://{HOST}:{ports.docs}", f"http://{HOST}:{ports.docs}/healthz")
     )
@@ -80,6 +93,69 @@ def _deployments(state: UpState) -> ComponentHealth:
             "deployments", url, False, f"not registered yet: {', '.join(missing)}"
         )
     return ComponentHealth("deployments", url, True, f"{len(found)} served")
+
+
+def _pool(state: UpState) -> list[ComponentHealth]:
+    """A server host: its deployments in the pool, the workers online, this host's own worker."""
+    from deployments.pool import online_workers
+    from deployments.serve import declared_deployments
+
+    api = state.prefect_api_url()
+    ui = api.removesuffix("/api")
+    wanted = {d.name for d in declared_deployments(Path(state.project_dir))}
+    missing = sorted(wanted - registered_deployments(api, wanted))
+    results = [
+        ComponentHealth(
+            "deployments",
+            f"{ui}/deployments",
+            not missing,
+            f"not in the work pool: {', '.join(missing)}"
+            if missing
+            else f"{len(wanted)} in the work pool",
+        )
+    ]
+    pool = state.pool or "slipway"
+    online = sorted(online_workers(api, pool))
+    results.append(
+        ComponentHealth(
+            "workers",
+            f"{ui}/work-pools/work-pool/{pool}",
+            bool(online),
+            f"{len(online)} online: {', '.join(online)}"
+            if online
+            else "none online, so no flow runs; start one per host with "
+            f"`slipway up --role worker --server {state.public_url or ui}`",
+        )
+    )
+    if state.role == "all":
+        results.append(_own_worker(state))
+    return results
+
+
+def _own_worker(state: UpState) -> ComponentHealth:
+    from deployments.pool import online_workers
+
+    api = state.prefect_api_url()
+    pool = state.pool or "slipway"
+    url = f"{api.removesuffix('/api')}/work-pools/work-pool/{pool}"
+    child = next((c for c in state.children if c.name == "worker"), None)
+    if child is None or not _alive(child.pid):
+        return ComponentHealth("worker", url, False, "the worker process is not running")
+    if state.worker_name not in online_workers(api, pool):
+        return ComponentHealth(
+            "worker", url, False, f"{state.worker_name} runs but the server lists it offline"
+        )
+    return ComponentHealth("worker", url, True, f"{state.worker_name} online, polling {pool}")
+
+
+def _worker_host(state: UpState) -> list[ComponentHealth]:
+    """A worker host: the remote server, its own worker and the systems its flows use."""
+    api = state.prefect_api_url()
+    results = [http_health("server", api.removesuffix("/api"), f"{api}/health")]
+    results.append(_own_worker(state))
+    if results[0].healthy:
+        results.extend(_configured_systems(""))
+    return results
 
 
 def _configured_systems(local_registry: str) -> list[ComponentHealth]:

@@ -1,15 +1,19 @@
-"""`slipway up` and `slipway down`: start, watch and stop the embedded platform.
+"""`slipway up` and `slipway down`: start, watch and stop the platform on this host.
 
 Order matters: Prefect first (everything else talks to it), then the block
 types and default documents, then the processes that read those blocks (the
 deployment runner and the docs portal). A child that dies is restarted with
 a back-off; one that keeps dying is left down and shown as such by `status`.
+
+The role decides what "the platform on this host" is (see `Role`): the
+embedded default serves the flows in-process; a server host applies them to
+the work pool instead, and a worker host runs only Prefect's worker against a
+server elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import subprocess  # nosec B404 - long-running children; argv lists only
@@ -22,25 +26,20 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-import httpx
-
 from deployments.components import (
-    REGISTRY_HINT,
+    Database,
     ProcessSpec,
-    bridge_spec,
-    check_port_free,
+    Role,
+    WorkerSettings,
     child_env,
-    docs_spec,
-    prefect_server_spec,
-    registry_binary,
-    registry_spec,
-    serve_spec,
+    default_worker_name,
 )
+from deployments.pool import CrashDetection, PlatformCode
 from deployments.state import ChildRecord, UpLock, UpState, read_state, write_state
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["UpOptions", "down", "marked_processes", "up"]
+__all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"]
 
 Report = Callable[[str], None]
 
@@ -60,6 +59,25 @@ class UpOptions:
     """The directory that holds prefect.yaml and the flows."""
     startup_timeout: float = 90.0
     """Seconds to wait for each component to become healthy."""
+    role: Role = "embedded"
+    """What runs on this host."""
+    database: Database | None = None
+    """The Prefect server's database; None for SQLite under the home."""
+    worker: WorkerSettings | None = None
+    """The worker of roles ``worker`` and ``all``; its ``api_url`` names the server."""
+    code: PlatformCode | None = None
+    """Roles ``server`` and ``all``: the commit that workers clone."""
+    crash: CrashDetection = field(default_factory=CrashDetection)
+    """Roles ``server`` and ``all``: how runs on dead hosts are marked Crashed."""
+    public_url: str | None = None
+    """Where users and workers reach this server through a proxy; None for loopback only."""
+
+    @property
+    def api_url(self) -> str:
+        """The Prefect API that this host's processes talk to."""
+        if self.role == "worker" and self.worker is not None:
+            return self.worker.api_url
+        return self.ports.prefect_api_url
 
 
 @dataclass
@@ -75,24 +93,31 @@ class _Stop(Exception):
     """Raised inside waits when a stop was requested."""
 
 
-class _Supervisor:
+class Supervisor:
+    """The children of one `slipway up`, their logs, restarts and the state file."""
+
     def __init__(self, options: UpOptions, marker: str, report: Report) -> None:
         self.options = options
         self.marker = marker
         self.report = report
-        self.env = child_env(options.home, options.ports, marker)
+        self.env = child_env(options.home, options.ports, marker, api_url=options.api_url)
         self.children: dict[str, _Child] = {}
         self.stopping = False
 
     # -- processes ---------------------------------------------------------
     def start(self, spec: ProcessSpec) -> None:
+        """Start one component in its own process group, appending to its log."""
         log = (self.options.home.logs / f"{spec.name}.log").open("ab")
         log.write(f"\n--- {datetime.now(UTC).isoformat()} starting {spec.name}\n".encode())
         log.flush()
+        env = self.env | dict(spec.env)
+        env.update({k: v.get_secret_value() for k, v in spec.secret_env.items()})
         process = subprocess.Popen(  # nosec B603 - fixed argv
             spec.argv,
-            cwd=self.options.project_dir,
-            env=self.env,
+            # Not the project: `-m deployments...` would import from there, and
+            # --project may be another checkout than the one Slipway runs from.
+            cwd=spec.cwd or self.options.home.root,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -103,16 +128,22 @@ class _Supervisor:
         self.children[spec.name] = _Child(spec, process, log, restarts)
 
     def log_tail(self, name: str, lines: int = 15) -> str:
+        """The last lines of a component's log, for error messages."""
         path = self.options.home.logs / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
+    def check_stopping(self) -> None:
+        """Leave a start-up wait when Ctrl-C or SIGTERM arrived."""
+        if self.stopping:
+            raise _Stop
+
     def wait_until(self, name: str, ready: Callable[[], bool]) -> None:
+        """Wait for ``ready``; fail with the log tail if ``name`` exits or times out."""
         deadline = time.monotonic() + self.options.startup_timeout
         child = self.children[name]
         while not ready():
-            if self.stopping:
-                raise _Stop
+            self.check_stopping()
             code = child.process.poll()
             if code is not None:
                 raise ComponentError(
@@ -164,9 +195,16 @@ class _Supervisor:
         _kill_marked(self.marker)
 
     # -- state -------------------------------------------------------------
+    def _worker_name(self) -> str | None:
+        worker = self.options.worker
+        if worker is None:
+            return None
+        return worker.name or default_worker_name(self.options.home)
+
     def write_state(
         self, ready_seconds: float | None = None, started: datetime | None = None
     ) -> None:
+        """Rewrite the state file from the children as they are now."""
         previous = read_state(self.options.home)
         write_state(
             self.options.home,
@@ -179,6 +217,12 @@ class _Supervisor:
                 else (previous.ready_seconds if previous else None),
                 ports=self.options.ports.as_dict(),
                 project_dir=str(self.options.project_dir),
+                role=self.options.role,
+                database=self.options.database.redacted if self.options.database else None,
+                api_url=self.options.api_url,
+                pool=self.options.worker.pool if self.options.worker else None,
+                worker_name=self._worker_name(),
+                public_url=self.options.public_url,
                 children=[
                     ChildRecord(name=c.spec.name, pid=c.process.pid, url=c.spec.url)
                     for c in self.children.values()
@@ -199,10 +243,12 @@ def up(options: UpOptions, report: Report = print) -> None:
     lock = UpLock(home)
     lock.acquire()
     began = time.monotonic()
-    supervisor = _Supervisor(options, uuid.uuid4().hex, report)
+    supervisor = Supervisor(options, uuid.uuid4().hex, report)
     try:
         with _stop_on_signals(supervisor):
-            _start_everything(supervisor, began)
+            from deployments.roles import start_host
+
+            start_host(supervisor, began)
             supervisor.watch()
     except _Stop:
         pass
@@ -215,99 +261,8 @@ def up(options: UpOptions, report: Report = print) -> None:
         report("Slipway stopped.")
 
 
-def _start_everything(supervisor: _Supervisor, began: float) -> None:
-    options, report = supervisor.options, supervisor.report
-    home, ports = options.home, options.ports
-    registry = registry_binary()
-    server, docs, bridge = prefect_server_spec(ports), docs_spec(ports), bridge_spec(ports)
-    reg = registry_spec(home, ports, registry) if registry is not None else None
-    for spec in (server, docs, bridge, reg):
-        if spec is not None and spec.port is not None:
-            check_port_free(spec.name, spec.port)
-
-    supervisor.start(server)
-    if reg is not None:
-        supervisor.start(reg)
-    else:
-        report(
-            f"registry: `docker-registry` is not installed; images cannot be pushed. Fix: {REGISTRY_HINT}"
-        )
-    supervisor.write_state(started=datetime.now(UTC))
-
-    _use_embedded_prefect(supervisor.env)
-    import blocks  # imports Prefect while the server boots
-    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
-
-    supervisor.wait_until("prefect", lambda: _http_ok(f"{server.url}/api/health"))
-    blocks.register_block_types()
-    for slug in blocks.ensure_default_documents(home, ports):
-        report(f"wrote default block document {slug}/default")
-    if ensure_webhook_secret():
-        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
-
-    for spec in (serve_spec(options.project_dir), docs, bridge):
-        supervisor.start(spec)
-    supervisor.write_state()
-    for spec in (reg, docs, bridge):
-        if spec is not None and spec.health_url is not None:
-            url = spec.health_url
-            supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
-
-    _reconnect_local_git(home, ports, report)
-
-    from deployments.serve import declared_deployments
-    from deployments.status import registered_deployments
-
-    wanted = {d.name for d in declared_deployments(options.project_dir)}
-    supervisor.wait_until(
-        "deployments", lambda: wanted <= registered_deployments(ports.prefect_api_url, wanted)
-    )
-    ready = time.monotonic() - began
-    supervisor.write_state(ready_seconds=ready)
-
-    from deployments.status import collect_status, format_table
-
-    report(format_table(collect_status(home)))
-    report(
-        f"Slipway is up on {home.root} after {ready:.1f} s. Stop it with Ctrl-C or `slipway down`."
-    )
-
-
-def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> None:
-    """Point every local repository's push hook at this bridge, then resend the spool."""
-    from blocks import GitServer
-    from deployments.spool import redeliver
-    from tasks.git import install_push_hook, platform_push_hook
-
-    server = GitServer.load_default()
-    hook = platform_push_hook(home, ports)
-    if server.provider == "local" and server.root is not None:
-        for repository in sorted(server.root.glob("*.git")):
-            install_push_hook(repository, hook)
-    result = redeliver(home.spool, hook.bridge_url)
-    if result.sent or result.rejected or result.kept:
-        report(
-            f"spooled pushes: {result.sent} redelivered, {result.rejected} refused "
-            f"(kept in {home.spool / 'rejected'}), {result.kept} still waiting"
-        )
-
-
-def _use_embedded_prefect(env: dict[str, str]) -> None:
-    """Point this process's own Prefect client at the embedded server."""
-    for key, value in env.items():
-        if key.startswith(("PREFECT_", "SLIPWAY_")):
-            os.environ[key] = value
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).is_success
-    except httpx.HTTPError:
-        return False
-
-
 @contextlib.contextmanager
-def _stop_on_signals(supervisor: _Supervisor) -> Iterator[None]:
+def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         supervisor.stopping = True
 

@@ -58,6 +58,8 @@ class Up:
     env: dict[str, str]
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    """Further `up` flags, e.g. ``--role worker --server URL``."""
 
     @property
     def api(self) -> str:
@@ -65,11 +67,17 @@ class Up:
 
     def argv(self) -> list[str]:
         flags = [x for name, port in self.ports.items() for x in (f"--{name}-port", str(port))]
-        return [*SLIPWAY, "--home", str(self.home), "up", *flags]
+        return [*SLIPWAY, "--home", str(self.home), "up", *flags, *self.args]
 
     def start(self, *, timeout: float = 120) -> float:
         """Start and wait for the ready line; returns the seconds it took."""
         began = time.monotonic()
+        self.launch()
+        self.wait_ready(timeout=timeout)
+        return time.monotonic() - began
+
+    def launch(self) -> None:
+        """Start `up` without waiting, so several hosts can boot side by side."""
         self.output = []
         self.process = subprocess.Popen(
             self.argv(),
@@ -82,11 +90,15 @@ class Up:
         )
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
+
+    def wait_ready(self, *, timeout: float = 120) -> None:
+        """Wait for the line saying that every component is up."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._drain()
             if any("Slipway is up" in line for line in self.output):
-                return time.monotonic() - began
+                return
             if self.process.poll() is not None:
                 self._drain()
                 raise AssertionError("slipway up exited early:\n" + "".join(self.output))
@@ -130,9 +142,13 @@ class Up:
 def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
     started: list[Up] = []
 
-    def make(home: Path | None = None, extra_env: dict[str, str] | None = None) -> Up:
+    def make(
+        home: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> Up:
         ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
-        up = Up(home or tmp_path / "home", ports, slipway_env(extra_env))
+        up = Up(home or tmp_path / "home", ports, slipway_env(extra_env), args=list(args or []))
         started.append(up)
         return up
 

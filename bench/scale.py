@@ -1,0 +1,373 @@
+"""Throughput of short platform flow runs with 1, 2 and 4 worker hosts, on SQLite and PostgreSQL.
+
+For each database, one `slipway up --role server` applies a snapshot of the
+platform (the committed HEAD, holding the real ``platform-check`` flow) to the
+work pool, with prefect.yaml's own pull step. Then, for each worker count, that
+many `slipway up --role worker` processes (each its own home, standing in for
+a host) run a batch of ``platform-check`` runs submitted at once. Measured: the
+wall time from the first submission to the last run's end, and the CPU seconds
+that the worker hosts, the server and PostgreSQL spent on the batch, read from
+/proc, so the report can say where the cores went.
+
+    python bench/scale.py [--runs 16] [--workers 1,2,4] [--limit 2] [--poll 1]
+
+Needs PostgreSQL 15 (scripts/postgres.sh starts a throwaway cluster) and git.
+It prints its figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SLIPWAY = [sys.executable, "-m", "deployments.cli"]
+TICK = os.sysconf("SC_CLK_TCK")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
+    env["PYTHONPATH"] = str(REPO)
+    return env | (extra or {})
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU of the processes and of their children that they have reaped."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def processes_with_env(needle: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def children_of(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Host:
+    """One `slipway up` process and its home."""
+
+    home: Path
+    args: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def launch(self) -> None:
+        self.process = subprocess.Popen(
+            [*SLIPWAY, "--home", str(self.home), "up", *self.args],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        os.set_blocking(self.process.stdout.fileno(), False)
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while line := self.process.stdout.readline():
+                self.output.append(line)
+            if any("Slipway is up" in line for line in self.output):
+                return
+            if self.process.poll() is not None:
+                raise SystemExit(f"slipway up exited early:\n{''.join(self.output)}")
+            time.sleep(0.2)
+        raise SystemExit(f"slipway up was not ready in {timeout} s:\n{''.join(self.output)}")
+
+    def cpu(self) -> float:
+        return cpu_seconds(processes_with_env(f"SLIPWAY_HOME={self.home}"))
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*SLIPWAY, "--home", str(self.home), "down"],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            timeout=120,
+        )
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def platform_snapshot(root: Path) -> Path:
+    """HEAD of this checkout as a repository of its own, with one deployment: platform-check."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    root.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    manifest = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    check = next(d for d in manifest["deployments"] if d["name"] == "platform-check")
+    check.pop("schedules", None)
+    manifest["deployments"] = [check]
+    (root / "prefect.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    git = ["git", "-c", "user.email=bench@slipway", "-c", "user.name=bench"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "snapshot"], cwd=root, check=True)
+    return root
+
+
+class Postgres:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.password = secrets.token_urlsafe(18)
+        self.script = str(REPO / "scripts" / "postgres.sh")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://slipway:{self.password}@127.0.0.1:{self.port}/slipway"
+
+    def start(self) -> None:
+        env = dict(os.environ, SLIPWAY_PG_PASSWORD=self.password)  # durable: fsync on
+        cmd = ["bash", self.script, "start", str(self.directory), str(self.port)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise SystemExit(f"PostgreSQL did not start: {done.stderr.strip()}")
+
+    def cpu(self) -> float:
+        pid = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        return cpu_seconds([pid, *children_of(pid)])
+
+    def stop(self) -> None:
+        subprocess.run(["bash", self.script, "stop", str(self.directory)], capture_output=True)
+
+
+def post(url: str, body: dict[str, object]) -> httpx.Response:
+    """POST, retrying 429 and 503 as Prefect's client does (SQLite answers 503 when busy)."""
+    for attempt in range(8):
+        response = httpx.post(url, json=body, timeout=30)
+        if response.status_code not in (429, 503):
+            break
+        time.sleep(0.25 * 2**attempt)
+    response.raise_for_status()
+    return response
+
+
+def run_batch(api: str, deployment_id: str, runs: int) -> tuple[float, dict[str, int]]:
+    began = time.monotonic()
+    ids = []
+    for _ in range(runs):
+        response = post(
+            f"{api}/deployments/{deployment_id}/create_flow_run",
+            {"parameters": {"include_optional": False}},
+        )
+        ids.append(response.json()["id"])
+    while True:
+        found = post(
+            f"{api}/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": 200}
+        ).json()
+        states = [r["state"]["type"] for r in found]
+        if len(states) == runs and all(s in TERMINAL for s in states):
+            return time.monotonic() - began, {s: states.count(s) for s in set(states)}
+        time.sleep(0.25)
+
+
+@dataclass
+class Row:
+    database: str
+    workers: int
+    runs: int
+    wall: float
+    states: dict[str, int]
+    cpu_workers: float
+    cpu_server: float
+    cpu_database: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.runs / self.wall * 60
+
+    @property
+    def cpu_per_run(self) -> float:
+        return (self.cpu_workers + self.cpu_server + self.cpu_database) / self.runs
+
+
+def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> list[Row]:
+    pg = (
+        Postgres(Path(tempfile.mkdtemp(prefix="slipway-bench-pg-")))
+        if kind == "PostgreSQL"
+        else None
+    )
+    extra = {}
+    if pg is not None:
+        pg.start()
+        extra["SLIPWAY_DATABASE_URL"] = pg.url
+    port = free_port()
+    ports = [x for n in ("docs", "registry", "bridge") for x in (f"--{n}-port", str(free_port()))]
+    server = Host(
+        base / f"server-{kind}",
+        ["--role", "server", "--project", str(project), "--prefect-port", str(port), *ports],
+        clean_env(extra),
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    rows: list[Row] = []
+    try:
+        began = time.monotonic()
+        server.launch()
+        server.wait_ready()
+        print(f"  {kind}: server up in {time.monotonic() - began:.1f} s", flush=True)
+        deployment = post(
+            f"{api}/deployments/filter", {"deployments": {"name": {"any_": ["platform-check"]}}}
+        ).json()[0]
+        for count in args.workers:
+            workers = [
+                Host(
+                    base / f"worker-{kind}-{count}-{i}",
+                    [
+                        *("--role", "worker", "--server", api, "--worker-name", f"w{count}-{i}"),
+                        *("--poll-seconds", str(args.poll), "--limit", str(args.limit)),
+                    ],
+                    clean_env(),
+                )
+                for i in range(count)
+            ]
+            for w in workers:
+                w.launch()
+            for w in workers:
+                w.wait_ready()
+            time.sleep(2)  # let the workers settle after start-up
+            before = (
+                sum(w.cpu() for w in workers),
+                server.cpu(),
+                pg.cpu() if pg else 0.0,
+            )
+            wall, states = run_batch(api, deployment["id"], args.runs)
+            time.sleep(1)  # the last flow-run processes are reaped by their workers
+            after = (sum(w.cpu() for w in workers), server.cpu(), pg.cpu() if pg else 0.0)
+            row = Row(
+                kind,
+                count,
+                args.runs,
+                wall,
+                states,
+                *(a - b for a, b in zip(after, before, strict=True)),
+            )
+            rows.append(row)
+            print(
+                f"  {kind}: {count} worker(s): {row.wall:.1f} s, {row.per_minute:.1f} runs/min, "
+                f"states {row.states}",
+                flush=True,
+            )
+            for w in workers:
+                w.stop()
+    finally:
+        server.stop()
+        if pg is not None:
+            pg.stop()
+            shutil.rmtree(pg.directory, ignore_errors=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=16, help="flow runs per batch")
+    parser.add_argument(
+        "--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4]
+    )
+    parser.add_argument("--limit", type=int, default=2, help="flow runs at once per worker")
+    parser.add_argument("--poll", type=float, default=1.0, help="worker poll interval, seconds")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    print(f"{cores} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp:
+        base = Path(tmp)
+        project = platform_snapshot(base / "platform")
+        rows = []
+        for kind in ("SQLite", "PostgreSQL"):
+            rows += measure(kind, base, project, args)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    print(
+        f"\n{args.runs} platform-check runs per batch, submitted at once; "
+        f"each worker runs {args.limit} at a time, polls every {args.poll:g} s"
+    )
+    header = (
+        f"{'database':<11}{'workers':>8}{'wall s':>8}{'runs/min':>10}{'vs 1':>7}"
+        f"{'CPU s/run':>11}{'workers':>9}{'server':>8}{'db':>6}{'ceiling':>9}"
+    )
+    print(header)
+    for row in rows:
+        first = next(r for r in rows if r.database == row.database and r.workers == rows[0].workers)
+        ceiling = cores / row.cpu_per_run * 60
+        print(
+            f"{row.database:<11}{row.workers:>8}{row.wall:>8.1f}{row.per_minute:>10.1f}"
+            f"{row.per_minute / first.per_minute:>6.2f}x{row.cpu_per_run:>11.2f}"
+            f"{row.cpu_workers / row.runs:>9.2f}{row.cpu_server / row.runs:>8.2f}"
+            f"{row.cpu_database / row.runs:>6.2f}{ceiling:>9.1f}"
+        )
+    for count in args.workers:
+        pair = [r for r in rows if r.workers == count]
+        if len(pair) == 2:
+            print(
+                f"PostgreSQL / SQLite with {count} worker(s): "
+                f"{pair[1].per_minute / pair[0].per_minute:.2f}x"
+            )
+    print(
+        "\n'ceiling' = cores / CPU seconds per run: the most runs per minute these cores "
+        "could do if they did nothing else."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""What `slipway up` starts on a host of each role, and in which order.
+
+- ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
+  (on SQLite or PostgreSQL), the registry, then blocks, then the docs portal
+  and the bridge. Embedded serves the flows in-process; a server host applies
+  them to the work pool instead (`deployments.pool`, a one-shot child), and
+  ``all`` adds one worker on the same host.
+- ``worker`` waits until the server at ``--server`` answers and has its pool
+  set up, then runs Prefect's process worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess  # nosec B404 - one-shot child with a fixed argv
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import httpx
+
+from deployments.components import (
+    REGISTRY_HINT,
+    WorkerSettings,
+    bridge_spec,
+    check_database,
+    check_port_free,
+    default_worker_name,
+    docs_spec,
+    prefect_server_spec,
+    registry_binary,
+    registry_spec,
+    serve_spec,
+    worker_spec,
+)
+from deployments.pool import online_workers, server_heartbeat
+from slipway.errors import ComponentError
+from slipway.home import Ports, SlipwayHome
+
+if TYPE_CHECKING:
+    from deployments.supervisor import Report, Supervisor
+
+__all__ = ["start_host"]
+
+
+def start_host(supervisor: Supervisor, began: float) -> None:
+    """Start what the role of this host runs, then report every component's health."""
+    options, report = supervisor.options, supervisor.report
+    if options.role == "worker":
+        _start_worker_host(supervisor)
+    else:
+        _start_server_host(supervisor)
+    ready = time.monotonic() - began
+    supervisor.write_state(ready_seconds=ready)
+
+    from deployments.status import collect_status, format_table
+
+    report(format_table(collect_status(options.home)))
+    role = "" if options.role == "embedded" else f" (role {options.role})"
+    report(
+        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s. "
+        "Stop it with Ctrl-C or `slipway down`."
+    )
+
+
+def _start_server_host(supervisor: Supervisor) -> None:
+    """Prefect, the shared services, then the flows: served here or applied to the pool."""
+    options, report = supervisor.options, supervisor.report
+    home, ports = options.home, options.ports
+    registry = registry_binary()
+    server = prefect_server_spec(
+        ports,
+        options.database,
+        durable_leases=options.role != "embedded",
+        public_url=options.public_url,
+    )
+    docs, bridge = docs_spec(ports), bridge_spec(ports)
+    reg = registry_spec(home, ports, registry) if registry is not None else None
+    for spec in (server, docs, bridge, reg):
+        if spec is not None and spec.port is not None:
+            check_port_free(spec.name, spec.port)
+    if options.database is not None:
+        check_database(options.database)
+
+    supervisor.start(server)
+    if reg is not None:
+        supervisor.start(reg)
+    else:
+        report(
+            f"registry: `docker-registry` is not installed; images cannot be pushed. Fix: {REGISTRY_HINT}"
+        )
+    supervisor.write_state(started=datetime.now(UTC))
+
+    _use_embedded_prefect(supervisor.env)
+    import blocks  # imports Prefect while the server boots
+    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
+
+    supervisor.wait_until("prefect", lambda: _http_ok(f"{server.url}/api/health"))
+    blocks.register_block_types()
+    for slug in blocks.ensure_default_documents(home, ports):
+        report(f"wrote default block document {slug}/default")
+    if ensure_webhook_secret():
+        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
+
+    embedded = options.role == "embedded"
+    for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
+        supervisor.start(spec)
+    supervisor.write_state()
+    if not embedded:
+        _apply_to_pool(supervisor)
+    for spec in (reg, docs, bridge):
+        if spec is not None and spec.health_url is not None:
+            url = spec.health_url
+            supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
+
+    _reconnect_local_git(home, ports, report)
+
+    from deployments.serve import declared_deployments
+    from deployments.status import registered_deployments
+
+    wanted = {d.name for d in declared_deployments(options.project_dir)}
+    supervisor.wait_until(
+        "prefect" if not embedded else "deployments",
+        lambda: wanted <= registered_deployments(ports.prefect_api_url, wanted),
+    )
+    if options.role == "all":
+        _start_worker(supervisor)
+
+
+def _apply_to_pool(supervisor: Supervisor) -> None:
+    """Apply prefect.yaml to the work pool in a one-shot child; fail with its log tail."""
+    options, report = supervisor.options, supervisor.report
+    code, crash = options.code, options.crash
+    if code is None:
+        raise ComponentError(
+            f"role {options.role} needs the commit that workers run", hint="pass --commit SHA"
+        )
+    if code.dirty:
+        report(
+            f"warning: {options.project_dir} has uncommitted changes; workers run commit "
+            f"{code.commit[:12]} without them"
+        )
+    log = options.home.logs / "apply.log"
+    argv = [sys.executable, "-m", "deployments.pool", "--project", str(options.project_dir)]
+    argv += ["--repository", code.repository, "--commit", code.commit]
+    argv += ["--heartbeat-seconds", str(crash.heartbeat_seconds)]
+    argv += ["--crash-after", str(crash.crash_after_seconds)]
+    with log.open("wb") as out:
+        try:
+            done = subprocess.run(  # nosec B603 - fixed argv
+                argv,
+                # Not the project: `-m` would import `deployments` from there, and
+                # --project may be another checkout than the one Slipway runs from.
+                cwd=options.home.root,
+                env=supervisor.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=options.startup_timeout * 2,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise ComponentError(
+                f"applying prefect.yaml to the work pool took over {e.timeout:.0f} s",
+                hint=f"see {log}",
+            ) from e
+    tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-15:])
+    if done.returncode != 0:
+        raise ComponentError(
+            f"applying prefect.yaml to the work pool failed:\n{tail}", hint=f"see {log}"
+        )
+    report(tail.splitlines()[-1] if tail else "applied prefect.yaml to the work pool")
+
+
+def _start_worker_host(supervisor: Supervisor) -> None:
+    """Wait for the server and its pool set-up, then run the worker."""
+    options = supervisor.options
+    assert options.worker is not None  # the CLI always sets it for this role
+    api = options.worker.api_url
+    supervisor.write_state(started=datetime.now(UTC))
+    _use_embedded_prefect(supervisor.env)
+    deadline = time.monotonic() + options.startup_timeout
+    heartbeat = server_heartbeat(api)
+    while heartbeat is None:
+        supervisor.check_stopping()
+        if time.monotonic() > deadline:
+            raise ComponentError(
+                f"the Prefect server at {api} did not answer, or has no Slipway work pool "
+                f"set-up, within {options.startup_timeout:.0f} s",
+                hint="start the server host first with `slipway up --role server`, "
+                "and check --server and the network between the hosts",
+            )
+        time.sleep(0.5)
+        heartbeat = server_heartbeat(api)
+    _start_worker(supervisor, heartbeat)
+
+
+def _start_worker(supervisor: Supervisor, heartbeat: int | None = None) -> None:
+    """Start the pool worker and wait until the server lists it as online."""
+    options = supervisor.options
+    settings = options.worker or WorkerSettings(api_url=options.ports.prefect_api_url)
+    beat = heartbeat if heartbeat is not None else options.crash.heartbeat_seconds
+    settings = replace(settings, heartbeat_seconds=beat)
+    supervisor.start(worker_spec(settings, options.home))
+    supervisor.write_state()
+    name = settings.name or default_worker_name(options.home)
+    supervisor.wait_until("worker", lambda: name in online_workers(settings.api_url, settings.pool))
+
+
+def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> None:
+    """Point every local repository's push hook at this bridge, then resend the spool."""
+    from blocks import GitServer
+    from deployments.spool import redeliver
+    from tasks.git import install_push_hook, platform_push_hook
+
+    server = GitServer.load_default()
+    hook = platform_push_hook(home, ports)
+    if server.provider == "local" and server.root is not None:
+        for repository in sorted(server.root.glob("*.git")):
+            install_push_hook(repository, hook)
+    result = redeliver(home.spool, hook.bridge_url)
+    if result.sent or result.rejected or result.kept:
+        report(
+            f"spooled pushes: {result.sent} redelivered, {result.rejected} refused "
+            f"(kept in {home.spool / 'rejected'}), {result.kept} still waiting"
+        )
+
+
+def _use_embedded_prefect(env: dict[str, str]) -> None:
+    """Point this process's own Prefect client at the server its children use."""
+    for key, value in env.items():
+        if key.startswith(("PREFECT_", "SLIPWAY_")):
+            os.environ[key] = value
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).is_success
+    except httpx.HTTPError:
+        return False
