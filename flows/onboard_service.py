@@ -41,6 +41,7 @@ from tasks.git import (
     platform_push_hook,
     publish_directory,
     repository_exists,
+    repository_url,
 )
 from tasks.handoff import HandOff, hand_off
 from tasks.templates import (
@@ -291,11 +292,11 @@ def onboard_service(request: ServiceRequest, dry_run: bool = False) -> Onboardin
         source = Path(scratch) / request.name
         files = render(request, port, source, release)
         version = _rendered_version(source)
-        repository_url = str(server.root / f"{request.name}.git") if server.root else request.name
+        clone_url = repository_url(server, request.name)
         if dry_run:
             result = OnboardingResult(
                 name=request.name,
-                repository=repository_url,
+                repository=clone_url,
                 port=port,
                 template=request.template,
                 template_version=version,
@@ -309,7 +310,7 @@ def onboard_service(request: ServiceRequest, dry_run: bool = False) -> Onboardin
             name=request.name,
             description=request.description,
             owner=request.owner,
-            repository=repository_url,
+            repository=clone_url,
             port=port,
             environments=request.environments,
             template=request.template,
