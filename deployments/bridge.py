@@ -8,6 +8,8 @@ Deployment triggers in prefect.yaml, not this code, decide what runs.
 It answers 2xx only after Prefect accepted the event, and 503 when Prefect
 is unreachable, so the sender can redeliver: no push is lost silently. The
 event id is derived from the delivery id, so a redelivery starts nothing twice.
+Pushes that arrive together share one request to Prefect (`EventPoster`), so
+a burst costs Prefect a few requests, not one per push.
 
 Run as ``python -m deployments.bridge --port 4300``; `slipway up` does.
 """
@@ -15,8 +17,11 @@ Run as ``python -m deployments.bridge --port 4300``; `slipway up` does.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +29,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -39,8 +45,9 @@ from deployments.webhooks import (
 )
 from slipway.errors import InvalidRequest
 from slipway.home import HOST
+from slipway.names import preview_environment
 
-__all__ = ["MAX_BODY_BYTES", "PUSH_EVENT", "build_app", "main", "push_event"]
+__all__ = ["MAX_BODY_BYTES", "PUSH_EVENT", "EventPoster", "build_app", "main", "push_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +63,65 @@ class _TooLarge(Exception):
     pass
 
 
+class EventPoster:
+    """Posts events to Prefect's ``/api/events``, batching those that arrive together.
+
+    One request is in flight at a time; events that arrive meanwhile wait and
+    go together in the next one (group commit). Each caller still returns only
+    once Prefect accepted the request that carried its event, or raises the
+    `httpx.HTTPError` that request ended with. At low load every request
+    carries one event, so batching adds no latency; under a burst it turns
+    hundreds of requests into a few, which is what Prefect's server can take.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, *, max_batch: int = 500) -> None:
+        self._client = client
+        self._max_batch = max_batch
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def post(self, event: dict[str, Any]) -> None:
+        """Return when Prefect accepted ``event``; raise `httpx.HTTPError` when not."""
+        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, accepted))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_waiting())
+        await accepted
+
+    async def _send_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            error: BaseException | None = None
+            try:
+                response = await self._client.post("/events", json=[e for e, _ in batch])
+                response.raise_for_status()
+            except Exception as e:  # every waiting caller gets it; none hangs
+                error = e
+            for _, accepted in batch:
+                if accepted.done():  # its caller went away
+                    continue
+                if error is None:
+                    accepted.set_result(None)
+                else:
+                    accepted.set_exception(error)
+
+
 def push_event(
     provider: Provider, delivery: str, push: PushEvent, *, default_branch: str
 ) -> dict[str, Any]:
     """The Prefect event for a push, in the JSON form ``POST /api/events`` takes.
 
     Resource labels carry what triggers filter on (branch, default branch,
-    whether docs changed), so prefect.yaml can say what runs without code here.
+    whether docs changed, whether the branch has a preview environment), so
+    prefect.yaml can say what runs without code here. A push to any other
+    branch than the default names its ``preview-<branch>`` environment.
     """
     docs_changed = any(p.startswith(_DOCS_PATHS) for p in push.changed_paths)
+    preview = ""
+    if push.branch and push.branch != default_branch:
+        with contextlib.suppress(InvalidRequest):  # a branch that names no environment
+            preview = preview_environment(push.branch)
     return {
         "id": str(event_id(provider, delivery)),
         "occurred": datetime.now(UTC).isoformat(),
@@ -75,6 +132,7 @@ def push_event(
             "slipway.git.branch": push.branch or "",
             "slipway.git.default-branch": str(push.branch == default_branch).lower(),
             "slipway.git.docs-changed": str(docs_changed).lower(),
+            "slipway.git.preview": str(bool(preview)).lower(),
         },
         "related": [],
         "payload": {
@@ -85,6 +143,7 @@ def push_event(
             "after": push.after,
             "pusher": push.pusher,
             "changed_paths": list(push.changed_paths),
+            "preview_environment": preview,
             "provider": provider.value,
             "delivery": delivery,
         },
@@ -124,6 +183,7 @@ def build_app(
         max_body: Largest accepted body in bytes.
     """
     client = httpx.AsyncClient(base_url=api_url, timeout=5.0)
+    poster = EventPoster(client)
 
     def answer(status: int, state: str, reason: str, **extra: Any) -> JSONResponse:
         return JSONResponse({"status": state, "reason": reason, **extra}, status_code=status)
@@ -153,14 +213,13 @@ def build_app(
             return answer(400, "refused", str(e))
         if push.deleted:
             return answer(202, "ignored", f"{push.ref} was deleted; nothing to build")
-        if not is_service(push.repository):
+        if not await run_in_threadpool(is_service, push.repository):
             logger.info("ignored push to %r: not a known service", push.repository)
             return answer(202, "ignored", f"{push.repository!r} is not a known service")
         delivery = delivery_id(provider, headers, body)
         event = push_event(provider, delivery, push, default_branch=default_branch)
         try:
-            response = await client.post("/events", json=[event])
-            response.raise_for_status()
+            await poster.post(event)
         except httpx.HTTPError as e:
             logger.error("Prefect did not accept the push event: %s", type(e).__name__)
             return JSONResponse(
@@ -219,23 +278,37 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
 
 
+KNOWN_SERVICE_SECONDS = 2.0
+"""How long a service seen in the catalog counts as known without a new look."""
+
+
 def _catalogued(server: Any) -> Callable[[str], bool]:
     """Known services: the names in the service catalog.
 
-    The catalog's names are read again only when its branch moved, so a push
-    costs one ref lookup, not a walk of the catalog.
+    A name seen in the catalog within `KNOWN_SERVICE_SECONDS` is known without
+    touching git, so a burst of pushes costs no catalog reads. Any other name
+    makes it look again (the catalog's names are re-read only when its branch
+    moved), so a service onboarded a moment ago is known at its first push,
+    and one removed stops being known within that time.
     """
     from tasks.catalog import Catalog
 
     catalog = Catalog(server)
-    cache: dict[str | None, frozenset[str]] = {}
+    lock = threading.Lock()
+    tip: str | None = None
+    names: frozenset[str] = frozenset()
+    looked = float("-inf")
 
     def known(name: str) -> bool:
-        tip = catalog.tip()
-        if tip not in cache:
-            cache.clear()
-            cache[tip] = catalog.names()
-        return name in cache[tip]
+        nonlocal tip, names, looked
+        with lock:
+            if name in names and time.monotonic() - looked < KNOWN_SERVICE_SECONDS:
+                return True
+            now, current = time.monotonic(), catalog.tip()
+            if current != tip:
+                tip, names = current, catalog.names()
+            looked = now
+            return name in names
 
     return known
 

@@ -84,30 +84,15 @@ def declared_deployments(project_dir: Path) -> list[DeclaredDeployment]:
     return declared
 
 
-def runner_deployments(
-    project_dir: Path, *, pool_steps: list[dict[str, Any]] | None = None
-) -> list[RunnerDeployment]:
-    """Turn each declared deployment into one the runner can serve.
-
-    Args:
-        project_dir: The checkout holding prefect.yaml.
-        pool_steps: For the work pool instead: the pull steps of deployments
-            that declare none of their own (see `pull_steps`).
-    """
+def _served(project_dir: Path) -> list[tuple[Flow[..., Any], dict[str, Any], DeclaredDeployment]]:
+    """Each declared deployment's flow and the options `Flow.to_deployment` takes for it."""
     from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
-    from prefect.cli.deploy._storage import _PullStepStorage
     from prefect.cli.deploy._triggers import _initialize_deployment_triggers
-    from prefect.flows import load_flow_from_entrypoint
 
     result = []
     for declared in declared_deployments(project_dir):
         config = declared.config
-        flow: Flow[..., Any] = load_flow_from_entrypoint(str(project_dir / declared.entrypoint))
-        pool_name, job_variables = None, None
-        if pool_steps is not None:
-            pool = config.work_pool
-            pool_name = (pool.name if pool else None) or "slipway"
-            job_variables = dict(pool.job_variables) if pool else None
+        flow = _load_flow(project_dir, declared.entrypoint)
         schedules = [
             _schedule_config_to_deployment_schedule(item.model_dump(exclude_none=True))
             for item in config.schedules or []
@@ -116,27 +101,48 @@ def runner_deployments(
         triggers = _initialize_deployment_triggers(
             declared.name, [dict(t) for t in config.triggers or []]
         )
+        options = {
+            "name": declared.name,
+            "description": config.description,
+            "tags": list(config.tags or []),
+            "version": config.version,
+            "parameters": dict(config.parameters),
+            "schedules": schedules,
+            "triggers": list(triggers),
+            "concurrency_limit": _concurrency(config.concurrency_limit),
+            "paused": False,  # the runner pauses schedules on shutdown; resume on start
+        }
+        result.append((flow, options, declared))
+    return result
+
+
+def runner_deployments(
+    project_dir: Path, *, pool_steps: list[dict[str, Any]]
+) -> list[RunnerDeployment]:
+    """Each declared deployment aimed at its work pool, for workers to run.
+
+    Args:
+        project_dir: The checkout holding prefect.yaml.
+        pool_steps: The pull steps of deployments that declare none of their
+            own (see `pull_steps`).
+    """
+    from prefect.cli.deploy._storage import _PullStepStorage
+
+    result = []
+    for flow, options, declared in _served(project_dir):
+        pool = declared.config.work_pool
         deployment = cast(
             "RunnerDeployment",
             flow.to_deployment(
-                name=declared.name,
-                description=config.description,
-                tags=list(config.tags or []),
-                version=config.version,
-                parameters=dict(config.parameters),
-                schedules=schedules,
-                triggers=list(triggers),
-                concurrency_limit=_concurrency(config.concurrency_limit),
-                paused=False,  # the runner pauses schedules on shutdown; resume on start
-                work_pool_name=pool_name,
-                job_variables=job_variables,
+                **options,
+                work_pool_name=(pool.name if pool else None) or "slipway",
+                job_variables=dict(pool.job_variables) if pool else None,
             ),
         )
-        if pool_steps is not None:
-            own = config.pull
-            steps = [own] if isinstance(own, dict) else own
-            deployment.entrypoint = declared.entrypoint  # relative to the clone's root
-            deployment.storage = _PullStepStorage(list(steps) if steps else pool_steps)
+        own = declared.config.pull
+        steps = [own] if isinstance(own, dict) else own
+        deployment.entrypoint = declared.entrypoint  # relative to the clone's root
+        deployment.storage = _PullStepStorage(list(steps) if steps else pool_steps)
         result.append(deployment)
     return result
 
@@ -168,6 +174,41 @@ def _concurrency(spec: Any) -> Any:
     return ConcurrencyLimitConfig(**values)
 
 
+def _load_flow(project_dir: Path, entrypoint: str) -> Flow[..., Any]:
+    """The flow an entrypoint names, imported as a module of the project.
+
+    Imported by module name, not executed from its file path, so the flow
+    pickles by reference: a run's process imports the real module (already
+    preloaded in the forkserver), with every name its annotations use.
+    """
+    import importlib
+    import sys
+
+    from prefect.flows import Flow
+
+    if str(project_dir) not in sys.path:
+        sys.path.insert(0, str(project_dir))
+    module_name = _module(entrypoint)
+    function = entrypoint.rpartition(":")[2]
+    try:
+        found = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as e:
+        raise ConfigurationError(
+            f"prefect.yaml names {entrypoint}, which cannot be imported from {project_dir}: {e}",
+            hint="give `entrypoint` as path/to/module.py:flow_function relative to prefect.yaml",
+        ) from e
+    if not isinstance(found, Flow):
+        raise ConfigurationError(
+            f"{entrypoint} is not a Prefect flow", hint="decorate the function with @flow"
+        )
+    return found
+
+
+def _module(entrypoint: str) -> str:
+    """``flows/delivery.py:build_test_deploy`` -> ``flows.delivery``."""
+    return Path(entrypoint.partition(":")[0]).with_suffix("").as_posix().replace("/", ".")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C; the runner polls as PREFECT_RUNNER_POLL_FREQUENCY says."""
     parser = argparse.ArgumentParser(prog="python -m deployments.serve")
@@ -175,14 +216,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     project_dir: Path = args.project.resolve()
 
+    import asyncio
     import os
 
-    from prefect import serve
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+
+    from deployments.run_start import use_forkserver
 
     os.chdir(project_dir)  # entrypoints are relative to the project
-    deployments = runner_deployments(project_dir)
-    logger.info("serving %d deployments from %s", len(deployments), project_dir)
-    serve(*deployments, print_starting_message=True)
+    served = _served(project_dir)
+    modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
+    if use_forkserver(modules):
+        print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
+    # add_flow, not add_deployment: the runner keeps the flow object and starts
+    # each run from it (in a forked child) instead of re-importing the code.
+    runner = Runner(pause_on_shutdown=True)
+    for flow, options, _ in served:
+        runner.add_flow(flow, **options)
+    print(f"serving {len(served)} deployments from {project_dir}", flush=True)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        print("shutting down", flush=True)
 
 
 if __name__ == "__main__":

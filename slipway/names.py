@@ -10,7 +10,14 @@ import re
 
 from slipway.errors import InvalidRequest
 
-__all__ = ["check_dns_label", "check_git_ref", "check_host_port"]
+__all__ = [
+    "PREVIEW_PREFIX",
+    "check_dns_label",
+    "check_git_ref",
+    "check_host_port",
+    "is_preview",
+    "preview_environment",
+]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -64,3 +71,25 @@ def check_host_port(value: str, *, what: str = "registry") -> str:
             hint="drop the scheme, e.g. '127.0.0.1:5001' or 'ghcr.io/acme'",
         )
     return value
+
+
+PREVIEW_PREFIX = "preview-"
+"""Environments named ``preview-<branch>`` are previews: they expire and need no approval to go."""
+
+
+def is_preview(environment: str) -> bool:
+    """Whether ``environment`` is a ``preview-<branch>`` environment."""
+    return environment.startswith(PREVIEW_PREFIX) and len(environment) > len(PREVIEW_PREFIX)
+
+
+def preview_environment(branch: str) -> str:
+    """The preview environment of a git branch: ``feature/Fix_login`` → ``preview-feature-fix-login``.
+
+    Raises:
+        InvalidRequest: nothing of the branch name is left to name an environment.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")
+    slug = slug[: 63 - len(PREVIEW_PREFIX)].rstrip("-")
+    if not slug:
+        raise InvalidRequest(f"branch {branch!r} gives no preview environment name")
+    return check_dns_label(PREVIEW_PREFIX + slug, what="environment")

@@ -15,14 +15,13 @@ later runs can plan the same variables again on any machine:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slipway.errors import ConfigurationError, InvalidRequest
-from slipway.names import check_dns_label
+from slipway.names import PREVIEW_PREFIX, check_dns_label, is_preview, preview_environment
 from tasks.terraform.config import render_backend
 from tasks.terraform.inputs import Variables, check_variables, declared_variables
 from tasks.terraform.models import OutputValue
@@ -49,8 +48,6 @@ __all__ = [
 BUNDLED_MODULE = Path(__file__).resolve().parents[2] / "infra" / "modules" / "local-docker-env"
 """The module for the local Docker deploy target, in Slipway's own checkout."""
 
-PREVIEW_PREFIX = "preview-"
-"""Environments named ``preview-<branch>`` are previews: they expire and need no approval to go."""
 
 _SET_BY_FLOW = ("service", "environment")
 _SENSITIVE = "(sensitive)"
@@ -78,24 +75,6 @@ def state_location(backend: TerraformBackend, ws: Workspace) -> str:
     if backend.kind == "local":
         return str(config["path"])
     return f"s3://{config['bucket']}/{config['key']}"
-
-
-def is_preview(environment: str) -> bool:
-    """Whether ``environment`` is a ``preview-<branch>`` environment."""
-    return environment.startswith(PREVIEW_PREFIX) and len(environment) > len(PREVIEW_PREFIX)
-
-
-def preview_environment(branch: str) -> str:
-    """The preview environment of a git branch: ``feature/Fix_login`` → ``preview-feature-fix-login``.
-
-    Raises:
-        InvalidRequest: nothing of the branch name is left to name an environment.
-    """
-    slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")
-    slug = slug[: 63 - len(PREVIEW_PREFIX)].rstrip("-")
-    if not slug:
-        raise InvalidRequest(f"branch {branch!r} gives no preview environment name")
-    return check_dns_label(PREVIEW_PREFIX + slug, what="environment")
 
 
 def resolve_variables(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,10 +20,10 @@ import uvicorn
 from pydantic import SecretStr
 
 from blocks import GitServer
-from deployments.bridge import MAX_BODY_BYTES, build_app
+from deployments.bridge import MAX_BODY_BYTES, EventPoster, build_app, push_event
 from deployments.post_receive import spool_delivery
 from deployments.spool import Redelivery, redeliver
-from deployments.webhooks import Provider, event_id
+from deployments.webhooks import Provider, event_id, parse_push
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.git import PushHook, create_repository
 from tests.deployments.conftest import Up, free_port, slipway_env
@@ -154,6 +155,61 @@ def test_the_secret_never_reaches_the_bridges_log(running):
     log = (up.home / "logs" / "bridge.log").read_text()
     assert "refused" in log and "became event" in log
     assert secret not in log
+
+
+@pytest.mark.parametrize(
+    ("ref", "preview"),
+    [
+        ("refs/heads/main", ""),
+        ("refs/heads/feature/Fix_login", "preview-feature-fix-login"),
+        ("refs/heads/___", ""),  # names no environment: no preview, still an event
+        ("refs/tags/v1.0", ""),
+    ],
+)
+def test_a_push_to_another_branch_names_its_preview_environment(ref, preview):
+    push = parse_push(Provider.GITHUB, _push(ref=ref))
+    event = push_event(Provider.GITHUB, "d-1", push, default_branch="main")
+    assert event["payload"]["preview_environment"] == preview
+    assert event["resource"]["slipway.git.preview"] == str(bool(preview)).lower()
+
+
+def test_a_service_onboarded_a_moment_ago_is_known_at_its_first_push(running):
+    up, secret = running
+    assert _send(up, secret, _push()).status_code == 200  # the bridge has just read the catalog
+    name = f"new-{uuid.uuid4().hex[:8]}"
+    register(up, name)
+    response = _send(up, secret, _push(repository=name))
+    assert response.status_code == 200, response.text
+
+
+def test_a_burst_of_events_shares_requests_and_prefect_stores_every_one(running):
+    up, _ = running
+    requests: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        requests.append(request)
+
+    events = [
+        push_event(
+            Provider.GITHUB,
+            str(uuid.uuid4()),
+            parse_push(Provider.GITHUB, _push(after=uuid.uuid4().hex + "0" * 8)),
+            default_branch="main",
+        )
+        for _ in range(60)
+    ]
+
+    async def burst() -> None:
+        async with httpx.AsyncClient(
+            base_url=up.api, timeout=30, event_hooks={"request": [record]}
+        ) as client:
+            poster = EventPoster(client)
+            await asyncio.gather(*(poster.post(event) for event in events))
+
+    asyncio.run(burst())
+    assert len(requests) < len(events) / 2, f"{len(requests)} requests for 60 events"
+    for event in events:
+        assert len(_events_with_id(up, event["id"])) == 1
 
 
 def test_prefect_outage_answers_503_so_the_sender_redelivers():

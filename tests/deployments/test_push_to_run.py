@@ -144,6 +144,33 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         assert final["state_type"] == "COMPLETED", final["state"]
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert health == {"status": "ok", "service": name, "version": sha}
+
+        # A push to another branch provisions that branch's preview environment.
+        _git(work, "checkout", "--quiet", "-b", "feature/Fix_login")
+        (work / "docs" / "index.md").write_text("# Preview\n")
+        _git(work, "commit", "--quiet", "-am", "Try a fix")
+        _git(work, "push", remote, "feature/Fix_login:feature/Fix_login")
+        preview = _wait(
+            "a provision-environment run of the branch's preview",
+            lambda: next(
+                (
+                    r
+                    for r in _runs(up, "provision-environment")
+                    if r["parameters"].get("service") == name
+                ),
+                None,
+            ),
+            timeout=60,
+        )
+        assert preview["parameters"]["environment"] == "preview-feature-fix-login"
+        run = preview
+        final = _wait("the preview to be provisioned", finished, timeout=300)
+        assert final["state_type"] == "COMPLETED", final["state"]
+        assert not any(
+            r["parameters"].get("commit") != sha
+            for r in _runs(up, "build-test-deploy")
+            if r["parameters"].get("service") == name
+        ), "a push to a branch must not build and deploy"
     finally:
         for container in engine.containers.list(
             all=True, filters={"label": [f"dev.slipway.service={name}"]}

@@ -1,0 +1,102 @@
+"""Served flow runs start by forking a warm interpreter, not by spawning a cold one.
+
+Prefect's runner starts each served flow run in a new process made with
+multiprocessing's ``spawn``: a fresh interpreter that imports Prefect and the
+flow's modules before the flow's first line, 2 to 3 s of CPU on a 2-core
+machine, paid by every push before its build starts. With ``forkserver``, one
+server process imports them once and each run forks from it in milliseconds;
+the run still gets a process of its own, with the runner's environment and
+Prefect's own engine wrapper (settings, signals, cancellation) around it.
+
+Prefect's runner calls `prefect.flow_engine.run_flow_in_subprocess`, which
+asks ``multiprocessing.get_context("spawn")``. `use_forkserver` makes that one
+call site get a preloaded forkserver context instead. It also makes a flow
+that is a module attribute pickle by reference: the run's process takes the
+flow from its (preloaded) module, with the module's globals, instead of a copy
+of the function that lacks the names only its annotations use (our parameter
+models, under ``from __future__ import annotations``).
+``SLIPWAY_RUN_START=spawn`` keeps Prefect's default, should a flow need it.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import importlib
+import logging
+import multiprocessing
+import multiprocessing.context
+import os
+import types
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["RUN_START_ENV", "use_forkserver"]
+
+logger = logging.getLogger(__name__)
+
+RUN_START_ENV = "SLIPWAY_RUN_START"
+"""``forkserver`` (the default) or ``spawn``, Prefect's own way."""
+
+_PRELOAD = ("prefect.flow_engine", "prefect.runner", "blocks", "tasks.catalog")
+"""What every run imports anyway; the flows' own modules are added by the caller."""
+
+
+class _ForkserverMultiprocessing(types.ModuleType):
+    """`multiprocessing` as Prefect's flow engine sees it: every context is the forkserver."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
+        super().__init__("multiprocessing")
+        self._context = context
+
+    def get_context(self, method: str | None = None) -> multiprocessing.context.BaseContext:
+        return self._context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(multiprocessing, name)
+
+
+def _flow_from_module(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
+
+
+def _reduce_flow(flow: Any) -> Any:
+    """By reference when ``flow`` is its module's attribute of that name, else as usual."""
+    module, name = getattr(flow, "__module__", None), getattr(flow, "__qualname__", "")
+    if module and "." not in name:
+        try:
+            if getattr(importlib.import_module(module), name, None) is flow:
+                return _flow_from_module, (module, name)
+        except ImportError:
+            pass
+    return object.__reduce_ex__(flow, 4)
+
+
+def use_forkserver(modules: Sequence[str] = ()) -> bool:
+    """Start this process's served flow runs from a forkserver that preloaded ``modules``.
+
+    Returns whether it is in use: not when ``SLIPWAY_RUN_START=spawn`` or when
+    this platform has no ``forkserver`` (it is POSIX-only).
+    """
+    import prefect.flow_engine as engine
+
+    choice = os.environ.get(RUN_START_ENV, "forkserver").strip().lower()
+    if choice == "spawn":
+        logger.info("flow runs start with spawn (%s=spawn)", RUN_START_ENV)
+        return False
+    if choice != "forkserver":
+        from slipway.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{RUN_START_ENV}={choice!r} is not a way to start flow runs",
+            hint=f"set {RUN_START_ENV} to 'forkserver' (the default) or 'spawn'",
+        )
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        logger.info("flow runs start with spawn: this platform has no forkserver")
+        return False
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([*_PRELOAD, *modules])
+    from prefect.flows import Flow
+
+    copyreg.pickle(Flow, _reduce_flow)
+    engine.multiprocessing = _ForkserverMultiprocessing(context)  # type: ignore[attr-defined]
+    return True
