@@ -213,8 +213,11 @@ def deploy_slot(
     """Hold the one release slot of ``service`` in ``environment``.
 
     Yields None once the slot is held. While waiting, ``give_up`` is asked
-    every ``poll_seconds``; when it returns a reason, that reason is yielded
+    before each attempt; when it returns a reason, that reason is yielded
     instead and the slot is never taken (a newer push superseded this one).
+    Attempts start 0.1 s apart and back off to ``poll_seconds``: a slot that
+    the previous release is just handing back is taken at once, a long
+    release is not polled hard.
     The slot is a Prefect global concurrency limit of 1, created when
     missing; its lease expires if the holder dies.
 
@@ -224,6 +227,7 @@ def deploy_slot(
     name = slot_name(service, environment)
     _ensure_limit(name)
     held = ExitStack()
+    pause = min(0.1, poll_seconds)
     while True:
         reason = give_up()
         if reason is not None:
@@ -246,7 +250,8 @@ def deploy_slot(
         except ConcurrencySlotAcquisitionError as e:
             if not _locked(e):
                 raise
-        time.sleep(poll_seconds)
+        time.sleep(pause)
+        pause = min(pause * 2, poll_seconds)
     _log().info("Holding the release slot %s", name)
     with held:
         yield None
