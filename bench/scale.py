@@ -33,25 +33,12 @@ from pathlib import Path
 
 import httpx
 import yaml
+from startup import clean_env, free_port  # bench/startup.py
 
 REPO = Path(__file__).resolve().parents[1]
 SLIPWAY = [sys.executable, "-m", "deployments.cli"]
 TICK = os.sysconf("SC_CLK_TCK")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
-    env["PYTHONPATH"] = str(REPO)
-    return env | (extra or {})
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -34,10 +34,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def clean_env() -> dict[str, str]:
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without Prefect's or Slipway's settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
     env["PYTHONPATH"] = str(REPO)
-    return env
+    return env | (extra or {})
 
 
 def bare_prefect(home: Path) -> float:

@@ -139,10 +139,8 @@ def runner_deployments(
                 job_variables=dict(pool.job_variables) if pool else None,
             ),
         )
-        own = declared.config.pull
-        steps = [own] if isinstance(own, dict) else own
         deployment.entrypoint = declared.entrypoint  # relative to the clone's root
-        deployment.storage = _PullStepStorage(list(steps) if steps else pool_steps)
+        deployment.storage = _PullStepStorage(_steps(declared.config.pull) or pool_steps)
         result.append(deployment)
     return result
 
@@ -153,8 +151,7 @@ def pull_steps(project_dir: Path) -> list[dict[str, Any]]:
     Raises:
         ConfigurationError: there are none, so workers would have no code to run.
     """
-    pull = _prefect_yaml(project_dir).pull
-    steps = [pull] if isinstance(pull, dict) else list(pull or [])
+    steps = _steps(_prefect_yaml(project_dir).pull)
     if not steps:
         raise ConfigurationError(
             f"{project_dir / 'prefect.yaml'} has no `pull:` steps, so workers cannot get the code",
@@ -162,6 +159,11 @@ def pull_steps(project_dir: Path) -> list[dict[str, Any]]:
             "(docs/operations/scale-out.md)",
         )
     return steps
+
+
+def _steps(pull: Any) -> list[dict[str, Any]]:
+    """prefect.yaml's ``pull`` (one step, a list of them, or none) as a list."""
+    return [pull] if isinstance(pull, dict) else list(pull or [])
 
 
 def _concurrency(spec: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port
+
+__all__ = ["free_port"]  # re-exported: the deployment tests take it from here
+
 REPO = Path(__file__).resolve().parents[2]
 SLIPWAY = [sys.executable, "-m", "deployments.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def slipway_env(extra: dict[str, str] | None = None) -> dict[str, str]:
