@@ -24,7 +24,7 @@ is what the bridge costs (or saves) over Prefect alone.
 Targets (2 cores): >= 200 pushes/s for 30 s, p99 < 100 ms, none lost;
 push to running flow <= 2 s at p50.
 
-    python bench/webhook_load.py [--rate 205] [--seconds 30] [--latency-pushes 20]
+    python bench/webhook_load.py [--rate 205] [--seconds 30] [--latency-pushes 20] [--postgres]
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ import asyncio
 import hashlib
 import hmac
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -83,13 +85,13 @@ deployments:
 
 
 def start_up(
-    home: Path, project: Path
+    home: Path, project: Path, *, database: str | None = None
 ) -> tuple[subprocess.Popen[str], dict[str, int], dict[str, str]]:
     from startup import clean_env, free_port  # bench/startup.py
 
     ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
     flags = [x for name, port in ports.items() for x in (f"--{name}-port", str(port))]
-    env = clean_env()
+    env = clean_env({"SLIPWAY_DATABASE_URL": database} if database else None)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -311,15 +313,36 @@ def main() -> None:
     parser.add_argument(
         "--runs-wait", type=float, default=120, help="seconds to wait for the trigger's runs"
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run Prefect on a throwaway PostgreSQL cluster (scripts/postgres.sh) instead of SQLite",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
+    with ExitStack() as stack:
+        database = None
+        if args.postgres:
+            from scale import Postgres  # bench/scale.py
+
+            pg = Postgres(Path(tempfile.mkdtemp(prefix="slipway-bench-pg-")))
+            pg.start()
+            stack.callback(shutil.rmtree, pg.directory, ignore_errors=True)
+            stack.callback(pg.stop)
+            database = pg.url
+            print("Prefect's database: PostgreSQL 15 on 127.0.0.1")
+        bench(args, database)
+
+
+def bench(args: argparse.Namespace, database: str | None) -> None:
+    """Both phases and the baseline against one `slipway up`, torn down afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         project = Path(tmp) / "project"
         project.mkdir()
         (project / "prefect.yaml").write_text(BENCH_PROJECT)
         (project / "bench_flow.py").write_text(BENCH_FLOW)
-        proc, ports, env = start_up(home, project)
+        proc, ports, env = start_up(home, project, database=database)
         try:
             api = f"http://127.0.0.1:{ports['prefect']}/api"
             from blocks import GitServer

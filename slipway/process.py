@@ -17,7 +17,7 @@ from pathlib import Path
 
 from slipway.errors import CommandError, CommandNotFound, CommandTimeout
 
-__all__ = ["CompletedCommand", "installed_tool", "require_binary", "run"]
+__all__ = ["CompletedCommand", "cpu_cores", "installed_tool", "require_binary", "run"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,14 @@ class CompletedCommand:
     """Everything it printed on standard output."""
     stderr: str
     """Everything it printed on standard error."""
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask, not the whole host's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def installed_tool(name: str) -> str:

@@ -143,6 +143,8 @@ class Scanner(ABC):
 
     name: str
     """The tool's name as it appears in findings and reports."""
+    expected_seconds: float = 1.0
+    """Rough time of one scan on one core; the runner starts the slowest tools first."""
 
     def scan(self, path: Path, *, timeout: float) -> ScanResult:
         """Scan ``path`` and return a result; this never raises `ScanError`.

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
+from typing import ClassVar
+
+import pytest
 
 from slipway.errors import ScanError
 from tasks.scanners import Finding, ScanStatus
@@ -16,6 +20,30 @@ class SlowScanner(FakeScanner):
         return super()._run(path, timeout=timeout)
 
 
+class RecordingScanner(FakeScanner):
+    """Notes when it starts and how many scanners run beside it."""
+
+    lock = threading.Lock()
+    started: ClassVar[list[str]] = []
+    running = 0
+    peak = 0
+
+    def __init__(self, name: str, expected_seconds: float) -> None:
+        super().__init__(name, ())
+        self.expected_seconds = expected_seconds
+
+    def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
+        cls = RecordingScanner
+        with cls.lock:
+            cls.started.append(self.name)
+            cls.running += 1
+            cls.peak = max(cls.peak, cls.running)
+        time.sleep(0.3)
+        with cls.lock:
+            cls.running -= 1
+        return ()
+
+
 def test_scanners_run_at_the_same_time_and_keep_their_order(insecure: Path):
     scanners = [SlowScanner("one", (B602,)), SlowScanner("two", ()), SlowScanner("three", ())]
 
@@ -25,6 +53,24 @@ def test_scanners_run_at_the_same_time_and_keep_their_order(insecure: Path):
     assert run.results[0].findings == (B602,)
     assert run.sbom.status is ScanStatus.CLEAN
     assert run.duration_seconds < 1.4 + run.sbom.duration_seconds
+
+
+def test_the_slowest_tool_starts_first_and_no_more_run_than_there_are_cores(
+    insecure: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 2)
+    monkeypatch.setattr(RecordingScanner, "started", [])
+    scanners = [
+        RecordingScanner("quick", 0.5),
+        RecordingScanner("medium", 1.0),
+        RecordingScanner("slow", 3.0),
+    ]
+
+    run = run_scanners(insecure, scanners, timeout=60)
+
+    assert RecordingScanner.started[:2] == ["slow", "medium"]
+    assert RecordingScanner.peak == 2
+    assert [r.tool for r in run.results] == ["quick", "medium", "slow"]
 
 
 def test_one_crashed_scanner_errors_only_itself(insecure: Path):
