@@ -72,6 +72,12 @@ class PlatformSettings(SlipwayBlock):
         title="Scanner timeout",
         description="Seconds each security scanner may run before it is killed and its scan errored.",
     )
+    reuse_test_results: bool = Field(
+        default=True,
+        title="Reuse test results",
+        description="Skip the tests of an image identical (layers, runtime configuration) to one "
+        "whose tests passed, e.g. after a docs-only commit; the tests artifact names that commit.",
+    )
     nightly_scan_concurrency: int = Field(
         default=2,
         ge=1,

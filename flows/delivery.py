@@ -50,6 +50,8 @@ from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
 from tasks.git import checkout
 from tasks.images import (
+    BuiltImage,
+    TestReport,
     build_image,
     check_sha,
     describe_report,
@@ -57,6 +59,7 @@ from tasks.images import (
     push_image,
     remove_image,
     run_image_tests,
+    test_inputs_digest,
 )
 from tasks.release import Release, deploy_release, live_container
 from tasks.release_history import (
@@ -69,6 +72,7 @@ from tasks.release_history import (
 from tasks.scanners.gate import enforce_gate
 from tasks.scanners.history import load_summary
 from tasks.storage import open_store
+from tasks.test_history import load_passed_tests, save_passed_tests
 
 if TYPE_CHECKING:
     import docker
@@ -150,7 +154,7 @@ def build_test_deploy(
                 base_image=stage.settings.base_image,
             )
         try:
-            report = run_image_tests(stage.client, built.tag)
+            report = _image_tests(stage, built)
             create_table_artifact(
                 table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
                 key=f"tests-{service}",
@@ -300,6 +304,26 @@ def _stage(service: str, environment: str) -> _Stage:
         settings=PlatformSettings.load_default(),
         client=docker_client(target),
     )
+
+
+def _image_tests(stage: _Stage, built: BuiltImage) -> TestReport:
+    """The image's tests: an identical image's passed run when there is one, else a run now."""
+    if not stage.settings.reuse_test_results:
+        return run_image_tests(stage.client, built.tag)
+    store = open_store(ArtifactStore.load_default())
+    digest = test_inputs_digest(stage.client, built.tag)
+    earlier = load_passed_tests(store, built.service, digest)
+    if earlier is not None:
+        get_run_logger().info(
+            "Not running the tests of %s again: its image is identical to that of %s, "
+            "whose tests passed",
+            built.tag,
+            str(earlier.reused_from)[:12],
+        )
+        return earlier
+    report = run_image_tests(stage.client, built.tag)
+    save_passed_tests(store, built.service, digest, report, sha=built.sha)
+    return report
 
 
 def _env_vars(raw: str) -> dict[str, str]:

@@ -12,6 +12,8 @@ service, a sha or a registry can never become a flag or an unexpected ref.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import time
@@ -50,6 +52,7 @@ __all__ = [
     "push_image",
     "remove_image",
     "run_image_tests",
+    "test_inputs_digest",
 ]
 
 LABEL_REVISION = "org.opencontainers.image.revision"
@@ -58,6 +61,8 @@ LABEL_BUILT = "org.opencontainers.image.created"
 """OCI label holding the build time, RFC 3339 in UTC."""
 TEST_COMMAND = ("python3", "-m", "unittest", "-v")
 """What runs a service's tests inside its image: the template's tests need only the stdlib."""
+_TEST_NETWORK = "none"
+_TEST_ENVIRONMENT = {"PYTHONDONTWRITEBYTECODE": "1"}
 PUSH_ATTEMPTS = 4
 """Pushes are tried this often, waiting 1, 2, 4 ... seconds in between."""
 PUSH_BACKOFF_SECONDS = 1.0
@@ -148,6 +153,8 @@ class TestReport:
     """The last lines of the output, where a failure's cause is."""
     seconds: float
     """How long the run took."""
+    reused_from: str | None = None
+    """The commit whose identical image ran these tests, when they were not run again."""
 
     def rows(self) -> list[dict[str, str]]:
         """The report as table-artifact rows: one per test."""
@@ -244,8 +251,8 @@ def run_image_tests(
             image,
             list(command),
             detach=True,
-            network_mode="none",
-            environment={"PYTHONDONTWRITEBYTECODE": "1"},
+            network_mode=_TEST_NETWORK,
+            environment=_TEST_ENVIRONMENT,
             labels={"dev.slipway.purpose": "tests"},
         )
     except DockerException as e:
@@ -280,6 +287,35 @@ def run_image_tests(
         exit_code,
     )
     return report
+
+
+def test_inputs_digest(
+    client: docker.DockerClient, image: str, *, command: tuple[str, ...] = TEST_COMMAND
+) -> str:
+    """A digest of everything a test run inside ``image`` depends on, and nothing else.
+
+    That is the image's filesystem layers, the runtime configuration a
+    container inherits (command, entrypoint, environment, working directory,
+    user), the test command and how the container runs. Labels are left out: the revision and build
+    time differ between two commits whose images are otherwise identical,
+    e.g. when only ``docs/`` changed, and the tests cannot see them.
+    """
+    from docker.errors import DockerException
+
+    try:
+        attrs = client.images.get(image).attrs
+    except DockerException as e:
+        raise BuildError(f"could not inspect {image}: {e}") from e
+    config = attrs.get("Config") or {}
+    inputs = {
+        "layers": (attrs.get("RootFS") or {}).get("Layers") or [],
+        "config": {k: config.get(k) for k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User")},
+        "command": list(command),
+        "run": {"network": _TEST_NETWORK, "environment": _TEST_ENVIRONMENT},
+    }
+    if not inputs["layers"]:
+        raise BuildError(f"{image} reports no filesystem layers; its tests cannot be keyed")
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 @task(name="push-image", cache_policy=NO_CACHE)
@@ -410,7 +446,13 @@ def describe_report(report: TestReport) -> str:
         counts[case.result] = counts.get(case.result, 0) + 1
     summary = ", ".join(f"{n} {word}" for word, n in sorted(counts.items())) or "no test cases"
     verdict = "passed" if report.passed else "**failed**"
+    reused = (
+        f" Not run again: the image is identical to that of `{report.reused_from[:12]}`, "
+        "whose run this is (same layers, runtime configuration and test command)."
+        if report.reused_from
+        else ""
+    )
     return (
-        f"Tests {verdict} in {report.seconds:.1f} s (exit {report.exit_code}): {summary}.\n\n"
+        f"Tests {verdict} in {report.seconds:.1f} s (exit {report.exit_code}): {summary}.{reused}\n\n"
         f"```text\n{report.tail}\n```"
     )

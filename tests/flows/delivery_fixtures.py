@@ -177,8 +177,12 @@ def variant(
     unhealthy: bool = False,
     network_test_port: int | None = None,
     insecure: bool = False,
+    docs: str | None = None,
 ) -> Path:
     """A copy of ``source`` with a change that makes a new commit, and optional breakage.
+
+    ``docs``: appended to ``docs/index.md``, which the image does not contain; with
+    the same ``marker`` as an earlier commit, the two images have the same layers.
 
     ``unhealthy``: /healthz answers 503 whenever PORT is set, i.e. when deployed,
     while the tests (which set no PORT) still pass.
@@ -190,6 +194,9 @@ def variant(
     if network_test_port is not None:
         text = NETWORK_TEST.replace("{port}", str(network_test_port))
         (destination / "tests" / "test_network.py").write_text(text)
+    if docs is not None:
+        with (destination / "docs" / "index.md").open("a", encoding="utf-8") as page:
+            page.write(f"\n{docs}\n")
     if insecure:  # bandit B602, high: a shell built from input
         (destination / "app" / "ops.py").write_text(INSECURE_CODE)
     if unhealthy:

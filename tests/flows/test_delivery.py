@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,6 +250,29 @@ def test_two_quick_pushes_end_with_only_the_newer_deployed(delivery: Delivery) -
     assert second.join().is_completed()
     assert served_version(delivery) == newer
     assert older not in {r.sha for r in deployment_history(delivery.service, "dev")}
+
+
+def test_an_image_identical_to_a_tested_one_reuses_its_passed_tests(delivery: Delivery) -> None:
+    code = uuid.uuid4().hex  # new code: no image with these layers was tested before
+    tested = delivery.commit(code)
+    build_test_deploy(delivery.service, tested, REF)
+    first = latest_artifact(f"tests-{delivery.service}")
+    assert "Not run again" not in first["description"]
+
+    docs_only = delivery.commit(code, docs="A paragraph that no layer of the image holds.")
+    record = build_test_deploy(delivery.service, docs_only, REF)
+
+    assert record.outcome == "succeeded" and served_version(delivery) == docs_only
+    reused = latest_artifact(f"tests-{delivery.service}")
+    assert "Tests passed" in reused["description"]
+    assert (
+        f"Not run again: the image is identical to that of `{tested[:12]}`" in reused["description"]
+    )
+    assert reused["data"] == first["data"]  # the same cases and results
+
+    changed = delivery.commit(uuid.uuid4().hex)
+    build_test_deploy(delivery.service, changed, REF)
+    assert "Not run again" not in latest_artifact(f"tests-{delivery.service}")["description"]
 
 
 def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> None:
