@@ -72,6 +72,9 @@ LABEL_PORT = "dev.slipway.port"
 LABEL_LIVE = "dev.slipway.live"
 
 _STOP_SECONDS = 10
+_POLL_FAST, _POLL_SLOW = 0.05, 0.2
+"""Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
+_POLL_FAST_SECONDS = 3.0
 
 
 def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -396,6 +399,7 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
     from docker.errors import NotFound
 
     deadline = time.monotonic() + timeout
+    fast_until = time.monotonic() + _POLL_FAST_SECONDS
     last = "no answer yet"
     with httpx.Client(timeout=2.0, trust_env=False) as http:
         while True:
@@ -418,7 +422,9 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
                 last = f"{type(e).__name__}: {e}"
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.2)
+            # Close polling while a healthy start is likely: during the switch, every
+            # moment between "up" and "seen up" is a moment the port refuses requests.
+            time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
     logs = container.logs(tail=20).decode(errors="replace").strip()
     raise DeployError(
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
