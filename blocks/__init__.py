@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from blocks.artifact_store import ArtifactStore
-from blocks.base import DEFAULT_DOCUMENT, SlipwayBlock
+from blocks.base import DEFAULT_DOCUMENT, Defaults, SlipwayBlock
 from blocks.container_registry import ContainerRegistry
 from blocks.deploy_target import DeployTarget
 from blocks.git_server import GitServer
@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_DOCUMENT",
     "ArtifactStore",
     "ContainerRegistry",
+    "Defaults",
     "DeployTarget",
     "GitServer",
     "PlatformSettings",

@@ -7,14 +7,16 @@ platform team edits it in the Prefect UI (Blocks) to point at real systems.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self, cast
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar, Self, TypeVar, cast
 
 from prefect.blocks.core import Block
 
 from slipway.errors import ConfigurationError
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["DEFAULT_DOCUMENT", "SlipwayBlock"]
+__all__ = ["DEFAULT_DOCUMENT", "Defaults", "SlipwayBlock"]
 
 DEFAULT_DOCUMENT = "default"
 """The block document name that flows load."""
@@ -42,3 +44,36 @@ class SlipwayBlock(Block):
                 hint="run `slipway up`, which writes local defaults, or create it under Blocks in the Prefect UI",
             ) from e
         return cast(Self, block)
+
+
+_B = TypeVar("_B", bound=SlipwayBlock)
+
+
+class Defaults:
+    """The default documents of several block types, read from Prefect at the same time.
+
+    A release needs five or six blocks; one after another they cost a round
+    trip each (about 30 ms against a local server), together about one.
+
+    Args:
+        kinds: The block types to load.
+
+    Raises:
+        ConfigurationError: A document does not exist (the first one found missing).
+    """
+
+    def __init__(self, *kinds: type[SlipwayBlock]) -> None:
+        with ThreadPoolExecutor(
+            max_workers=max(1, len(kinds)), thread_name_prefix="blocks"
+        ) as pool:
+            # Each load sees this thread's context: the flow run and its Prefect settings.
+            futures = {
+                k: pool.submit(contextvars.copy_context().run, k.load_default) for k in kinds
+            }
+            self._loaded: dict[type[SlipwayBlock], SlipwayBlock] = {
+                k: f.result() for k, f in futures.items()
+            }
+
+    def __getitem__(self, kind: type[_B]) -> _B:
+        """The loaded document of ``kind``; a type that was not asked for is a KeyError."""
+        return cast(_B, self._loaded[kind])

@@ -42,7 +42,14 @@ from prefect.input import RunInput
 from prefect.states import Cancelled
 from pydantic import Field
 
-from blocks import ArtifactStore, ContainerRegistry, DeployTarget, GitServer, PlatformSettings
+from blocks import (
+    ArtifactStore,
+    ContainerRegistry,
+    Defaults,
+    DeployTarget,
+    GitServer,
+    PlatformSettings,
+)
 from flows.security_scan import security_scan
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
 from slipway.names import check_dns_label, check_git_ref
@@ -71,7 +78,7 @@ from tasks.release_history import (
 )
 from tasks.scanners.gate import enforce_gate
 from tasks.scanners.history import load_summary
-from tasks.storage import open_store
+from tasks.storage import ObjectStore, open_store
 from tasks.test_history import load_passed_tests, save_passed_tests
 
 if TYPE_CHECKING:
@@ -113,6 +120,9 @@ class _Stage:
     reserved_ports: frozenset[int]
     target: DeployTarget
     settings: PlatformSettings
+    registry: ContainerRegistry
+    git: GitServer
+    store: ObjectStore
     client: docker.DockerClient = field(repr=False)
 
 
@@ -142,8 +152,8 @@ def build_test_deploy(
     ) as gave_up:
         if gave_up is not None:
             return _superseded(gave_up)
-        registry = ContainerRegistry.load_default()
-        with checkout(GitServer.load_default(), service, commit) as work:
+        registry = stage.registry
+        with checkout(stage.git, service, commit) as work:
             committed = _commit_time(work.path, work.sha)
             built = build_image(
                 stage.client,
@@ -278,7 +288,8 @@ def _stage(service: str, environment: str) -> _Stage:
     """The catalog entry, blocks and engine for a release; refuses an unknown environment."""
     check_dns_label(service, what="service")
     check_dns_label(environment, what="environment")
-    catalog = Catalog.load_default()
+    blocks = Defaults(GitServer, DeployTarget, PlatformSettings, ContainerRegistry, ArtifactStore)
+    catalog = Catalog(blocks[GitServer])
     entry = catalog.get(service)
     if environment not in entry.environments and environment not in entry.outputs:
         raise InvalidRequest(
@@ -287,13 +298,14 @@ def _stage(service: str, environment: str) -> _Stage:
         )
     outputs = entry.outputs.get(environment, {})
     port = int(outputs["port"]) if outputs.get("port", "").isdigit() else entry.port
-    reserved = {e.port for e in catalog.entries()} | {
+    entries = catalog.entries()
+    reserved = {e.port for e in entries} | {
         int(o["port"])
-        for e in catalog.entries()
+        for e in entries
         for o in e.outputs.values()
         if o.get("port", "").isdigit()
     }
-    target = DeployTarget.load_default()
+    target = blocks[DeployTarget]
     return _Stage(
         entry=entry,
         environment=environment,
@@ -301,7 +313,10 @@ def _stage(service: str, environment: str) -> _Stage:
         env_vars=_env_vars(outputs.get("env_vars", "")),
         reserved_ports=frozenset(reserved),
         target=target,
-        settings=PlatformSettings.load_default(),
+        settings=blocks[PlatformSettings],
+        registry=blocks[ContainerRegistry],
+        git=blocks[GitServer],
+        store=open_store(blocks[ArtifactStore]),
         client=docker_client(target),
     )
 
@@ -310,7 +325,7 @@ def _image_tests(stage: _Stage, built: BuiltImage) -> TestReport:
     """The image's tests: an identical image's passed run when there is one, else a run now."""
     if not stage.settings.reuse_test_results:
         return run_image_tests(stage.client, built.tag)
-    store = open_store(ArtifactStore.load_default())
+    store = stage.store
     digest = test_inputs_digest(stage.client, built.tag)
     earlier = load_passed_tests(store, built.service, digest)
     if earlier is not None:
