@@ -107,4 +107,6 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--repeat", type=int, default=3, help="rounds per size; medians compared")
     args = parser.parse_args()
+    if args.repeat < 1 or min(args.sizes) < 1:
+        parser.error("--repeat and every size must be at least 1")
     main(args.sizes, args.repeat)

@@ -326,11 +326,11 @@ def main() -> None:
             from scale import Postgres  # bench/scale.py
 
             pg = Postgres(Path(tempfile.mkdtemp(prefix="slipway-bench-pg-")))
-            pg.start()
             stack.callback(shutil.rmtree, pg.directory, ignore_errors=True)
-            stack.callback(pg.stop)
+            stack.callback(pg.stop)  # also after a failed start: stops what did start
+            pg.start()
             database = pg.url
-            print("Prefect's database: PostgreSQL 15 on 127.0.0.1")
+            print("Prefect's database: PostgreSQL on 127.0.0.1 (scripts/postgres.sh)")
         bench(args, database)
 
 

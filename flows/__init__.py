@@ -3,8 +3,3 @@
 Each flow is a short story of task calls; the tasks in `tasks/` do the talking
 to git, Docker, Terraform, storage and scanners.
 """
-
-from slipway import heartbeats
-
-# Before any flow of ours runs, in every process that runs one (served, pooled or called).
-heartbeats.apply()

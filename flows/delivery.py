@@ -300,10 +300,7 @@ def _stage(service: str, environment: str) -> _Stage:
     port = int(outputs["port"]) if outputs.get("port", "").isdigit() else entry.port
     entries = catalog.entries()
     reserved = {e.port for e in entries} | {
-        int(o["port"])
-        for e in entries
-        for o in e.outputs.values()
-        if o.get("port", "").isdigit()
+        int(o["port"]) for e in entries for o in e.outputs.values() if o.get("port", "").isdigit()
     }
     target = blocks[DeployTarget]
     return _Stage(
@@ -326,7 +323,11 @@ def _image_tests(stage: _Stage, built: BuiltImage) -> TestReport:
     if not stage.settings.reuse_test_results:
         return run_image_tests(stage.client, built.tag)
     store = stage.store
-    digest = test_inputs_digest(stage.client, built.tag)
+    try:
+        digest = test_inputs_digest(stage.client, built.image_id)
+    except BuildError as e:
+        get_run_logger().warning("Running the tests: %s", e.message)
+        return run_image_tests(stage.client, built.tag)
     earlier = load_passed_tests(store, built.service, digest)
     if earlier is not None:
         get_run_logger().info(

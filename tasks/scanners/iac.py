@@ -91,7 +91,11 @@ class IacScanner(Scanner):
         except CommandError as e:
             raise ScanError(f"checkov failed on {target}: {e}") from e
         if done.returncode != 0:
-            raise ScanError(f"checkov exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+            missing = "checkov is not installed" in done.stderr
+            raise ScanError(
+                f"checkov exited with {done.returncode}: {done.stderr.strip()[-500:]}",
+                hint=_INSTALL_HINT if missing else None,
+            )
         return parse_report(done.stdout, directory=self.directory)
 
 
@@ -147,6 +151,9 @@ def _finding(check: dict[str, Any], directory: str) -> Finding:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROPPED}
     env["CKV_SKIP_PACKAGE_UPDATE_CHECK"] = "true"
+    # `python -m` would put the working directory first on sys.path, where a
+    # `tasks` directory of the checkout could shadow ours.
+    env["PYTHONSAFEPATH"] = "1"
     # One process: the scan already runs beside the other tools and services, and
     # checkov's own forking only makes them fight over the same cores.
     env["CHECKOV_PARALLELIZATION_TYPE"] = "none"

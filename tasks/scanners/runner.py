@@ -82,11 +82,13 @@ def run_scanners(
         results = tuple(s.scan(path, timeout=timeout) for s in scanners)
         bom = generator.generate(path, timeout=timeout)
         return ScanRun(results, bom, time.monotonic() - started)
-    slowest_first = sorted(scanners, key=lambda s: s.expected_seconds, reverse=True)
+    slowest_first = sorted(
+        range(len(scanners)), key=lambda i: scanners[i].expected_seconds, reverse=True
+    )
     workers = min(len(scanners) + 1, cpu_cores())
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
-        futures = {id(s): pool.submit(s.scan, path, timeout=timeout) for s in slowest_first}
+        futures = {i: pool.submit(scanners[i].scan, path, timeout=timeout) for i in slowest_first}
         sbom_future = pool.submit(generator.generate, path, timeout=timeout)
-        results = tuple(futures[id(s)].result() for s in scanners)
+        results = tuple(futures[i].result() for i in range(len(scanners)))
         bom = sbom_future.result()
     return ScanRun(results, bom, time.monotonic() - started)

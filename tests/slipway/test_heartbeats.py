@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import prefect.flow_engine
 import pytest
 
-import flows  # noqa: F401  (importing the flows applies the fix)
+import blocks  # noqa: F401  (importing the blocks applies the fix)
 from slipway import heartbeats
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -43,8 +48,31 @@ class _Engine:
         self.emitted.set()
 
 
-def test_importing_the_flows_puts_the_fix_in_prefects_engine():
+def test_importing_the_blocks_puts_the_fix_in_prefects_engine():
     assert prefect.flow_engine._send_heartbeats is heartbeats._send_heartbeats
+
+
+@pytest.mark.parametrize(
+    "entrypoint",
+    ["flows/security_scan.py:security_scan", "flows/platform_check.py:check_platform"],
+)
+def test_a_flow_loaded_by_path_as_a_pool_worker_does_has_the_fix(entrypoint: str):
+    """A worker loads ``flows/<file>.py`` by path, so the `flows` package is never imported."""
+    probe = (
+        "import sys, prefect.flow_engine as engine\n"
+        "from prefect.flows import load_flow_from_entrypoint\n"
+        "load_flow_from_entrypoint(sys.argv[1])\n"
+        "print(engine._send_heartbeats.__module__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, entrypoint],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "slipway.heartbeats", done.stderr[-2000:]
 
 
 def test_a_run_sends_its_first_heartbeat_and_ends_without_waiting_out_a_sleep():

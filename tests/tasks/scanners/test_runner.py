@@ -44,7 +44,10 @@ class RecordingScanner(FakeScanner):
         return ()
 
 
-def test_scanners_run_at_the_same_time_and_keep_their_order(insecure: Path):
+def test_scanners_run_at_the_same_time_and_keep_their_order(
+    insecure: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 4)
     scanners = [SlowScanner("one", (B602,)), SlowScanner("two", ()), SlowScanner("three", ())]
 
     run = run_scanners(insecure, scanners, timeout=60)
@@ -60,17 +63,19 @@ def test_the_slowest_tool_starts_first_and_no_more_run_than_there_are_cores(
 ):
     monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 2)
     monkeypatch.setattr(RecordingScanner, "started", [])
+    monkeypatch.setattr(RecordingScanner, "running", 0)
+    monkeypatch.setattr(RecordingScanner, "peak", 0)
     scanners = [
         RecordingScanner("quick", 0.5),
         RecordingScanner("medium", 1.0),
         RecordingScanner("slow", 3.0),
     ]
 
-    run = run_scanners(insecure, scanners, timeout=60)
+    run = run_scanners(insecure, [*scanners, scanners[0]], timeout=60)
 
     assert RecordingScanner.started[:2] == ["slow", "medium"]
     assert RecordingScanner.peak == 2
-    assert [r.tool for r in run.results] == ["quick", "medium", "slow"]
+    assert [r.tool for r in run.results] == ["quick", "medium", "slow", "quick"]
 
 
 def test_one_crashed_scanner_errors_only_itself(insecure: Path):
