@@ -6,11 +6,13 @@ serial mode exists for the benchmark that compares the two.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from slipway.process import cpu_cores
 from tasks.scanners.bandit import BanditScanner
@@ -54,6 +56,21 @@ def default_scanners(
     return [BanditScanner(), dependencies, SecretsScanner(), IacScanner()]
 
 
+_T = TypeVar("_T")
+_slots_lock = threading.Lock()
+_slots: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+def _tool_slots() -> threading.BoundedSemaphore:
+    """One slot per CPU core, shared by every scan in this process."""
+    global _slots
+    cores = cpu_cores()
+    with _slots_lock:
+        if _slots is None or _slots[0] != cores:
+            _slots = (cores, threading.BoundedSemaphore(cores))
+        return _slots[1]
+
+
 def run_scanners(
     path: Path,
     scanners: Sequence[Scanner],
@@ -64,10 +81,11 @@ def run_scanners(
 ) -> ScanRun:
     """Scan ``path`` with each scanner and build its SBOM; never raises for a tool's failure.
 
-    In parallel, the tools share one worker per CPU core and the slowest
-    (by `Scanner.expected_seconds`) starts first. Starting all five at once
-    was slower on two cores: checkov, the longest, got a fifth of the CPU
-    until the short tools were done, so it finished last and late.
+    In parallel, the slowest tool (by `Scanner.expected_seconds`) starts
+    first, and the tools of every scan in this process share one slot per CPU
+    core (the nightly scan runs several services at once). Starting all five
+    at once was slower on two cores: checkov, the longest, got a fifth of the
+    CPU until the short tools were done, so it finished last and late.
 
     Args:
         path: The checkout.
@@ -86,9 +104,17 @@ def run_scanners(
         range(len(scanners)), key=lambda i: scanners[i].expected_seconds, reverse=True
     )
     workers = min(len(scanners) + 1, cpu_cores())
+    slots = _tool_slots()
+
+    def in_slot(run: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        with slots:
+            return run(*args, **kwargs)
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
-        futures = {i: pool.submit(scanners[i].scan, path, timeout=timeout) for i in slowest_first}
-        sbom_future = pool.submit(generator.generate, path, timeout=timeout)
+        futures = {
+            i: pool.submit(in_slot, scanners[i].scan, path, timeout=timeout) for i in slowest_first
+        }
+        sbom_future = pool.submit(in_slot, generator.generate, path, timeout=timeout)
         results = tuple(futures[i].result() for i in range(len(scanners)))
         bom = sbom_future.result()
     return ScanRun(results, bom, time.monotonic() - started)

@@ -104,3 +104,25 @@ def test_a_missing_sbom_binary_is_an_errored_sbom(insecure: Path):
     )
 
     assert run.sbom.status is ScanStatus.ERRORED
+
+
+def test_scans_running_at_the_same_time_share_one_slot_per_core(
+    insecure: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 2)
+    monkeypatch.setattr(RecordingScanner, "started", [])
+    monkeypatch.setattr(RecordingScanner, "running", 0)
+    monkeypatch.setattr(RecordingScanner, "peak", 0)
+
+    def scan_one(service: str) -> None:
+        scanners = [RecordingScanner(f"{service}-a", 2.0), RecordingScanner(f"{service}-b", 1.0)]
+        run_scanners(insecure, scanners, timeout=60)
+
+    services = [threading.Thread(target=scan_one, args=(name,)) for name in ("one", "two")]
+    for thread in services:
+        thread.start()
+    for thread in services:
+        thread.join(timeout=30)
+
+    assert len(RecordingScanner.started) == 4
+    assert RecordingScanner.peak == 2  # four tools of two scans, never more than two at once
