@@ -13,8 +13,6 @@ was the machine's and not the code's.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 
 from pydantic import BaseModel, ValidationError
@@ -29,17 +27,12 @@ __all__ = ["load_passed_tests", "save_passed_tests"]
 logger = logging.getLogger(__name__)
 
 
-class _Case(BaseModel):
-    name: str
-    result: str
-
-
 class _Record(BaseModel):
     """What is stored: the report, and the commit whose image it ran in."""
 
     sha: str
     exit_code: int
-    cases: list[_Case]
+    cases: tuple[TestCase, ...]
     tail: str
     seconds: float
 
@@ -68,7 +61,7 @@ def load_passed_tests(store: ObjectStore, service: str, digest: str) -> TestRepo
     return TestReport(
         passed=True,
         exit_code=record.exit_code,
-        cases=tuple(TestCase(c.name, c.result) for c in record.cases),
+        cases=record.cases,
         tail=record.tail,
         seconds=record.seconds,
         reused_from=record.sha,
@@ -88,12 +81,12 @@ def save_passed_tests(
     record = _Record(
         sha=sha,
         exit_code=report.exit_code,
-        cases=[_Case(**dataclasses.asdict(c)) for c in report.cases],
+        cases=report.cases,
         tail=report.tail,
         seconds=report.seconds,
     )
     key = _key(service, digest)
     try:
-        store.put(key, json.dumps(record.model_dump()).encode(), content_type="application/json")
+        store.put(key, record.model_dump_json().encode(), content_type="application/json")
     except StorageError as e:
         logger.warning("Could not keep the test run %s: %s", key, e)

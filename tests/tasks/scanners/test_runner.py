@@ -44,6 +44,15 @@ class RecordingScanner(FakeScanner):
         return ()
 
 
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-core machine, and a `RecordingScanner` with nothing recorded yet."""
+    monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 2)
+    monkeypatch.setattr(RecordingScanner, "started", [])
+    monkeypatch.setattr(RecordingScanner, "running", 0)
+    monkeypatch.setattr(RecordingScanner, "peak", 0)
+
+
 def test_scanners_run_at_the_same_time_and_keep_their_order(
     insecure: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -59,12 +68,8 @@ def test_scanners_run_at_the_same_time_and_keep_their_order(
 
 
 def test_the_slowest_tool_starts_first_and_no_more_run_than_there_are_cores(
-    insecure: Path, monkeypatch: pytest.MonkeyPatch
+    insecure: Path, two_cores: None
 ):
-    monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 2)
-    monkeypatch.setattr(RecordingScanner, "started", [])
-    monkeypatch.setattr(RecordingScanner, "running", 0)
-    monkeypatch.setattr(RecordingScanner, "peak", 0)
     scanners = [
         RecordingScanner("quick", 0.5),
         RecordingScanner("medium", 1.0),
@@ -106,13 +111,7 @@ def test_a_missing_sbom_binary_is_an_errored_sbom(insecure: Path):
     assert run.sbom.status is ScanStatus.ERRORED
 
 
-def test_scans_running_at_the_same_time_share_one_slot_per_core(
-    insecure: Path, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setattr("tasks.scanners.runner.cpu_cores", lambda: 2)
-    monkeypatch.setattr(RecordingScanner, "started", [])
-    monkeypatch.setattr(RecordingScanner, "running", 0)
-    monkeypatch.setattr(RecordingScanner, "peak", 0)
+def test_scans_running_at_the_same_time_share_one_slot_per_core(insecure: Path, two_cores: None):
 
     def scan_one(service: str) -> None:
         scanners = [RecordingScanner(f"{service}-a", 2.0), RecordingScanner(f"{service}-b", 1.0)]
