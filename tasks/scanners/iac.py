@@ -51,8 +51,9 @@ _ENV_DROPPED = ("BC_API_KEY", "PRISMA_API_URL", "BC_API_URL")
 class IacScanner(Scanner):
     """Runs ``checkov --framework terraform --skip-download`` on one directory of a checkout.
 
-    By default checkov runs through `tasks.scanners.checkov_cli` in this
-    interpreter, which skips the slow interpreter teardown.
+    By default checkov runs through `tasks.scanners.checkov_terraform` in this
+    interpreter: its Terraform runner alone, which starts in half the time of
+    its CLI.
 
     Args:
         directory: The Terraform directory, relative to the scanned checkout.
@@ -60,13 +61,11 @@ class IacScanner(Scanner):
     """
 
     name = "checkov"
-    expected_seconds = 3.0  # mostly importing checkov's ~2,700 modules
+    expected_seconds = 2.0  # mostly importing checkov's Terraform checks
 
     def __init__(self, *, directory: str = "infra", executable: str | None = None) -> None:
         self.directory = directory
-        self.command: tuple[str, ...] = (
-            (executable,) if executable else (sys.executable, "-m", "tasks.scanners.checkov_cli")
-        )
+        self.executable = executable
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         target = (path / self.directory).resolve()
@@ -80,12 +79,16 @@ class IacScanner(Scanner):
                 f"checkov has nothing to scan: {self.directory}/ holds no .tf file.",
                 hint=f"add the service's Terraform to {self.directory}/",
             )
-        argv = [
-            *self.command,
-            *("-d", str(target), "--framework", "terraform", "--skip-download"),
-            # --soft-fail: exit 0 with failed checks, so any other exit code is a crash.
-            *("-o", "json", "--compact", "--soft-fail"),
-        ]
+        argv = (
+            [
+                self.executable,
+                *("-d", str(target), "--framework", "terraform", "--skip-download"),
+                # --soft-fail: exit 0 with failed checks, so any other exit code is a crash.
+                *("-o", "json", "--compact", "--soft-fail"),
+            ]
+            if self.executable
+            else [sys.executable, "-m", "tasks.scanners.checkov_terraform", str(target)]
+        )
         try:
             done = run(argv, env=_env(), timeout=timeout, check=False, hint=_INSTALL_HINT)
         except CommandError as e:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,18 @@ def test_finds_the_public_bucket_in_infra(insecure: Path):
     assert "public READ" in public.message and "aws_s3_bucket.reports" in public.message
     lifecycle = next(f for f in result.findings if f.rule_id == "CKV2_AWS_61")
     assert lifecycle.severity is Severity.UNKNOWN  # offline checkov gives none
+
+
+def test_checkovs_own_cli_finds_the_same(insecure: Path):
+    # The default runs checkov's Terraform runner alone; its CLI must agree.
+    cli = shutil.which("checkov", path=str(Path(sys.executable).parent))
+    assert cli is not None, "checkov's console script is missing beside the interpreter"
+
+    runner = IacScanner().scan(insecure, timeout=240)
+    own = IacScanner(executable=cli).scan(insecure, timeout=240)
+
+    assert own.status is ScanStatus.FINDINGS, own.error
+    assert set(own.findings) == set(runner.findings) and len(own.findings) == len(runner.findings)
 
 
 def test_terraform_that_does_not_parse_errors_the_scan(tmp_path: Path):
