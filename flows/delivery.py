@@ -68,7 +68,14 @@ from tasks.images import (
     run_image_tests,
     test_inputs_digest,
 )
-from tasks.release import Release, deploy_release, live_container
+from tasks.release import (
+    LiveContainer,
+    Release,
+    already_serving,
+    deploy_release,
+    live_container,
+    service_url,
+)
 from tasks.release_history import (
     DeploymentRecord,
     deploy_slot,
@@ -175,6 +182,9 @@ def build_test_deploy(
                     f"the tests of {service} at {built.sha[:12]} failed; nothing was pushed or deployed:\n{report.tail}",
                     hint="fix the tests (see the tests artifact) and push again",
                 )
+            serving = _serving_build(stage, built)
+            if serving is not None:
+                return _unchanged(stage, *serving, "build-test-deploy", triggered_by, ref=ref)
             pushed = push_image(stage.client, built, registry=registry)
         except BaseException:
             remove_image(stage.client, built.tag)
@@ -361,18 +371,14 @@ def _release(
     triggered_by: str,
     **extra: str,
 ) -> DeploymentRecord:
-    """Deploy blue-green, record the outcome either way, and link the running service."""
-    who = triggered_by or _run_creator()
-    base = {
-        "service": release.service,
-        "environment": release.environment,
-        "sha": release.sha,
-        "image": release.image,
-        "action": action,
-        "triggered_by": who,
-        "flow_run_id": _run_id(),
-        **extra,
-    }
+    """Deploy blue-green, record the outcome either way, and link the running service.
+
+    A release that already runs, healthy, is left alone (`_unchanged`).
+    """
+    live = already_serving(stage.client, release, target=stage.target)
+    if live is not None:
+        return _unchanged(stage, release, live, action, triggered_by, **extra)
+    base = _record_base(release, action, triggered_by, **extra)
     try:
         deployed = deploy_release(
             stage.client,
@@ -405,6 +411,67 @@ def _release(
         description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
     )
     return record
+
+
+def _record_base(release: Release, action: str, triggered_by: str, **extra: str) -> dict[str, str]:
+    """The fields every record of ``release`` has, whatever its outcome."""
+    return {
+        "service": release.service,
+        "environment": release.environment,
+        "sha": release.sha,
+        "image": release.image,
+        "action": action,
+        "triggered_by": triggered_by or _run_creator(),
+        "flow_run_id": _run_id(),
+        **extra,
+    }
+
+
+def _serving_build(stage: _Stage, built: BuiltImage) -> tuple[Release, LiveContainer] | None:
+    """The live release, when it already runs ``built``'s commit from an identical image.
+
+    Checked before the push: such a build is not pushed (the registry holds
+    the image that runs) and not released.
+    """
+    live = live_container(stage.client, built.service, stage.environment)
+    if live is None or live.sha != built.sha:
+        return None
+    release = Release(
+        built.service, stage.environment, built.sha, live.image, stage.port, stage.env_vars
+    )
+    found = already_serving(stage.client, release, target=stage.target, content_of=built.image_id)
+    return (release, found) if found is not None else None
+
+
+def _unchanged(
+    stage: _Stage,
+    release: Release,
+    live: LiveContainer,
+    action: str,
+    triggered_by: str,
+    **extra: str,
+) -> DeploymentRecord:
+    """The record of a release that already ran: returned, but not added to the history.
+
+    Restarting it would change nothing but cost a start during which its port
+    refuses requests; nor is it a deployment to count.
+    """
+    get_run_logger().info(
+        "%s already serves %s in %s, healthy, from an identical image: nothing to restart",
+        live.name,
+        release.sha[:12],
+        release.environment,
+    )
+    return DeploymentRecord.model_validate(
+        {
+            **_record_base(release, action, triggered_by, **extra),
+            "image": live.image,
+            "outcome": "unchanged",
+            "at": datetime.now(UTC),
+            "url": service_url(stage.target, release.port),
+            "detail": f"{live.name} already served it and answered /healthz",
+        }
+    )
 
 
 def _security_gate(service: str, sha: str) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "PushedImage",
     "TestCase",
     "TestReport",
+    "content_digest",
     "build_image",
     "check_sha",
     "describe_report",
@@ -289,16 +290,17 @@ def run_image_tests(
     return report
 
 
-def test_inputs_digest(
-    client: docker.DockerClient, image: str, *, command: tuple[str, ...] = TEST_COMMAND
-) -> str:
-    """A digest of everything a test run inside ``image`` depends on, and nothing else.
+def content_digest(client: docker.DockerClient, image: str) -> str:
+    """A digest of what a container of ``image`` runs, and nothing else.
 
-    That is the image's filesystem layers, the runtime configuration a
+    That is the image's filesystem layers and the runtime configuration a
     container inherits (command, entrypoint, environment, working directory,
-    user), the test command and how the container runs. Labels are left out: the revision and build
-    time differ between two commits whose images are otherwise identical,
-    e.g. when only ``docs/`` changed, and the tests cannot see them.
+    user). Labels are left out: the revision and build time differ between two
+    builds whose images are otherwise identical, e.g. of a commit that only
+    changed ``docs/``, or of the same commit built again.
+
+    Raises:
+        BuildError: The engine could not inspect ``image``, or it has no layers.
     """
     from docker.errors import DockerException
 
@@ -307,14 +309,28 @@ def test_inputs_digest(
     except DockerException as e:
         raise BuildError(f"could not inspect {image}: {e}") from e
     config = attrs.get("Config") or {}
-    inputs = {
+    content = {
         "layers": (attrs.get("RootFS") or {}).get("Layers") or [],
         "config": {k: config.get(k) for k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User")},
+    }
+    if not content["layers"]:
+        raise BuildError(f"{image} reports no filesystem layers; its content cannot be keyed")
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def test_inputs_digest(
+    client: docker.DockerClient, image: str, *, command: tuple[str, ...] = TEST_COMMAND
+) -> str:
+    """A digest of everything a test run inside ``image`` depends on, and nothing else.
+
+    That is the image's `content_digest`, the test command and how the
+    container runs: two images that differ only in their labels share it.
+    """
+    inputs = {
+        "content": content_digest(client, image),
         "command": list(command),
         "run": {"network": _TEST_NETWORK, "environment": _TEST_ENVIRONMENT},
     }
-    if not inputs["layers"]:
-        raise BuildError(f"{image} reports no filesystem layers; its tests cannot be keyed")
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 

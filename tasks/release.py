@@ -38,9 +38,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from slipway.errors import ConfigurationError, DeployError
+from slipway.errors import BuildError, ConfigurationError, DeployError
 from slipway.names import check_dns_label
-from tasks.images import check_sha, ensure_image
+from tasks.images import check_sha, content_digest, ensure_image
 
 if TYPE_CHECKING:
     import docker
@@ -58,9 +58,11 @@ __all__ = [
     "Deployed",
     "LiveContainer",
     "Release",
+    "already_serving",
     "container_name",
     "deploy_release",
     "live_container",
+    "service_url",
     "wait_healthy",
 ]
 
@@ -182,6 +184,76 @@ def live_container(
         if container.status == "running":
             return LiveContainer.of(container)
     return None
+
+
+def already_serving(
+    client: docker.DockerClient,
+    release: Release,
+    *,
+    target: DeployTarget,
+    content_of: str | None = None,
+) -> LiveContainer | None:
+    """The live container, if it already runs ``release`` and answers ``/healthz``.
+
+    Already running means the same commit on the same port with the same
+    environment variables, from the same image or one of the same content
+    (`tasks.images.content_digest`: a rebuild of the same commit differs only
+    in its build-time label). Restarting such a container would change
+    nothing but cost a start, during which the port refuses requests, as
+    Argo CD leaves a synced application alone. Anything that cannot be read
+    makes the answer None, and the release simply goes ahead.
+
+    Args:
+        client: The deploy target's engine.
+        release: What is to run.
+        target: The deploy target, whose bind address the service answers on.
+        content_of: An image (id or tag) to compare by content instead of
+            ``release.image``, e.g. a build not pushed yet.
+    """
+    for container in _slipway_containers(client, release.service, release.environment, live="true"):
+        if container.status != "running":
+            continue
+        live = LiveContainer.of(container)
+        if (live.sha, live.port) != (release.sha, release.port):
+            return None
+        if not _same_run(client, container, release, target, content_of or release.image):
+            return None
+        try:
+            with httpx.Client(timeout=2.0, trust_env=False) as http:
+                answer = http.get(_url(target, release.port))
+        except httpx.HTTPError:
+            return None
+        return live if _healthy(answer, release.sha) else None
+    return None
+
+
+def _same_run(
+    client: docker.DockerClient,
+    container: Container,
+    release: Release,
+    target: DeployTarget,
+    image: str,
+) -> bool:
+    """Whether ``container`` runs ``image``'s content with ``release``'s environment variables."""
+    from docker.errors import DockerException
+
+    try:
+        running = str(container.attrs["Image"])
+        same_content = container.labels.get(LABEL_IMAGE) == image or (
+            content_digest(client, running) == content_digest(client, image)
+        )
+        image_env = _env_map(client.images.get(running).attrs["Config"].get("Env"))
+    except (DockerException, BuildError, KeyError) as e:
+        _log().info("Releasing %s: could not compare it with what runs: %s", release.image, e)
+        return False
+    wanted = _environment(release, target, release.port)
+    have = _env_map(container.attrs["Config"].get("Env"))
+    # What the container has beyond ours must come from the image itself.
+    return (
+        same_content
+        and all(have.get(k) == v for k, v in wanted.items())
+        and all(v == image_env.get(k) for k, v in have.items() if k not in wanted)
+    )
 
 
 @task(name="deploy-blue-green", cache_policy=NO_CACHE)
@@ -341,12 +413,7 @@ def _create(
 ) -> Container:
     from docker.errors import DockerException
 
-    environment = {
-        **release.env_vars,
-        "HOST": target.bind_address,
-        "PORT": str(port),
-        "GIT_SHA": release.sha,
-    }
+    environment = _environment(release, target, port)
     labels = {
         LABEL_SERVICE: release.service,
         LABEL_ENVIRONMENT: release.environment,
@@ -412,9 +479,9 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
                 break
             try:
                 response = http.get(url)
-                version = _version(response)
-                if response.status_code == 200 and version in (None, sha):
+                if _healthy(response, sha):
                     return
+                version = _version(response)
                 last = f"HTTP {response.status_code}: {response.text[:300]}"
                 if version not in (None, sha):
                     last = f"{url} reports version {version}, not {sha[:12]}"
@@ -433,6 +500,26 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
     )
 
 
+def _environment(release: Release, target: DeployTarget, port: int) -> dict[str, str]:
+    """The environment variables a container of ``release`` gets on ``port``."""
+    return {
+        **release.env_vars,
+        "HOST": target.bind_address,
+        "PORT": str(port),
+        "GIT_SHA": release.sha,
+    }
+
+
+def _env_map(entries: list[str] | None) -> dict[str, str]:
+    """Docker's ``KEY=value`` list as a mapping."""
+    return dict(entry.partition("=")[::2] for entry in entries or [])
+
+
+def _healthy(response: httpx.Response, sha: str) -> bool:
+    """A 200 from /healthz that reports ``sha``, or no version at all."""
+    return response.status_code == 200 and _version(response) in (None, sha)
+
+
 def _version(response: httpx.Response) -> str | None:
     try:
         body = response.json()
@@ -440,6 +527,11 @@ def _version(response: httpx.Response) -> str | None:
         return None
     version = body.get("version") if isinstance(body, dict) else None
     return str(version) if isinstance(version, str) and len(version) >= 7 else None
+
+
+def service_url(target: DeployTarget, port: int) -> str:
+    """Where a service on ``port`` of the deploy target answers, e.g. ``http://127.0.0.1:8101/``."""
+    return _url(target, port, "")
 
 
 def _url(target: DeployTarget, port: int, path: str = "healthz") -> str:

@@ -75,7 +75,10 @@ class DeploymentRecord(BaseModel):
     sha: str = Field(description="The full commit id that was deployed.")
     image: str = Field(description="``<registry>/<service>@sha256:...``.")
     action: Literal["build-test-deploy", "promote", "rollback"]
-    outcome: Literal["succeeded", "failed"]
+    outcome: Literal["succeeded", "failed", "unchanged"] = Field(
+        description="``unchanged``: it already ran there, so nothing was restarted. "
+        "Such a run returns its record but adds nothing to the history."
+    )
     at: datetime = Field(description="When the attempt ended, UTC.")
     triggered_by: str = Field(default="", description="Who or what started it: pusher, user.")
     ref: str = Field(default="", description="The git ref pushed, for build-test-deploy.")

@@ -275,6 +275,28 @@ def test_an_image_identical_to_a_tested_one_reuses_its_passed_tests(delivery: De
     assert "Not run again" not in latest_artifact(f"tests-{delivery.service}")["description"]
 
 
+def test_building_the_serving_commit_again_restarts_nothing(delivery: Delivery) -> None:
+    sha = delivery.commit(uuid.uuid4().hex)
+    first = build_test_deploy(delivery.service, sha, REF)
+    serving = live(delivery)
+    assert serving is not None
+    running = delivery.client.containers.get(serving.name)  # type: ignore[attr-defined]
+    records = len(deployment_history(delivery.service, "dev"))
+    time.sleep(1.1)  # a new build time label: the rebuilt image gets a digest of its own
+
+    again = build_test_deploy(delivery.service, sha, REF)
+
+    assert again.outcome == "unchanged", again
+    assert (again.sha, again.image, again.url) == (sha, first.image, first.url)
+    rebuilt = delivery.client.images.get(f"{delivery.registry}/{delivery.service}:{sha}")  # type: ignore[attr-defined]
+    assert rebuilt.id != running.attrs["Image"]  # built again, but not pushed:
+    assert manifest_digest(delivery.registry, delivery.service, sha) == first.digest
+    now = delivery.client.containers.get(running.id)  # type: ignore[attr-defined]
+    assert now.attrs["State"]["StartedAt"] == running.attrs["State"]["StartedAt"]
+    assert served_version(delivery) == sha
+    assert len(deployment_history(delivery.service, "dev")) == records
+
+
 def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> None:
     before = ensure_live(delivery)
     sha = delivery.commit()

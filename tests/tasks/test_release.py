@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tasks.release import (
     LABEL_SERVICE,
     LABEL_SHA,
     Release,
+    already_serving,
     container_name,
     deploy_release,
     live_container,
@@ -67,6 +68,8 @@ class Images:
     v1: Shipped
     v2: Shipped
     unhealthy: Shipped
+    v1_rebuilt: Shipped
+    """v1's tree and commit built again: the same content, its own build time and digest."""
 
     def containers(self, environment: str) -> list[object]:
         return self.client.containers.list(  # type: ignore[attr-defined, no-any-return]
@@ -93,9 +96,13 @@ def images(
     registry = ContainerRegistry(url=shared_registry(request, tmp_path_factory))
     source = render_source(root / "src", service, 8080)
 
-    def ship(**breakage: bool) -> Shipped:
-        tree: Path = variant(source, root / uuid.uuid4().hex, marker=uuid.uuid4().hex, **breakage)
-        sha = uuid.uuid4().hex + "0" * 8
+    trees: dict[str, Path] = {}
+
+    def ship(*, again: Shipped | None = None, **breakage: bool) -> Shipped:
+        sha = again.sha if again else uuid.uuid4().hex + "0" * 8
+        if sha not in trees:
+            trees[sha] = variant(source, root / sha, marker=uuid.uuid4().hex, **breakage)
+        tree = trees[sha]
         built = build_image.fn(
             client,
             tree,
@@ -107,7 +114,10 @@ def images(
         return Shipped(sha, push_image.fn(client, built, registry=registry).reference)
 
     try:
-        yield Images(client, service, ship(), ship(), ship(unhealthy=True))
+        v1 = ship()
+        v2, unhealthy = ship(), ship(unhealthy=True)
+        time.sleep(1.1)  # the build time label has whole seconds
+        yield Images(client, service, v1, v2, unhealthy, ship(again=v1))
     finally:
         remove_service_containers(client, service)
         remove_service_images(client, image_repository(registry, service))
@@ -184,6 +194,29 @@ def test_deploying_the_running_commit_again_replaces_it_under_the_same_name(imag
     assert container.name == container_name(images.service, "again", images.v1.sha)  # type: ignore[attr-defined]
     assert deployed.replaced == f"{container.name}-previous"  # type: ignore[attr-defined]
     assert _version(port) == images.v1.sha
+
+
+def test_a_release_that_already_runs_is_recognised_by_content_port_and_environment(
+    images: Images,
+) -> None:
+    port = free_port()
+    images.deploy(images.v1, "serving", port)
+    client = images.client
+
+    def serving(shipped: Shipped, *, at: int = port, **env_vars: str) -> object:
+        release = Release(images.service, "serving", images.v1.sha, shipped.image, at, env_vars)
+        return already_serving(client, release, target=TARGET)  # type: ignore[arg-type]
+
+    assert images.v1_rebuilt.image != images.v1.image  # its own digest...
+    found = serving(images.v1_rebuilt)  # ...but the same content: nothing to restart
+    assert found is not None and found.image == images.v1.image and found.port == port
+    assert serving(images.v1) == found
+    assert serving(images.v2) is None  # other content under the same commit
+    assert serving(images.v1, at=free_port()) is None
+    assert serving(images.v1, FEATURE="on") is None
+    other = Release(images.service, "serving", images.v2.sha, images.v2.image, port)
+    assert already_serving(client, other, target=TARGET) is None  # type: ignore[arg-type]
+    assert already_serving(client, replace(other, environment="nowhere"), target=TARGET) is None  # type: ignore[arg-type]
 
 
 def test_a_port_held_by_another_process_is_refused_and_nothing_is_left(images: Images) -> None:
