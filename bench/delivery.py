@@ -18,10 +18,12 @@ base image is cached, as on any build host):
   (identical image), and the release switches blue-green to the new commit.
 * **build-test-deploy, no-change rebuild**: build-test-deploy of that same
   commit once more, as a re-run or a re-pushed branch starts it. It checks
-  out, builds (all from the cache), pushes, and finds the identical image
-  already serving and healthy, so it restarts nothing and returns
-  ``unchanged``. Its lead time is until the flow returns: the service never
-  stopped answering with that commit.
+  out, builds (all from the cache), looks up the tests, and finds the
+  identical image already serving and healthy, so it neither pushes nor
+  restarts anything and returns ``unchanged``. Both its columns are until the
+  flow returns: the service never stopped answering with that commit. This
+  is the figure the 25% target is judged on; the docs-only commit, which
+  must start a container of the new commit, is reported beside it.
 
 The flow runs in this process against a temporary Prefect server, a registry
 (Debian's ``docker-registry``) and a local git root, as the delivery tests set

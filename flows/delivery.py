@@ -184,6 +184,8 @@ def build_test_deploy(
                 )
             serving = _serving_build(stage, built)
             if serving is not None:
+                # The registry's tag is the image that runs; this build stays unpushed.
+                remove_image(stage.client, built.tag)
                 return _unchanged(stage, *serving, "build-test-deploy", triggered_by, ref=ref)
             pushed = push_image(stage.client, built, registry=registry)
         except BaseException:
@@ -430,15 +432,20 @@ def _record_base(release: Release, action: str, triggered_by: str, **extra: str)
 def _serving_build(stage: _Stage, built: BuiltImage) -> tuple[Release, LiveContainer] | None:
     """The live release, when it already runs ``built``'s commit from an identical image.
 
-    Checked before the push: such a build is not pushed (the registry holds
-    the image that runs) and not released.
+    Checked before the push: such a build is neither pushed (the registry
+    holds the image that runs, in the same repository) nor released.
     """
     live = live_container(stage.client, built.service, stage.environment)
     if live is None or live.sha != built.sha:
         return None
-    release = Release(
-        built.service, stage.environment, built.sha, live.image, stage.port, stage.env_vars
-    )
+    if live.image.partition("@")[0] != built.tag.rpartition(":")[0]:
+        return None  # another registry or repository: this one has not got it
+    try:
+        release = Release(
+            built.service, stage.environment, built.sha, live.image, stage.port, stage.env_vars
+        )
+    except DeployError:  # a live label not pinned by digest: release properly
+        return None
     found = already_serving(stage.client, release, target=stage.target, content_of=built.image_id)
     return (release, found) if found is not None else None
 
@@ -451,18 +458,22 @@ def _unchanged(
     triggered_by: str,
     **extra: str,
 ) -> DeploymentRecord:
-    """The record of a release that already ran: returned, but not added to the history.
+    """The record of a release that already ran, healthy: nothing is restarted.
 
     Restarting it would change nothing but cost a start during which its port
-    refuses requests; nor is it a deployment to count.
+    refuses requests, nor is it another deployment to count: the record is
+    returned as ``unchanged`` and not added to the history. Unless the history
+    lacks it (a run that deployed it died before recording): drift and rollback
+    read the history, so then it is recorded now, as succeeded.
     """
-    get_run_logger().info(
+    logger = get_run_logger()
+    logger.info(
         "%s already serves %s in %s, healthy, from an identical image: nothing to restart",
         live.name,
         release.sha[:12],
         release.environment,
     )
-    return DeploymentRecord.model_validate(
+    record = DeploymentRecord.model_validate(
         {
             **_record_base(release, action, triggered_by, **extra),
             "image": live.image,
@@ -472,6 +483,16 @@ def _unchanged(
             "detail": f"{live.name} already served it and answered /healthz",
         }
     )
+    history = deployment_history(release.service, release.environment, limit=20)
+    newest = next((r for r in history if r.outcome == "succeeded"), None)
+    if newest is not None and newest.image == live.image:
+        return record
+    logger.warning("The deployment history lacks %s: recording it now", live.image)
+    recorded = record.model_copy(
+        update={"outcome": "succeeded", "detail": f"{record.detail}; recorded late"}
+    )
+    record_deployment(recorded)
+    return recorded
 
 
 def _security_gate(service: str, sha: str) -> None:

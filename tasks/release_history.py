@@ -113,6 +113,8 @@ def history_key(service: str, environment: str) -> str:
 @task(name="record-deployment", cache_policy=NO_CACHE)
 def record_deployment(record: DeploymentRecord) -> None:
     """Add ``record`` to the history and emit its ``slipway.deployment.*`` event."""
+    if record.outcome == "unchanged":
+        raise InvalidRequest("an unchanged release deployed nothing, so there is nothing to record")
     create_table_artifact(
         table=[record.row()],
         key=history_key(record.service, record.environment),

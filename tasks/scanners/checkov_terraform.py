@@ -5,8 +5,14 @@ framework it knows, Ansible, GitHub Actions, SAST and SBOM among them, before
 it looks at a file: some 2,700 modules and 1.0 s here, where only Terraform is
 scanned. This entry imports the Terraform runner alone and prints the same
 JSON report the CLI prints for ``--framework terraform -o json`` (same checks,
-same results, compared on the fixtures). Then it leaves with `os._exit`:
-tearing the imported modules down again took another 1.5 s.
+same results, compared on the fixtures; a run without any result prints the
+bare summary, as the CLI does). Then it leaves with `os._exit`: tearing the
+imported modules down again took another 1.5 s.
+
+Unlike the CLI, it reads no ``.checkov.yaml`` from the checkout and no
+``CKV_*`` check selection from the environment: a service cannot silence
+its own checks. Accepting a finding is the accepted-risk list's job, with a
+reason and an expiry.
 
 It never reaches the network: no module download, no policy metadata from
 Prisma Cloud, and the version check is off (``CKV_SKIP_PACKAGE_UPDATE_CHECK``
@@ -33,6 +39,8 @@ def main(argv: list[str]) -> int:
         # As checkov's own console script does: its regexes warn on Python 3.12.
         warnings.simplefilter("ignore", category=SyntaxWarning)
         try:
+            from checkov.common.output.report import Report
+            from checkov.common.util.json_utils import CustomJSONEncoder
             from checkov.runner_filter import RunnerFilter
             from checkov.terraform.runner import Runner
         except ImportError as e:
@@ -42,10 +50,13 @@ def main(argv: list[str]) -> int:
             root_folder=argv[0],
             runner_filter=RunnerFilter(framework=["terraform"], download_external_modules=False),
         )
+    # As the CLI prints them: empty reports left out, then one report as itself,
+    # several as a list, none as a bare summary (which `parse_report` refuses).
     reports = report if isinstance(report, list) else [report]
-    # One report prints as the CLI prints it, several as a list (`parse_report` reads both).
-    dicts = [r.get_dict(is_quiet=False) for r in reports]
-    print(json.dumps(dicts[0] if len(dicts) == 1 else dicts))
+    dicts = [r.get_dict(is_quiet=False) for r in reports if not r.is_empty()]
+    output = dicts[0] if len(dicts) == 1 else dicts or Report("").get_summary()
+    # checkov's encoder: a resource in a nested module carries objects plain JSON refuses.
+    print(json.dumps(output, cls=CustomJSONEncoder))
     return 0
 
 

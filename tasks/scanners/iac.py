@@ -117,8 +117,12 @@ def parse_report(text: str, *, directory: str) -> tuple[Finding, ...]:
         reports: list[dict[str, Any]] = decoded if isinstance(decoded, list) else [decoded]
         sections = [report["results"] for report in reports]
     except (ValueError, KeyError, TypeError) as e:
-        # A bare summary without results means checkov found no file it could read.
-        raise ScanError(f"checkov printed no results: {e}; output: {text.strip()[:300]}") from e
+        # A bare summary without results: checkov checked nothing at all.
+        raise ScanError(
+            f"checkov checked nothing in {directory}/: no resource in a file it could read "
+            f"({type(e).__name__}: {e}; output: {text.strip()[:300]})",
+            hint=f"keep the service's Terraform resources in {directory}/",
+        ) from e
     unparsed = [str(p) for section in sections for p in section.get("parsing_errors", [])]
     if unparsed:
         raise ScanError(

@@ -288,13 +288,32 @@ def test_building_the_serving_commit_again_restarts_nothing(delivery: Delivery) 
 
     assert again.outcome == "unchanged", again
     assert (again.sha, again.image, again.url) == (sha, first.image, first.url)
-    rebuilt = delivery.client.images.get(f"{delivery.registry}/{delivery.service}:{sha}")  # type: ignore[attr-defined]
-    assert rebuilt.id != running.attrs["Image"]  # built again, but not pushed:
-    assert manifest_digest(delivery.registry, delivery.service, sha) == first.digest
+    tests = latest_artifact(f"tests-{delivery.service}")  # built again, so looked up again
+    assert f"Not run again: the image is identical to that of `{sha[:12]}`" in tests["description"]
+    assert manifest_digest(delivery.registry, delivery.service, sha) == first.digest  # not pushed
+    with pytest.raises(ImageNotFound):  # nor kept: the tag would name an image nowhere else
+        delivery.client.images.get(f"{delivery.registry}/{delivery.service}:{sha}")  # type: ignore[attr-defined]
     now = delivery.client.containers.get(running.id)  # type: ignore[attr-defined]
     assert now.attrs["State"]["StartedAt"] == running.attrs["State"]["StartedAt"]
     assert served_version(delivery) == sha
     assert len(deployment_history(delivery.service, "dev")) == records
+
+
+def test_a_serving_release_missing_from_the_history_is_recorded_when_built_again(
+    delivery: Delivery,
+) -> None:
+    sha = delivery.commit(uuid.uuid4().hex)
+    first = build_test_deploy(delivery.service, sha, REF)
+    newest = latest_artifact(f"deployments-{delivery.service}--dev")
+    with get_client(sync_client=True) as client:  # as if the run had died before recording
+        client.request("DELETE", f"/artifacts/{newest['id']}")  # type: ignore[arg-type]
+    assert first.image not in {r.image for r in deployment_history(delivery.service, "dev")}
+
+    again = build_test_deploy(delivery.service, sha, REF)
+
+    assert again.outcome == "succeeded" and "recorded late" in again.detail
+    assert deployment_history(delivery.service, "dev")[0] == again
+    assert again.image == first.image
 
 
 def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> None:

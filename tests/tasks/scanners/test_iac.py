@@ -48,6 +48,36 @@ def test_checkovs_own_cli_finds_the_same(insecure: Path):
     assert set(own.findings) == set(runner.findings) and len(own.findings) == len(runner.findings)
 
 
+def test_a_bucket_in_a_module_of_a_module_is_found(tmp_path: Path):
+    infra = tmp_path / "infra"
+    (infra / "modules" / "a").mkdir(parents=True)
+    (infra / "modules" / "b").mkdir()
+    (infra / "main.tf").write_text('module "reports" {\n  source = "./modules/a"\n}\n')
+    (infra / "modules" / "a" / "main.tf").write_text('module "bucket" {\n  source = "../b"\n}\n')
+    (infra / "modules" / "b" / "main.tf").write_text(
+        'resource "aws_s3_bucket" "inner" {\n  bucket = "inner-reports"\n}\n\n'
+        'resource "aws_s3_bucket_acl" "inner" {\n'
+        '  bucket = aws_s3_bucket.inner.id\n  acl    = "public-read"\n}\n'
+    )
+
+    result = IacScanner().scan(tmp_path, timeout=240)
+
+    assert result.status is ScanStatus.FINDINGS, result.error
+    public = next(f for f in result.findings if f.rule_id == "CKV_AWS_20")
+    assert public.file == "infra/modules/b/main.tf" and public.severity is Severity.HIGH
+
+
+def test_terraform_without_a_resource_errors_the_scan(tmp_path: Path):
+    # checkov reports nothing at all, which must not read as clean.
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "infra" / "variables.tf").write_text('variable "region" {}\n')
+
+    result = IacScanner().scan(tmp_path, timeout=240)
+
+    assert result.status is ScanStatus.ERRORED
+    assert result.error is not None and "checkov checked nothing in infra/" in result.error
+
+
 def test_terraform_that_does_not_parse_errors_the_scan(tmp_path: Path):
     (tmp_path / "infra").mkdir()
     (tmp_path / "infra" / "main.tf").write_text('resource "aws_s3_bucket" "x" {\n  bucket = \n')
@@ -85,7 +115,7 @@ def test_checkov_is_kept_off_the_network():
 
 def test_a_report_without_results_is_a_scan_error():
     summary_only = {"passed": 0, "failed": 0, "parsing_errors": 0, "resource_count": 0}
-    with pytest.raises(ScanError, match="printed no results"):
+    with pytest.raises(ScanError, match="checkov checked nothing"):
         parse_report(json.dumps(summary_only), directory="infra")
 
 
