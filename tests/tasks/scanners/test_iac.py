@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slipway.errors import ScanError
-from tasks.scanners import ScanStatus, Severity
+from tasks.scanners import ScanResult, ScanStatus, Severity
 from tasks.scanners.iac import IacScanner, _env, parse_report
 
 FIXTURE_CHECKS = {
@@ -21,6 +21,20 @@ FIXTURE_CHECKS = {
     "CKV_AWS_144",
     "CKV_AWS_145",
 }
+
+
+def scan_files(root: Path, files: dict[str, str], *, timeout: float = 240) -> ScanResult:
+    """Scan a checkout under ``root`` that holds only ``files`` (paths relative to it)."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return IacScanner().scan(root, timeout=timeout)
+
+
+def errored(result: ScanResult) -> str:
+    """The error of a scan that must have errored."""
+    assert result.status is ScanStatus.ERRORED and result.error is not None, result
+    return result.error
 
 
 def test_finds_the_public_bucket_in_infra(insecure: Path):
@@ -49,18 +63,16 @@ def test_checkovs_own_cli_finds_the_same(insecure: Path):
 
 
 def test_a_bucket_in_a_module_of_a_module_is_found(tmp_path: Path):
-    infra = tmp_path / "infra"
-    (infra / "modules" / "a").mkdir(parents=True)
-    (infra / "modules" / "b").mkdir()
-    (infra / "main.tf").write_text('module "reports" {\n  source = "./modules/a"\n}\n')
-    (infra / "modules" / "a" / "main.tf").write_text('module "bucket" {\n  source = "../b"\n}\n')
-    (infra / "modules" / "b" / "main.tf").write_text(
-        'resource "aws_s3_bucket" "inner" {\n  bucket = "inner-reports"\n}\n\n'
-        'resource "aws_s3_bucket_acl" "inner" {\n'
-        '  bucket = aws_s3_bucket.inner.id\n  acl    = "public-read"\n}\n'
+    result = scan_files(
+        tmp_path,
+        {
+            "infra/main.tf": 'module "reports" {\n  source = "./modules/a"\n}\n',
+            "infra/modules/a/main.tf": 'module "bucket" {\n  source = "../b"\n}\n',
+            "infra/modules/b/main.tf": 'resource "aws_s3_bucket" "inner" {\n  bucket = "inner"\n}\n\n'
+            'resource "aws_s3_bucket_acl" "inner" {\n'
+            '  bucket = aws_s3_bucket.inner.id\n  acl    = "public-read"\n}\n',
+        },
     )
-
-    result = IacScanner().scan(tmp_path, timeout=240)
 
     assert result.status is ScanStatus.FINDINGS, result.error
     public = next(f for f in result.findings if f.rule_id == "CKV_AWS_20")
@@ -69,41 +81,25 @@ def test_a_bucket_in_a_module_of_a_module_is_found(tmp_path: Path):
 
 def test_terraform_without_a_resource_errors_the_scan(tmp_path: Path):
     # checkov reports nothing at all, which must not read as clean.
-    (tmp_path / "infra").mkdir()
-    (tmp_path / "infra" / "variables.tf").write_text('variable "region" {}\n')
-
-    result = IacScanner().scan(tmp_path, timeout=240)
-
-    assert result.status is ScanStatus.ERRORED
-    assert result.error is not None and "checkov checked nothing in infra/" in result.error
+    result = scan_files(tmp_path, {"infra/variables.tf": 'variable "region" {}\n'})
+    assert "checkov checked nothing in infra/" in errored(result)
 
 
 def test_terraform_that_does_not_parse_errors_the_scan(tmp_path: Path):
-    (tmp_path / "infra").mkdir()
-    (tmp_path / "infra" / "main.tf").write_text('resource "aws_s3_bucket" "x" {\n  bucket = \n')
-
-    result = IacScanner().scan(tmp_path, timeout=240)
-
-    assert result.status is ScanStatus.ERRORED
-    assert result.error is not None and "could not parse" in result.error
-    assert "main.tf" in result.error
+    result = scan_files(
+        tmp_path, {"infra/main.tf": 'resource "aws_s3_bucket" "x" {\n  bucket = \n'}
+    )
+    error = errored(result)
+    assert "could not parse" in error and "main.tf" in error
 
 
 def test_a_missing_infra_directory_errors_the_scan(tmp_path: Path):
-    result = IacScanner().scan(tmp_path, timeout=60)
-
-    assert result.status is ScanStatus.ERRORED
-    assert result.error is not None and "infra/ does not exist" in result.error
+    assert "infra/ does not exist" in errored(scan_files(tmp_path, {}, timeout=60))
 
 
 def test_an_infra_directory_without_terraform_errors_the_scan(tmp_path: Path):
-    (tmp_path / "infra").mkdir()
-    (tmp_path / "infra" / "README.md").write_text("later\n")
-
-    result = IacScanner().scan(tmp_path, timeout=60)
-
-    assert result.status is ScanStatus.ERRORED
-    assert result.error is not None and "no .tf file" in result.error
+    result = scan_files(tmp_path, {"infra/README.md": "later\n"}, timeout=60)
+    assert "no .tf file" in errored(result)
 
 
 def test_checkov_is_kept_off_the_network():
