@@ -302,7 +302,8 @@ def _stage(service: str, environment: str) -> _Stage:
     check_dns_label(environment, what="environment")
     blocks = Defaults(GitServer, DeployTarget, PlatformSettings, ContainerRegistry, ArtifactStore)
     catalog = Catalog(blocks[GitServer])
-    entry = catalog.get(service)
+    entries = catalog.entries()  # one read: the entry, and every port that is taken
+    entry = next((e for e in entries if e.name == service), None) or catalog.get(service)
     if environment not in entry.environments and environment not in entry.outputs:
         raise InvalidRequest(
             f"{service} has no environment {environment!r} (it has: {', '.join(entry.environments)})",
@@ -310,7 +311,6 @@ def _stage(service: str, environment: str) -> _Stage:
         )
     outputs = entry.outputs.get(environment, {})
     port = int(outputs["port"]) if outputs.get("port", "").isdigit() else entry.port
-    entries = catalog.entries()
     reserved = {e.port for e in entries} | {
         int(o["port"]) for e in entries for o in e.outputs.values() if o.get("port", "").isdigit()
     }
