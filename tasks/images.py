@@ -290,12 +290,19 @@ def run_image_tests(
     return report
 
 
+_RUNTIME_CONFIG = (
+    *("Cmd", "Entrypoint", "Env", "WorkingDir", "User"),
+    *("Healthcheck", "StopSignal", "ExposedPorts"),
+)
+"""The image configuration a container inherits; labels are not part of it."""
+
+
 def content_digest(client: docker.DockerClient, image: str) -> str:
     """A digest of what a container of ``image`` runs, and nothing else.
 
     That is the image's filesystem layers and the runtime configuration a
     container inherits (command, entrypoint, environment, working directory,
-    user). Labels are left out: the revision and build time differ between two
+    user, health check, stop signal, exposed ports). Labels are left out: the revision and build time differ between two
     builds whose images are otherwise identical, e.g. of a commit that only
     changed ``docs/``, or of the same commit built again.
 
@@ -311,7 +318,7 @@ def content_digest(client: docker.DockerClient, image: str) -> str:
     config = attrs.get("Config") or {}
     content = {
         "layers": (attrs.get("RootFS") or {}).get("Layers") or [],
-        "config": {k: config.get(k) for k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User")},
+        "config": {k: config.get(k) for k in _RUNTIME_CONFIG},
     }
     if not content["layers"]:
         raise BuildError(f"{image} reports no filesystem layers; its content cannot be keyed")

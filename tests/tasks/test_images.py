@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -21,10 +22,12 @@ from tasks.images import (
     BuiltImage,
     build_image,
     check_sha,
+    content_digest,
     image_repository,
     push_image,
     remove_image,
     run_image_tests,
+    test_inputs_digest,
 )
 from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
@@ -104,6 +107,29 @@ def test_a_rebuild_without_change_reuses_every_layer(workshop: Workshop) -> None
     ]
     assert layers[0] == layers[1]
     assert again.seconds < 10
+
+
+def test_content_is_what_a_container_runs_not_the_labels(workshop: Workshop) -> None:
+    client = workshop.client
+    first, again = workshop.build(), workshop.build()  # other shas: other labels, own ids
+
+    def content(built: BuiltImage) -> str:
+        return content_digest(client, built.image_id)  # type: ignore[arg-type]
+
+    assert first.image_id != again.image_id and content(first) == content(again)
+    assert test_inputs_digest(client, first.tag) == test_inputs_digest(client, again.tag)  # type: ignore[arg-type]
+    other_command = test_inputs_digest(client, first.tag, command=("python3", "-m", "pytest"))  # type: ignore[arg-type]
+    assert other_command != test_inputs_digest(client, first.tag)  # type: ignore[arg-type]
+    assert content(workshop.build(workshop.variant())) != content(first)  # other files
+    for change in ("ENV FEATURE=on", "HEALTHCHECK NONE", "STOPSIGNAL SIGINT"):
+        tree = workshop.root / uuid.uuid4().hex
+        shutil.copytree(workshop.source, tree)
+        with (tree / "Dockerfile").open("a", encoding="utf-8") as dockerfile:
+            dockerfile.write(f"\n{change}\n")
+        changed = workshop.build(tree)
+        layers = client.images.get(changed.tag).attrs["RootFS"]["Layers"]  # type: ignore[attr-defined]
+        assert layers == client.images.get(first.tag).attrs["RootFS"]["Layers"]  # type: ignore[attr-defined]
+        assert content(changed) != content(first), change  # same layers, other runtime
 
 
 def test_a_missing_dockerfile_is_a_build_error(workshop: Workshop) -> None:
