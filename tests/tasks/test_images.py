@@ -27,8 +27,8 @@ from tasks.images import (
     push_image,
     remove_image,
     run_image_tests,
-    test_inputs_digest,
 )
+from tasks.images import test_inputs_digest as inputs_digest  # not collected as a test
 from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
@@ -117,9 +117,9 @@ def test_content_is_what_a_container_runs_not_the_labels(workshop: Workshop) -> 
         return content_digest(client, built.image_id)  # type: ignore[arg-type]
 
     assert first.image_id != again.image_id and content(first) == content(again)
-    assert test_inputs_digest(client, first.tag) == test_inputs_digest(client, again.tag)  # type: ignore[arg-type]
-    other_command = test_inputs_digest(client, first.tag, command=("python3", "-m", "pytest"))  # type: ignore[arg-type]
-    assert other_command != test_inputs_digest(client, first.tag)  # type: ignore[arg-type]
+    assert inputs_digest(client, first.tag) == inputs_digest(client, again.tag)  # type: ignore[arg-type]
+    other_command = inputs_digest(client, first.tag, command=("python3", "-m", "pytest"))  # type: ignore[arg-type]
+    assert other_command != inputs_digest(client, first.tag)  # type: ignore[arg-type]
     assert content(workshop.build(workshop.variant())) != content(first)  # other files
     for change in ("ENV FEATURE=on", "HEALTHCHECK NONE", "STOPSIGNAL SIGINT"):
         tree = workshop.root / uuid.uuid4().hex
