@@ -352,7 +352,7 @@ def _first_start(
     except BaseException:
         container.remove(force=True)
         raise
-    return Deployed(name, _url(target, release.port, ""), 0, 0, None)
+    return Deployed(name, service_url(target, release.port), 0, 0, None)
 
 
 def _switch(
@@ -387,7 +387,7 @@ def _switch(
         raise
     switch = time.monotonic() - switch_began
     _log().info("Switched %s to %s in %.2f s", serving.name, name, switch)
-    return Deployed(name, _url(target, release.port, ""), 0, switch, str(serving.name))
+    return Deployed(name, service_url(target, release.port), 0, switch, str(serving.name))
 
 
 def _restore(failed: Container, serving: Container) -> str:
