@@ -185,11 +185,11 @@ def build_test_deploy(
             serving = _serving_build(stage, built)
             if serving is not None:
                 # The registry's tag is the image that runs; this build stays unpushed.
-                remove_image(stage.client, built.tag)
+                _drop_build(stage, built)
                 return _unchanged(stage, *serving, "build-test-deploy", triggered_by, ref=ref)
             pushed = push_image(stage.client, built, registry=registry)
         except BaseException:
-            remove_image(stage.client, built.tag)
+            _drop_build(stage, built)
             raise
         newer = _newer_push(service, environment)
         if newer is not None:
@@ -285,6 +285,12 @@ def rollback(
 
 
 # -- the steps the flows share ----------------------------------------------------
+
+
+def _drop_build(stage: _Stage, built: BuiltImage) -> None:
+    """Remove the tag this run's build made; a reused earlier build keeps the tag it had."""
+    if not built.reused:
+        remove_image(stage.client, built.tag)
 
 
 def _checked_names(service: str, commit: str, ref: str) -> tuple[str, str, str]:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from blocks.container_registry import ContainerRegistry
 
 __all__ = [
+    "LABEL_BUILD_INPUTS",
     "LABEL_BUILT",
     "LABEL_REVISION",
     "PUSH_ATTEMPTS",
@@ -46,6 +47,7 @@ __all__ = [
     "TestReport",
     "content_digest",
     "build_image",
+    "build_inputs_digest",
     "check_sha",
     "describe_report",
     "ensure_image",
@@ -60,6 +62,8 @@ LABEL_REVISION = "org.opencontainers.image.revision"
 """OCI label holding the git sha an image was built from."""
 LABEL_BUILT = "org.opencontainers.image.created"
 """OCI label holding the build time, RFC 3339 in UTC."""
+LABEL_BUILD_INPUTS = "dev.slipway.build-inputs"
+"""Label holding `build_inputs_digest`: an image that carries it may serve that build again."""
 TEST_COMMAND = ("python3", "-m", "unittest", "-v")
 """What runs a service's tests inside its image: the template's tests need only the stdlib."""
 _TEST_NETWORK = "none"
@@ -111,6 +115,9 @@ class BuiltImage:
     """When the build finished, also in the image's ``created`` label."""
     seconds: float
     """How long the build took."""
+    reused: bool = False
+    """Whether an earlier build of the same inputs was tagged instead of building
+    (`build_inputs_digest`); its tag is then not this run's to remove."""
 
 
 @dataclass(frozen=True)
@@ -196,21 +203,37 @@ def build_image(
     from docker.errors import BuildError as DockerBuildError
 
     check_sha(sha)
-    if not (context / "Dockerfile").is_file():
+    dockerfile = context / "Dockerfile"
+    if not dockerfile.is_file():
         raise BuildError(
             f"{service} has no Dockerfile at the root of commit {sha[:12]}",
             hint="add a Dockerfile (the python-service template has one)",
         )
     tag = f"{repository}:{sha}"
-    built_at = datetime.now(UTC).replace(microsecond=0)
+    buildargs = {"BASE_IMAGE": base_image}
     began = time.monotonic()
+    inputs = build_inputs_digest(client, dockerfile.read_text(), sha=sha, buildargs=buildargs)
+    earlier = _built_before(client, inputs, repository=repository, sha=sha) if inputs else None
+    if earlier is not None:
+        seconds, built_at = time.monotonic() - began, _built_at(earlier)
+        _log().info(
+            "Reused %s (%s), built from the same commit, arguments and base images at %s",
+            tag,
+            earlier.short_id,
+            built_at.isoformat(),
+        )
+        return BuiltImage(service, sha, tag, str(earlier.id), built_at, seconds, reused=True)
+    built_at = datetime.now(UTC).replace(microsecond=0)
+    labels = {LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()}
+    if inputs:
+        labels[LABEL_BUILD_INPUTS] = inputs
     _log().info("Building %s from %s on %s", tag, sha[:12], base_image)
     try:
         image, _ = client.images.build(
             path=str(context),
             tag=tag,
-            buildargs={"BASE_IMAGE": base_image},
-            labels={LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()},
+            buildargs=buildargs,
+            labels=labels,
             rm=True,
             forcerm=True,
             pull=False,
@@ -228,6 +251,99 @@ def build_image(
     seconds = time.monotonic() - began
     _log().info("Built %s (%s) in %.1f s", tag, image.short_id, seconds)
     return BuiltImage(service, sha, tag, str(image.id), built_at, seconds)
+
+
+_FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?$", re.I)
+_ARG = re.compile(r"^ARG\s+(?P<name>\w+)(?:=(?P<default>\S*))?$", re.I)
+_VARIABLE = re.compile(r"\$(?:\{(?P<braced>\w+)\}|(?P<bare>\w+))")
+
+
+def build_inputs_digest(
+    client: docker.DockerClient, dockerfile: str, *, sha: str, buildargs: dict[str, str]
+) -> str | None:
+    """A digest of everything a build of commit ``sha`` depends on, or None when it is not known.
+
+    The commit fixes the Dockerfile and the build context; beyond it a build
+    depends only on its build arguments and on the images its ``FROM`` lines
+    name, which a tag can move. So the digest covers the commit, the
+    arguments and the engine's id of each base image. An image labelled with
+    it is what building again would give from the layer cache, without
+    sending the context and replaying each step (about a quarter of a
+    second for the template). None, so the build runs, when a ``FROM`` line
+    is beyond this simple reading (a variable with a modifier, a line
+    continuation) or names an image the engine does not hold.
+    """
+    from docker.errors import DockerException
+
+    arguments: dict[str, str] = {}
+    stages: set[str] = set()
+    bases: list[str] = []
+    after_from = False  # only the arguments declared before the first FROM reach FROM lines
+    lines = [line.strip() for line in dockerfile.splitlines()]
+    if any(line.endswith("\\") for line in lines if line.upper().startswith(("FROM", "ARG"))):
+        return None
+    for line in lines:
+        if not after_from and (arg := _ARG.match(line)):
+            name = arg["name"]
+            arguments[name] = buildargs.get(name, arg["default"] or "")
+        elif found := _FROM.match(line):
+            after_from = True
+            image = _substituted(found["image"], arguments)
+            if image is None:
+                return None
+            if image.lower() != "scratch" and image.lower() not in stages:
+                bases.append(image)
+            if found["stage"]:
+                stages.add(found["stage"].lower())
+    if not bases:
+        return None
+    try:
+        ids = [str(client.images.get(base).id) for base in bases]
+    except DockerException:
+        return None
+    inputs = {"commit": sha, "buildargs": buildargs, "bases": ids}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _substituted(image: str, arguments: dict[str, str]) -> str | None:
+    """``image`` with its ``$NAME`` and ``${NAME}`` filled in; None when one is not a known argument."""
+    unknown: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        name = match["braced"] or match["bare"]
+        if name not in arguments:
+            unknown.append(name)
+        return arguments.get(name, "")
+
+    filled = _VARIABLE.sub(value, image)
+    return None if unknown or "$" in filled or not filled else filled
+
+
+def _built_before(
+    client: docker.DockerClient, inputs: str, *, repository: str, sha: str
+) -> Image | None:
+    """The newest image built from ``inputs``, tagged ``<repository>:<sha>``; None when none is left."""
+    from docker.errors import DockerException
+
+    try:
+        images = client.images.list(filters={"label": f"{LABEL_BUILD_INPUTS}={inputs}"})
+        images = [
+            i for i in images if i.labels.get(LABEL_REVISION) == sha and LABEL_BUILT in i.labels
+        ]
+        if not images:
+            return None
+        newest = max(images, key=lambda i: str(i.attrs.get("Created", "")))
+        if f"{repository}:{sha}" not in newest.tags:
+            newest.tag(repository, tag=sha)
+    except DockerException as e:
+        _log().warning("Could not reuse an earlier build of %s: %s; building", sha[:12], e)
+        return None
+    return newest
+
+
+def _built_at(image: Image) -> datetime:
+    """When ``image`` was built: its label, which `build_image` sets with the inputs label."""
+    return datetime.fromisoformat(image.labels[LABEL_BUILT])
 
 
 @task(name="test-image", cache_policy=NO_CACHE)

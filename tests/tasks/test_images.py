@@ -21,6 +21,7 @@ from tasks.images import (
     LABEL_REVISION,
     BuiltImage,
     build_image,
+    build_inputs_digest,
     check_sha,
     content_digest,
     image_repository,
@@ -55,14 +56,16 @@ class Workshop:
     def repository(self) -> str:
         return image_repository(self.registry, self.service)
 
-    def build(self, tree: Path | None = None, sha: str | None = None) -> BuiltImage:
+    def build(
+        self, tree: Path | None = None, sha: str | None = None, base_image: str = BASE_IMAGE
+    ) -> BuiltImage:
         return build_image.fn(
             self.client,
             tree or self.source,
             service=self.service,
             sha=sha or uuid.uuid4().hex + "00000000",
             repository=self.repository,
-            base_image=BASE_IMAGE,
+            base_image=base_image,
         )
 
     def variant(self, **kwargs: object) -> Path:
@@ -107,6 +110,70 @@ def test_a_rebuild_without_change_reuses_every_layer(workshop: Workshop) -> None
     ]
     assert layers[0] == layers[1]
     assert again.seconds < 10
+
+
+def test_the_same_commit_built_again_is_the_earlier_image_not_a_new_build(
+    workshop: Workshop,
+) -> None:
+    sha = uuid.uuid4().hex + "0" * 8
+    first = workshop.build(sha=sha)
+    time.sleep(1.1)  # a build now would label, so identify, its image apart from the first
+    again = workshop.build(sha=sha)
+    assert again.reused and not first.reused
+    assert (again.image_id, again.built_at) == (first.image_id, first.built_at)
+    assert workshop.client.images.get(again.tag).id == first.image_id  # type: ignore[attr-defined]
+
+
+def test_a_base_image_tag_that_moved_means_building_again(workshop: Workshop) -> None:
+    client = workshop.client
+    base = f"local/slipway-test-base:{uuid.uuid4().hex[:8]}"
+    client.images.get(BASE_IMAGE).tag(base)  # type: ignore[attr-defined]
+    try:
+        sha = uuid.uuid4().hex + "0" * 8
+        first = workshop.build(sha=sha, base_image=base)
+        client.images.get(first.image_id).tag(base)  # type: ignore[attr-defined]  # the tag moves
+        time.sleep(1.1)
+        again = workshop.build(sha=sha, base_image=base)
+        assert not again.reused and again.image_id != first.image_id
+        layers = client.images.get(again.image_id).attrs["RootFS"]["Layers"]  # type: ignore[attr-defined]
+        moved_base = client.images.get(first.image_id).attrs["RootFS"]["Layers"]  # type: ignore[attr-defined]
+        assert layers[: len(moved_base)] == moved_base  # built on what the tag names now
+    finally:
+        client.images.remove(base)  # type: ignore[attr-defined]
+
+
+def test_build_inputs_are_the_commit_the_arguments_and_each_base_images_id(
+    workshop: Workshop,
+) -> None:
+    client, sha = workshop.client, "1" * 40
+
+    def inputs(dockerfile: str, commit: str = sha, **args: str) -> str | None:
+        return build_inputs_digest(client, dockerfile, sha=commit, buildargs=args)  # type: ignore[arg-type]
+
+    template = "ARG BASE_IMAGE=local/absent:x\nFROM ${BASE_IMAGE}\nCOPY app/ app/\n"
+    plain = inputs(template, BASE_IMAGE=BASE_IMAGE)
+    assert plain is not None and plain == inputs(template, BASE_IMAGE=BASE_IMAGE)
+    assert inputs(template, "2" * 40, BASE_IMAGE=BASE_IMAGE) != plain
+    assert inputs(f"ARG BASE={BASE_IMAGE}\nFROM $BASE\n") is not None  # the declared default
+    staged = f"FROM {BASE_IMAGE} AS build\nFROM build\nCOPY --from=build / /\n"
+    assert inputs(staged) == inputs(f"FROM {BASE_IMAGE}\n")  # a stage is not a base image
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM $UNDECLARED\n",
+        "ARG BASE=${OTHER:-x}\nFROM ${BASE}\n",
+        "FROM scratch\nCOPY app/ app/\n",
+        "FROM local/slipway-never-built:none\n",
+        "FROM \\\n  local/python-base:bookworm\n",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n",
+    ],
+)
+def test_a_build_whose_base_images_are_not_known_is_never_reused(
+    workshop: Workshop, dockerfile: str
+) -> None:
+    assert build_inputs_digest(workshop.client, dockerfile, sha="1" * 40, buildargs={}) is None  # type: ignore[arg-type]
 
 
 def test_content_is_what_a_container_runs_not_the_labels(workshop: Workshop) -> None:
