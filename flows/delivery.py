@@ -288,9 +288,11 @@ def rollback(
 
 
 def _drop_build(stage: _Stage, built: BuiltImage) -> None:
-    """Remove the tag this run's build made; a reused earlier build keeps the tag it had."""
+    """Remove the tags this run's build made; a reused earlier build keeps the tags it had."""
     if not built.reused:
-        remove_image(stage.client, built.tag)
+        for tag in (built.tag, built.inputs_tag):
+            if tag is not None:
+                remove_image(stage.client, tag)
 
 
 def _checked_names(service: str, commit: str, ref: str) -> tuple[str, str, str]:

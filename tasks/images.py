@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from blocks.container_registry import ContainerRegistry
 
 __all__ = [
-    "LABEL_BUILD_INPUTS",
+    "INPUTS_TAG_PREFIX",
     "LABEL_BUILT",
     "LABEL_REVISION",
     "PUSH_ATTEMPTS",
@@ -62,8 +62,10 @@ LABEL_REVISION = "org.opencontainers.image.revision"
 """OCI label holding the git sha an image was built from."""
 LABEL_BUILT = "org.opencontainers.image.created"
 """OCI label holding the build time, RFC 3339 in UTC."""
-LABEL_BUILD_INPUTS = "dev.slipway.build-inputs"
-"""Label holding `build_inputs_digest`: an image that carries it may serve that build again."""
+INPUTS_TAG_PREFIX = "inputs-"
+"""An image's second local tag, ``<repository>:inputs-<build_inputs_digest>``, by which a
+later build of the same inputs finds it. A tag, not a label: the engine's classic builder
+adds each label as a build step of its own, about a tenth of a second each."""
 TEST_COMMAND = ("python3", "-m", "unittest", "-v")
 """What runs a service's tests inside its image: the template's tests need only the stdlib."""
 _TEST_NETWORK = "none"
@@ -117,7 +119,9 @@ class BuiltImage:
     """How long the build took."""
     reused: bool = False
     """Whether an earlier build of the same inputs was tagged instead of building
-    (`build_inputs_digest`); its tag is then not this run's to remove."""
+    (`build_inputs_digest`); its tags are then not this run's to remove."""
+    inputs_tag: str | None = None
+    """``<repository>:inputs-<digest>`` (`INPUTS_TAG_PREFIX`); None when the inputs are not known."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,8 @@ def build_image(
     buildargs = {"BASE_IMAGE": base_image}
     began = time.monotonic()
     inputs = build_inputs_digest(client, dockerfile.read_text(), sha=sha, buildargs=buildargs)
-    earlier = _built_before(client, inputs, repository=repository, sha=sha) if inputs else None
+    inputs_tag = f"{repository}:{INPUTS_TAG_PREFIX}{inputs}" if inputs else None
+    earlier = _built_before(client, inputs_tag, tag=tag, sha=sha) if inputs_tag else None
     if earlier is not None:
         seconds, built_at = time.monotonic() - began, _built_at(earlier)
         _log().info(
@@ -222,11 +227,9 @@ def build_image(
             earlier.short_id,
             built_at.isoformat(),
         )
-        return BuiltImage(service, sha, tag, str(earlier.id), built_at, seconds, reused=True)
+        return BuiltImage(service, sha, tag, str(earlier.id), built_at, seconds, True, inputs_tag)
     built_at = datetime.now(UTC).replace(microsecond=0)
     labels = {LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()}
-    if inputs:
-        labels[LABEL_BUILD_INPUTS] = inputs
     _log().info("Building %s from %s on %s", tag, sha[:12], base_image)
     try:
         image, _ = client.images.build(
@@ -248,9 +251,11 @@ def build_image(
         ) from e
     except (APIError, DockerException) as e:
         raise BuildError(f"the engine refused to build {tag}: {e}") from e
+    if inputs_tag is not None and not _tag(image, inputs_tag):
+        inputs_tag = None
     seconds = time.monotonic() - began
     _log().info("Built %s (%s) in %.1f s", tag, image.short_id, seconds)
-    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds)
+    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds, False, inputs_tag)
 
 
 _FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?$", re.I)
@@ -266,8 +271,8 @@ def build_inputs_digest(
     The commit fixes the Dockerfile and the build context; beyond it a build
     depends only on its build arguments and on the images its ``FROM`` lines
     name, which a tag can move. So the digest covers the commit, the
-    arguments and the engine's id of each base image. An image labelled with
-    it is what building again would give from the layer cache, without
+    arguments and the engine's id of each base image. An image tagged with
+    it (`INPUTS_TAG_PREFIX`) is what building again would give from the layer cache, without
     sending the context and replaying each step (about a quarter of a
     second for the template). None, so the build runs, when a ``FROM`` line
     is beyond this simple reading (a variable with a modifier, a line
@@ -320,25 +325,35 @@ def _substituted(image: str, arguments: dict[str, str]) -> str | None:
 
 
 def _built_before(
-    client: docker.DockerClient, inputs: str, *, repository: str, sha: str
+    client: docker.DockerClient, inputs_tag: str, *, tag: str, sha: str
 ) -> Image | None:
-    """The newest image built from ``inputs``, tagged ``<repository>:<sha>``; None when none is left."""
-    from docker.errors import DockerException
+    """The image an earlier build of the same inputs left, now also tagged ``tag``; None when gone."""
+    from docker.errors import DockerException, ImageNotFound
 
     try:
-        images = client.images.list(filters={"label": f"{LABEL_BUILD_INPUTS}={inputs}"})
-        images = [
-            i for i in images if i.labels.get(LABEL_REVISION) == sha and LABEL_BUILT in i.labels
-        ]
-        if not images:
-            return None
-        newest = max(images, key=lambda i: str(i.attrs.get("Created", "")))
-        if f"{repository}:{sha}" not in newest.tags:
-            newest.tag(repository, tag=sha)
-    except DockerException as e:
-        _log().warning("Could not reuse an earlier build of %s: %s; building", sha[:12], e)
+        image = client.images.get(inputs_tag)
+    except ImageNotFound:
         return None
-    return newest
+    except DockerException as e:
+        _log().warning("Could not look for an earlier build of %s: %s; building", sha[:12], e)
+        return None
+    if image.labels.get(LABEL_REVISION) != sha or LABEL_BUILT not in image.labels:
+        return None  # not a build of ours: someone else tagged it
+    if tag not in image.tags and not _tag(image, tag):
+        return None
+    return image
+
+
+def _tag(image: Image, reference: str) -> bool:
+    """Tag ``image`` as ``reference`` (``repository:tag``); False, logged, when the engine refuses."""
+    from docker.errors import DockerException
+
+    repository, _, name = reference.rpartition(":")
+    try:
+        return bool(image.tag(repository, tag=name))
+    except DockerException as e:
+        _log().warning("Could not tag %s as %s: %s", image.short_id, reference, e)
+        return False
 
 
 def _built_at(image: Image) -> datetime:

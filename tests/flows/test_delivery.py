@@ -23,6 +23,7 @@ from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
 from deployments.serve import declared_deployments
 from flows.delivery import build_test_deploy, promote, rollback
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest, ServiceNotFound
+from tasks.images import LABEL_REVISION
 from tasks.release import LiveContainer, live_container
 from tasks.release_history import deploy_slot, deployment_history
 from tests.conftest import free_port
@@ -178,6 +179,8 @@ def test_failing_tests_stop_before_push_and_deploy(delivery: Delivery) -> None:
     assert manifest_digest(delivery.registry, delivery.service, sha) is None
     with pytest.raises(ImageNotFound):
         delivery.client.images.get(f"{delivery.registry}/{delivery.service}:{sha}")  # type: ignore[attr-defined]
+    left = delivery.client.images.list(f"{delivery.registry}/{delivery.service}")  # type: ignore[attr-defined]
+    assert not [i for i in left if i.labels.get(LABEL_REVISION) == sha]  # nor its inputs tag
     assert live(delivery) == before
     assert deployment_history(delivery.service, "dev")[0].sha != sha
 

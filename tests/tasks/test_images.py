@@ -121,7 +121,11 @@ def test_the_same_commit_built_again_is_the_earlier_image_not_a_new_build(
     again = workshop.build(sha=sha)
     assert again.reused and not first.reused
     assert (again.image_id, again.built_at) == (first.image_id, first.built_at)
-    assert workshop.client.images.get(again.tag).id == first.image_id  # type: ignore[attr-defined]
+    image = workshop.client.images.get(again.tag)  # type: ignore[attr-defined]
+    assert image.id == first.image_id
+    assert first.inputs_tag is not None and first.inputs_tag in image.tags
+    # The inputs are a tag: each build label costs the classic builder a step of its own.
+    assert set(image.labels) == {LABEL_REVISION, LABEL_BUILT, "org.opencontainers.image.title"}
 
 
 def test_a_base_image_tag_that_moved_means_building_again(workshop: Workshop) -> None:
