@@ -169,6 +169,7 @@ def build_app(
     api_url: str,
     secret: SecretStr,
     is_service: Callable[[str], bool],
+    known_now: Callable[[str], bool] = lambda _: False,
     default_branch: str = "main",
     max_body: int = MAX_BODY_BYTES,
 ) -> Starlette:
@@ -178,7 +179,10 @@ def build_app(
         api_url: Prefect's API, e.g. ``http://127.0.0.1:4200/api``.
         secret: The shared webhook secret.
         is_service: Whether a repository name belongs to a known service;
-            pushes to others are acknowledged and ignored.
+            pushes to others are acknowledged and ignored. It may block
+            (read git), so it runs in a worker thread.
+        known_now: Whether a name is known from memory alone, without
+            blocking; a yes skips ``is_service`` and its thread hand-off.
         default_branch: The branch whose pushes build and deploy.
         max_body: Largest accepted body in bytes.
     """
@@ -213,7 +217,9 @@ def build_app(
             return answer(400, "refused", str(e))
         if push.deleted:
             return answer(202, "ignored", f"{push.ref} was deleted; nothing to build")
-        if not await run_in_threadpool(is_service, push.repository):
+        if not known_now(push.repository) and not await run_in_threadpool(
+            is_service, push.repository
+        ):
             logger.info("ignored push to %r: not a known service", push.repository)
             return answer(202, "ignored", f"{push.repository!r} is not a known service")
         delivery = delivery_id(provider, headers, body)
@@ -268,10 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     from blocks.webhook import load_webhook_secret
 
     server = GitServer.load_default()
+    services = _Catalogued(server)
     app = build_app(
         api_url=os.environ["PREFECT_API_URL"],
         secret=load_webhook_secret(),
-        is_service=_catalogued(server),
+        is_service=services,
+        known_now=services.known_now,
         default_branch=server.default_branch,
     )
     logger.info("webhook bridge on http://%s:%d/hooks/{github,gitlab,gitea}", HOST, args.port)
@@ -282,35 +290,39 @@ KNOWN_SERVICE_SECONDS = 2.0
 """How long a service seen in the catalog counts as known without a new look."""
 
 
-def _catalogued(server: Any) -> Callable[[str], bool]:
+class _Catalogued:
     """Known services: the names in the service catalog.
 
     A name seen in the catalog within `KNOWN_SERVICE_SECONDS` is known without
-    touching git, so a burst of pushes costs no catalog reads. Any other name
-    makes it look again (the catalog's names are re-read only when its branch
-    moved), so a service onboarded a moment ago is known at its first push,
-    and one removed stops being known within that time.
+    touching git (`known_now`), so a burst of pushes costs no catalog reads.
+    Any other name makes it look again (the catalog's names are re-read only
+    when its branch moved), so a service onboarded a moment ago is known at
+    its first push, and one removed stops being known within that time.
     """
-    from tasks.catalog import Catalog
 
-    catalog = Catalog(server)
-    lock = threading.Lock()
-    tip: str | None = None
-    names: frozenset[str] = frozenset()
-    looked = float("-inf")
+    def __init__(self, server: Any) -> None:
+        from tasks.catalog import Catalog
 
-    def known(name: str) -> bool:
-        nonlocal tip, names, looked
-        with lock:
-            if name in names and time.monotonic() - looked < KNOWN_SERVICE_SECONDS:
+        self._catalog = Catalog(server)
+        self._lock = threading.Lock()
+        self._tip: str | None = None
+        self._names: frozenset[str] = frozenset()
+        self._looked = float("-inf")
+
+    def known_now(self, name: str) -> bool:
+        """Whether ``name`` was in the catalog at a look within `KNOWN_SERVICE_SECONDS`; never blocks."""
+        return name in self._names and time.monotonic() - self._looked < KNOWN_SERVICE_SECONDS
+
+    def __call__(self, name: str) -> bool:
+        """Whether ``name`` is in the catalog, looking at git when memory cannot say."""
+        with self._lock:
+            if self.known_now(name):
                 return True
-            now, current = time.monotonic(), catalog.tip()
-            if current != tip:
-                tip, names = current, catalog.names()
-            looked = now
-            return name in names
-
-    return known
+            now, current = time.monotonic(), self._catalog.tip()
+            if current != self._tip:
+                self._tip, self._names = current, self._catalog.names()
+            self._looked = now
+            return name in self._names
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ environment arrives gives way: its run ends Cancelled, without deploying.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,30 +155,31 @@ def build_test_deploy(
     stage = _stage(service, environment)
     if environment == PROD:
         _prod_gate(service, commit, environment)
-    with deploy_slot(
-        service, environment, give_up=lambda: _newer_push(service, environment)
-    ) as gave_up:
+    with (
+        deploy_slot(
+            service, environment, give_up=lambda: _newer_push(service, environment)
+        ) as gave_up,
+        ExitStack() as afterwards,  # tidying that need not delay the release
+    ):
         if gave_up is not None:
             return _superseded(gave_up)
         registry = stage.registry
-        with checkout(stage.git, service, commit) as work:
-            committed = _commit_time(work.path, work.sha)
-            built = build_image(
-                stage.client,
-                work.path,
-                service=service,
-                sha=work.sha,
-                repository=image_repository(registry, service),
-                base_image=stage.settings.base_image,
-            )
+        work = afterwards.enter_context(checkout(stage.git, service, commit))
+        committed = _commit_time(work.path, work.sha)
+        built = build_image(
+            stage.client,
+            work.path,
+            service=service,
+            sha=work.sha,
+            repository=image_repository(registry, service),
+            base_image=stage.settings.base_image,
+        )
         try:
             report = _image_tests(stage, built)
-            create_table_artifact(
-                table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
-                key=f"tests-{service}",
-                description=f"`{service}` at `{built.sha[:12]}`: " + describe_report(report),
-            )
-            if not report.passed:
+            if report.passed:  # its artifact follows the release, whatever the release does
+                afterwards.callback(_tests_artifact, built, report)
+            else:
+                _tests_artifact(built, report)
                 raise BuildError(
                     f"the tests of {service} at {built.sha[:12]} failed; nothing was pushed or deployed:\n{report.tail}",
                     hint="fix the tests (see the tests artifact) and push again",
@@ -285,6 +287,15 @@ def rollback(
 
 
 # -- the steps the flows share ----------------------------------------------------
+
+
+def _tests_artifact(built: BuiltImage, report: TestReport) -> None:
+    """The table of a test run, each test with its result, under the key ``tests-<service>``."""
+    create_table_artifact(
+        table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
+        key=f"tests-{built.service}",
+        description=f"`{built.service}` at `{built.sha[:12]}`: " + describe_report(report),
+    )
 
 
 def _drop_build(stage: _Stage, built: BuiltImage) -> None:
