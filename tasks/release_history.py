@@ -230,9 +230,9 @@ def deploy_slot(
     cut short after the slot was granted, which would strand a lease).
     """
     name = slot_name(service, environment)
-    _ensure_limit(name)
     held = ExitStack()
     pause = min(0.1, poll_seconds)
+    looked_for_limit = False  # created at the first release, not read before every one
     while True:
         reason = give_up()
         if reason is not None:
@@ -254,7 +254,11 @@ def deploy_slot(
             break
         except ConcurrencySlotAcquisitionError as e:
             if not _locked(e):
-                raise
+                if looked_for_limit:
+                    raise
+                _ensure_limit(name)  # strict: refused because the limit does not exist yet
+                looked_for_limit = True
+                continue
         time.sleep(pause)
         pause = min(pause * 2, poll_seconds)
     _log().info("Holding the release slot %s", name)
