@@ -227,7 +227,9 @@ def build_image(
             earlier.short_id,
             built_at.isoformat(),
         )
-        return BuiltImage(service, sha, tag, str(earlier.id), built_at, seconds, True, inputs_tag)
+        return BuiltImage(
+            service, sha, tag, str(earlier.id), built_at, seconds, reused=True, inputs_tag=inputs_tag
+        )
     built_at = datetime.now(UTC).replace(microsecond=0)
     labels = {LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()}
     _log().info("Building %s from %s on %s", tag, sha[:12], base_image)
@@ -255,7 +257,7 @@ def build_image(
         inputs_tag = None
     seconds = time.monotonic() - began
     _log().info("Built %s (%s) in %.1f s", tag, image.short_id, seconds)
-    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds, False, inputs_tag)
+    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds, inputs_tag=inputs_tag)
 
 
 _FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?$", re.I)
@@ -272,9 +274,9 @@ def build_inputs_digest(
     depends only on its build arguments and on the images its ``FROM`` lines
     name, which a tag can move. So the digest covers the commit, the
     arguments and the engine's id of each base image. An image tagged with
-    it (`INPUTS_TAG_PREFIX`) is what building again would give from the layer cache, without
-    sending the context and replaying each step (about a quarter of a
-    second for the template). None, so the build runs, when a ``FROM`` line
+    it (`INPUTS_TAG_PREFIX`) is what building again would give from the
+    layer cache, without sending the context and replaying each step (about
+    a quarter of a second for the template). None, so the build runs, when a ``FROM`` line
     is beyond this simple reading (a variable with a modifier, a line
     continuation) or names an image the engine does not hold.
     """
@@ -357,7 +359,7 @@ def _tag(image: Image, reference: str) -> bool:
 
 
 def _built_at(image: Image) -> datetime:
-    """When ``image`` was built: its label, which `build_image` sets with the inputs label."""
+    """When ``image`` was built: its build-time label, which every build of ours sets."""
     return datetime.fromisoformat(image.labels[LABEL_BUILT])
 
 

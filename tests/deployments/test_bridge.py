@@ -343,3 +343,22 @@ def test_a_spooled_delivery_the_bridge_refuses_is_set_aside_not_lost(running, tm
     spool_delivery(spool, "http://old", {"X-GitHub-Delivery": "d-later"}, b"{}")
     assert redeliver(spool, closed) == Redelivery(sent=0, rejected=0, kept=1)
     assert (spool / "d-later.json").is_file()
+
+
+def test_a_known_service_is_answered_from_memory_until_the_memory_may_be_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployments import bridge
+
+    server = GitServer(provider="local", root=tmp_path / "git")
+    catalog = Catalog(server)
+    entry = CatalogEntry(name="known", owner="group:bench", port=8100, repository="known")
+    catalog.save(entry, message="Onboard known")
+    services = bridge._Catalogued(server)
+    assert not services.known_now("known")  # nothing read yet: the caller must look
+    assert services("known") and services.known_now("known")
+    catalog.remove("known", message="Retire known")
+    assert services.known_now("known")  # within KNOWN_SERVICE_SECONDS, memory answers
+    monkeypatch.setattr(bridge, "KNOWN_SERVICE_SECONDS", 0.0)
+    assert not services.known_now("known")
+    assert not services("known")  # looked again: gone from the catalog
