@@ -228,7 +228,14 @@ def build_image(
             built_at.isoformat(),
         )
         return BuiltImage(
-            service, sha, tag, str(earlier.id), built_at, seconds, reused=True, inputs_tag=inputs_tag
+            service,
+            sha,
+            tag,
+            str(earlier.id),
+            built_at,
+            seconds,
+            reused=True,
+            inputs_tag=inputs_tag,
         )
     built_at = datetime.now(UTC).replace(microsecond=0)
     labels = {LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()}
