@@ -58,6 +58,15 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert httpx.get(f"{up.api}/health", timeout=5).is_success
     deployment = _deployment(up, "platform-check")
     assert deployment["schedules"], "the cron schedule of prefect.yaml was not applied"
+    # ...and Prefect's scheduler turns it into runs (under SQLAlchemy 2.1 it raised instead).
+    scheduled = {
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+        "deployments": {"id": {"any_": [deployment["id"]]}},
+    }
+    deadline = time.monotonic() + 90
+    while api_post(up, "/flow_runs/count", scheduled).json() == 0:
+        assert time.monotonic() < deadline, "Prefect's scheduler created no run of the schedule"
+        time.sleep(1)
 
     # The runner polls every second, so a run created through the API starts promptly.
     run = _run_deployment(up, "platform-check", {"include_optional": False})
