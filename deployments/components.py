@@ -266,7 +266,7 @@ def prefect_server_spec(
             users' browsers calls its API there instead of on loopback.
     """
     url = f"http://{HOST}:{ports.prefect}"
-    argv = (sys.executable, "-m", "prefect", "server", "start", "--host", HOST)
+    argv = (sys.executable, "-m", "deployments.prefect_server", "server", "start", "--host", HOST)
     secret = (
         {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url} if database is not None else {}
     )

@@ -58,7 +58,7 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert httpx.get(f"{up.api}/health", timeout=5).is_success
     deployment = _deployment(up, "platform-check")
     assert deployment["schedules"], "the cron schedule of prefect.yaml was not applied"
-    # ...and Prefect's scheduler turns it into runs (under SQLAlchemy 2.1 it raised instead).
+    # ...and Prefect's scheduler turns it into runs (slipway.scheduled_runs; without it, none).
     scheduled = {
         "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
         "deployments": {"id": {"any_": [deployment["id"]]}},
