@@ -43,6 +43,7 @@ from deployments.webhooks import (
     parse_push,
     signature_valid,
 )
+from slipway import heap
 from slipway.errors import InvalidRequest
 from slipway.home import HOST
 from slipway.names import preview_environment
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         default_branch=server.default_branch,
     )
     logger.info("webhook bridge on http://%s:%d/hooks/{github,gitlab,gitea}", HOST, args.port)
+    heap.settle()
     uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
 
 

@@ -1,0 +1,51 @@
+"""The server's own clients find its app at once (a fix to Prefect 3.8.8's server).
+
+Inside Prefect's server, the actions service and other services call the API
+through clients that reach the running app in memory. Each such client calls
+``create_app()``, which returns the app it cached for the current settings,
+but first serializes every setting to compute the cache key and loads and
+applies the logging configuration again from YAML. Measured under a push
+burst, that took 0.2-0.4 s of the server's event loop per client, so every
+run a trigger started stopped every request in flight for that long.
+
+`apply` makes a call with no arguments return the app that the same settings
+object got last time. That is the app Prefect's cache would return: same
+settings, same key. Any other call, including the one that starts the server,
+goes to Prefect unchanged.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+__all__ = ["apply"]
+
+
+def apply() -> bool:
+    """Memoize ``create_app()`` by settings object in this process; safe to call twice.
+
+    Returns whether it is in place (False when ``create_app`` is not the function expected).
+    """
+    from prefect.server.api import server
+    from prefect.settings import get_current_settings
+
+    original = server.create_app
+    if getattr(original, "_slipway_memoized", False):
+        return True
+    last: list[tuple[weakref.ref[Any], Any]] = []
+
+    def create_app(settings: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if settings is not None or args or any(kwargs.values()):
+            return original(settings, *args, **kwargs)
+        current = get_current_settings()
+        if last and last[0][0]() is current:
+            return last[0][1]
+        app = original()
+        last[:] = [(weakref.ref(current), app)]
+        return app
+
+    create_app._slipway_memoized = True  # type: ignore[attr-defined]
+    create_app.__doc__ = original.__doc__
+    server.create_app = create_app
+    return True
