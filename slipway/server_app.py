@@ -11,7 +11,9 @@ run a trigger started stopped every request in flight for that long.
 `apply` makes a call with no arguments return the app that the same settings
 object got last time. That is the app Prefect's cache would return: same
 settings, same key. Any other call, including the one that starts the server,
-goes to Prefect unchanged.
+goes to Prefect unchanged. The server runs inside one settings context, so
+its settings object stays the same; outside a context Prefect builds a new
+one on every call, and then this memo never hits and costs what it did before.
 """
 
 from __future__ import annotations

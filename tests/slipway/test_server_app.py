@@ -22,18 +22,19 @@ def test_create_app_is_derived_once_per_settings_object(monkeypatch):
 
     assert server_app.apply()
     assert server_app.apply()  # a second call wraps nothing twice
-    first = server.create_app()
-    assert server.create_app() is first
-    assert len(derived) == 1
+    with temporary_settings():  # one settings object for the whole context, as in the server
+        first = server.create_app()
+        assert server.create_app() is first
+        assert len(derived) == 1
 
-    with temporary_settings({PREFECT_SERVER_API_KEEPALIVE_TIMEOUT: 7}):
-        other = server.create_app()  # other settings: Prefect decides, as before
-        assert other is not first
-        assert server.create_app() is other
-    assert len(derived) == 2
+        with temporary_settings({PREFECT_SERVER_API_KEEPALIVE_TIMEOUT: 7}):
+            other = server.create_app()  # other settings: Prefect decides, as before
+            assert other is not first
+            assert server.create_app() is other
+        assert len(derived) == 2
 
-    assert server.create_app() is first  # back to the first settings: Prefect's cache
-    assert server.create_app() is first
-    assert len(derived) == 3
-    server.create_app(ignore_cache=True)  # any argument goes to Prefect unchanged
-    assert len(derived) == 4
+        assert server.create_app() is first  # back to the first settings: Prefect's cache
+        assert server.create_app() is first
+        assert len(derived) == 3
+        server.create_app(ignore_cache=True)  # any argument goes to Prefect unchanged
+        assert len(derived) == 4
