@@ -8,7 +8,7 @@ to 0.8 s each, and every request in flight waited for them.
 
 `settle` moves what start-up made into the permanent generation
 (`gc.freeze`), which no collection walks again, and lets the oldest
-generation be collected ten times less often. Young cycles are still
+generation be collected a hundred times less often. Young cycles are still
 collected as soon as before.
 """
 

@@ -27,7 +27,7 @@ __all__ = ["apply"]
 def apply() -> bool:
     """Memoize ``create_app()`` by settings object in this process; safe to call twice.
 
-    Returns whether it is in place (False when ``create_app`` is not the function expected).
+    Returns True: the memo is in place, whether this call or an earlier one put it there.
     """
     from prefect.server.api import server
     from prefect.settings import get_current_settings
@@ -35,17 +35,17 @@ def apply() -> bool:
     original = server.create_app
     if getattr(original, "_slipway_memoized", False):
         return True
-    last: list[tuple[weakref.ref[Any], Any]] = []
+    settings_seen: weakref.ref[Any] | None = None
+    app_seen: Any = None
 
     def create_app(settings: Any = None, *args: Any, **kwargs: Any) -> Any:
+        nonlocal settings_seen, app_seen
         if settings is not None or args or any(kwargs.values()):
             return original(settings, *args, **kwargs)
         current = get_current_settings()
-        if last and last[0][0]() is current:
-            return last[0][1]
-        app = original()
-        last[:] = [(weakref.ref(current), app)]
-        return app
+        if settings_seen is None or settings_seen() is not current:
+            settings_seen, app_seen = weakref.ref(current), original()
+        return app_seen
 
     create_app._slipway_memoized = True  # type: ignore[attr-defined]
     create_app.__doc__ = original.__doc__
