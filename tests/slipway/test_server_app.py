@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import prefect.logging.configuration
+from typing import Any
+
 from prefect.server.api import server
 from prefect.settings import PREFECT_SERVER_API_KEEPALIVE_TIMEOUT, temporary_settings
 
@@ -10,15 +11,18 @@ from slipway import server_app
 
 
 def test_create_app_is_derived_once_per_settings_object(monkeypatch):
-    monkeypatch.setattr(server, "create_app", server.create_app)  # undone after the test
-    derived: list[object] = []
-    setup_logging = prefect.logging.configuration.setup_logging
+    prefect_create_app = server.create_app
+    assert not getattr(prefect_create_app, "_slipway_memoized", False)
+    derived: list[dict[str, Any]] = []
 
-    def counting_setup_logging(*args, **kwargs):
-        derived.append(object())  # Prefect's create_app sets logging up on every call
-        return setup_logging(*args, **kwargs)
+    def counting_create_app(*args: Any, **kwargs: Any) -> Any:
+        # Counts Prefect's own derivations (settings hash, logging set-up, cache lookup).
+        # Counting setup_logging instead is wrong: it calls itself again when an
+        # incremental dictConfig fails, which depends on what ran earlier in the process.
+        derived.append(kwargs)
+        return prefect_create_app(*args, **kwargs)
 
-    monkeypatch.setattr(prefect.logging.configuration, "setup_logging", counting_setup_logging)
+    monkeypatch.setattr(server, "create_app", counting_create_app)  # undone after the test
 
     assert server_app.apply()
     assert server_app.apply()  # a second call wraps nothing twice
@@ -38,3 +42,4 @@ def test_create_app_is_derived_once_per_settings_object(monkeypatch):
         assert len(derived) == 3
         server.create_app(ignore_cache=True)  # any argument goes to Prefect unchanged
         assert len(derived) == 4
+        assert derived[-1] == {"ignore_cache": True}
