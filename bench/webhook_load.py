@@ -15,7 +15,10 @@ redelivery of an earlier one, which must add nothing), and flow runs that a
 `slipway.git.push` trigger created against unique deliveries, with the rate at
 which Prefect's actions service created them. That deployment is registered
 but not served, so its runs are created and wait: the figure is the event and
-trigger path, not thousands of no-op runs competing for the two cores.
+trigger path, not thousands of no-op runs competing for the two cores. After
+the load it waits (``--drain-wait``, 600 s) until every push is stored and has
+its run, or neither count moved for a minute, and says when the last push was
+stored.
 
 Baseline, in the same run: the same events POSTed straight to Prefect's
 ``/api/events`` at the same rate, one request per event; the ratio of p99s
@@ -24,7 +27,7 @@ is what the bridge costs (or saves) over Prefect alone.
 Targets (2 cores): >= 200 pushes/s for 30 s, p99 < 100 ms, none lost;
 push to running flow <= 2 s at p50.
 
-    python bench/webhook_load.py [--rate 205] [--seconds 30] [--latency-pushes 20] [--postgres]
+    python bench/webhook_load.py [--rate 205] [--seconds 30] [--latency-pushes 20] [--drain-wait 600] [--postgres]
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -235,23 +239,75 @@ async def _blast(
     return elapsed, latencies, ok
 
 
-def stored_events(api: str, ids: set[str], deadline: float) -> int:
+def stored_events(api: str, ids: set[str]) -> int:
+    """How many of ``ids`` Prefect has stored, looked up by id (exact, one request per page)."""
     found: set[str] = set()
     wanted = sorted(ids)
-    while time.monotonic() < deadline and len(found) < len(ids):
-        for i in range(0, len(wanted), EVENTS_PAGE):
-            chunk = [e for e in wanted[i : i + EVENTS_PAGE] if e not in found]
-            if not chunk:
-                continue
-            body = {
-                "filter": {"id": {"id": chunk}, "occurred": {"since": "2020-01-01T00:00:00Z"}},
-                "limit": EVENTS_PAGE,
-            }
-            response = httpx.post(f"{api}/events/filter", json=body, timeout=30)
-            response.raise_for_status()
-            found.update(e["id"] for e in response.json()["events"])
-        time.sleep(0.5)
+    for i in range(0, len(wanted), EVENTS_PAGE):
+        body = {
+            "filter": {
+                "id": {"id": wanted[i : i + EVENTS_PAGE]},
+                "occurred": {"since": "2020-01-01T00:00:00Z"},
+            },
+            "limit": EVENTS_PAGE,
+        }
+        response = httpx.post(f"{api}/events/filter", json=body, timeout=30)
+        response.raise_for_status()
+        found.update(e["id"] for e in response.json()["events"])
     return len(found)
+
+
+@dataclass(frozen=True)
+class Drain:
+    """What Prefect had done with the load's pushes when the bench stopped waiting."""
+
+    stored: int
+    stored_after: float | None
+    """Seconds from the end of the load until every push was stored; None if not all were."""
+    runs: int
+    waited: float
+    """Seconds from the end of the load until the last count."""
+
+
+def drain(
+    api: str, deployment: str, expected: int, since: datetime, cap: float, stall: float = 60
+) -> Drain:
+    """Counts, every 2 s, the pushes stored and the runs the trigger created, until all are
+    there, neither count moved for ``stall`` seconds, or ``cap`` seconds passed.
+
+    One count request each per poll: polling by id would load the server it measures.
+    """
+    stored_filter = {
+        "filter": {
+            "event": {"name": ["slipway.git.push"]},
+            "resource": {"id": [f"slipway.service.{SERVICE}"]},
+            "occurred": {"since": since.isoformat()},  # a day at most: Prefect counts per day
+        }
+    }
+    runs_filter = {"flow_runs": {"deployment_id": {"any_": [deployment]}}}
+    began = last_moved = time.monotonic()
+    stored = runs = 0
+    stored_after: float | None = None
+    while True:
+        response = httpx.post(f"{api}/events/count-by/event", json=stored_filter, timeout=30)
+        response.raise_for_status()
+        now_stored = sum(row["count"] for row in response.json())
+        response = httpx.post(f"{api}/flow_runs/count", json=runs_filter, timeout=30)
+        response.raise_for_status()
+        now_runs = int(response.json())
+        now = time.monotonic()
+        if (now_stored, now_runs) != (stored, runs):
+            last_moved = now
+        stored, runs = now_stored, now_runs
+        if stored >= expected and stored_after is None:
+            stored_after = now - began
+        if (
+            (stored >= expected and runs >= expected)
+            or now - last_moved > stall
+            or now - began > cap
+        ):
+            return Drain(stored, stored_after, runs, now - began)
+        time.sleep(2)
 
 
 def report(name: str, n: int, elapsed: float, latencies: list[float], ok: int) -> float:
@@ -267,22 +323,6 @@ def deployment_id(api: str, name: str) -> str:
     response = httpx.get(f"{api}/deployments/name/bench-noop/{name}", timeout=30)
     response.raise_for_status()
     return str(response.json()["id"])
-
-
-def created_runs(api: str, deployment: str, expected: int, wait: float) -> tuple[int, float]:
-    """Flow runs the trigger created, polled until all are there or ``wait`` seconds passed.
-
-    Returns the count and the seconds it took from the first poll.
-    """
-    body = {"flow_runs": {"deployment_id": {"any_": [deployment]}}}
-    began = time.monotonic()
-    count = 0
-    while time.monotonic() - began < wait:
-        count = int(httpx.post(f"{api}/flow_runs/count", json=body, timeout=30).json())
-        if count >= expected:
-            break
-        time.sleep(1)
-    return count, time.monotonic() - began
 
 
 def push_to_running(
@@ -325,7 +365,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="how long the load lasts")
     parser.add_argument("--latency-pushes", type=int, default=20)
     parser.add_argument(
-        "--runs-wait", type=float, default=120, help="seconds to wait for the trigger's runs"
+        "--drain-wait",
+        type=float,
+        default=600,
+        help="seconds after the load to wait for every push to be stored and to have its run",
     )
     parser.add_argument(
         "--postgres",
@@ -423,18 +466,27 @@ def bench(args: argparse.Namespace, database: str | None) -> None:
                 f"{n} pushes offered at {args.rate:.0f}/s for {args.seconds:.0f} s; "
                 f"{len(unique)} unique deliveries"
             )
+            load_began = datetime.now(UTC) - timedelta(minutes=1)
             elapsed, lat, ok = asyncio.run(blast([p[:3] for p in pushes], args.rate))
             rps = report("bridge /hooks/github", n, elapsed, lat, ok)
             print(f"  load phase lasted {elapsed:.1f} s")
-            stored = stored_events(api, unique, time.monotonic() + 180)
-            print(
-                f"  events stored for unique deliveries: {stored}/{len(unique)} (lost {len(unique) - stored})"
+            done = drain(api, load_deployment, len(unique), load_began, args.drain_wait)
+            # The count is of stored pushes to the bench's service; check them by id as well.
+            stored = stored_events(api, unique) if done.stored >= len(unique) else done.stored
+            when = (
+                f"the last {done.stored_after:.0f} s after the load ended"
+                if done.stored_after is not None and stored == len(unique)
+                else f"within {done.waited:.0f} s of the load's end"
             )
-            runs, waited = created_runs(api, load_deployment, len(unique), args.runs_wait)
+            print(
+                f"  events stored for unique deliveries: {stored}/{len(unique)} "
+                f"(missing {len(unique) - stored}), {when}"
+            )
+            runs = done.runs
             print(
                 f"  flow runs created by the trigger: {runs}/{len(unique)} unique deliveries "
-                f"within {elapsed + waited:.0f} s of the first push "
-                f"({runs / (elapsed + waited):.1f} runs/s)"
+                f"within {elapsed + done.waited:.0f} s of the first push "
+                f"({runs / (elapsed + done.waited):.1f} runs/s)"
             )
             # The baseline goes last, so the bridge does not meet its backlog.
             b_elapsed, b_lat, b_ok = asyncio.run(blast(direct, args.rate))
