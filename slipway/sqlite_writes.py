@@ -15,8 +15,9 @@ after 52 s on average, while 4,267 pushes had fired their trigger.
 IMMEDIATE``, which Prefect already uses for the transactions it found racing
 (setting a flow or task run's state, marking deployments ready when a worker
 polls). A transaction then waits for the lock in SQLite's busy handler, up to
-Prefect's 60 s busy timeout, instead of failing and sleeping in the client. Reads outside a transaction are not touched, and
-PostgreSQL is not touched: its configuration is another class.
+Prefect's 60 s busy timeout, instead of failing and sleeping in the client.
+Reads outside a transaction are not touched, and PostgreSQL is not touched:
+its configuration is another class.
 """
 
 from __future__ import annotations
