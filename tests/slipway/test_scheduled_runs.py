@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import InvalidRequestError
 
 from slipway import scheduled_runs
+from tests.slipway.helpers import own_database
 
 
 async def _schedule_runs(database: Path) -> list[tuple[str, str]]:
@@ -18,10 +19,8 @@ async def _schedule_runs(database: Path) -> list[tuple[str, str]]:
     from prefect.server import models, schemas
     from prefect.server.database import provide_database_interface
     from prefect.server.schemas.schedules import CronSchedule
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
-    url = f"sqlite+aiosqlite:///{database}"
-    with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
+    with own_database(database):
         db = provide_database_interface()
         await db.create_db()
         async with db.session_context(begin_transaction=True) as session:

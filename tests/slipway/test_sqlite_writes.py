@@ -9,16 +9,15 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from slipway import sqlite_writes
+from tests.slipway.helpers import own_database
 
 
 async def _read_then_write_while_another_commits(database: Path) -> tuple[bool, list[str]]:
     """Read, let another session create a flow, then write; whether the other waited, and the flows."""
     from prefect.server import models, schemas
     from prefect.server.database import provide_database_interface
-    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
 
-    url = f"sqlite+aiosqlite:///{database}"
-    with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: url}):
+    with own_database(database):
         db = provide_database_interface()
         await db.create_db()
         async with db.session_context(begin_transaction=True) as session:
