@@ -18,14 +18,7 @@ from blocks.platform import PlatformSettings
 from blocks.s3 import S3Connection
 from blocks.terraform_backend import TerraformBackend
 from blocks.vulnerability_source import VulnerabilitySource
-from slipway import heartbeats
 from slipway.home import Ports, SlipwayHome
-
-# Every flow of ours reads its configuration from these blocks, whether it is
-# served, run by a pool worker (which loads the flow's file by path, so the
-# `flows` package is never imported) or called directly: this import is the one
-# every flow process makes before its first run.
-heartbeats.apply()
 
 __all__ = [
     "ALL_BLOCKS",

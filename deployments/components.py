@@ -224,8 +224,11 @@ def child_env(
     """
     env = {k: v for k, v in os.environ.items() if k not in DATABASE_ENV}
     api = api_url or ports.prefect_api_url
+    # Our interpreter first: a worker starts flow runs as `python -m ...` (pool.FLOW_RUN_COMMAND).
+    interpreter = str(Path(sys.executable).parent)
     env.update(
         {
+            "PATH": os.pathsep.join([interpreter, *env.get("PATH", os.defpath).split(os.pathsep)]),
             "SLIPWAY_HOME": str(home.root),
             "SLIPWAY_SUPERVISOR": marker,
             "SLIPWAY_PREFECT_PORT": str(ports.prefect),

@@ -24,7 +24,7 @@ import argparse
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMIT_VARIABLE",
+    "FLOW_RUN_COMMAND",
     "HEARTBEAT_VARIABLE",
     "REPOSITORY_VARIABLE",
     "CrashDetection",
@@ -57,6 +58,10 @@ COMMIT_VARIABLE = "slipway_commit"
 """Prefect Variable: the commit every worker checks out; changing it upgrades all workers."""
 HEARTBEAT_VARIABLE = "slipway_flow_heartbeat_seconds"
 """Prefect Variable: the flow-run heartbeat interval that crash detection expects of workers."""
+FLOW_RUN_COMMAND = "python -m slipway.prefect_patches.flow_run_process"
+"""How a worker starts a flow run: Prefect's ``-m prefect.engine`` after the flow-run patches.
+
+``python`` is the worker's own interpreter: `slipway up` puts its ``bin`` first on PATH."""
 
 
 @dataclass(frozen=True)
@@ -261,15 +266,23 @@ def _set_variable(client: SyncPrefectClient, name: str, value: str) -> None:
         client.update_variable(VariableUpdate(name=name, value=value))
 
 
-def _ensure_process_pool(client: SyncPrefectClient, name: str) -> None:
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectNotFound
+def _job_template() -> dict[str, Any]:
+    """Prefect's process job template, starting flow runs with `FLOW_RUN_COMMAND`."""
     from prefect.workers.process import ProcessWorker
 
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = FLOW_RUN_COMMAND
+    return template
+
+
+def _ensure_process_pool(client: SyncPrefectClient, name: str) -> None:
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    template = _job_template()
     try:
         pool = client.read_work_pool(name)
     except ObjectNotFound:
-        template = ProcessWorker.get_default_base_job_template()
         client.create_work_pool(
             WorkPoolCreate(name=name, type="process", base_job_template=template),
             overwrite=False,
@@ -280,6 +293,8 @@ def _ensure_process_pool(client: SyncPrefectClient, name: str) -> None:
             f"work pool {name!r} exists with type {pool.type!r}; Slipway's workers are process workers",
             hint=f"delete it in the UI (Work Pools) or with `prefect work-pool delete {name}`",
         )
+    if pool.base_job_template != template:  # a pool made by an earlier Slipway
+        client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
 
 
 def apply_to_pool(project_dir: Path, code: PlatformCode, crash: CrashDetection) -> list[str]:

@@ -3,31 +3,25 @@
 `slipway up` and the server role start Prefect's server as
 ``python -m deployments.prefect_server server start ...``: the same command
 and options as ``prefect server start``, in a process where
-
-- `slipway.scheduled_runs` lets cron schedules produce runs;
-- `slipway.sqlite_writes` lets runs that triggers start be created under
-  load, instead of failing on a stale SQLite snapshot and retrying for minutes;
-- `slipway.server_app` lets the server's own clients find its app at once,
-  instead of stopping the event loop for 0.2-0.4 s each;
-- `slipway.heap` keeps the server's modules out of the garbage collector's
-  walks, and full collections rare.
+`slipway.prefect_patches.apply_server_patches` has run (see that package for
+each patch and its upstream issue) and `slipway.heap` keeps the server's
+modules out of the garbage collector's walks, and full collections rare.
 """
 
 from __future__ import annotations
 
-from slipway import heap, scheduled_runs, server_app, sqlite_writes
+from slipway import heap
+from slipway.prefect_patches import apply_server_patches
 
 __all__ = ["main"]
 
 
 def main() -> None:
     """Apply the fixes, then hand the command line to Prefect's CLI."""
-    scheduled_runs.apply()
-    server_app.apply()
-    sqlite_writes.apply()
-    heap.settle()  # after the imports above, which are most of the server's modules
+    apply_server_patches()
     from prefect.cli import app
 
+    heap.settle()  # after the imports above, which are most of the server's modules
     app()
 
 

@@ -22,17 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import yaml
-
+from deployments.project import DeploymentSpec, read_project
 from slipway.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from prefect.cli.deploy._models import DeploymentConfig, PrefectYamlModel
     from prefect.deployments.runner import RunnerDeployment
     from prefect.flows import Flow
 
 __all__ = [
     "DeclaredDeployment",
+    "PullSteps",
     "declared_deployments",
     "main",
     "pull_steps",
@@ -50,70 +49,69 @@ class DeclaredDeployment:
     """Deployment name, e.g. ``onboard-service``."""
     entrypoint: str
     """``path/to/module.py:flow_function``, relative to the project directory."""
-    config: DeploymentConfig
-    """Prefect's own parsed model of the entry."""
-
-
-def _prefect_yaml(project_dir: Path) -> PrefectYamlModel:
-    from prefect.cli.deploy._models import PrefectYamlModel
-    from pydantic import ValidationError
-
-    path = project_dir / "prefect.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text())
-        return PrefectYamlModel.model_validate(raw or {})
-    except (OSError, yaml.YAMLError, ValidationError) as e:
-        raise ConfigurationError(
-            f"cannot read deployments from {path}: {e}",
-            hint="fix prefect.yaml; `prefect deploy --help` documents its format",
-        ) from e
+    config: DeploymentSpec
+    """The parsed entry."""
 
 
 def declared_deployments(project_dir: Path) -> list[DeclaredDeployment]:
-    """Parse prefect.yaml with Prefect's model, refusing entries it could not serve."""
-    path = project_dir / "prefect.yaml"
-    model = _prefect_yaml(project_dir)
-    declared = []
-    for entry in model.deployments:
-        if not entry.name or not entry.entrypoint:
-            raise ConfigurationError(
-                f"a deployment in {path} lacks `name` or `entrypoint`",
-                hint="give every entry under `deployments:` both",
-            )
-        declared.append(DeclaredDeployment(entry.name, entry.entrypoint, entry))
-    return declared
+    """Parse prefect.yaml, refusing entries that could not be served."""
+    return [
+        DeclaredDeployment(spec.name, spec.entrypoint, spec)
+        for spec in read_project(project_dir).deployments
+    ]
 
 
 def _served(project_dir: Path) -> list[tuple[Flow[..., Any], dict[str, Any], DeclaredDeployment]]:
     """Each declared deployment's flow and the options `Flow.to_deployment` takes for it."""
-    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
-    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
-
     result = []
     for declared in declared_deployments(project_dir):
         config = declared.config
         flow = _load_flow(project_dir, declared.entrypoint)
-        schedules = [
-            _schedule_config_to_deployment_schedule(item.model_dump(exclude_none=True))
-            for item in config.schedules or []
-            if hasattr(item, "model_dump")
-        ]
-        triggers = _initialize_deployment_triggers(
-            declared.name, [dict(t) for t in config.triggers or []]
-        )
         options = {
             "name": declared.name,
             "description": config.description,
-            "tags": list(config.tags or []),
+            "tags": list(config.tags),
             "version": config.version,
             "parameters": dict(config.parameters),
-            "schedules": schedules,
-            "triggers": list(triggers),
-            "concurrency_limit": _concurrency(config.concurrency_limit),
+            "schedules": [s.to_schedule() for s in config.schedules],
+            "triggers": config.deployment_triggers(),
+            "concurrency_limit": config.concurrency(),
             "paused": False,  # the runner pauses schedules on shutdown; resume on start
         }
         result.append((flow, options, declared))
     return result
+
+
+@dataclass(frozen=True)
+class PullSteps:
+    """Storage that is nothing but prefect.yaml's ``pull`` steps, for deployments workers run.
+
+    Implements the public `prefect.runner.storage.RunnerStorage` protocol: the
+    steps are what Prefect records on the deployment, and workers run them
+    before each flow run; nothing is pulled on this host.
+    """
+
+    steps: tuple[dict[str, Any], ...]
+
+    def set_base_path(self, path: Path) -> None:
+        """Nothing to place: the steps clone on the worker."""
+
+    @property
+    def pull_interval(self) -> int | None:
+        """Never pulled here."""
+        return None
+
+    @property
+    def destination(self) -> Path:
+        """Where the code would be on this host: the working directory."""
+        return Path.cwd()
+
+    async def pull_code(self) -> None:
+        """Nothing to pull on this host."""
+
+    def to_pull_step(self) -> list[dict[str, Any]]:
+        """The steps, as Prefect records them on the deployment."""
+        return [dict(step) for step in self.steps]
 
 
 def runner_deployments(
@@ -126,8 +124,6 @@ def runner_deployments(
         pool_steps: The pull steps of deployments that declare none of their
             own (see `pull_steps`).
     """
-    from prefect.cli.deploy._storage import _PullStepStorage
-
     result = []
     for flow, options, declared in _served(project_dir):
         pool = declared.config.work_pool
@@ -140,7 +136,8 @@ def runner_deployments(
             ),
         )
         deployment.entrypoint = declared.entrypoint  # relative to the clone's root
-        deployment.storage = _PullStepStorage(_steps(declared.config.pull) or pool_steps)
+        steps = declared.config.pull_steps() or pool_steps
+        deployment.storage = PullSteps(tuple(steps))
         result.append(deployment)
     return result
 
@@ -151,7 +148,7 @@ def pull_steps(project_dir: Path) -> list[dict[str, Any]]:
     Raises:
         ConfigurationError: there are none, so workers would have no code to run.
     """
-    steps = _steps(_prefect_yaml(project_dir).pull)
+    steps = read_project(project_dir).pull_steps()
     if not steps:
         raise ConfigurationError(
             f"{project_dir / 'prefect.yaml'} has no `pull:` steps, so workers cannot get the code",
@@ -159,21 +156,6 @@ def pull_steps(project_dir: Path) -> list[dict[str, Any]]:
             "(docs/operations/scale-out.md)",
         )
     return steps
-
-
-def _steps(pull: Any) -> list[dict[str, Any]]:
-    """prefect.yaml's ``pull`` (one step, a list of them, or none) as a list."""
-    return [pull] if isinstance(pull, dict) else list(pull or [])
-
-
-def _concurrency(spec: Any) -> Any:
-    """prefect.yaml's ``concurrency_limit`` (an int or a mapping) as the runner takes it."""
-    if spec is None or isinstance(spec, int):
-        return spec
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig
-
-    values = {k: v for k, v in spec.model_dump().items() if v is not None}
-    return ConcurrencyLimitConfig(**values)
 
 
 def _load_flow(project_dir: Path, entrypoint: str) -> Flow[..., Any]:
@@ -224,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
-    from deployments.run_start import use_forkserver
+    from slipway.prefect_patches.forkserver import use_forkserver
 
     os.chdir(project_dir)  # entrypoints are relative to the project
     served = _served(project_dir)

@@ -14,7 +14,6 @@ from uuid import UUID
 
 import boto3
 import pytest
-import yaml
 
 from blocks import ArtifactStore
 from blocks.s3 import S3Connection
@@ -225,17 +224,14 @@ def test_unsafe_or_unbuildable_config_is_refused_and_nothing_is_published(
 
 
 def test_prefect_yaml_runs_publish_docs_on_default_branch_pushes_that_change_docs() -> None:
-    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
-
     from deployments.bridge import push_event
     from deployments.serve import declared_deployments
     from deployments.webhooks import Provider, PushEvent
 
     declared = {d.name: d for d in declared_deployments(REPO)}
     assert declared["publish-docs"].entrypoint == "flows/publish_docs.py:publish_docs"
-    raw = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    entry = next(d for d in raw["deployments"] if d["name"] == "publish-docs")
-    (trigger,) = _initialize_deployment_triggers("publish-docs", entry["triggers"])
+    (trigger,) = declared["publish-docs"].config.deployment_triggers()
+    assert trigger.name == "publish-docs__automation_1"
     assert trigger.expect == {"slipway.git.push"}
     assert trigger.parameters == {
         "service": "{{ event.payload.service }}",

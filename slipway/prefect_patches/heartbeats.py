@@ -1,39 +1,44 @@
-"""Flow runs end when their work ends, not up to a second later (a fix to Prefect 3.8's heartbeats).
+"""Flow runs end when their work ends, not up to a second later.
 
-Every flow run in Prefect 3.8 starts a heartbeat thread (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`,
-180 s by default) that sleeps in steps of ``time.sleep(1)``, and the engine
-joins that thread as the run ends. So each run waits for the thread's current
+Stands in for a fix to PrefectHQ/prefect#19641, which moved flow-run
+heartbeats into the flow engine (still so in Prefect 3.9.1). Every flow run
+starts a heartbeat thread that sleeps in steps of ``time.sleep(1)``, and the
+engine joins that thread as the run ends, so each run waits for the current
 one-second sleep to finish: measured here, an empty flow with one task took
 1.15 s instead of 0.24 s, and every build-test-deploy paid the same second.
 
-`apply` swaps in the same context manager with the sleep replaced by a wait on
-the stop event, so the join returns at once. Heartbeats are still sent when
-the run starts and every interval after, and stop when the run's state is
-final, exactly as before. It changes nothing when Prefect's engine lacks the
-function (a release that restructured it, and most likely fixed it).
+`apply` swaps in the same context manager with the sleep replaced by a wait
+on the stop event, so the join returns at once. Heartbeats are still sent
+when the run starts and every interval after, and stop when the run's state
+is final, exactly as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import logging
 import threading
 from collections.abc import Generator
 from typing import Any
 
-import prefect.flow_engine
+from slipway.prefect_patches.base import Patch
 
-__all__ = ["apply"]
+__all__ = ["PATCH", "apply"]
 
-logger = logging.getLogger(__name__)
-
-_ORIGINAL = getattr(prefect.flow_engine, "_send_heartbeats", None)
+PATCH = Patch(
+    name="heartbeats",
+    module="prefect.flow_engine",
+    qualname="_send_heartbeats",
+    upstream="https://github.com/PrefectHQ/prefect/pull/19641",
+    fingerprint="eca6cd31f93e1032",
+)
 
 
 @contextlib.contextmanager
 def _send_heartbeats(engine: Any, join_on_exit: bool = True) -> Generator[None, None, None]:
     """Prefect's `_send_heartbeats`, with an interruptible wait between heartbeats."""
+    import prefect.flow_engine
+
     seconds = engine.heartbeat_seconds
     if seconds is None:
         yield
@@ -65,9 +70,16 @@ def _send_heartbeats(engine: Any, join_on_exit: bool = True) -> Generator[None, 
             thread.join(timeout=2)
 
 
-def apply() -> None:
-    """Use the interruptible heartbeat in this process's flow engine; safe to call twice."""
-    if _ORIGINAL is None:
-        logger.debug("prefect.flow_engine has no _send_heartbeats; nothing to fix")
-        return
+def apply() -> bool:
+    """Use the interruptible heartbeat in this process's flow engine; safe to call twice.
+
+    Returns whether it is in place (not when Prefect's code changed since this was written).
+    """
+    import prefect.flow_engine
+
+    if prefect.flow_engine._send_heartbeats is _send_heartbeats:
+        return True
+    if not PATCH.applicable():
+        return False
     prefect.flow_engine._send_heartbeats = _send_heartbeats
+    return True

@@ -8,13 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import prefect.flow_engine
 import pytest
 
-import blocks  # noqa: F401  (importing the blocks applies the fix)
-from slipway import heartbeats
+from slipway.prefect_patches import heartbeats
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -48,31 +46,31 @@ class _Engine:
         self.emitted.set()
 
 
-def test_importing_the_blocks_puts_the_fix_in_prefects_engine():
-    assert prefect.flow_engine._send_heartbeats is heartbeats._send_heartbeats
-
-
-@pytest.mark.parametrize(
-    "entrypoint",
-    ["flows/security_scan.py:security_scan", "flows/platform_check.py:check_platform"],
-)
-def test_a_flow_loaded_by_path_as_a_pool_worker_does_has_the_fix(entrypoint: str):
-    """A worker loads ``flows/<file>.py`` by path, so the `flows` package is never imported."""
+def _heartbeats_module_after(code: str) -> str:
+    """Which module's `_send_heartbeats` Prefect's engine holds after ``code`` ran in a new process."""
     probe = (
-        "import sys, prefect.flow_engine as engine\n"
-        "from prefect.flows import load_flow_from_entrypoint\n"
-        "load_flow_from_entrypoint(sys.argv[1])\n"
-        "print(engine._send_heartbeats.__module__)\n"
+        f"{code}\nimport prefect.flow_engine as engine\nprint(engine._send_heartbeats.__module__)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe, entrypoint],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
     )
-    assert done.stdout.strip().splitlines()[-1] == "slipway.heartbeats", done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_importing_the_blocks_or_a_flow_patches_nothing():
+    assert _heartbeats_module_after("import blocks, flows.delivery") == "prefect.flow_engine"
+
+
+def test_the_flow_run_entry_point_puts_the_fix_in_prefects_engine():
+    module = _heartbeats_module_after("import slipway.prefect_patches.flow_run_process")
+    assert module == "slipway.prefect_patches.heartbeats"
+
+
+def test_a_pool_workers_flow_run_command_goes_through_the_entry_point():
+    from deployments.pool import FLOW_RUN_COMMAND
+
+    assert FLOW_RUN_COMMAND.endswith("-m slipway.prefect_patches.flow_run_process")
 
 
 def test_a_run_sends_its_first_heartbeat_and_ends_without_waiting_out_a_sleep():

@@ -1,5 +1,8 @@
 """Served flow runs start by forking a warm interpreter, not by spawning a cold one.
 
+Stands in for PrefectHQ/prefect#16802, which made the runner start every
+served run with ``spawn`` (still so in Prefect 3.9.1).
+
 Prefect's runner starts each served flow run in a new process made with
 multiprocessing's ``spawn``: a fresh interpreter that imports Prefect and the
 flow's modules before the flow's first line, 2 to 3 s of CPU on a 2-core
@@ -30,15 +33,31 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RUN_START_ENV", "use_forkserver"]
+from slipway.prefect_patches.base import Patch
+
+__all__ = ["PATCH", "RUN_START_ENV", "use_forkserver"]
 
 logger = logging.getLogger(__name__)
+
+PATCH = Patch(
+    name="forkserver",
+    module="prefect.flow_engine",
+    qualname="run_flow_in_subprocess",
+    upstream="https://github.com/PrefectHQ/prefect/pull/16802",
+    fingerprint="688246d8861d2fa9",
+)
 
 RUN_START_ENV = "SLIPWAY_RUN_START"
 """``forkserver`` (the default) or ``spawn``, Prefect's own way."""
 
-_PRELOAD = ("prefect.flow_engine", "prefect.runner", "blocks", "tasks.catalog")
-"""What every run imports anyway; the flows' own modules are added by the caller."""
+_PRELOAD = (
+    "slipway.prefect_patches.flow_run_process",
+    "prefect.flow_engine",
+    "prefect.runner",
+    "blocks",
+    "tasks.catalog",
+)
+"""What every run imports anyway, after the flow-run patches; the caller adds the flows' modules."""
 
 
 class _ForkserverMultiprocessing(types.ModuleType):
@@ -92,6 +111,8 @@ def use_forkserver(modules: Sequence[str] = ()) -> bool:
         )
     if "forkserver" not in multiprocessing.get_all_start_methods():
         logger.info("flow runs start with spawn: this platform has no forkserver")
+        return False
+    if not PATCH.applicable():
         return False
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([*_PRELOAD, *modules])

@@ -1,4 +1,7 @@
-"""Write transactions on SQLite take the write lock when they begin (a fix to Prefect 3.8.8's server).
+"""Write transactions on SQLite take the write lock when they begin.
+
+Stands in for a fix to PrefectHQ/prefect#23051 (also #22967, #19771 and
+#10188), still open in Prefect 3.9.1.
 
 Prefect opens most write transactions on SQLite with a deferred ``BEGIN``:
 the transaction reads first, on a snapshot, and asks for the write lock at its
@@ -26,19 +29,31 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
-__all__ = ["apply"]
+from slipway.prefect_patches.base import Patch
+
+__all__ = ["PATCH", "apply"]
+
+PATCH = Patch(
+    name="sqlite-writes",
+    module="prefect.server.database.configurations",
+    qualname="AioSqliteConfiguration.begin_transaction",
+    upstream="https://github.com/PrefectHQ/prefect/issues/23051",
+    fingerprint="3e88ee3fa5a8bb46",
+)
 
 
 def apply() -> bool:
     """Begin every SQLite transaction of Prefect's server IMMEDIATE; safe to call twice.
 
-    Returns True: the change is in place, whether this call or an earlier one made it.
+    Returns whether the change is in place (not when Prefect's code changed since this was written).
     """
     from prefect.server.database.configurations import AioSqliteConfiguration
 
     original = AioSqliteConfiguration.begin_transaction
     if getattr(original, "_slipway_immediate", False):
         return True
+    if not PATCH.applicable():
+        return False
 
     @asynccontextmanager
     async def begin_transaction(

@@ -1,4 +1,7 @@
-"""The server's own clients find its app at once (a fix to Prefect 3.8.8's server).
+"""The server's own clients find its app at once.
+
+Stands in for a fix to what PrefectHQ/prefect#14513 added to ``create_app``
+(the logging set-up on every call), still so in Prefect 3.9.1.
 
 Inside Prefect's server, the actions service and other services call the API
 through clients that reach the running app in memory. Each such client calls
@@ -21,13 +24,23 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-__all__ = ["apply"]
+from slipway.prefect_patches.base import Patch
+
+__all__ = ["PATCH", "apply"]
+
+PATCH = Patch(
+    name="server-app",
+    module="prefect.server.api.server",
+    qualname="create_app",
+    upstream="https://github.com/PrefectHQ/prefect/pull/14513",
+    fingerprint="b3eb703357468aec",
+)
 
 
 def apply() -> bool:
     """Memoize ``create_app()`` by settings object in this process; safe to call twice.
 
-    Returns True: the memo is in place, whether this call or an earlier one put it there.
+    Returns whether the memo is in place (not when Prefect's code changed since this was written).
     """
     from prefect.server.api import server
     from prefect.settings import get_current_settings
@@ -35,6 +48,8 @@ def apply() -> bool:
     original = server.create_app
     if getattr(original, "_slipway_memoized", False):
         return True
+    if not PATCH.applicable():
+        return False
     settings_seen: weakref.ref[Any] | None = None
     app_seen: Any = None
 

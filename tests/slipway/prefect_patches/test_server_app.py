@@ -7,7 +7,7 @@ from typing import Any
 from prefect.server.api import server
 from prefect.settings import PREFECT_SERVER_API_KEEPALIVE_TIMEOUT, temporary_settings
 
-from slipway import server_app
+from slipway.prefect_patches import server_app
 
 
 def test_create_app_is_derived_once_per_settings_object(monkeypatch):

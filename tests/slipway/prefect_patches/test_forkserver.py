@@ -7,8 +7,8 @@ import multiprocessing
 import prefect.flow_engine as engine
 import pytest
 
-from deployments.run_start import RUN_START_ENV, use_forkserver
 from slipway.errors import ConfigurationError
+from slipway.prefect_patches.forkserver import RUN_START_ENV, use_forkserver
 
 
 def test_an_unknown_way_to_start_runs_is_refused_with_the_choices(monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from slipway import sqlite_writes
+from slipway.prefect_patches import sqlite_writes
 from tests.slipway.helpers import own_database
 
 

@@ -1,0 +1,55 @@
+"""Every change Slipway makes to Prefect's own behaviour, and nothing else.
+
+Everywhere else Slipway uses Prefect's public API. Where Prefect 3.9 has a
+bug or a cost the platform cannot live with, the fix lives here, one module
+per patch, each naming the upstream issue or pull request it stands in for:
+
+================  ==========================================  ===========================
+Patch             What it fixes                                Upstream
+================  ==========================================  ===========================
+sqlite_writes     runs that triggers create fail under a        PrefectHQ/prefect#23051
+                  burst (deferred SQLite BEGIN)
+server_app        the server's own clients stop its loop        PrefectHQ/prefect#14513
+                  0.2-0.4 s each (logging set-up per call)
+heartbeats        every flow run ends up to 1 s late            PrefectHQ/prefect#19641
+forkserver        every served run pays a cold interpreter      PrefectHQ/prefect#16802
+================  ==========================================  ===========================
+
+Importing this package patches nothing. Each process applies what it needs
+at its entry point:
+
+- Prefect's server (`deployments.prefect_server`): `apply_server_patches`;
+- the embedded runner (`deployments.serve`): `forkserver.use_forkserver`,
+  whose forkserver preloads `flow_run_process` (the flow-run patches);
+- a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``.
+
+Every patch checks that Prefect's code is still what it was written for
+(`base.Patch`) and leaves Prefect alone, with a warning, when it is not; the
+tests in ``tests/slipway/prefect_patches`` fail then, so a Prefect upgrade
+makes someone re-read each patch and drop what upstream fixed.
+"""
+
+from __future__ import annotations
+
+from slipway.prefect_patches import forkserver, heartbeats, server_app, sqlite_writes
+from slipway.prefect_patches.base import Patch
+
+__all__ = ["ALL_PATCHES", "Patch", "apply_flow_run_patches", "apply_server_patches"]
+
+ALL_PATCHES: tuple[Patch, ...] = (
+    sqlite_writes.PATCH,
+    server_app.PATCH,
+    heartbeats.PATCH,
+    forkserver.PATCH,
+)
+"""Every patch, for the tests that hold each one to the installed Prefect."""
+
+
+def apply_server_patches() -> dict[str, bool]:
+    """Apply the patches of Prefect's server process; returns which are in place."""
+    return {"sqlite-writes": sqlite_writes.apply(), "server-app": server_app.apply()}
+
+
+def apply_flow_run_patches() -> dict[str, bool]:
+    """Apply the patches of a process that runs flow runs; returns which are in place."""
+    return {"heartbeats": heartbeats.apply()}
