@@ -53,7 +53,7 @@ from blocks import (
 )
 from flows.security_scan import security_scan
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
-from slipway.names import check_dns_label, check_git_ref
+from slipway.names import check_dns_label, check_git_ref, check_sha
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
 from tasks.git import checkout
@@ -61,7 +61,6 @@ from tasks.images import (
     BuiltImage,
     TestReport,
     build_image,
-    check_sha,
     describe_report,
     image_repository,
     push_image,

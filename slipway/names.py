@@ -1,20 +1,36 @@
-"""Validation of names that reach git, Docker, Terraform or a URL.
+"""Names that reach git, Docker, Terraform or a URL: checked once, where input enters, then typed.
 
-These checks run before any command does, so a bad name is refused with the
-rule it broke instead of failing half-way inside a tool.
+A form, a webhook or the CLI turns a string into a `ServiceName`,
+`EnvironmentName`, `GitSha` or `GitRef` with ``parse`` (or pydantic does, for
+a field or flow parameter of that type). Code behind that edge takes the type
+and trusts it: a bad name is refused with the rule it broke before any
+command runs, and never checked twice.
+
+>>> ServiceName.parse("payments-api")
+'payments-api'
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any, ClassVar, Self
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from slipway.errors import InvalidRequest
 
 __all__ = [
     "PREVIEW_PREFIX",
+    "EnvironmentName",
+    "GitRef",
+    "GitSha",
+    "ServiceName",
     "check_dns_label",
     "check_git_ref",
     "check_host_port",
+    "check_sha",
     "is_preview",
     "preview_environment",
 ]
@@ -93,3 +109,117 @@ def preview_environment(branch: str) -> str:
     if not slug:
         raise InvalidRequest(f"branch {branch!r} gives no preview environment name")
     return check_dns_label(PREVIEW_PREFIX + slug, what="environment")
+
+
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+def check_sha(value: str, *, what: str = "commit") -> str:
+    """Refuse anything but a lower-case hex commit id of 7 to 40 characters."""
+    if not _SHA.fullmatch(value):
+        raise InvalidRequest(
+            f"{what} {value[:50]!r} is not a commit id",
+            hint="pass the commit's hex sha (7 to 40 characters, lower case)",
+        )
+    return value
+
+
+class _CheckedName(str):
+    """A string that passed its check once; subclasses say which check."""
+
+    what: ClassVar[str] = "name"
+    """What the value is, in error messages."""
+    pattern: ClassVar[str] = ""
+    """The JSON-schema pattern that UI forms show and check before submitting."""
+
+    @classmethod
+    def check(cls, value: str) -> str:
+        """Return ``value`` if it is valid, else raise `InvalidRequest`; subclasses implement it."""
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        """The checked value, or `InvalidRequest` with the rule it broke."""
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{cls.what} must be a string, not {type(value).__name__}")
+        return cls(cls.check(value))
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        # InvalidRequest is a ValueError, so pydantic reports it as a validation error.
+        return core_schema.no_info_after_validator_function(
+            cls.parse,
+            core_schema.str_schema(),
+            serialization=core_schema.to_string_ser_schema(),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        found = handler(schema)
+        if cls.pattern:
+            found["pattern"] = cls.pattern
+        return found
+
+
+class ServiceName(_CheckedName):
+    """A service's name in the catalog: a DNS-1123 label."""
+
+    what = "service"
+    pattern = _DNS_LABEL.pattern
+
+    @classmethod
+    def check(cls, value: str) -> str:
+        """Refuse anything but a DNS-1123 label."""
+        return check_dns_label(value, what=cls.what)
+
+
+class EnvironmentName(_CheckedName):
+    """An environment of a service (``dev``, ``prod``, ``preview-<branch>``): a DNS-1123 label."""
+
+    what = "environment"
+    pattern = _DNS_LABEL.pattern
+
+    @classmethod
+    def check(cls, value: str) -> str:
+        """Refuse anything but a DNS-1123 label."""
+        return check_dns_label(value, what=cls.what)
+
+    @property
+    def is_preview(self) -> bool:
+        """Whether this is a ``preview-<branch>`` environment."""
+        return is_preview(self)
+
+
+class GitSha(_CheckedName):
+    """A commit id: 7 to 40 lower-case hex digits."""
+
+    what = "commit"
+    pattern = _SHA.pattern
+
+    @classmethod
+    def check(cls, value: str) -> str:
+        """Refuse anything but lower-case hex of 7 to 40 digits."""
+        return check_sha(value, what=cls.what)
+
+
+class GitRef(_CheckedName):
+    """A git ref or branch name that git accepts and that can never pass as an option."""
+
+    what = "ref"
+    pattern = _GIT_REF.pattern
+
+    @classmethod
+    def check(cls, value: str) -> str:
+        """Refuse what ``git check-ref-format`` would, and a leading ``-``."""
+        return check_git_ref(value, what=cls.what)
+
+    @property
+    def branch(self) -> str | None:
+        """The branch a ``refs/heads/...`` ref names, else None."""
+        return self.removeprefix("refs/heads/") if self.startswith("refs/heads/") else None

@@ -26,8 +26,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from slipway.errors import BuildError, InvalidRequest
-from slipway.names import check_dns_label, check_host_port
+from slipway.errors import BuildError
+from slipway.names import check_dns_label, check_host_port, check_sha
 
 if TYPE_CHECKING:
     import docker
@@ -48,7 +48,6 @@ __all__ = [
     "content_digest",
     "build_image",
     "build_inputs_digest",
-    "check_sha",
     "describe_report",
     "ensure_image",
     "image_repository",
@@ -74,7 +73,6 @@ PUSH_ATTEMPTS = 4
 """Pushes are tried this often, waiting 1, 2, 4 ... seconds in between."""
 PUSH_BACKOFF_SECONDS = 1.0
 
-_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _CASE = re.compile(
     r"^(?P<name>\w+) \((?P<where>[\w.]+)\)(?: \.\.\.|\n.*?\.\.\.) "
     r"(?P<result>ok|FAIL|ERROR|skipped|expected failure|unexpected success)",
@@ -89,16 +87,6 @@ def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(__name__)
-
-
-def check_sha(value: str, *, what: str = "commit") -> str:
-    """Refuse anything but a lower-case hex commit id of 7 to 40 characters."""
-    if not _SHA.fullmatch(value):
-        raise InvalidRequest(
-            f"{what} {value[:50]!r} is not a commit id",
-            hint="pass the commit's hex sha (7 to 40 characters, lower case)",
-        )
-    return value
 
 
 @dataclass(frozen=True)

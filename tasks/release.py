@@ -39,8 +39,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from slipway.errors import BuildError, ConfigurationError, DeployError
-from slipway.names import check_dns_label
-from tasks.images import check_sha, content_digest, ensure_image
+from slipway.names import check_dns_label, check_sha
+from tasks.images import content_digest, ensure_image
 
 if TYPE_CHECKING:
     import docker

@@ -67,3 +67,50 @@ def test_registry_addresses_are_accepted(value):
 def test_bad_registry_addresses_are_refused(value):
     with pytest.raises(InvalidRequest, match="host\\[:port\\]"):
         check_host_port(value)
+
+
+def test_typed_names_are_checked_once_and_pass_through_as_themselves():
+    from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
+
+    name = ServiceName.parse("payments-api")
+    assert name == "payments-api" and isinstance(name, str)
+    assert ServiceName.parse(name) is name  # already checked: not checked again
+    assert EnvironmentName.parse("preview-feature-x").is_preview
+    assert GitSha.parse("0123abc") == "0123abc"
+    assert GitRef.parse("refs/heads/main").branch == "main"
+    assert GitRef.parse("refs/tags/v1").branch is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("ServiceName", "Payments_API"),
+        ("EnvironmentName", "-prod"),
+        ("GitSha", "XYZ"),
+        ("GitRef", "--upload-pack=x"),
+        ("GitRef", "$(id)"),
+    ],
+)
+def test_typed_names_refuse_what_their_check_refuses(kind: str, value: str):
+    import slipway.names
+
+    with pytest.raises(InvalidRequest):
+        getattr(slipway.names, kind).parse(value)
+
+
+def test_typed_names_validate_as_pydantic_fields_and_flow_parameters():
+    from pydantic import BaseModel, ValidationError
+
+    from slipway.names import GitSha, ServiceName
+
+    class Form(BaseModel):
+        service: ServiceName
+        commit: GitSha
+
+    form = Form.model_validate({"service": "api", "commit": "a" * 40})
+    assert isinstance(form.service, ServiceName)
+    assert form.model_dump(mode="json") == {"service": "api", "commit": "a" * 40}
+    schema = Form.model_json_schema()["properties"]["service"]
+    assert schema["type"] == "string" and schema["pattern"].startswith("^[a-z0-9]")
+    with pytest.raises(ValidationError, match="DNS-1123"):
+        Form.model_validate({"service": "Bad Name", "commit": "a" * 40})

@@ -16,13 +16,13 @@ import pytest
 
 from blocks import ContainerRegistry
 from slipway.errors import BuildError, InvalidRequest
+from slipway.names import check_sha
 from tasks.images import (
     LABEL_BUILT,
     LABEL_REVISION,
     BuiltImage,
     build_image,
     build_inputs_digest,
-    check_sha,
     content_digest,
     image_repository,
     push_image,
