@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -166,3 +169,46 @@ def api_post(up: Up, path: str, body: dict[str, object]) -> httpx.Response:
         time.sleep(0.5 * 2**attempt)
     response.raise_for_status()
     return response
+
+
+PG_BIN = Path(os.environ.get("SLIPWAY_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://slipway:{self.password}@127.0.0.1:{self.port}/slipway"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1 (scripts/postgres.sh), for the session.
+
+    Missing PostgreSQL skips, except under ``CI=true``, where it fails.
+    """
+    if not (PG_BIN / "postgres").exists():
+        message = f"PostgreSQL 15 is not installed in {PG_BIN} (apt-get install postgresql-15)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # Not pytest's tmp_path: as root the cluster runs as `postgres`, which must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="slipway-pg-"))
+    cluster = Postgres(free_port(), secrets.token_urlsafe(18))
+    script = str(REPO / "scripts" / "postgres.sh")
+    env = dict(os.environ, SLIPWAY_PG_PASSWORD=cluster.password, SLIPWAY_PG_FAST="1")
+    subprocess.run(
+        ["bash", script, "start", str(directory), str(cluster.port)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield cluster
+    finally:
+        subprocess.run(["bash", script, "stop", str(directory)], capture_output=True, timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)

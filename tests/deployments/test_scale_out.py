@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,45 +31,15 @@ from deployments.pool import (
 from deployments.serve import pull_steps, runner_deployments
 from deployments.state import UpState
 from slipway.errors import ComponentError, ConfigurationError
-from tests.deployments.conftest import REPO, SLIPWAY, api_post, free_port, processes_of_home
+from tests.deployments.conftest import (
+    REPO,
+    SLIPWAY,
+    api_post,
+    processes_of_home,
+)
 from tests.deployments.conftest import slipway_env as clean_env
 
-PG_BIN = Path(os.environ.get("SLIPWAY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-@dataclass(frozen=True)
-class Postgres:
-    port: int
-    password: str
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://slipway:{self.password}@127.0.0.1:{self.port}/slipway"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    """A throwaway PostgreSQL 15 cluster on 127.0.0.1, in a temporary directory."""
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip(f"PostgreSQL 15 is not installed in {PG_BIN} (apt-get install postgresql-15)")
-    # Not pytest's tmp_path: as root the cluster runs as `postgres`, which must reach it.
-    directory = Path(tempfile.mkdtemp(prefix="slipway-pg-"))
-    cluster = Postgres(free_port(), secrets.token_urlsafe(18))
-    script = str(REPO / "scripts" / "postgres.sh")
-    env = dict(os.environ, SLIPWAY_PG_PASSWORD=cluster.password, SLIPWAY_PG_FAST="1")
-    subprocess.run(
-        ["bash", script, "start", str(directory), str(cluster.port)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    try:
-        yield cluster
-    finally:
-        subprocess.run(["bash", script, "stop", str(directory)], capture_output=True, timeout=120)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _git(*args: str, cwd: Path) -> str:

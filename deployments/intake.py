@@ -1,0 +1,456 @@
+"""The durable queue of webhook deliveries: what the bridge accepted and what became of it.
+
+Every signed push is a row here, committed (fsync on SQLite, a committed
+transaction on PostgreSQL) before the bridge answers 202, so nothing accepted
+is lost when Prefect is down or the bridge is killed. The forwarder
+(`deployments.forwarder`) moves each row on:
+
+    queued ──► sent ──► delivered        its runs exist in Prefect
+       │         └────► failed           Prefect never ran it; see `error`
+       └──► superseded                   a newer push of the branch went instead
+
+A row stays after it is done, for ``retention`` (7 days): its key is how a
+redelivery is recognised (`accept` returns False), and a superseded row keeps
+the push it gave way to. The same code runs on SQLite (a file in the data
+directory, when Prefect's server uses SQLite) and on PostgreSQL (tables in
+Prefect's own database, when it uses PostgreSQL), through SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+__all__ = ["Accepted", "InFlight", "IntakeQueue", "QueueStats", "State", "SupersededPush"]
+
+logger = logging.getLogger(__name__)
+
+_METADATA = MetaData()
+_SEQ = Integer().with_variant(postgresql.BIGINT(), "postgresql")
+DELIVERIES = Table(
+    "slipway_intake_deliveries",
+    _METADATA,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("delivery", Text, nullable=False),
+    Column("service", Text, nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("after", String(64), nullable=False),
+    Column("pusher", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("pushed_at", Float, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("superseded_by", _SEQ),
+    Column("recorded", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("posted_at", Float),
+    Column("expected", Text),
+    Column("done_at", Float),
+    Column("error", Text),
+    Index("slipway_intake_by_state", "state", "service", "ref", "pushed_at"),
+    Index("slipway_intake_by_done", "done_at"),
+)
+HEADS = Table(
+    "slipway_intake_heads",
+    _METADATA,
+    Column("service", Text, primary_key=True),
+    Column("ref", Text, primary_key=True),
+    Column("seq", _SEQ, nullable=False),
+    Column("pushed_at", Float, nullable=False),
+)
+"""Per branch, the newest push sent on: older pushes arriving later are superseded by it."""
+
+
+class State(enum.StrEnum):
+    """Where a delivery is; see the module docstring for the transitions."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A delivery the bridge checked and accepts: signed, a push, of a known service."""
+
+    key: str
+    """`deployments.webhooks.delivery_key`: the same for a redelivery, different otherwise."""
+    delivery: str
+    """The sender's delivery id, for people reading the history."""
+    service: str
+    ref: str
+    after: str
+    pusher: str
+    received_at: float
+    pushed_at: float
+    """When it was pushed, or `received_at` when the sender does not say."""
+    event: dict[str, Any]
+    """The Prefect event that the forwarder posts, id included."""
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A delivery sent on to Prefect (or about to be) whose runs are not confirmed yet."""
+
+    seq: int
+    service: str
+    ref: str
+    after: str
+    received_at: float
+    event: dict[str, Any]
+    attempts: int
+    """How often its event was posted so far; 0 before the first time."""
+    posted_at: float | None
+    expected: dict[str, Any]
+    """What the forwarder expects from Prefect, in its own form (see `deployments.forwarder`)."""
+
+
+@dataclass(frozen=True)
+class SupersededPush:
+    """A push that gave way to a newer one of the same branch and is not recorded in Prefect yet."""
+
+    seq: int
+    service: str
+    ref: str
+    after: str
+    pusher: str
+    delivery: str
+    received_at: float
+    by_seq: int
+    by_after: str
+    by_event: str
+    """The Prefect event id of the push that went instead."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """How much is waiting, for health, `slipway status` and the metrics."""
+
+    queued: int
+    """Deliveries not delivered yet: waiting, or sent and not confirmed."""
+    in_flight: int
+    oldest_age: float | None
+    """Seconds the oldest of them has waited; None when none waits."""
+    failed: int
+    unrecorded: int
+    """Superseded pushes not yet recorded in Prefect."""
+
+
+class IntakeQueue:
+    """The queue on one database; open it with `IntakeQueue.open`, close it with `close`."""
+
+    def __init__(self, engine: AsyncEngine, *, retention: float) -> None:
+        self._engine = engine
+        self._retention = retention
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._insert = sqlite.insert if self._sqlite else postgresql.insert
+        # SQLite has one writer: one connection and a lock keep the bridge's
+        # own writers from meeting as "database is locked".
+        self._lock = asyncio.Lock()
+        self._connection: AsyncConnection | None = None
+        self._waiting: list[tuple[Accepted, asyncio.Future[bool]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, url: str, *, retention: float = 7 * 86400) -> IntakeQueue:
+        """Connect, create the tables when missing, and return the queue.
+
+        Args:
+            url: ``sqlite+aiosqlite:///PATH`` or ``postgresql+asyncpg://...``.
+            retention: Seconds a finished delivery is remembered (for dedupe).
+        """
+        if url.startswith("sqlite"):
+            engine = create_async_engine(url)
+            event.listen(engine.sync_engine, "connect", _durable_sqlite)
+        else:
+            engine = create_async_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
+        queue = cls(engine, retention=retention)
+        async with queue._transaction() as conn:
+            await conn.run_sync(_METADATA.create_all)
+        return queue
+
+    async def close(self) -> None:
+        """Wait for accepts in progress, then release the connections."""
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
+        if self._connection is not None:
+            await self._connection.close()
+        await self._engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        if not self._sqlite:
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self._engine.connect()
+            async with self._connection.begin():
+                yield self._connection
+
+    # -- the bridge --------------------------------------------------------
+    async def accept(self, delivery: Accepted) -> bool:
+        """Store ``delivery`` durably; False when one with its key was stored before.
+
+        Deliveries that arrive together share one commit (group commit), so a
+        burst costs a few fsyncs, not one per push. Raises the database's
+        error when it cannot be stored: then nothing was accepted.
+        """
+        stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, stored))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting())
+        return await stored
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:500], self._waiting[500:]
+            try:
+                async with self._transaction() as conn:
+                    results = [await self._insert_one(conn, d) for d, _ in batch]
+            except Exception as e:  # every waiting caller gets it; none hangs
+                for _, stored in batch:
+                    if not stored.done():
+                        stored.set_exception(e)
+                continue
+            for (_, stored), new in zip(batch, results, strict=True):
+                if not stored.done():
+                    stored.set_result(new)
+
+    async def _insert_one(self, conn: AsyncConnection, d: Accepted) -> bool:
+        row = {
+            "key": d.key,
+            "delivery": d.delivery,
+            "service": d.service,
+            "ref": d.ref,
+            "after": d.after,
+            "pusher": d.pusher,
+            "received_at": d.received_at,
+            "pushed_at": d.pushed_at,
+            "event": json.dumps(d.event),
+            "state": State.QUEUED.value,
+            "recorded": False,
+            "attempts": 0,
+        }
+        statement = self._insert(DELIVERIES).values(row).on_conflict_do_nothing()
+        return (await conn.execute(statement)).rowcount == 1
+
+    async def stats(self, now: float) -> QueueStats:
+        """Counts and the age of the oldest undelivered delivery."""
+        d = DELIVERIES.c
+        async with self._transaction() as conn:
+            rows = await conn.execute(
+                select(d.state, func.count(), func.min(d.received_at))
+                .where(d.state.in_([State.QUEUED, State.SENT, State.FAILED]))
+                .group_by(d.state)
+            )
+            counts = {r[0]: (int(r[1]), r[2]) for r in rows}
+            unrecorded = await conn.scalar(
+                select(func.count()).where(d.state == State.SUPERSEDED, d.recorded.is_(False))
+            )
+        waiting = [counts.get(s, (0, None)) for s in (State.QUEUED, State.SENT)]
+        oldest = min((t for _, t in waiting if t is not None), default=None)
+        return QueueStats(
+            queued=sum(n for n, _ in waiting),
+            in_flight=waiting[1][0],
+            oldest_age=None if oldest is None else max(0.0, now - oldest),
+            failed=counts.get(State.FAILED, (0, None))[0],
+            unrecorded=int(unrecorded or 0),
+        )
+
+    # -- the forwarder -----------------------------------------------------
+    async def coalesce(self, now: float) -> tuple[int, int]:
+        """Per branch with nothing in flight, send the newest waiting push; the others give way.
+
+        A push older (by push time) than the newest one already sent on gives
+        way to that one even while it is in flight. Returns how many pushes
+        became in flight and how many were superseded.
+        """
+        d, h = DELIVERIES.c, HEADS.c
+        sent = superseded = 0
+        async with self._transaction() as conn:
+            waiting = (
+                await conn.execute(
+                    select(d.service, d.ref).where(d.state == State.QUEUED).distinct()
+                )
+            ).all()
+            busy = {
+                (r.service, r.ref)
+                for r in await conn.execute(select(d.service, d.ref).where(d.state == State.SENT))
+            }
+            heads = {
+                (r.service, r.ref): (r.seq, r.pushed_at) for r in await conn.execute(select(HEADS))
+            }
+            for service, ref in waiting:
+                branch = and_(d.state == State.QUEUED, d.service == service, d.ref == ref)
+                head = heads.get((service, ref))
+                if head is not None:
+                    superseded += await self._give_way(
+                        conn, branch, d.pushed_at < head[1], head[0], now
+                    )
+                if (service, ref) in busy:
+                    continue
+                newest = (
+                    await conn.execute(
+                        select(d.seq, d.pushed_at)
+                        .where(branch)
+                        .order_by(d.pushed_at.desc(), d.seq.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if newest is None:
+                    continue
+                superseded += await self._give_way(
+                    conn, branch, d.seq != newest.seq, newest.seq, now
+                )
+                await conn.execute(
+                    update(DELIVERIES).where(d.seq == newest.seq).values(state=State.SENT)
+                )
+                values = {"seq": newest.seq, "pushed_at": newest.pushed_at}
+                if head is None:
+                    await conn.execute(HEADS.insert().values(service=service, ref=ref, **values))
+                else:
+                    where = and_(h.service == service, h.ref == ref)
+                    await conn.execute(update(HEADS).where(where).values(**values))
+                sent += 1
+        return sent, superseded
+
+    @staticmethod
+    async def _give_way(conn: AsyncConnection, branch: Any, which: Any, by: int, now: float) -> int:
+        done = await conn.execute(
+            update(DELIVERIES)
+            .where(branch, which)
+            .values(state=State.SUPERSEDED, superseded_by=by, done_at=now)
+        )
+        return int(done.rowcount or 0)
+
+    async def in_flight(self) -> list[InFlight]:
+        """Every delivery sent on and not confirmed, oldest first."""
+        d = DELIVERIES.c
+        async with self._transaction() as conn:
+            rows = await conn.execute(
+                select(DELIVERIES).where(d.state == State.SENT).order_by(d.seq)
+            )
+            return [
+                InFlight(
+                    seq=r.seq,
+                    service=r.service,
+                    ref=r.ref,
+                    after=r.after,
+                    received_at=r.received_at,
+                    event=json.loads(r.event),
+                    attempts=r.attempts,
+                    posted_at=r.posted_at,
+                    expected=json.loads(r.expected) if r.expected else {},
+                )
+                for r in rows
+            ]
+
+    async def posted(self, seq: int, *, at: float, expected: dict[str, Any]) -> None:
+        """Its event was posted (once more) at ``at``; ``expected`` says what to look for."""
+        d = DELIVERIES.c
+        async with self._transaction() as conn:
+            await conn.execute(
+                update(DELIVERIES)
+                .where(d.seq == seq)
+                .values(attempts=d.attempts + 1, posted_at=at, expected=json.dumps(expected))
+            )
+
+    async def finish(self, seq: int, state: State, *, at: float, error: str | None = None) -> None:
+        """Mark an in-flight delivery `State.DELIVERED` or `State.FAILED`."""
+        d = DELIVERIES.c
+        async with self._transaction() as conn:
+            await conn.execute(
+                update(DELIVERIES)
+                .where(d.seq == seq, d.state == State.SENT)
+                .values(state=state, done_at=at, error=error)
+            )
+
+    async def unrecorded(self, limit: int = 2000) -> list[SupersededPush]:
+        """Superseded pushes that Prefect does not show yet, grouped by the push that won."""
+        s, w = DELIVERIES.alias("s"), DELIVERIES.alias("w")
+        query = (
+            select(s, w.c.after.label("by_after"), w.c.event.label("by_event"))
+            .join(w, s.c.superseded_by == w.c.seq)
+            .where(s.c.state == State.SUPERSEDED, s.c.recorded.is_(False))
+            .order_by(s.c.superseded_by, s.c.seq)
+            .limit(limit)
+        )
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            SupersededPush(
+                seq=r.seq,
+                service=r.service,
+                ref=r.ref,
+                after=r.after,
+                pusher=r.pusher,
+                delivery=r.delivery,
+                received_at=r.received_at,
+                by_seq=r.superseded_by,
+                by_after=r.by_after,
+                by_event=str(json.loads(r.by_event)["id"]),
+            )
+            for r in rows
+        ]
+
+    async def recorded(self, seqs: Sequence[int]) -> None:
+        """These superseded pushes are now recorded in Prefect."""
+        d = DELIVERIES.c
+        async with self._transaction() as conn:
+            for i in range(0, len(seqs), 500):
+                chunk = list(seqs[i : i + 500])
+                await conn.execute(update(DELIVERIES).where(d.seq.in_(chunk)).values(recorded=True))
+
+    async def prune(self, now: float) -> int:
+        """Forget finished deliveries older than the retention; returns how many."""
+        d = DELIVERIES.c
+        finished = or_(
+            d.state.in_([State.DELIVERED, State.FAILED]),
+            and_(d.state == State.SUPERSEDED, d.recorded.is_(True)),
+        )
+        async with self._transaction() as conn:
+            done = await conn.execute(
+                delete(DELIVERIES).where(finished, d.done_at < now - self._retention)
+            )
+        return int(done.rowcount or 0)
+
+
+def _durable_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    """WAL with a full sync: a commit is on disk before the bridge answers."""
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
