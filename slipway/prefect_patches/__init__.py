@@ -13,6 +13,8 @@ server_app        the server's own clients stop its loop        PrefectHQ/prefec
                   0.2-0.4 s each (logging set-up per call)
 heartbeats        every flow run ends up to 1 s late            PrefectHQ/prefect#19641
 forkserver        every served run pays a cold interpreter      PrefectHQ/prefect#16802
+run_idempotency   an event sent again after a restart starts    PrefectHQ/prefect#21193
+                  its runs a second time
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -31,7 +33,13 @@ makes someone re-read each patch and drop what upstream fixed.
 
 from __future__ import annotations
 
-from slipway.prefect_patches import forkserver, heartbeats, server_app, sqlite_writes
+from slipway.prefect_patches import (
+    forkserver,
+    heartbeats,
+    run_idempotency,
+    server_app,
+    sqlite_writes,
+)
 from slipway.prefect_patches.base import Patch
 
 __all__ = ["ALL_PATCHES", "Patch", "apply_flow_run_patches", "apply_server_patches"]
@@ -41,13 +49,18 @@ ALL_PATCHES: tuple[Patch, ...] = (
     server_app.PATCH,
     heartbeats.PATCH,
     forkserver.PATCH,
+    run_idempotency.PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 
 
 def apply_server_patches() -> dict[str, bool]:
     """Apply the patches of Prefect's server process; returns which are in place."""
-    return {"sqlite-writes": sqlite_writes.apply(), "server-app": server_app.apply()}
+    return {
+        "sqlite-writes": sqlite_writes.apply(),
+        "server-app": server_app.apply(),
+        "run-idempotency": run_idempotency.apply(),
+    }
 
 
 def apply_flow_run_patches() -> dict[str, bool]:
