@@ -1,15 +1,20 @@
-"""The webhook bridge: signed git pushes in, Prefect events out.
+"""The webhook bridge: signed git pushes in, queued durably, then Prefect events out.
 
 Self-hosted Prefect has no inbound webhooks, so this small ASGI app takes
-GitHub, GitLab and Gitea/Forgejo deliveries, checks their signatures and
-posts one ``slipway.git.push`` event per push to Prefect's events API.
-Deployment triggers in prefect.yaml, not this code, decide what runs.
+GitHub, GitLab and Gitea/Forgejo deliveries at ``POST /hooks/{provider}``.
+A push with a valid signature, of a catalogued service, whose commit the
+platform's git server holds, is written to the intake queue
+(`deployments.intake`: committed to disk first) and answered 202 at once.
+The forwarder (`deployments.forwarder`) then sends it to Prefect and keeps
+at it until Prefect has created its runs, coalescing the pushes of a branch
+that wait together. Deployment triggers in prefect.yaml decide what runs.
 
-It answers 2xx only after Prefect accepted the event, and 503 when Prefect
-is unreachable, so the sender can redeliver: no push is lost silently. The
-event id is derived from the delivery id, so a redelivery starts nothing twice.
-Pushes that arrive together share one request to Prefect (`EventPoster`), so
-a burst costs Prefect a few requests, not one per push.
+A redelivery (same delivery id, same signed body) is answered 200
+"duplicate" and adds nothing. The bridge refuses, before reading a body, a
+request without a signature header; it reads a body of at most 25 MB within
+`BridgeConfig.body_timeout`; uvicorn caps concurrent connections. It also
+drains the git hook's spool (`deployments.spool`). ``GET /healthz`` says how
+much waits, ``GET /metrics`` counts it all for Prometheus.
 
 Run as ``python -m deployments.bridge --port 4300``; `slipway up` does.
 """
@@ -20,10 +25,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,130 +36,210 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from deployments.bridge_metrics import CONTENT_TYPE, BridgeMetrics
+from deployments.bridge_services import Catalogued, platform_ready
+from deployments.forwarder import Forwarder, ForwarderSettings
+from deployments.intake import Accepted, IntakeQueue, QueueStats
+from deployments.prefect_api import PrefectApi
+from deployments.spool import drain
 from deployments.webhooks import (
     Provider,
-    PushEvent,
     delivery_id,
-    event_id,
+    delivery_key,
     event_kind,
     parse_push,
+    push_event,
+    signature_present,
     signature_valid,
 )
 from slipway import heap
 from slipway.errors import InvalidRequest
 from slipway.home import HOST
-from slipway.names import preview_environment
 
-__all__ = ["MAX_BODY_BYTES", "PUSH_EVENT", "EventPoster", "build_app", "main", "push_event"]
+__all__ = ["MAX_BODY_BYTES", "Answer", "BridgeConfig", "build_app", "main"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024
 """GitHub caps payloads at 25 MB; anything larger is refused unread."""
-PUSH_EVENT = "slipway.git.push"
-"""The event name that deployment triggers match."""
+_PARSE_INLINE_BYTES = 1024 * 1024
+"""Larger bodies are parsed off the event loop, so they do not stall other requests."""
 
-_DOCS_PATHS = ("docs/", "mkdocs.yml")
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """What the bridge needs; `main` fills it from the platform's blocks."""
+
+    api_url: str
+    """Prefect's API, e.g. ``http://127.0.0.1:4200/api``."""
+    secret: SecretStr
+    """The shared webhook secret."""
+    queue_url: str
+    """The intake queue's database (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``)."""
+    is_service: Callable[[str], bool]
+    """Whether a repository is a catalogued service; may block (reads git), runs in a thread."""
+    known_now: Callable[[str], bool] = lambda _: False
+    """Whether a name is known from memory alone; a yes skips ``is_service``."""
+    has_commit: Callable[[str, str], bool] = lambda _repository, _sha: True
+    """Whether the platform's git server holds a commit; never blocks for long."""
+    default_branch: str = "main"
+    spool: Path | None = None
+    """The git hook's spool, drained every `spool_every` seconds."""
+    spool_every: float = 2.0
+    ready: Callable[[], bool] = lambda: True
+    """Whether the platform's triggers are registered, so forwarding may start."""
+    max_body: int = MAX_BODY_BYTES
+    body_timeout: float = 10.0
+    """Seconds a client has to send its whole body (GitHub waits 10 s for an answer)."""
+    stall_after: float = 300.0
+    """A push waiting longer than this makes the health say the queue is stalled."""
+    forwarding: ForwarderSettings = field(default_factory=ForwarderSettings)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The bridge's answer to one delivery, over HTTP or to the spool."""
+
+    status: int
+    state: str
+    reason: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def response(self) -> JSONResponse:
+        """As an HTTP response; a 503 asks the sender to come back in 10 s."""
+        headers = {"Retry-After": "10"} if self.status == 503 else None
+        body = {"status": self.state, "reason": self.reason, **self.extra}
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 class _TooLarge(Exception):
     pass
 
 
-class EventPoster:
-    """Posts events to Prefect's ``/api/events``, batching those that arrive together.
+class _Bridge:
+    """The app's parts; the queue, the forwarder and their tasks live from start-up to shutdown."""
 
-    One request is in flight at a time; events that arrive meanwhile wait and
-    go together in the next one (group commit). Each caller still returns only
-    once Prefect accepted the request that carried its event, or raises the
-    `httpx.HTTPError` that request ended with. At low load every request
-    carries one event, so batching adds no latency; under a burst it turns
-    hundreds of requests into a few, which is what Prefect's server can take.
-    """
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.metrics = BridgeMetrics()
+        self.queue: IntakeQueue | None = None
+        self.forwarder: Forwarder | None = None
+        self._stats: tuple[float, QueueStats] | None = None
 
-    def __init__(self, client: httpx.AsyncClient, *, max_batch: int = 500) -> None:
-        self._client = client
-        self._max_batch = max_batch
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._sender: asyncio.Task[None] | None = None
+    async def take(self, provider: Provider, headers: Any, body: bytes) -> Answer:
+        """Check a delivery and queue it: the one path of HTTP deliveries and spooled ones."""
+        c, m = self.config, self.metrics
+        if not signature_valid(provider, headers, body, c.secret.get_secret_value()):
+            m.signature_failures.inc()
+            logger.warning("%s delivery with a bad signature refused", provider.value)
+            return Answer(401, "refused", "missing or bad signature")
+        kind = event_kind(provider, headers)
+        if kind == "ping":
+            return Answer(200, "ok", "pong")
+        if kind != "push":
+            m.ignored.inc()
+            return Answer(202, "ignored", f"event {kind!r} is not handled")
+        try:
+            if len(body) > _PARSE_INLINE_BYTES:
+                push = await run_in_threadpool(parse_push, provider, body)
+            else:
+                push = parse_push(provider, body)
+        except InvalidRequest as e:
+            m.refused.labels("payload").inc()
+            return Answer(400, "refused", str(e))
+        if push.deleted:
+            m.ignored.inc()
+            return Answer(202, "ignored", f"{push.ref} was deleted; nothing to build")
+        name = push.repository
+        if not c.known_now(name) and not await run_in_threadpool(c.is_service, name):
+            m.ignored.inc()
+            logger.info("ignored push to %r: not a known service", name)
+            return Answer(202, "ignored", f"{name!r} is not a known service")
+        if not c.has_commit(name, push.after):
+            m.refused.labels("unknown-commit").inc()
+            return Answer(
+                422,
+                "refused",
+                f"commit {push.after} is not in repository {name!r} on the platform's git "
+                "server; push it there, then send the webhook again",
+            )
+        return await self._queue(provider, headers, body, push)
 
-    async def post(self, event: dict[str, Any]) -> None:
-        """Return when Prefect accepted ``event``; raise `httpx.HTTPError` when not."""
-        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, accepted))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_waiting())
-        await accepted
+    async def _queue(self, provider: Provider, headers: Any, body: bytes, push: Any) -> Answer:
+        delivery = delivery_id(provider, headers, body)
+        key = delivery_key(provider, delivery, body)
+        event = push_event(provider, key, delivery, push, default_branch=self.config.default_branch)
+        now = time.time()
+        accepted = Accepted(
+            key=key,
+            delivery=delivery,
+            service=push.repository,
+            ref=push.ref,
+            after=push.after,
+            pusher=push.pusher,
+            received_at=now,
+            pushed_at=push.pushed_at if push.pushed_at is not None else now,
+            event=event,
+        )
+        try:
+            assert self.queue is not None  # opened at start-up, before any request
+            new = await self.queue.accept(accepted)
+        except Exception as e:
+            self.metrics.unavailable.inc()
+            logger.error("the intake queue could not store a push: %s", e)
+            return Answer(503, "unavailable", "the intake queue is not available; redeliver later")
+        if not new:
+            self.metrics.duplicates.inc()
+            return Answer(
+                200, "duplicate", "this delivery was accepted before", {"event_id": event["id"]}
+            )
+        self.metrics.accepted.inc()
+        if self.forwarder is not None:
+            self.forwarder.wake()
+        logger.info(
+            "queued the push to %s %s at %s as event %s",
+            push.repository,
+            push.ref,
+            push.after,
+            event["id"],
+        )
+        return Answer(202, "accepted", "queued for Prefect", {"event_id": event["id"]})
 
-    async def _send_waiting(self) -> None:
-        while self._waiting:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            error: BaseException | None = None
-            try:
-                response = await self._client.post("/events", json=[e for e, _ in batch])
-                response.raise_for_status()
-            except Exception as e:  # every waiting caller gets it; none hangs
-                error = e
-            for _, accepted in batch:
-                if accepted.done():  # its caller went away
-                    continue
-                if error is None:
-                    accepted.set_result(None)
-                else:
-                    accepted.set_exception(error)
+    async def stats(self) -> QueueStats:
+        """The queue's counts, at most a second old."""
+        now = time.time()
+        if self._stats is None or now - self._stats[0] > 1.0:
+            assert self.queue is not None
+            self._stats = (now, await self.queue.stats(now))
+            self.metrics.observe(self._stats[1])
+        return self._stats[1]
 
+    async def drain_spool(self) -> None:
+        """Hand the git hook's spool to `take` every few seconds, for the bridge's lifetime."""
+        spool = self.config.spool
+        assert spool is not None
 
-def push_event(
-    provider: Provider, delivery: str, push: PushEvent, *, default_branch: str
-) -> dict[str, Any]:
-    """The Prefect event for a push, in the JSON form ``POST /api/events`` takes.
+        async def deliver(headers: dict[str, str], body: bytes) -> int:
+            return (await self.take(Provider.GITHUB, headers, body)).status
 
-    Resource labels carry what triggers filter on (branch, default branch,
-    whether docs changed, whether the branch has a preview environment), so
-    prefect.yaml can say what runs without code here. A push to any other
-    branch than the default names its ``preview-<branch>`` environment.
-    """
-    docs_changed = any(p.startswith(_DOCS_PATHS) for p in push.changed_paths)
-    preview = ""
-    if push.branch and push.branch != default_branch:
-        with contextlib.suppress(InvalidRequest):  # a branch that names no environment
-            preview = preview_environment(push.branch)
-    return {
-        "id": str(event_id(provider, delivery)),
-        "occurred": datetime.now(UTC).isoformat(),
-        "event": PUSH_EVENT,
-        "resource": {
-            "prefect.resource.id": f"slipway.service.{push.repository}",
-            "prefect.resource.name": push.repository,
-            "slipway.git.branch": push.branch or "",
-            "slipway.git.default-branch": str(push.branch == default_branch).lower(),
-            "slipway.git.docs-changed": str(docs_changed).lower(),
-            "slipway.git.preview": str(bool(preview)).lower(),
-        },
-        "related": [],
-        "payload": {
-            "service": push.repository,
-            "ref": push.ref,
-            "branch": push.branch,
-            "before": push.before,
-            "after": push.after,
-            "pusher": push.pusher,
-            "changed_paths": list(push.changed_paths),
-            "preview_environment": preview,
-            "provider": provider.value,
-            "delivery": delivery,
-        },
-    }
+        while True:
+            with contextlib.suppress(OSError):
+                done = await drain(spool, deliver)
+                if done.sent or done.rejected:
+                    logger.info(
+                        "spool: %d queued, %d refused (set aside in %s), %d waiting",
+                        done.sent,
+                        done.rejected,
+                        spool / "rejected",
+                        done.kept,
+                    )
+            await asyncio.sleep(self.config.spool_every)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -165,107 +250,103 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def build_app(
-    *,
-    api_url: str,
-    secret: SecretStr,
-    is_service: Callable[[str], bool],
-    known_now: Callable[[str], bool] = lambda _: False,
-    default_branch: str = "main",
-    max_body: int = MAX_BODY_BYTES,
-) -> Starlette:
-    """The bridge as an ASGI app.
+def build_app(config: BridgeConfig) -> Starlette:
+    """The bridge as an ASGI app; its lifespan opens the queue and runs the forwarder."""
+    bridge = _Bridge(config)
 
-    Args:
-        api_url: Prefect's API, e.g. ``http://127.0.0.1:4200/api``.
-        secret: The shared webhook secret.
-        is_service: Whether a repository name belongs to a known service;
-            pushes to others are acknowledged and ignored. It may block
-            (read git), so it runs in a worker thread.
-        known_now: Whether a name is known from memory alone, without
-            blocking; a yes skips ``is_service`` and its thread hand-off.
-        default_branch: The branch whose pushes build and deploy.
-        max_body: Largest accepted body in bytes.
-    """
-    client = httpx.AsyncClient(base_url=api_url, timeout=5.0)
-    poster = EventPoster(client)
-
-    def answer(status: int, state: str, reason: str, **extra: Any) -> JSONResponse:
-        return JSONResponse({"status": state, "reason": reason, **extra}, status_code=status)
-
-    async def hook(request: Request) -> JSONResponse:
+    async def hook(request: Request) -> Response:
         try:
             provider = Provider(request.path_params["provider"])
         except ValueError:
-            return answer(404, "refused", "unknown provider; use github, gitlab or gitea")
-        try:
-            body = await _read_capped(request, max_body)
-        except _TooLarge:
-            return answer(413, "refused", f"body over {max_body} bytes")
+            bridge.metrics.refused.labels("unknown-provider").inc()
+            return Answer(
+                404, "refused", "unknown provider; use github, gitlab or gitea"
+            ).response()
         headers = request.headers
-        if not signature_valid(provider, headers, body, secret.get_secret_value()):
-            logger.warning("%s delivery with a missing or bad signature refused", provider.value)
-            return answer(401, "refused", "missing or bad signature")
-        kind = event_kind(provider, headers)
-        if kind == "ping":
-            return answer(200, "ok", "pong")
-        if kind != "push":
-            logger.info("ignored %s event %r", provider.value, kind)
-            return answer(202, "ignored", f"event {kind!r} is not handled")
+        if not signature_present(provider, headers):  # before a byte of the body is read
+            bridge.metrics.signature_failures.inc()
+            return Answer(401, "refused", "missing or bad signature").response()
+        declared = headers.get("content-length", "")
         try:
-            push = parse_push(provider, body)
-        except InvalidRequest as e:
-            return answer(400, "refused", str(e))
-        if push.deleted:
-            return answer(202, "ignored", f"{push.ref} was deleted; nothing to build")
-        if not known_now(push.repository) and not await run_in_threadpool(
-            is_service, push.repository
-        ):
-            logger.info("ignored push to %r: not a known service", push.repository)
-            return answer(202, "ignored", f"{push.repository!r} is not a known service")
-        delivery = delivery_id(provider, headers, body)
-        event = push_event(provider, delivery, push, default_branch=default_branch)
-        try:
-            await poster.post(event)
-        except httpx.HTTPError as e:
-            logger.error("Prefect did not accept the push event: %s", type(e).__name__)
-            return JSONResponse(
-                {"status": "unavailable", "reason": "Prefect is not reachable; redeliver later"},
-                status_code=503,
-                headers={"Retry-After": "10"},
-            )
-        logger.info(
-            "push to %s %s at %s became event %s",
-            push.repository,
-            push.ref,
-            push.after,
-            event["id"],
-        )
-        return answer(200, "accepted", "event emitted", event_id=event["id"])
+            if declared.isdigit() and int(declared) > config.max_body:
+                raise _TooLarge
+            async with asyncio.timeout(config.body_timeout):
+                body = await _read_capped(request, config.max_body)
+        except _TooLarge:
+            bridge.metrics.refused.labels("too-large").inc()
+            return Answer(413, "refused", f"body over {config.max_body} bytes").response()
+        except TimeoutError:
+            bridge.metrics.refused.labels("timeout").inc()
+            reason = f"the body did not arrive within {config.body_timeout:g} s"
+            return Answer(408, "refused", reason).response()
+        return (await bridge.take(provider, headers, body)).response()
 
     async def healthz(request: Request) -> JSONResponse:
-        return answer(200, "ok", "bridge is up")
+        try:
+            stats = await bridge.stats()
+        except Exception as e:
+            return Answer(503, "unavailable", f"the intake queue cannot be read: {e}").response()
+        oldest = stats.oldest_age
+        queue = {
+            "waiting": stats.queued,
+            "in_flight": stats.in_flight,
+            "oldest_seconds": None if oldest is None else round(oldest, 1),
+            "failed": stats.failed,
+            "stalled": oldest is not None and oldest > config.stall_after,
+        }
+        return Answer(200, "ok", "bridge is up", {"queue": queue}).response()
+
+    async def metrics(request: Request) -> Response:
+        with contextlib.suppress(Exception):  # counters still tell something without the queue
+            await bridge.stats()
+        return Response(bridge.metrics.render(), media_type=CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
+        bridge.queue = await IntakeQueue.open(config.queue_url)
+        client = httpx.AsyncClient(base_url=config.api_url, timeout=10.0)
+        bridge.forwarder = Forwarder(
+            bridge.queue,
+            PrefectApi(client),
+            bridge.metrics,
+            settings=config.forwarding,
+            ready=config.ready,
+        )
+        tasks = [asyncio.create_task(bridge.forwarder.run())]
+        if config.spool is not None:
+            tasks.append(asyncio.create_task(bridge.drain_spool()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await client.aclose()
+            await bridge.queue.close()
 
     return Starlette(
         routes=[
             Route("/hooks/{provider}", hook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the bridge on loopback with the platform's secret and git server."""
+    """Serve the bridge on loopback with the platform's secret, git server and queue."""
     parser = argparse.ArgumentParser(prog="python -m deployments.bridge")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--max-connections", type=int, default=256, help="connections served at once; more get 503"
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=10.0, help="seconds a client has to send its body"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per forwarder request is noise
 
     import os
 
@@ -273,58 +354,40 @@ def main(argv: list[str] | None = None) -> None:
 
     from blocks import GitServer
     from blocks.webhook import load_webhook_secret
+    from slipway.home import SlipwayHome
+    from tasks.git import LocalCommits
 
+    home = SlipwayHome.from_env()
+    home.intake.mkdir(parents=True, exist_ok=True)
     server = GitServer.load_default()
-    services = _Catalogued(server)
-    app = build_app(
+    services = Catalogued(server)
+    local = server.provider == "local" and server.root is not None
+    queue_url = os.environ.get("SLIPWAY_INTAKE_DATABASE_URL") or (
+        f"sqlite+aiosqlite:///{home.intake / 'deliveries.db'}"
+    )
+    config = BridgeConfig(
         api_url=os.environ["PREFECT_API_URL"],
         secret=load_webhook_secret(),
+        queue_url=queue_url,
         is_service=services,
         known_now=services.known_now,
+        has_commit=LocalCommits(server) if local else (lambda _r, _s: True),
         default_branch=server.default_branch,
+        spool=home.spool,
+        ready=platform_ready(home),
+        body_timeout=args.body_timeout,
     )
     logger.info("webhook bridge on http://%s:%d/hooks/{github,gitlab,gitea}", HOST, args.port)
     heap.settle()
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
-
-
-KNOWN_SERVICE_SECONDS = 2.0
-"""How long a service seen in the catalog counts as known without a new look."""
-
-
-class _Catalogued:
-    """Known services: the names in the service catalog.
-
-    A name seen in the catalog within `KNOWN_SERVICE_SECONDS` is known without
-    touching git (`known_now`), so a burst of pushes costs no catalog reads.
-    Any other name makes it look again (the catalog's names are re-read only
-    when its branch moved), so a service onboarded a moment ago is known at
-    its first push, and one removed stops being known within that time.
-    """
-
-    def __init__(self, server: Any) -> None:
-        from tasks.catalog import Catalog
-
-        self._catalog = Catalog(server)
-        self._lock = threading.Lock()
-        self._tip: str | None = None
-        self._names: frozenset[str] = frozenset()
-        self._looked = float("-inf")
-
-    def known_now(self, name: str) -> bool:
-        """Whether ``name`` was in the catalog at a look within `KNOWN_SERVICE_SECONDS`; never blocks."""
-        return name in self._names and time.monotonic() - self._looked < KNOWN_SERVICE_SECONDS
-
-    def __call__(self, name: str) -> bool:
-        """Whether ``name`` is in the catalog, looking at git when memory cannot say."""
-        with self._lock:
-            if self.known_now(name):
-                return True
-            now, current = time.monotonic(), self._catalog.tip()
-            if current != self._tip:
-                self._tip, self._names = current, self._catalog.names()
-            self._looked = now
-            return name in self._names
+    uvicorn.run(
+        build_app(config),
+        host=HOST,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=5,
+    )
 
 
 if __name__ == "__main__":

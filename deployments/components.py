@@ -374,15 +374,22 @@ def docs_spec(ports: Ports) -> ProcessSpec:
     )
 
 
-def bridge_spec(ports: Ports) -> ProcessSpec:
-    """The webhook bridge: signed pushes in, Prefect events out."""
+def bridge_spec(ports: Ports, database: Database | None = None) -> ProcessSpec:
+    """The webhook bridge: signed pushes in, queued durably, Prefect events out.
+
+    Its queue lives where Prefect's data does: in Prefect's PostgreSQL
+    database when the server uses one (the URL reaches the bridge alone), else
+    in a SQLite file under the home.
+    """
     url = f"http://{HOST}:{ports.bridge}"
+    postgres = database is not None and database.kind == "PostgreSQL"
     return ProcessSpec(
         name="bridge",
         argv=(sys.executable, "-m", "deployments.bridge", "--port", str(ports.bridge)),
         url=f"{url}/hooks/",
         health_url=f"{url}/healthz",
         port=ports.bridge,
+        secret_env={"SLIPWAY_INTAKE_DATABASE_URL": database.url} if postgres and database else {},
     )
 
 

@@ -3,8 +3,10 @@
 It makes the local git server a webhook source like GitHub: each pushed ref
 becomes a GitHub-format push payload, signed with the platform's webhook
 secret and POSTed to the bridge. It never blocks or fails a push: when the
-bridge is down it saves the delivery in the spool, which `slipway up`
-redelivers at start, and exits 0.
+bridge does not answer it saves the delivery in the spool, which the bridge
+drains as soon as it runs again (`deployments.spool`), and exits 0. The
+payload carries the push time (``repository.pushed_at``, as GitHub's does),
+so a spooled push handed over late never counts as newer than a later one.
 
 Installed by `tasks.git.install_push_hook`, which writes ``slipway-hook.json``
 (bridge URL, secret, spool directory; mode 0600) into the repository.
@@ -18,6 +20,7 @@ import hmac
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -58,7 +61,7 @@ def push_payload(repo: Path, before: str, after: str, ref: str) -> dict[str, Any
         "after": after,
         "created": before == ZERO_SHA,
         "deleted": after == ZERO_SHA,
-        "repository": {"name": name, "full_name": f"local/{name}"},
+        "repository": {"name": name, "full_name": f"local/{name}", "pushed_at": time.time()},
         "pusher": {"name": os.environ.get("GIT_PUSHER") or getpass.getuser()},
         "commits": []
         if after == ZERO_SHA
@@ -67,7 +70,7 @@ def push_payload(repo: Path, before: str, after: str, ref: str) -> dict[str, Any
 
 
 def spool_delivery(spool: Path, url: str, headers: dict[str, str], body: bytes) -> Path:
-    """Keep a delivery for `slipway up` to resend; written atomically."""
+    """Keep a delivery for the bridge to take when it answers again; written atomically."""
     spool.mkdir(parents=True, exist_ok=True)
     path = spool / f"{headers['X-GitHub-Delivery']}.json"
     tmp = path.with_suffix(".tmp")

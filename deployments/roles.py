@@ -77,7 +77,7 @@ def _start_server_host(supervisor: Supervisor) -> None:
         durable_leases=options.role != "embedded",
         public_url=options.public_url,
     )
-    docs, bridge = docs_spec(ports), bridge_spec(ports)
+    docs, bridge = docs_spec(ports), bridge_spec(ports, options.database)
     reg = registry_spec(home, ports, registry) if registry is not None else None
     for spec in (server, docs, bridge, reg):
         if spec is not None and spec.port is not None:
@@ -211,9 +211,8 @@ def _start_worker(supervisor: Supervisor, heartbeat: int | None = None) -> None:
 
 
 def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> None:
-    """Point every local repository's push hook at this bridge, then resend the spool."""
+    """Point every local repository's push hook at this bridge; the bridge drains the spool."""
     from blocks import GitServer
-    from deployments.spool import redeliver
     from tasks.git import install_push_hook, platform_push_hook
 
     server = GitServer.load_default()
@@ -221,12 +220,9 @@ def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> Non
     if server.provider == "local" and server.root is not None:
         for repository in sorted(server.root.glob("*.git")):
             install_push_hook(repository, hook)
-    result = redeliver(home.spool, hook.bridge_url)
-    if result.sent or result.rejected or result.kept:
-        report(
-            f"spooled pushes: {result.sent} redelivered, {result.rejected} refused "
-            f"(kept in {home.spool / 'rejected'}), {result.kept} still waiting"
-        )
+    spooled = len(list(home.spool.glob("*.json")))
+    if spooled:
+        report(f"spooled pushes: {spooled}; the bridge queues them now (see logs/bridge.log)")
 
 
 def _use_embedded_prefect(env: dict[str, str]) -> None:

@@ -1,21 +1,28 @@
-"""Resend webhook deliveries that the post-receive hook could not hand over.
+"""Hand the git hook's spooled deliveries to the bridge as soon as it takes them.
 
-`slipway up` calls `redeliver` once the bridge is healthy. A delivery keeps
-its original id, so one that did reach Prefect before is not doubled.
+The post-receive hook (`deployments.post_receive`) spools a delivery when
+the bridge does not answer. The bridge drains the spool itself, at start and
+every few seconds after (`drain`), so a push made while the bridge was down
+is queued once it is back, without a restart of the platform. A delivery
+keeps its id and body, so one that did reach the bridge before is answered
+"duplicate" and counted as sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-__all__ = ["Redelivery", "redeliver"]
+__all__ = ["Deliver", "Redelivery", "drain"]
 
 logger = logging.getLogger(__name__)
+
+Deliver = Callable[[dict[str, str], bytes], Awaitable[int]]
+"""Hands one delivery (headers, body) to the bridge; returns the HTTP status it answered."""
 
 
 @dataclass(frozen=True)
@@ -23,42 +30,54 @@ class Redelivery:
     """What one pass over the spool did."""
 
     sent: int
-    """Deliveries the bridge accepted; removed from the spool."""
+    """Deliveries the bridge took (2xx, a duplicate included); removed from the spool."""
     rejected: int
     """Deliveries the bridge refused (4xx); moved to ``rejected/`` for a person to look at."""
     kept: int
-    """Deliveries that still could not be sent; left for the next pass."""
+    """Deliveries that still could not be handed over (5xx); left for the next pass."""
 
 
-def redeliver(spool: Path, bridge_url: str, *, timeout: float = 5.0) -> Redelivery:
-    """Send every spooled delivery to the bridge as it is now, oldest first.
+async def drain(spool: Path, deliver: Deliver) -> Redelivery:
+    """Hand over every spooled delivery, oldest first; stop at the first one the bridge cannot take.
 
-    The bridge may have moved since the push was spooled, so the recorded URL
-    is not used.
+    Oldest first keeps a branch's pushes in order; stopping at a 5xx keeps
+    a later push from overtaking an earlier one that must wait.
     """
-    sent = rejected = kept = 0
-    files = sorted(spool.glob("*.json"), key=lambda p: p.stat().st_mtime) if spool.is_dir() else []
-    for path in files:
-        delivery = json.loads(path.read_text())
+    sent = rejected = 0
+    files = sorted(spool.glob("*.json"), key=_age) if spool.is_dir() else []
+    for i, path in enumerate(files):
         try:
-            response = httpx.post(
-                bridge_url,
-                content=delivery["body"].encode(),
-                headers=delivery["headers"],
-                timeout=timeout,
-            )
-        except httpx.HTTPError as e:
-            logger.warning("could not redeliver %s: %s", path.name, type(e).__name__)
-            kept += 1
+            delivery = json.loads(path.read_text())
+            headers, body = dict(delivery["headers"]), str(delivery["body"]).encode()
+        except FileNotFoundError:
+            continue  # another pass took it
+        except (ValueError, KeyError, TypeError) as e:
+            logger.warning("spooled %s cannot be read (%s); set aside", path.name, e)
+            _set_aside(spool, path)
+            rejected += 1
             continue
-        if response.is_success:
-            path.unlink()
+        status = await deliver(headers, body)
+        if 200 <= status < 300:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
             sent += 1
-        elif response.status_code < 500:
-            (spool / "rejected").mkdir(exist_ok=True)
-            path.replace(spool / "rejected" / path.name)
-            logger.warning("the bridge refused %s (%d)", path.name, response.status_code)
+        elif status < 500:
+            _set_aside(spool, path)
+            logger.warning("the bridge refused spooled %s (%d); set aside", path.name, status)
             rejected += 1
         else:
-            kept += 1
-    return Redelivery(sent, rejected, kept)
+            return Redelivery(sent, rejected, len(files) - i)
+    return Redelivery(sent, rejected, 0)
+
+
+def _age(path: Path) -> tuple[float, str]:
+    try:
+        return path.stat().st_mtime, path.name
+    except FileNotFoundError:
+        return float("inf"), path.name
+
+
+def _set_aside(spool: Path, path: Path) -> None:
+    (spool / "rejected").mkdir(exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.replace(spool / "rejected" / path.name)

@@ -12,7 +12,7 @@ from deployments.state import UpState, read_state
 from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, SlipwayHome
 
-__all__ = ["collect_status", "format_table", "registered_deployments"]
+__all__ = ["bridge_health", "collect_status", "format_table", "registered_deployments"]
 
 # `slipway status` never shows a secret: the state file holds the database URL
 # with its password hidden (see `UpState.database`), and that is all it reads.
@@ -57,8 +57,7 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
     results.append(
         http_health("docs", f"http://{HOST}:{ports.docs}", f"http://{HOST}:{ports.docs}/healthz")
     )
-    bridge = f"http://{HOST}:{ports.bridge}"
-    results.append(http_health("bridge", f"{bridge}/hooks/", f"{bridge}/healthz"))
+    results.append(bridge_health(f"http://{HOST}:{ports.bridge}"))
     local_registry = f"{HOST}:{ports.registry}"
     if any(c.name == "registry" for c in state.children):
         results.append(http_health("registry", local_registry, f"http://{local_registry}/v2/"))
@@ -76,6 +75,28 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
     if results[0].healthy:
         results.extend(_configured_systems(local_registry))
     return results
+
+
+def bridge_health(bridge: str) -> ComponentHealth:
+    """The bridge, with its queue: how many pushes wait, how old the oldest is, how many failed."""
+    found = http_health("bridge", f"{bridge}/hooks/", f"{bridge}/healthz")
+    if not found.healthy:
+        return found
+    try:
+        queue = httpx.get(f"{bridge}/healthz", timeout=2.0).json()["queue"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return found
+    oldest = queue.get("oldest_seconds")
+    detail = f"{queue['waiting']} push(es) waiting"
+    detail += f" (oldest {oldest:.0f} s)" if oldest is not None else ""
+    detail += f", {queue['failed']} failed" if queue.get("failed") else ""
+    if queue.get("stalled"):
+        return replace(
+            found,
+            healthy=False,
+            detail=f"{detail}: the queue is not draining; check Prefect and logs/bridge.log",
+        )
+    return replace(found, detail=f"{found.detail}, {detail}")
 
 
 def _deployments(state: UpState) -> ComponentHealth:

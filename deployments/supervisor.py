@@ -212,9 +212,10 @@ class Supervisor:
                 supervisor_pid=os.getpid(),
                 marker=self.marker,
                 started_at=started or (previous.started_at if previous else datetime.now(UTC)),
+                # A new start (``started``) is not ready yet, whatever a crashed run left behind.
                 ready_seconds=ready_seconds
                 if ready_seconds is not None
-                else (previous.ready_seconds if previous else None),
+                else (previous.ready_seconds if previous and started is None else None),
                 ports=self.options.ports.as_dict(),
                 project_dir=str(self.options.project_dir),
                 role=self.options.role,

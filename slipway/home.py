@@ -130,6 +130,11 @@ class SlipwayHome:
         """Webhook deliveries that could not be sent yet."""
         return self.root / "spool"
 
+    @property
+    def intake(self) -> Path:
+        """The webhook bridge's queue of accepted deliveries (SQLite), when Prefect runs on SQLite."""
+        return self.root / "intake"
+
     def ensure(self) -> None:
         """Create the layout; safe to call on an existing home."""
         for path in (
@@ -141,5 +146,6 @@ class SlipwayHome:
             self.run,
             self.logs,
             self.spool,
+            self.intake,
         ):
             path.mkdir(parents=True, exist_ok=True)

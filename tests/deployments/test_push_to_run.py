@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.deployments.conftest import Up, free_port
+from tests.deployments.webhook_helpers import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -75,16 +75,6 @@ def _runs(up: Up, deployment_flow: str) -> list[dict[str, Any]]:
     return list(response.json())
 
 
-def _wait(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_that_commit(
     make_up: Any, tmp_path: Path
 ) -> None:
@@ -118,9 +108,9 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         _git(work, "commit", "--quiet", "-m", "First version")
         sha = _git(work, "rev-parse", "HEAD").strip()
         pushed = _git(work, "push", remote, "main:main")
-        assert "delivered (200)" in pushed, pushed  # the hook reached the bridge
+        assert "delivered (202)" in pushed, pushed  # the hook reached the bridge
 
-        run = _wait(
+        run = wait_for(
             "a build-test-deploy run of the pushed commit",
             lambda: next(
                 (r for r in _runs(up, "build-test-deploy") if r["parameters"].get("commit") == sha),
@@ -140,7 +130,7 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
                 else None
             )
 
-        final = _wait("the run to finish", finished, timeout=300)
+        final = wait_for("the run to finish", finished, timeout=300)
         assert final["state_type"] == "COMPLETED", final["state"]
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert health == {"status": "ok", "service": name, "version": sha}
@@ -150,7 +140,7 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         (work / "docs" / "index.md").write_text("# Preview\n")
         _git(work, "commit", "--quiet", "-am", "Try a fix")
         _git(work, "push", remote, "feature/Fix_login:feature/Fix_login")
-        preview = _wait(
+        preview = wait_for(
             "a provision-environment run of the branch's preview",
             lambda: next(
                 (
@@ -164,7 +154,7 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         )
         assert preview["parameters"]["environment"] == "preview-feature-fix-login"
         run = preview
-        final = _wait("the preview to be provisioned", finished, timeout=300)
+        final = wait_for("the preview to be provisioned", finished, timeout=300)
         assert final["state_type"] == "COMPLETED", final["state"]
         assert not any(
             r["parameters"].get("commit") != sha

@@ -8,13 +8,15 @@ import json
 
 import pytest
 
-from deployments.bridge import push_event
 from deployments.webhooks import (
     Provider,
     delivery_id,
+    delivery_key,
     event_id,
     event_kind,
     parse_push,
+    push_event,
+    signature_present,
     signature_valid,
 )
 from slipway.errors import InvalidRequest
@@ -67,10 +69,27 @@ def test_event_kinds_and_delivery_ids_per_provider():
     assert delivery_id(Provider.GITLAB, {}, b"x").startswith("sha256:")
 
 
-def test_a_redelivery_gets_the_same_event_id_and_providers_do_not_collide():
-    assert event_id(Provider.GITHUB, "d-1") == event_id(Provider.GITHUB, "d-1")
-    assert event_id(Provider.GITHUB, "d-1") != event_id(Provider.GITHUB, "d-2")
-    assert event_id(Provider.GITHUB, "d-1") != event_id(Provider.GITLAB, "d-1")
+def test_a_redelivery_gets_the_same_key_and_providers_do_not_collide():
+    key = delivery_key(Provider.GITHUB, "d-1", b"{}")
+    assert key == delivery_key(Provider.GITHUB, "d-1", b"{}")
+    assert event_id(key) == event_id(delivery_key(Provider.GITHUB, "d-1", b"{}"))
+    assert key != delivery_key(Provider.GITHUB, "d-2", b"{}")
+    assert key != delivery_key(Provider.GITLAB, "d-1", b"{}")
+
+
+def test_a_delivery_id_alone_cannot_make_another_push_a_duplicate():
+    # The id header is not signed: an old body sent under a future push's id
+    # must not make that push a duplicate when it comes.
+    genuine = delivery_key(Provider.GITHUB, "d-1", b'{"after": "b"}')
+    assert genuine != delivery_key(Provider.GITHUB, "d-1", b'{"after": "a"}')
+
+
+def test_a_signature_header_is_looked_for_before_the_body_is_read():
+    assert signature_present(Provider.GITHUB, {"X-Hub-Signature-256": "sha256=00"})
+    assert not signature_present(Provider.GITHUB, {"X-Gitea-Signature": "00"})
+    assert signature_present(Provider.GITEA, {"X-Gitea-Signature": "00"})
+    assert signature_present(Provider.GITLAB, {"X-Gitlab-Token": "t"})
+    assert not signature_present(Provider.GITLAB, {"X-Gitlab-Token": ""})
 
 
 def _github_push(**overrides):
@@ -128,23 +147,51 @@ def test_gitlab_push_is_read():
     )
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"ref": "refs/heads/main"}', b"null"])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'{"ref": "refs/heads/main"}', b"null", b"[" * 100_000 + b"]" * 100_000],
+    ids=["not-json", "list", "no-after", "null", "nested-too-deep"],
+)
 def test_malformed_push_payloads_are_refused(body):
     with pytest.raises(InvalidRequest, match="not a github push payload"):
         parse_push(Provider.GITHUB, body)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ref", "refs/heads/-x"),
+        ("ref", "refs/heads/a..b"),
+        ("ref", "refs/heads/fix.lock"),
+        ("ref", "refs/heads/___"),
+        ("ref", "refs/heads/x y"),
+        ("after", "not-a-sha"),
+        ("before", "--upload-pack=x"),
+    ],
+)
+def test_a_push_naming_a_ref_or_commit_git_would_refuse_is_refused(field, value):
+    with pytest.raises(InvalidRequest, match="is not"):
+        parse_push(Provider.GITHUB, _github_push(**{field: value}))
+
+
+def test_the_push_time_is_read_when_the_sender_gives_it():
+    repository = {"name": "payments", "pushed_at": 1700000000}
+    assert parse_push(Provider.GITHUB, _github_push(repository=repository)).pushed_at == 1.7e9
+    assert parse_push(Provider.GITHUB, _github_push()).pushed_at is None
+
+
 def test_push_event_labels_say_what_triggers_filter_on():
     push = parse_push(Provider.GITHUB, _github_push())
-    event = push_event(Provider.GITHUB, "d-1", push, default_branch="main")
+    event = push_event(Provider.GITHUB, "k-1", "d-1", push, default_branch="main")
     assert event["event"] == "slipway.git.push"
-    assert event["id"] == str(event_id(Provider.GITHUB, "d-1"))
+    assert event["id"] == str(event_id("k-1"))
+    assert event["payload"]["delivery"] == "d-1"
     resource = event["resource"]
     assert resource["prefect.resource.id"] == "slipway.service.payments"
     assert resource["slipway.git.default-branch"] == "true"
     assert resource["slipway.git.docs-changed"] == "true"
     assert event["payload"]["after"] == "b" * 40
     other = parse_push(Provider.GITHUB, _github_push(ref="refs/heads/dev", commits=[]))
-    labels = push_event(Provider.GITHUB, "d-2", other, default_branch="main")["resource"]
+    labels = push_event(Provider.GITHUB, "k-2", "d-2", other, default_branch="main")["resource"]
     assert labels["slipway.git.default-branch"] == "false"
     assert labels["slipway.git.docs-changed"] == "false"

@@ -224,9 +224,8 @@ def test_unsafe_or_unbuildable_config_is_refused_and_nothing_is_published(
 
 
 def test_prefect_yaml_runs_publish_docs_on_default_branch_pushes_that_change_docs() -> None:
-    from deployments.bridge import push_event
     from deployments.serve import declared_deployments
-    from deployments.webhooks import Provider, PushEvent
+    from deployments.webhooks import Provider, PushEvent, push_event
 
     declared = {d.name: d for d in declared_deployments(REPO)}
     assert declared["publish-docs"].entrypoint == "flows/publish_docs.py:publish_docs"
@@ -240,9 +239,8 @@ def test_prefect_yaml_runs_publish_docs_on_default_branch_pushes_that_change_doc
 
     def labels(paths: tuple[str, ...], ref: str = "refs/heads/main") -> dict[str, str]:
         push = PushEvent("api", ref, "0" * 40, "1" * 40, "dev", paths, deleted=False)
-        resource: dict[str, str] = push_event(Provider.GITHUB, "d-1", push, default_branch="main")[
-            "resource"
-        ]
+        event = push_event(Provider.GITHUB, "k-1", "d-1", push, default_branch="main")
+        resource: dict[str, str] = event["resource"]
         return resource
 
     def fires(resource: dict[str, str]) -> bool:

@@ -1,0 +1,199 @@
+"""A real `slipway up` for webhook tests, and what they send to it and read back from Prefect.
+
+The platform runs a project of its own: one no-op flow with the same kind of
+``slipway.git.push`` trigger that build-test-deploy has, so a push costs a
+run that finishes at once, not a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from blocks import GitServer
+from tasks.catalog import Catalog, CatalogEntry
+from tasks.git import create_repository
+from tests.deployments.conftest import Up
+
+T = TypeVar("T")
+
+PUSH_FLOW = """
+from prefect import flow
+
+
+@flow(name="push-noop")
+def noop(service: str, commit: str) -> str:
+    return commit
+"""
+
+PUSH_PROJECT = """
+name: slipway-webhook-test
+prefect-version: 3.8.8
+deployments:
+  - name: push-noop
+    entrypoint: push_flow.py:noop
+    triggers:
+      - type: event
+        enabled: true
+        expect: [slipway.git.push]
+        match:
+          prefect.resource.id: "slipway.service.*"
+        parameters:
+          service: "{{ event.payload.service }}"
+          commit: "{{ event.payload.after }}"
+"""
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def push_project(directory: Path) -> Path:
+    """Write the test project; pass it to `up` with ``--project``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "prefect.yaml").write_text(PUSH_PROJECT)
+    (directory / "push_flow.py").write_text(PUSH_FLOW)
+    return directory
+
+
+def webhook_secret(up: Up) -> str:
+    script = "from blocks.webhook import load_webhook_secret as s; print(s().get_secret_value())"
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(up.env, PREFECT_API_URL=up.api),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+def git_server(up: Up) -> GitServer:
+    return GitServer(provider="local", root=up.home / "git")
+
+
+def register(up: Up, name: str) -> Path:
+    """Catalogue ``name`` and give it a bare repository (no hook): the bridge then takes its pushes."""
+    entry = CatalogEntry(name=name, owner="group:test", port=8100, repository=name)
+    Catalog(git_server(up)).save(entry, message=f"Onboard {name}")
+    return create_repository(git_server(up), name)
+
+
+def new_commit(repository: Path, parent: str | None = None) -> str:
+    """A new commit (of the empty tree) in a bare repository, without pushing anything."""
+    argv = ["git", "--git-dir", str(repository), "commit-tree", EMPTY_TREE]
+    argv += ["-p", parent] if parent else []
+    env = {
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.test",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.test",
+    }
+    done = subprocess.run(
+        [*argv, "-m", uuid.uuid4().hex], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def push_body(service: str, after: str, **overrides: Any) -> bytes:
+    payload: dict[str, Any] = {
+        "ref": "refs/heads/main",
+        "before": "a" * 40,
+        "after": after,
+        "repository": {"name": service},
+        "pusher": {"name": "ada"},
+        "commits": [{"added": [], "modified": ["app/server.py"], "removed": []}],
+    }
+    payload.update(overrides)
+    return json.dumps(payload).encode()
+
+
+def signed(
+    secret: str, body: bytes, *, delivery: str | None = None, event: str = "push"
+) -> dict[str, str]:
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": f"sha256={signature}",
+        "Content-Type": "application/json",
+    }
+
+
+def send(up: Up, secret: str, body: bytes, **headers: Any) -> httpx.Response:
+    url = f"http://127.0.0.1:{up.ports['bridge']}/hooks/github"
+    return httpx.post(url, content=body, headers=signed(secret, body, **headers), timeout=30)
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def runs_of(api: str, flow: str) -> list[dict[str, Any]]:
+    """Every flow run of ``flow``, newest first."""
+    runs: list[dict[str, Any]] = []
+    while True:
+        body = {
+            "flows": {"name": {"any_": [flow]}},
+            "limit": 200,
+            "offset": len(runs),
+            "sort": "EXPECTED_START_TIME_DESC",
+        }
+        page = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30)
+        page.raise_for_status()
+        runs += page.json()
+        if len(page.json()) < 200:
+            return runs
+
+
+def superseded_commits(api: str, services: list[str]) -> list[str]:
+    """The commits that the ``pushes-<service>`` artifacts record as superseded."""
+    commits: list[str] = []
+    offset = 0
+    while True:
+        body = {
+            "artifacts": {"key": {"any_": [f"pushes-{s}" for s in services]}},
+            "limit": 200,
+            "offset": offset,
+        }
+        page = httpx.post(f"{api}/artifacts/filter", json=body, timeout=30)
+        page.raise_for_status()
+        for artifact in page.json():
+            commits += [row["commit"] for row in json.loads(artifact["data"])]
+        offset += len(page.json())
+        if len(page.json()) < 200:
+            return commits
+
+
+def events_named(api: str, name: str, resource: str) -> list[dict[str, Any]]:
+    body = {
+        "filter": {
+            "event": {"name": [name]},
+            "resource": {"id": [resource]},
+            "occurred": {"since": "2020-01-01T00:00:00Z"},
+        },
+        "limit": 50,
+    }
+    response = httpx.post(f"{api}/events/filter", json=body, timeout=30)
+    response.raise_for_status()
+    return list(response.json()["events"])
+
+
+def bridge_health(up: Up) -> dict[str, Any]:
+    response = httpx.get(f"http://127.0.0.1:{up.ports['bridge']}/healthz", timeout=10)
+    response.raise_for_status()
+    return dict(response.json())
