@@ -173,7 +173,8 @@ def _slipway_containers(
 ) -> list[Container]:
     filters = [f"{LABEL_SERVICE}={service}", f"{LABEL_ENVIRONMENT}={environment}"]
     filters += [f"dev.slipway.{k}={v}" for k, v in labels.items()]
-    return list(client.containers.list(all=True, filters={"label": filters}))
+    # ignore_removed: another release may remove a listed container before it is inspected.
+    return list(client.containers.list(all=True, filters={"label": filters}, ignore_removed=True))
 
 
 def live_container(
@@ -364,9 +365,9 @@ def _switch(
     timeout: float,
     reserved: frozenset[int],
 ) -> Deployed:
-    spare = _spare_port(client, target, reserved | {release.port})
+    candidate, spare = _claim_spare(client, release, name, target, reserved | {release.port})
     _log().info("Starting candidate %s on spare port %d beside %s", name, spare, serving.name)
-    candidate = _start(client, release, name, target, spare, live=False)
+    _started(candidate, name)
     try:
         wait_healthy(candidate, _url(target, spare), sha=release.sha, timeout=timeout)
     finally:
@@ -445,15 +446,57 @@ def _start(
     *,
     live: bool,
 ) -> Container:
+    return _started(_create(client, release, name, target, port, live=live), name)
+
+
+def _started(container: Container, name: str) -> Container:
     from docker.errors import DockerException
 
-    container = _create(client, release, name, target, port, live=live)
     try:
         container.start()
     except DockerException as e:
         container.remove(force=True)
         raise DeployError(f"{name} did not start: {e}") from e
     return container
+
+
+def _claim_spare(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    target: DeployTarget,
+    reserved: frozenset[int],
+) -> tuple[Container, int]:
+    """The candidate, created (not started) on a spare port no concurrent release claims too.
+
+    Two releases on one engine can pick the same free port at once. Each
+    creates its candidate with the port in its label, then looks: the one
+    created first keeps the port, a later one removes its candidate and picks
+    again. The engine's creation order decides, so both agree.
+    """
+    taken = set(reserved)
+    for _ in range(10):
+        port = _spare_port(client, target, frozenset(taken))
+        candidate = _create(client, release, name, target, port, live=False)
+        claims = client.containers.list(
+            all=True, filters={"label": [f"{LABEL_PORT}={port}"]}, ignore_removed=True
+        )
+        first = min(claims, key=_created, default=candidate)
+        if first.id == candidate.id:
+            return candidate, port
+        candidate.remove(force=True)
+        taken.add(port)
+    raise DeployError(
+        f"no spare port for {name}: other releases claimed each one tried",
+        hint="run the release again, or widen the slipway-deploy-target block's port range",
+    )
+
+
+def _created(container: Container) -> tuple[str, str, str]:
+    """When the engine created ``container`` (RFC 3339, nanoseconds), as a sortable key."""
+    stamp = str(container.attrs.get("Created", ""))
+    day, _, fraction = stamp.rstrip("Z").partition(".")
+    return day, fraction.ljust(9, "0"), str(container.id)
 
 
 def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
@@ -554,7 +597,10 @@ def _spare_port(client: docker.DockerClient, target: DeployTarget, reserved: fro
     Searched from the top of the range, since services are given ports from the bottom.
     """
     claimed = set(reserved)
-    for container in client.containers.list(all=True, filters={"label": [LABEL_PORT]}):
+    labelled = client.containers.list(
+        all=True, filters={"label": [LABEL_PORT]}, ignore_removed=True
+    )
+    for container in labelled:
         port = container.labels.get(LABEL_PORT, "")
         if port.isdigit():
             claimed.add(int(port))

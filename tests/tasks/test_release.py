@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -222,6 +223,45 @@ def test_a_release_that_already_runs_is_recognised_by_content_port_and_environme
     other = Release(images.service, "serving", images.v2.sha, images.v2.image, port)
     assert already_serving(client, other, target=TARGET) is None  # type: ignore[arg-type]
     assert already_serving(client, replace(other, environment="nowhere"), target=TARGET) is None  # type: ignore[arg-type]
+
+
+def test_releases_of_several_services_at_once_never_fail_each_other(images: Images) -> None:
+    """Switches race for spare ports while other containers come and go on the same engine."""
+    client = images.client
+    services = [f"{images.service}-c{i}" for i in range(4)]
+    ports = {service: free_port() for service in services}
+    switching = threading.Barrier(len(services))
+    stop = threading.Event()
+
+    def churn() -> None:  # candidates of other releases: labelled, created and removed at once
+        while not stop.is_set():
+            labels = {LABEL_PORT: "1", LABEL_SERVICE: f"{images.service}-churn"}
+            created = client.containers.create(  # type: ignore[attr-defined]
+                BASE_IMAGE, command=["true"], labels=labels, network_mode="none"
+            )
+            created.remove(force=True)
+
+    def release(service: str) -> str:
+        first = Release(service, "dev", images.v1.sha, images.v1.image, ports[service])
+        deploy_release.fn(client, first, target=TARGET, health_timeout=30)  # type: ignore[arg-type]
+        switching.wait()  # every switch looks for a spare port at the same moment
+        second = replace(first, sha=images.v2.sha, image=images.v2.image)
+        deployed = deploy_release.fn(client, second, target=TARGET, health_timeout=30)  # type: ignore[arg-type]
+        return str(deployed.replaced)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        with ThreadPoolExecutor(len(services)) as pool:
+            replaced = list(pool.map(release, services))  # re-raises the first failure
+        versions = {_version(ports[s]) for s in services}
+    finally:
+        stop.set()
+        churner.join()
+        for service in [*services, f"{images.service}-churn"]:
+            remove_service_containers(client, service)
+    assert replaced == [container_name(s, "dev", images.v1.sha) for s in services]
+    assert versions == {images.v2.sha}
 
 
 def test_a_port_held_by_another_process_is_refused_and_nothing_is_left(images: Images) -> None:
