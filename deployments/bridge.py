@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> None:
         build_app(config),
         host=HOST,
         port=args.port,
+        # No dictConfig of uvicorn's own: replacing the handlers flushes Prefect's API log
+        # handler, which waited 5 s on Prefect's events worker at every start of the bridge.
+        log_config=None,
         log_level="warning",
         access_log=False,
         limit_concurrency=args.max_connections,

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
+import httpx
+
 from deployments.bridge_metrics import BridgeMetrics
 from deployments.intake import InFlight, IntakeQueue, State
 from deployments.prefect_api import ExpectedRun, PrefectApi
@@ -80,6 +82,8 @@ class Forwarder:
         self._dirty = True
         self._pruned = float("-inf")
         self._complained: dict[str, float] = {}
+        self._unreachable = False
+        """Prefect did not answer: it may have restarted and forgotten events it had taken."""
 
     def wake(self) -> None:
         """A push was queued: coalesce and send soon."""
@@ -92,13 +96,16 @@ class Forwarder:
         while True:
             began = time.monotonic()
             try:
-                if self._ready():
-                    await self.step(time.time())
-                else:
+                if not self._ready():
                     self._complain("ready", "waiting for `slipway up` to register the deployments")
+                elif not await self._queue.lead():
+                    self._complain("lead", "another bridge forwards from this queue; standing by")
+                else:
+                    await self.step(time.time())
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self._unreachable |= isinstance(e, httpx.TransportError | httpx.HTTPStatusError)
                 self._metrics.forward_errors.inc()
                 self._complain(type(e).__name__, f"forwarding failed, will retry: {e!r}")
             with contextlib.suppress(TimeoutError):
@@ -123,11 +130,18 @@ class Forwarder:
                 logger.info("forgot %d deliveries past their retention", forgotten)
 
     async def _post_due(self, flights: list[InFlight], now: float) -> None:
-        due = [f for f in flights if self._due(f, now)]
+        # After an outage every event in flight goes again at once: a restarted
+        # Prefect lost those it held in memory, and the run keys make a resend safe.
+        resend, self._unreachable = self._unreachable, False
+        due = [f for f in flights if resend or self._due(f, now)]
         if not due:
             return
-        expected = {f.seq: await self._prefect.expected_runs(f.event) for f in due}
-        await self._prefect.post_events([f.event for f in due])
+        try:
+            expected = {f.seq: await self._prefect.expected_runs(f.event) for f in due}
+            await self._prefect.post_events([f.event for f in due])
+        except BaseException:
+            self._unreachable |= resend
+            raise
         for f in due:
             if f.attempts == 0:
                 self._metrics.forwarded.inc()

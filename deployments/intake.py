@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import (
     Boolean,
@@ -180,6 +182,8 @@ class IntakeQueue:
         self._connection: AsyncConnection | None = None
         self._waiting: list[tuple[Accepted, asyncio.Future[bool]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._lead: Any = None
+        """What makes this process the queue's one forwarder: a locked file or a connection."""
 
     @classmethod
     async def open(cls, url: str, *, retention: float = 7 * 86400) -> IntakeQueue:
@@ -206,7 +210,40 @@ class IntakeQueue:
                 await self._committer
         if self._connection is not None:
             await self._connection.close()
+        if isinstance(self._lead, AsyncConnection):
+            await self._lead.close()
+        elif self._lead is not None:
+            self._lead.close()
         await self._engine.dispose()
+
+    async def lead(self) -> bool:
+        """Whether this process is the queue's forwarder; the first to ask is, until it exits.
+
+        Two bridges on one queue (a second one started by hand, or a server
+        host beside another on one PostgreSQL) would otherwise both send.
+        SQLite: a lock on a file beside the database; PostgreSQL: an advisory
+        lock held by a connection of its own. Either goes when the process does.
+        """
+        if self._sqlite:
+            if self._lead is None:
+                self._lead = _lock_file(f"{self._engine.url.database}.forwarder")
+            return self._lead is not None
+        if self._lead is not None:
+            try:
+                await self._lead.execute(select(1))
+                return True
+            except Exception:  # the connection, and the lock with it, is gone
+                with contextlib.suppress(Exception):
+                    await self._lead.close()
+                self._lead = None
+        connection = await self._engine.connect()
+        held = await connection.scalar(select(func.pg_try_advisory_lock(_FORWARDER_LOCK)))
+        await connection.commit()
+        if held:
+            self._lead = connection
+            return True
+        await connection.close()
+        return False
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -446,6 +483,21 @@ class IntakeQueue:
                 delete(DELIVERIES).where(finished, d.done_at < now - self._retention)
             )
         return int(done.rowcount or 0)
+
+
+_FORWARDER_LOCK = 0x5711_9A7E
+"""PostgreSQL advisory lock key of the forwarder."""
+
+
+def _lock_file(path: str) -> IO[str] | None:
+    """The open, exclusively locked file at ``path``; None when another process holds it."""
+    handle = Path(path).open("a")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def _durable_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -172,3 +172,17 @@ def test_finished_deliveries_are_forgotten_after_the_retention_and_not_before(ur
         assert (await queue.stats(0.0)).queued == 2
 
     run(work, url)
+
+
+def test_one_process_forwards_from_a_queue_and_another_takes_over_when_it_goes(url: str) -> None:
+    async def work() -> None:
+        first, second = await IntakeQueue.open(url), await IntakeQueue.open(url)
+        try:
+            assert await first.lead() and await first.lead()
+            assert not await second.lead()
+            await first.close()
+            assert await second.lead()
+        finally:
+            await second.close()
+
+    asyncio.run(work())
