@@ -320,7 +320,7 @@ def onboard_service(request: ServiceRequest, dry_run: bool = False) -> Onboardin
             repository = create_service_repository(server, request.name)
             catalog_commit = register(server, entry)
             commit, created = push_first_commit(server, request.name, source)
-    handoffs = _hand_off(request, commit)
+    handoffs = _hand_off(request, commit, pushed=created)
     result = OnboardingResult(
         name=request.name,
         repository=repository,
@@ -351,8 +351,14 @@ def _rendered_version(source: Path) -> str:
     return str(answers.get("template_version", ""))
 
 
-def _hand_off(request: ServiceRequest, commit: str) -> tuple[HandOff, ...]:
-    """Start the environment and docs flows, where those deployments exist."""
+def _hand_off(request: ServiceRequest, commit: str, *, pushed: bool) -> tuple[HandOff, ...]:
+    """Start the environment and docs flows, where those deployments exist.
+
+    When this run pushed the first commit, that push starts build-test-deploy
+    and publish-docs through the webhook bridge: publishing here as well would
+    build the same commit's docs twice. Only a re-run, which pushes nothing,
+    hands off publish-docs itself.
+    """
     handoffs = [
         hand_off(
             "provision-environment/provision-environment",
@@ -360,9 +366,10 @@ def _hand_off(request: ServiceRequest, commit: str) -> tuple[HandOff, ...]:
         )
         for environment in request.environments
     ]
-    handoffs.append(
-        hand_off("publish-docs/publish-docs", {"service": request.name, "commit": commit})
-    )
+    if not pushed:
+        handoffs.append(
+            hand_off("publish-docs/publish-docs", {"service": request.name, "commit": commit})
+        )
     return tuple(handoffs)
 
 

@@ -93,6 +93,10 @@ def test_onboarding_twice_is_one_repository_one_entry_and_no_error(platform: Pla
     first = onboard(request)
     second = onboard(request)
     assert second.commit == first.commit and not second.created
+    # The first run's push publishes the docs (through the bridge): it hands off no second publish.
+    docs = "publish-docs/publish-docs"
+    assert docs not in [h.deployment for h in first.handoffs]
+    assert docs in [h.deployment for h in second.handoffs]  # no push this time
     assert second.catalog_commit is None  # nothing changed
     assert [e.name for e in Catalog(GitServer.load_default()).entries()] == ["orders"]
     assert catalog_log(platform) == ["Onboard orders (owner group:shop)"]
