@@ -292,6 +292,7 @@ def build_app(config: BridgeConfig) -> Starlette:
             "in_flight": stats.in_flight,
             "oldest_seconds": None if oldest is None else round(oldest, 1),
             "failed": stats.failed,
+            "unrecorded": stats.unrecorded,
             "stalled": oldest is not None and oldest > config.stall_after,
         }
         return Answer(200, "ok", "bridge is up", {"queue": queue}).response()

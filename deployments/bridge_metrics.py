@@ -97,6 +97,11 @@ class BridgeMetrics:
             "Age of the oldest push not delivered yet; 0 when none waits.",
             registry=r,
         )
+        self.unrecorded = Gauge(
+            "slipway_intake_unrecorded_superseded",
+            "Superseded pushes not yet recorded in Prefect.",
+            registry=r,
+        )
         self.failed_waiting = Gauge(
             "slipway_intake_failed_deliveries",
             "Pushes marked failed and still within the retention.",
@@ -109,6 +114,7 @@ class BridgeMetrics:
         self.in_flight.set(stats.in_flight)
         self.oldest.set(stats.oldest_age or 0.0)
         self.failed_waiting.set(stats.failed)
+        self.unrecorded.set(stats.unrecorded)
 
     def render(self) -> bytes:
         """Everything, in Prometheus' text format."""

@@ -228,7 +228,14 @@ def test_health_and_metrics_say_what_waits_and_what_was_counted(running):
     base = f"http://127.0.0.1:{up.ports['bridge']}"
     wait_for("the push's run", lambda: _runs_for(up, sha))
     health = httpx.get(f"{base}/healthz", timeout=10).json()
-    assert set(health["queue"]) == {"waiting", "in_flight", "oldest_seconds", "failed", "stalled"}
+    assert set(health["queue"]) == {
+        "waiting",
+        "in_flight",
+        "oldest_seconds",
+        "failed",
+        "unrecorded",
+        "stalled",
+    }
     assert health["queue"]["stalled"] is False
     text = httpx.get(f"{base}/metrics", timeout=10).text
     samples = {
