@@ -447,38 +447,15 @@ def bench(args: argparse.Namespace, database: str | None) -> None:
 def run_phases(args: argparse.Namespace, platform: Platform) -> None:
     n = int(args.rate * args.seconds)
     services = [f"load-{i:02d}" for i in range(args.services)]
-    per_service = n // len(services) + 2
-    commits = set_up_services(platform.home, [LATENCY_SERVICE, *services], per_service)
-    latency = httpx.get(f"{platform.api}/deployments/name/bench-noop/latency", timeout=30).json()
-    delays = push_to_running(
-        platform, latency["id"], commits.pop(LATENCY_SERVICE)[: args.latency_pushes]
-    )
-    p50 = statistics.median(started for _, started in delays)
-    print(
-        f"push to running flow ({len(delays)} pushes, one at a time, idle platform): "
-        f"p50 {p50:.2f} s, max {max(s for _, s in delays):.2f} s; "
-        f"of which push to run created p50 {statistics.median(c for c, _ in delays):.2f} s"
-    )
-
+    commits = set_up_services(platform.home, [LATENCY_SERVICE, *services], n // len(services) + 2)
+    p50 = latency_phase(platform, commits.pop(LATENCY_SERVICE)[: args.latency_pushes])
     deployment = register_load_deployment(platform.api, services)
-    warm = commits[services[0]].pop(0)  # the forwarder reads the new trigger before the load
-    body = body_for(services[0], "0" * 40, warm)
-    httpx.post(
-        platform.bridge,
-        content=body,
-        headers=signed(platform.secret, body, str(uuid.uuid4())),
-        timeout=30,
-    )
-    deadline = time.monotonic() + 60
-    while warm not in runs_by_sha(platform.api, deployment):
-        if time.monotonic() > deadline:
-            raise SystemExit("the warm-up push did not run within 60 s")
-        time.sleep(0.5)
-
+    warm_up(platform, deployment, services[0], commits[services[0]].pop(0))
     pushes, unique = burst_requests(platform, commits, n)
     direct = direct_requests(platform, pushes)
     print(
-        f"{n} pushes offered at {args.rate:.0f}/s for {args.seconds:.0f} s over {len(services)} services; {len(unique)} unique"
+        f"{n} pushes offered at {args.rate:.0f}/s for {args.seconds:.0f} s "
+        f"over {len(services)} services; {len(unique)} unique"
     )
     elapsed, lat, statuses = asyncio.run(blast(pushes, args.rate))
     ok = sum(c for s, c in statuses.items() if 200 <= s < 300)
@@ -497,7 +474,6 @@ def run_phases(args: argparse.Namespace, platform: Platform) -> None:
         f"{accounted / e2e:.1f} pushes/s from the first push to the last accounted for "
         f"(ingest {rps:.1f}/s)"
     )
-
     b_elapsed, b_lat, b_statuses = asyncio.run(blast(direct, args.rate))
     b_ok = sum(c for s, c in b_statuses.items() if 200 <= s < 300)
     _, b99 = report("Prefect /api/events", n, b_elapsed, b_lat, b_ok)
@@ -510,6 +486,31 @@ def run_phases(args: argparse.Namespace, platform: Platform) -> None:
         f"push to running p50 <= 2 s {'ok' if p50 <= 2 else 'MISSED'}",
     ]
     print("targets: " + "; ".join(verdicts))
+
+
+def latency_phase(platform: Platform, shas: list[str]) -> float:
+    """Phase 1 on the idle platform; prints and returns push to running, p50 seconds."""
+    latency = httpx.get(f"{platform.api}/deployments/name/bench-noop/latency", timeout=30).json()
+    delays = push_to_running(platform, latency["id"], shas)
+    p50 = statistics.median(started for _, started in delays)
+    print(
+        f"push to running flow ({len(delays)} pushes, one at a time, idle platform): "
+        f"p50 {p50:.2f} s, max {max(s for _, s in delays):.2f} s; "
+        f"of which push to run created p50 {statistics.median(c for c, _ in delays):.2f} s"
+    )
+    return p50
+
+
+def warm_up(platform: Platform, deployment: str, service: str, sha: str) -> None:
+    """One push before the load, so the forwarder has read the new trigger."""
+    body = body_for(service, "0" * 40, sha)
+    headers = signed(platform.secret, body, str(uuid.uuid4()))
+    httpx.post(platform.bridge, content=body, headers=headers, timeout=30).raise_for_status()
+    deadline = time.monotonic() + 60
+    while sha not in runs_by_sha(platform.api, deployment):
+        if time.monotonic() > deadline:
+            raise SystemExit("the warm-up push did not run within 60 s")
+        time.sleep(0.5)
 
 
 def account(platform: Platform, deployment: str, services: list[str], unique: set[str]) -> int:

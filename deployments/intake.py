@@ -20,152 +20,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import fcntl
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    delete,
-    event,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from deployments.intake_schema import (
+    DELIVERIES,
+    HEADS,
+    METADATA,
+    Accepted,
+    InFlight,
+    QueueStats,
+    State,
+    SupersededPush,
+)
 
 __all__ = ["Accepted", "InFlight", "IntakeQueue", "QueueStats", "State", "SupersededPush"]
 
 logger = logging.getLogger(__name__)
-
-_METADATA = MetaData()
-_SEQ = Integer().with_variant(postgresql.BIGINT(), "postgresql")
-DELIVERIES = Table(
-    "slipway_intake_deliveries",
-    _METADATA,
-    Column("seq", _SEQ, primary_key=True, autoincrement=True),
-    Column("key", String(64), nullable=False, unique=True),
-    Column("delivery", Text, nullable=False),
-    Column("service", Text, nullable=False),
-    Column("ref", Text, nullable=False),
-    Column("after", String(64), nullable=False),
-    Column("pusher", Text, nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("pushed_at", Float, nullable=False),
-    Column("event", Text, nullable=False),
-    Column("state", String(12), nullable=False),
-    Column("superseded_by", _SEQ),
-    Column("recorded", Boolean, nullable=False, default=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("posted_at", Float),
-    Column("expected", Text),
-    Column("done_at", Float),
-    Column("error", Text),
-    Index("slipway_intake_by_state", "state", "service", "ref", "pushed_at"),
-    Index("slipway_intake_by_done", "done_at"),
-)
-HEADS = Table(
-    "slipway_intake_heads",
-    _METADATA,
-    Column("service", Text, primary_key=True),
-    Column("ref", Text, primary_key=True),
-    Column("seq", _SEQ, nullable=False),
-    Column("pushed_at", Float, nullable=False),
-)
-"""Per branch, the newest push sent on: older pushes arriving later are superseded by it."""
-
-
-class State(enum.StrEnum):
-    """Where a delivery is; see the module docstring for the transitions."""
-
-    QUEUED = "queued"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    SUPERSEDED = "superseded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A delivery the bridge checked and accepts: signed, a push, of a known service."""
-
-    key: str
-    """`deployments.webhooks.delivery_key`: the same for a redelivery, different otherwise."""
-    delivery: str
-    """The sender's delivery id, for people reading the history."""
-    service: str
-    ref: str
-    after: str
-    pusher: str
-    received_at: float
-    pushed_at: float
-    """When it was pushed, or `received_at` when the sender does not say."""
-    event: dict[str, Any]
-    """The Prefect event that the forwarder posts, id included."""
-
-
-@dataclass(frozen=True)
-class InFlight:
-    """A delivery sent on to Prefect (or about to be) whose runs are not confirmed yet."""
-
-    seq: int
-    service: str
-    ref: str
-    after: str
-    received_at: float
-    event: dict[str, Any]
-    attempts: int
-    """How often its event was posted so far; 0 before the first time."""
-    posted_at: float | None
-    expected: dict[str, Any]
-    """What the forwarder expects from Prefect, in its own form (see `deployments.forwarder`)."""
-
-
-@dataclass(frozen=True)
-class SupersededPush:
-    """A push that gave way to a newer one of the same branch and is not recorded in Prefect yet."""
-
-    seq: int
-    service: str
-    ref: str
-    after: str
-    pusher: str
-    delivery: str
-    received_at: float
-    by_seq: int
-    by_after: str
-    by_event: str
-    """The Prefect event id of the push that went instead."""
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    """How much is waiting, for health, `slipway status` and the metrics."""
-
-    queued: int
-    """Deliveries not delivered yet: waiting, or sent and not confirmed."""
-    in_flight: int
-    oldest_age: float | None
-    """Seconds the oldest of them has waited; None when none waits."""
-    failed: int
-    unrecorded: int
-    """Superseded pushes not yet recorded in Prefect."""
 
 
 class IntakeQueue:
@@ -200,7 +79,7 @@ class IntakeQueue:
             engine = create_async_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
         queue = cls(engine, retention=retention)
         async with queue._transaction() as conn:
-            await conn.run_sync(_METADATA.create_all)
+            await conn.run_sync(METADATA.create_all)
         return queue
 
     async def close(self) -> None:

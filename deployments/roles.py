@@ -41,7 +41,7 @@ from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
 if TYPE_CHECKING:
-    from deployments.supervisor import Report, Supervisor
+    from deployments.supervisor import Supervisor
 
 __all__ = ["start_host"]
 
@@ -116,7 +116,7 @@ def _start_server_host(supervisor: Supervisor) -> None:
             url = spec.health_url
             supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
 
-    _reconnect_local_git(home, ports, report)
+    _reconnect_local_git(home, ports)
 
     from deployments.serve import declared_deployments
     from deployments.status import registered_deployments
@@ -210,8 +210,8 @@ def _start_worker(supervisor: Supervisor, heartbeat: int | None = None) -> None:
     supervisor.wait_until("worker", lambda: name in online_workers(settings.api_url, settings.pool))
 
 
-def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> None:
-    """Point every local repository's push hook at this bridge; the bridge drains the spool."""
+def _reconnect_local_git(home: SlipwayHome, ports: Ports) -> None:
+    """Point every local repository's push hook at this bridge; the bridge drains the spool itself."""
     from blocks import GitServer
     from tasks.git import install_push_hook, platform_push_hook
 
@@ -220,9 +220,6 @@ def _reconnect_local_git(home: SlipwayHome, ports: Ports, report: Report) -> Non
     if server.provider == "local" and server.root is not None:
         for repository in sorted(server.root.glob("*.git")):
             install_push_hook(repository, hook)
-    spooled = len(list(home.spool.glob("*.json")))
-    if spooled:
-        report(f"spooled pushes: {spooled}; the bridge queues them now (see logs/bridge.log)")
 
 
 def _use_embedded_prefect(env: dict[str, str]) -> None:

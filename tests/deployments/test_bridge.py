@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from tasks.catalog import Catalog, CatalogEntry
 from tasks.git import PushHook, create_repository
 from tests.deployments.conftest import Up, free_port, slipway_env
 from tests.deployments.webhook_helpers import (
+    commit_and_push,
     new_commit,
     push_body,
     push_project,
@@ -171,29 +171,11 @@ def _hooked(up: Up, secret: str, name: str, bridge_port: int) -> Path:
     return create_repository(server, name, hook=hook)
 
 
-def _commit_and_push(repository: Path, work: Path, path: str) -> tuple[str, str]:
-    git = ["git", "-c", "user.name=Ada", "-c", "user.email=ada@example.com"]
-    if not work.exists():
-        subprocess.run(["git", "clone", "--quiet", str(repository), str(work)], check=True)
-    (work / path).parent.mkdir(parents=True, exist_ok=True)
-    (work / path).write_text(f"{uuid.uuid4()}\n")
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "--quiet", "-m", "change"], check=True)
-    sha = subprocess.run(
-        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    pushed = subprocess.run(
-        ["git", "-C", str(work), "push", "origin", "HEAD:main"], capture_output=True, text=True
-    )
-    assert pushed.returncode == 0, pushed.stderr
-    return sha, pushed.stderr
-
-
 def test_a_plain_git_push_to_a_slipway_repository_runs_its_commit(running, tmp_path):
     up, secret, _ = running
     repository = _hooked(up, secret, "hooked", up.ports["bridge"])
-    sha, said = _commit_and_push(repository, tmp_path / "work", "docs/index.md")
-    assert "delivered (202)" in said
+    sha, pushed = commit_and_push(repository, tmp_path / "work", "docs/index.md")
+    assert pushed.returncode == 0 and "delivered (202)" in pushed.stderr, pushed.stderr
     [run] = wait_for("the pushed commit's run", lambda: _runs_for(up, sha))
     assert run["parameters"]["service"] == "hooked"
     assert oct((repository / "slipway-hook.json").stat().st_mode & 0o777) == "0o600"
@@ -202,8 +184,8 @@ def test_a_plain_git_push_to_a_slipway_repository_runs_its_commit(running, tmp_p
 def test_a_push_while_the_bridge_is_down_runs_once_the_bridge_drains_the_spool(running, tmp_path):
     up, secret, _ = running
     repository = _hooked(up, secret, "offline", free_port())  # nothing listens there
-    sha, said = _commit_and_push(repository, tmp_path / "work", "app/main.py")
-    assert "saved" in said and "for redelivery" in said
+    sha, pushed = commit_and_push(repository, tmp_path / "work", "app/main.py")
+    assert pushed.returncode == 0 and "for redelivery" in pushed.stderr, pushed.stderr
     # The running bridge drains the spool by itself: no restart, no command.
     wait_for("the spooled push's run", lambda: _runs_for(up, sha), timeout=60)
     assert list((up.home / "spool").glob("*.json")) == []

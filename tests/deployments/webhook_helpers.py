@@ -197,3 +197,43 @@ def bridge_health(up: Up) -> dict[str, Any]:
     response = httpx.get(f"http://127.0.0.1:{up.ports['bridge']}/healthz", timeout=10)
     response.raise_for_status()
     return dict(response.json())
+
+
+def commit_and_push(
+    repository: Path, work: Path, path: str
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Clone (once), change ``path``, commit and push to ``main``: the push runs the repository's hook."""
+    git = ["git", "-c", "user.name=Ada", "-c", "user.email=ada@example.com"]
+    if not work.exists():
+        subprocess.run(["git", "clone", "--quiet", str(repository), str(work)], check=True)
+    (work / path).parent.mkdir(parents=True, exist_ok=True)
+    (work / path).write_text(f"{uuid.uuid4()}\n")
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "--quiet", "-m", "change"], check=True)
+    sha = subprocess.run(
+        ["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    pushed = subprocess.run(
+        ["git", "-C", str(work), "push", "origin", "HEAD:main"], capture_output=True, text=True
+    )
+    return sha, pushed
+
+
+def events_for(up: Up, service: str, after: str, *, settle: float = 30) -> list[dict[str, Any]]:
+    """The push events of ``service`` at commit ``after``, waiting up to ``settle`` s for them."""
+    body = {
+        "filter": {
+            "event": {"name": ["slipway.git.push"]},
+            "resource": {"id": [f"slipway.service.{service}"]},
+            "occurred": {"since": "2020-01-01T00:00:00Z"},
+        },
+        "limit": 50,
+    }
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        events = httpx.post(f"{up.api}/events/filter", json=body, timeout=10).json()["events"]
+        matching = [e for e in events if e["payload"].get("after") == after]
+        if matching:
+            return matching
+        time.sleep(0.3)
+    return []
