@@ -150,7 +150,9 @@ class Finding:
 
 def observe(client: docker.DockerClient) -> list[ServiceContainer]:
     """Every container of the contract on the engine, stopped ones included."""
-    found = client.containers.list(all=True, filters={"label": [LABEL_SERVICE]}, ignore_removed=True)
+    found = client.containers.list(
+        all=True, filters={"label": [LABEL_SERVICE]}, ignore_removed=True
+    )
     return [ServiceContainer.of(c) for c in found]
 
 
