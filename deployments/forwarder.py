@@ -147,7 +147,8 @@ class Forwarder:
                 self._metrics.forwarded.inc()
             else:
                 logger.info("posted the event of %s %s at %s again", f.service, f.ref, f.after[:12])
-            await self._queue.posted(f.seq, at=now, expected=_expect(f, expected[f.seq], now))
+            runs = _expect(f, expected[f.seq], now, restart_clock=resend)
+            await self._queue.posted(f.seq, at=now, expected=runs)
 
     def _due(self, flight: InFlight, now: float) -> bool:
         if flight.posted_at is None:
@@ -198,16 +199,21 @@ class Forwarder:
             logger.warning("%s", message)
 
 
-def _expect(flight: InFlight, runs: list[ExpectedRun], now: float) -> dict[str, Any]:
+def _expect(
+    flight: InFlight, runs: list[ExpectedRun], now: float, *, restart_clock: bool
+) -> dict[str, Any]:
     """What to look for: the runs of the latest post, by key, with the keys of every post before.
 
     A key from an earlier post still counts when its run appears: the
-    automations may have been re-created in between, with other ids.
+    automations may have been re-created in between, with other ids. The
+    give-up clock starts at the first post, and again at the first post after
+    an outage: time Prefect was down is not time it had to create the runs.
     """
     keys = dict(flight.expected.get("keys", {}))
     keys.update({r.key: r.deployment for r in runs})
+    first = now if restart_clock else flight.expected.get("first_posted", now)
     return {
         "deployments": sorted({r.deployment for r in runs}),
         "keys": keys,
-        "first_posted": flight.expected.get("first_posted", now),
+        "first_posted": first,
     }
