@@ -8,7 +8,8 @@ these.
     ├── ConfigurationError (ValueError)   a setting or block value is wrong
     ├── InvalidRequest (ValueError)       a user's input is refused before any change
     ├── MissingDependency                 a binary, package or engine is not there
-    │   └── DockerUnavailable             the Docker engine cannot be reached
+    │   ├── DockerUnavailable             the Docker engine cannot be reached
+    │   └── SandboxUnavailable            bubblewrap is missing or cannot confine here
     ├── CommandError                      an external command failed
     │   ├── CommandNotFound               ... because its binary is not installed
     │   └── CommandTimeout                ... because it ran out of time
@@ -51,6 +52,7 @@ __all__ = [
     "MissingDependency",
     "ObjectNotFound",
     "PortInUse",
+    "SandboxUnavailable",
     "SlipwayError",
     "ScanError",
     "StateLocked",
@@ -88,6 +90,13 @@ class MissingDependency(SlipwayError):
 
 class DockerUnavailable(MissingDependency):
     """The Docker engine of the deploy target cannot be reached."""
+
+
+class SandboxUnavailable(MissingDependency):
+    """Untrusted work cannot be confined: bubblewrap is missing or cannot create namespaces.
+
+    Nothing that runs a service's code or reads its repository starts unconfined instead.
+    """
 
 
 class TerraformError(SlipwayError):
