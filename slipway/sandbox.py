@@ -124,7 +124,7 @@ class Sandbox:
                 not start it; `CommandNotFound` and `CommandTimeout` as `run`.
         """
         args = tuple(str(a) for a in argv)
-        command = self.command(args, cwd=cwd, env=env)
+        command = self.command((_program(args[0], hint), *args[1:]), cwd=cwd, env=env)
         try:
             done = run(command, env={}, timeout=timeout, input_text=input_text, check=False)
         except CommandTimeout as e:
@@ -215,13 +215,13 @@ class Sandbox:
         return {**base, **self.env}
 
 
-def _program(name: str) -> str:
+def _program(name: str, hint: str | None = None) -> str:
     """``name`` as an absolute path: the sandbox has no PATH of the host to search."""
-    if Path(name).is_absolute():
-        return name
-    found = shutil.which(name)
-    if found is None:
-        raise CommandNotFound((name,), returncode=None, message=f"`{name}` is not installed")
+    found = name if Path(name).is_absolute() else shutil.which(name)
+    if found is None or not Path(found).exists():
+        raise CommandNotFound(
+            (name,), returncode=None, message=f"`{name}` is not installed", hint=hint
+        )
     return found
 
 
