@@ -53,6 +53,7 @@ from blocks import (
 )
 from flows.security_scan import security_scan
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
+from slipway.home import SlipwayHome
 from slipway.names import check_dns_label, check_git_ref, check_sha
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
@@ -172,6 +173,8 @@ def build_test_deploy(
             sha=work.sha,
             repository=image_repository(registry, service),
             base_image=stage.settings.base_image,
+            target=stage.target,
+            wheelhouses=SlipwayHome.from_env().wheelhouses,
         )
         try:
             report = _image_tests(stage, built)
@@ -360,7 +363,7 @@ def _image_tests(stage: _Stage, built: BuiltImage) -> TestReport:
             str(earlier.reused_from)[:12],
         )
         return earlier
-    report = run_image_tests(stage.client, built.tag)
+    report = run_image_tests(stage.client, built.tag, target=stage.target)
     if digest:
         save_passed_tests(stage.store, built.service, digest, report, sha=built.sha)
     return report

@@ -135,6 +135,11 @@ class SlipwayHome:
         """The webhook bridge's queue of accepted deliveries (SQLite), when Prefect runs on SQLite."""
         return self.root / "intake"
 
+    @property
+    def wheelhouses(self) -> Path:
+        """Build-time dependencies fetched for image builds, by requirements digest."""
+        return self.root / "wheelhouses"
+
     def ensure(self) -> None:
         """Create the layout; safe to call on an existing home."""
         for path in (
@@ -147,5 +152,6 @@ class SlipwayHome:
             self.logs,
             self.spool,
             self.intake,
+            self.wheelhouses,
         ):
             path.mkdir(parents=True, exist_ok=True)

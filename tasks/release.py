@@ -5,6 +5,7 @@ service container is named ``<service>-<environment>-<sha12>`` and labelled
 ``dev.slipway.service``, ``dev.slipway.environment``, ``dev.slipway.sha``
 (full sha), ``dev.slipway.image`` (``<registry>/<service>@sha256:...``),
 ``dev.slipway.port`` and ``dev.slipway.live`` (``"true"`` on the one serving).
+Each runs confined, as `tasks.containers.confinement` starts every service container.
 
 **Blue-green on one host.** Containers use the host's network, and two
 processes cannot bind one port, so the new version is proven on a spare port
@@ -38,8 +39,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from slipway.errors import BuildError, ConfigurationError, DeployError
+from slipway.errors import BuildError, ConfigurationError, DeployError, InvalidRequest
 from slipway.names import check_dns_label, check_sha
+from tasks.containers import confinement, is_confined
 from tasks.images import content_digest, ensure_image
 
 if TYPE_CHECKING:
@@ -252,6 +254,7 @@ def _same_run(
     # What the container has beyond ours must come from the image itself.
     return (
         same_content
+        and is_confined(container.attrs)  # one started before confinement is replaced
         and all(have.get(k) == v for k, v in wanted.items())
         and all(v == image_env.get(k) for k, v in have.items() if k not in wanted)
     )
@@ -424,14 +427,18 @@ def _create(
         LABEL_LIVE: str(live).lower(),
     }
     try:
+        confined = confinement(client, release.image, target)
+    except InvalidRequest as e:
+        raise DeployError(f"{e.message}: it was not released", hint=e.hint) from e
+    try:
         return client.containers.create(
             release.image,
             name=name,
             detach=True,
-            network_mode="host",
             environment=environment,
             labels=labels,
             restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+            **confined.options(),
         )
     except DockerException as e:
         raise DeployError(f"the engine refused to create {name}: {e}") from e

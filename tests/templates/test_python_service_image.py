@@ -30,10 +30,19 @@ def docker() -> None:
 
 
 @pytest.fixture
-def image(docker: None, render: Callable[..., RenderedService]) -> Iterator[str]:
-    """The rendered service built FROM the local base image; removed afterwards."""
+def image(docker: None, render: Callable[..., RenderedService], tmp_path: Path) -> Iterator[str]:
+    """The rendered service built FROM the local base image, as the platform does: its
+    wheelhouse in the context and no network; removed afterwards."""
+    from blocks import DeployTarget
+    from tasks.containers import docker_client
+    from tasks.wheelhouse import prepare_wheelhouse
+
     answers = ServiceAnswers(service_name="image-svc", owner="team", description=HOSTILE)
     path: Path = render(answers).path
+    client = docker_client(DeployTarget())
+    prepare_wheelhouse(
+        client, path, base_image=BASE_IMAGE, target=DeployTarget(), cache=tmp_path / "wheels"
+    )
     tag = f"slipway-test/image-svc:{uuid.uuid4().hex[:12]}"
     run(
         [
