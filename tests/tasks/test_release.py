@@ -139,7 +139,10 @@ def _version(port: int) -> str:
     return str(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["version"])
 
 
-def test_a_first_release_follows_the_container_contract(images: Images) -> None:
+def test_a_first_release_follows_the_container_contract(
+    images: Images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_platform_secret")
     port = free_port()
     deployed = images.deploy(images.v1, "first", port)
     assert deployed.url == f"http://127.0.0.1:{port}/"  # type: ignore[attr-defined]
@@ -166,6 +169,8 @@ def test_a_first_release_follows_the_container_contract(images: Images) -> None:
     assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (512 * 2**20, 10**9, 256)
     assert list(host["Tmpfs"]) == ["/tmp"] and container.attrs["Mounts"] == []  # type: ignore[attr-defined]
     assert is_confined(container.attrs)  # type: ignore[attr-defined]
+    env = {e.partition("=")[0] for e in container.attrs["Config"]["Env"]}  # type: ignore[attr-defined]
+    assert {"HOST", "PORT", "GIT_SHA"} <= env and not any(k.startswith("PREFECT") for k in env)
     live = live_container(images.client, images.service, "first")  # type: ignore[arg-type]
     assert live is not None and live.image == images.v1.image and live.port == port
 
