@@ -90,16 +90,16 @@ def main() -> int:
     before_docs = docs_figures(run_bench(baseline, "docs.py", *pages))
 
     print(f"\nisolation overhead: this checkout / baseline ({baseline.name}), same session")
-    print(f"  {'push-to-healthy (median s)':<40} {'before':>8} {'after':>8} {'ratio':>7}")
+    print(f"  {'push-to-healthy (median s)':<52} {'before':>8} {'after':>8} {'ratio':>7}")
     for row in DELIVERY_ROWS:
         (before, before_end), (after, after_end) = before_delivery[row], after_delivery[row]
-        print(f"  {row + ', to healthy':<40} {before:8.2f} {after:8.2f} {after / before:6.2f}x")
+        print(f"  {row + ', to healthy':<52} {before:8.2f} {after:8.2f} {after / before:6.2f}x")
         label = row + ", returned"
-        print(f"  {label:<40} {before_end:8.2f} {after_end:8.2f} {after_end / before_end:6.2f}x")
-    print(f"  {'docs publish, ' + str(args.pages) + ' pages (s)':<40}")
+        print(f"  {label:<52} {before_end:8.2f} {after_end:8.2f} {after_end / before_end:6.2f}x")
+    print(f"  docs publish, {args.pages} pages (s)")
     for row in DOCS_ROWS:
         before, after = before_docs[row], after_docs[row]
-        print(f"  {row:<40} {before:8.2f} {after:8.2f} {after / before:6.2f}x")
+        print(f"  {row:<52} {before:8.2f} {after:8.2f} {after / before:6.2f}x")
     return 0
 
 
