@@ -124,6 +124,7 @@ class Sandbox:
                 not start it; `CommandNotFound` and `CommandTimeout` as `run`.
         """
         args = tuple(str(a) for a in argv)
+        check_sandbox()  # first: without it nothing runs, whatever the command
         command = self.command((_program(args[0], hint), *args[1:]), cwd=cwd, env=env)
         try:
             done = run(command, env={}, timeout=timeout, input_text=input_text, check=False)
