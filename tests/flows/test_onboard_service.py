@@ -81,7 +81,10 @@ def test_onboarding_creates_repository_entry_and_a_service_whose_tests_pass(
     assert entry.owner == "group:payments" and entry.port == result.port
     assert entry.description == TRICKY
     assert entry.repository == str(platform.home.git_root / "payments-api.git")
-    assert catalog_log(platform) == ["Onboard payments-api (owner group:payments)"]
+    assert catalog_log(platform) == [
+        "Onboard payments-api (owner group:payments)",
+        "Create group payments, the owner of payments-api, which had no entry",
+    ]
 
     # The push hook is installed and the first push reached it (spooled: no bridge here).
     assert (platform.home.git_root / "payments-api.git/hooks/post-receive").is_file()
@@ -99,7 +102,8 @@ def test_onboarding_twice_is_one_repository_one_entry_and_no_error(platform: Pla
     assert docs in [h.deployment for h in second.handoffs]  # no push this time
     assert second.catalog_commit is None  # nothing changed
     assert [e.name for e in Catalog(GitServer.load_default()).entries()] == ["orders"]
-    assert catalog_log(platform) == ["Onboard orders (owner group:shop)"]
+    assert catalog_log(platform)[0] == "Onboard orders (owner group:shop)"
+    assert len(catalog_log(platform)) == 2  # the entry, and the new group:shop
 
     # A re-run with a new description updates the entry, keeps the code.
     updated = onboard(request.model_copy(update={"description": "Takes orders."}))
