@@ -11,10 +11,11 @@ import yaml
 
 from blocks import GitServer
 from slipway.errors import InvalidRequest
-from tasks.catalog import Catalog, CatalogEntry
+from tasks.catalog import Catalog
 from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity, resource_name
 from tasks.catalog_model import CatalogModel, validate
 from tasks.entity_refs import EntityRef
+from tests.tasks.test_catalog import entry
 
 BACKSTAGE_NAME = re.compile(r"^[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$")
 
@@ -22,17 +23,6 @@ BACKSTAGE_NAME = re.compile(r"^[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$")
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
     return Catalog(GitServer(provider="local", root=tmp_path / "git"))
-
-
-def entry(name: str = "payments-api", **fields: object) -> CatalogEntry:
-    values: dict[str, object] = {
-        "name": name,
-        "owner": "group:payments",
-        "port": 8101,
-        "repository": f"/srv/git/{name}.git",
-        **fields,
-    }
-    return CatalogEntry.model_validate(values)
 
 
 def tree_documents(catalog: Catalog) -> dict[str, list[dict[str, object]]]:
