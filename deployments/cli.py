@@ -6,7 +6,8 @@
     slipway status                                    each component, its URL and health
     slipway down                                      stop everything `up` started
     slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
-    slipway catalog list                              the services in the catalog
+    slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
+    slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -57,10 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     onboard.add_argument("--port", type=int, help="port (default: next free in the range)")
     onboard.add_argument("--dry-run", action="store_true", help="render and check, create nothing")
-    catalog = commands.add_parser("catalog", help="the service catalog")
-    catalog.add_subparsers(dest="catalog_command", required=True).add_parser(
-        "list", help="print every service in the catalog"
-    )
+    from deployments.catalog_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -128,11 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "onboard":
             return _onboard(home, args)
-        if args.command == "catalog":
-            from deployments.commands import catalog_list
+        if args.command in ("catalog", "dora"):
+            from deployments.catalog_cli import run_catalog, run_dora
 
-            print(catalog_list(home))
-            return 0
+            return (run_catalog if args.command == "catalog" else run_dora)(home, args)
         return _status(home)
     except SlipwayError as e:
         print(f"slipway: {e}", file=sys.stderr)

@@ -363,11 +363,11 @@ def serve_spec(project_dir: Path) -> ProcessSpec:
 
 
 def docs_spec(ports: Ports) -> ProcessSpec:
-    """The docs portal over the artifact store."""
+    """The service portal (services, teams, DORA, scorecards) and every service's docs."""
     url = f"http://{HOST}:{ports.docs}"
     return ProcessSpec(
         name="docs",
-        argv=(sys.executable, "-m", "deployments.docs_site", "--port", str(ports.docs)),
+        argv=(sys.executable, "-m", "deployments.portal", "--port", str(ports.docs)),
         url=url,
         health_url=f"{url}/healthz",
         port=ports.docs,

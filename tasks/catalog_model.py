@@ -179,6 +179,10 @@ class CatalogModel:
         data = self.catalog.files(kind.directory).get(f"{kind.directory}/{name}.yaml")
         return None if data is None else kind.parse(data, source=f"{kind.directory}/{name}.yaml")
 
+    def exists(self, entity: GroupEntity | SystemEntity | ApiEntity) -> bool:
+        """Whether an entity of that kind and name is in the catalog already."""
+        return entity.path in self.catalog.files(entity.directory)
+
     def save(
         self,
         entity: GroupEntity | SystemEntity | ApiEntity,

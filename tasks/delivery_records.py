@@ -21,7 +21,7 @@ from uuid import UUID
 from prefect.client.schemas.sorting import ArtifactSort
 from pydantic import BaseModel, ValidationError
 
-from tasks.release_history import DeploymentRecord
+from tasks.release_history import DeploymentRecord, history_key
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -32,6 +32,7 @@ __all__ = [
     "all_records",
     "approval_of",
     "latest_artifacts",
+    "latest_everywhere",
     "latest_records",
     "recent_records",
 ]
@@ -61,8 +62,12 @@ def _key_pattern(service: str) -> str:
     return f"deployments-{service}--%"
 
 
-def _records(rows: list[dict[str, Any]], service: str) -> list[DeploymentRecord]:
-    """The records of ``service`` in artifact rows; an unreadable row is skipped and logged."""
+def _records(rows: list[dict[str, Any]], service: str | None) -> list[DeploymentRecord]:
+    """The records in artifact rows, of ``service`` if given; unreadable rows are skipped.
+
+    A record counts only under its own key, so a table filed under another
+    service's or environment's key is never taken for that one's history.
+    """
     found: list[DeploymentRecord] = []
     for row in rows:
         data = row.get("data")
@@ -72,7 +77,12 @@ def _records(rows: list[dict[str, Any]], service: str) -> list[DeploymentRecord]
         except (ValueError, TypeError, ValidationError):
             logger.warning("Skipping the unreadable deployment record %s", row.get("id"))
             continue
-        found += [r for r in records if r.service == service]
+        found += [
+            r
+            for r in records
+            if history_key(r.service, r.environment) == row.get("key")
+            and (service is None or r.service == service)
+        ]
     return found
 
 
@@ -120,6 +130,19 @@ def latest_records(client: SyncPrefectClient, service: str) -> dict[str, Deploym
     body = {"artifacts": {"key": {"like_": _key_pattern(service)}}, "limit": PAGE, "offset": 0}
     records = _records(_filter(client, body, "/artifacts/latest/filter"), service)
     return {r.environment: r for r in sorted(records, key=lambda r: r.at)}
+
+
+def latest_everywhere(client: SyncPrefectClient) -> dict[tuple[str, str], DeploymentRecord]:
+    """The newest record of every environment of every service, by (service, environment)."""
+    found: dict[tuple[str, str], DeploymentRecord] = {}
+    for offset in range(0, MAX_RECORDS, PAGE):
+        body = {"artifacts": {"key": {"like_": "deployments-%"}}, "limit": PAGE, "offset": offset}
+        rows = _filter(client, body, "/artifacts/latest/filter")
+        for record in _records(rows, None):
+            found[(record.service, record.environment)] = record
+        if len(rows) < PAGE:
+            break
+    return found
 
 
 def latest_artifacts(client: SyncPrefectClient, keys: list[str]) -> dict[str, LatestArtifact]:
