@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployments.commands import format_rows, run_and_wait, use_running_platform, validated
 from slipway.errors import InvalidRequest
 from slipway.home import SlipwayHome
+
+if TYPE_CHECKING:
+    from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
 
 __all__ = ["add_commands", "run_catalog", "run_dora"]
 
@@ -92,7 +95,6 @@ def run_catalog(home: SlipwayHome, args: argparse.Namespace) -> int:
 def _change(args: argparse.Namespace) -> tuple[str, dict[str, Any], str]:
     """The deployment, checked parameters and description of a catalog change."""
     from flows.catalog import EnvironmentRequest, Relations
-    from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
 
     command = args.catalog_command
     if command == "add-environment":
@@ -119,9 +121,17 @@ def _change(args: argparse.Namespace) -> tuple[str, dict[str, Any], str]:
         )
         dump = relations.model_dump(mode="json")
         return "set-relations/set-relations", {"relations": dump}, f"relating {args.service}"
-    entity: GroupEntity | SystemEntity | ApiEntity
-    if command == "group":
-        entity = validated(
+    entity = _entity(args)
+    kind = command
+    return f"set-{kind}/set-{kind}", {kind: entity.model_dump(mode="json")}, f"setting {entity.ref}"
+
+
+def _entity(args: argparse.Namespace) -> GroupEntity | SystemEntity | ApiEntity:
+    """The Group, System or API that ``slipway catalog group|system|api`` describes, checked."""
+    from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
+
+    if args.catalog_command == "group":
+        return validated(
             GroupEntity,
             {
                 "name": args.name,
@@ -132,25 +142,22 @@ def _change(args: argparse.Namespace) -> tuple[str, dict[str, Any], str]:
                 "parent": args.parent,
             },
         )
-    elif command == "system":
-        entity = validated(
+    if args.catalog_command == "system":
+        return validated(
             SystemEntity,
             {"name": args.name, "owner": args.owner, "description": args.description},
         )
-    else:
-        entity = validated(
-            ApiEntity,
-            {
-                "name": args.name,
-                "owner": args.owner,
-                "type": args.type,
-                "system": args.system,
-                "description": args.description,
-                "definition": _read(args.definition),
-            },
-        )
-    kind = command
-    return f"set-{kind}/set-{kind}", {kind: entity.model_dump(mode="json")}, f"setting {entity.ref}"
+    return validated(
+        ApiEntity,
+        {
+            "name": args.name,
+            "owner": args.owner,
+            "type": args.type,
+            "system": args.system,
+            "description": args.description,
+            "definition": _read(args.definition),
+        },
+    )
 
 
 def _read(path: Path) -> str:

@@ -69,39 +69,42 @@ def _templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def build_app(sources: PortalSources, *, health: HealthBoard | None = None) -> Starlette:
-    """The portal over ``sources``; probes every environment's health while it runs."""
-    board = health or HealthBoard()
-    templates = _templates()
+class _Pages:
+    """The portal's handlers, over one set of sources, health board and templates."""
 
-    def page(request: Request, name: str, code: int = 200, **context: Any) -> Response:
+    def __init__(self, sources: PortalSources, board: HealthBoard) -> None:
+        self.sources = sources
+        self.board = board
+        self.templates = _templates()
+
+    def page(self, request: Request, name: str, code: int = 200, **context: Any) -> Response:
         context.setdefault("problems", [])
-        base = {"ui_url": sources.ui_url, "monitoring": sources.monitoring.status}
-        return templates.TemplateResponse(request, name, {**base, **context}, status_code=code)
+        base = {"ui_url": self.sources.ui_url, "monitoring": self.sources.monitoring.status}
+        return self.templates.TemplateResponse(request, name, {**base, **context}, status_code=code)
 
-    async def home(request: Request) -> Response:
+    async def home(self, request: Request) -> Response:
         query = request.query_params
         filters = Filters(query.get("owner", ""), query.get("system", ""), query.get("level", ""))
-        rows, choices = await run_in_threadpool(service_rows, sources, board, filters)
-        return page(request, "home.html", rows=rows, choices=choices, filters=filters)
+        rows, choices = await run_in_threadpool(service_rows, self.sources, self.board, filters)
+        return self.page(request, "home.html", rows=rows, choices=choices, filters=filters)
 
-    async def service(request: Request) -> Response:
+    async def service(self, request: Request) -> Response:
         name = _service_name(request)
         try:
-            view = await run_in_threadpool(service_view, sources, name, board)
+            view = await run_in_threadpool(service_view, self.sources, name, self.board)
         except ServiceNotFound as e:
             raise HTTPException(404, str(e)) from e
-        return page(request, "service.html", view=view)
+        return self.page(request, "service.html", view=view)
 
-    async def history(request: Request) -> Response:
+    async def history(self, request: Request) -> Response:
         name = _service_name(request)
         raw = request.query_params.get("page", "0")
         number = int(raw) if raw.isdigit() and int(raw) < 10_000 else 0
-        rows = await run_in_threadpool(history_rows, sources, name, page=number)
+        rows = await run_in_threadpool(history_rows, self.sources, name, page=number)
         more = len(rows) == HISTORY_PAGE
-        return page(request, "history.html", service=name, rows=rows, page=number, more=more)
+        return self.page(request, "history.html", service=name, rows=rows, page=number, more=more)
 
-    async def sarif(request: Request) -> Response:
+    async def sarif(self, request: Request) -> Response:
         name = _service_name(request)
         try:
             sha = GitSha.parse(request.path_params["sha"])
@@ -109,7 +112,7 @@ def build_app(sources: PortalSources, *, health: HealthBoard | None = None) -> S
             raise HTTPException(400, str(e)) from e
         key = f"{scan_prefix(name, sha)}/scan.sarif"
         try:
-            body = await run_in_threadpool(sources.store.get, key)
+            body = await run_in_threadpool(self.sources.store.get, key)
         except ObjectNotFound as e:
             raise HTTPException(404, f"no scan of {name} at {sha}") from e
         disposition = f'attachment; filename="{name}-{sha[:12]}.sarif"'
@@ -117,61 +120,65 @@ def build_app(sources: PortalSources, *, health: HealthBoard | None = None) -> S
             body, media_type="application/sarif+json", headers={"Content-Disposition": disposition}
         )
 
-    async def team_list(request: Request) -> Response:
-        return page(request, "teams.html", teams=await run_in_threadpool(teams, sources))
+    async def team_list(self, request: Request) -> Response:
+        return self.page(request, "teams.html", teams=await run_in_threadpool(teams, self.sources))
 
-    async def team(request: Request) -> Response:
+    async def team(self, request: Request) -> Response:
         name = request.path_params["name"]
-        view = await run_in_threadpool(team_view, sources, name, board)
+        view = await run_in_threadpool(team_view, self.sources, name, self.board)
         if view is None:
             raise HTTPException(404, f"no team {name!r}: not a group, and it owns no service")
-        return page(request, "team.html", view=view)
+        return self.page(request, "team.html", view=view)
 
-    async def docs_index(request: Request) -> Response:
-        rows, problems = await run_in_threadpool(docs_rows, sources)
-        return page(request, "docs.html", rows=rows, problems=problems, stale=sources.stale_after)
+    async def docs_index(self, request: Request) -> Response:
+        rows, problems = await run_in_threadpool(docs_rows, self.sources)
+        stale = self.sources.stale_after
+        return self.page(request, "docs.html", rows=rows, problems=problems, stale=stale)
 
-    async def docs_file(request: Request) -> Response:
-        return await run_in_threadpool(_docs_file, sources, request.url.path)
+    async def docs_file(self, request: Request) -> Response:
+        return await run_in_threadpool(_docs_file, self.sources, request.url.path)
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    async def failed(request: Request, exc: Exception) -> Response:
+    async def failed(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if _is_docs(request):  # inside a docs site: no portal page there
             return PlainTextResponse(f"{exc.detail}\n", status_code=exc.status_code)
-        return page(
-            request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail
-        )
+        code = exc.status_code
+        return self.page(request, "error.html", code, status=code, detail=exc.detail)
 
-    async def unavailable(request: Request, exc: Exception) -> Response:
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
         logger.error("the portal could not read what %s needs: %s", request.url.path, exc)
-        return page(request, "error.html", 502, status=502, detail=str(exc))
+        return self.page(request, "error.html", 502, status=502, detail=str(exc))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(_probe_forever(sources, board))
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_probe_forever(self.sources, self.board))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+
+def build_app(sources: PortalSources, *, health: HealthBoard | None = None) -> Starlette:
+    """The portal over ``sources``; probes every environment's health while it runs."""
+    pages = _Pages(sources, health or HealthBoard())
     app = Starlette(
         routes=[
-            Route("/", home),
-            Route("/services/{name}", service),
-            Route("/services/{name}/history", history),
-            Route("/services/{name}/scans/{sha}/scan.sarif", sarif),
-            Route("/teams", team_list),
-            Route("/teams/{name}", team),
-            Route("/docs", docs_index),
-            Route("/default/component/{path:path}", docs_file),
-            Route("/healthz", healthz),
+            Route("/", pages.home),
+            Route("/services/{name}", pages.service),
+            Route("/services/{name}/history", pages.history),
+            Route("/services/{name}/scans/{sha}/scan.sarif", pages.sarif),
+            Route("/teams", pages.team_list),
+            Route("/teams/{name}", pages.team),
+            Route("/docs", pages.docs_index),
+            Route("/default/component/{path:path}", pages.docs_file),
+            Route("/healthz", pages.healthz),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        exception_handlers={HTTPException: failed, SlipwayError: unavailable},
-        lifespan=lifespan,
+        exception_handlers={HTTPException: pages.failed, SlipwayError: pages.unavailable},
+        lifespan=pages.lifespan,
     )
     app.add_middleware(SecurityHeaders)
     return app

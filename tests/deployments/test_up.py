@@ -76,7 +76,7 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     for name in ("prefect", "deployments", "docs", "registry", "git", "docker", "artifacts"):
         assert f"  {name} " in status.stdout, status.stdout
     docs = httpx.get(f"http://127.0.0.1:{up.ports['docs']}/", timeout=5)
-    assert docs.status_code == 200 and "Slipway docs" in docs.text
+    assert docs.status_code == 200 and "Slipway portal" in docs.text
 
     assert processes_of_home(up.home), "children should carry SLIPWAY_HOME"
     up.down()
