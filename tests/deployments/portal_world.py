@@ -49,7 +49,7 @@ DOCS_SCRIPT = """
   catch (e) { seen.push("cookie-blocked"); }
   try { localStorage.setItem("stolen", "1"); seen.push("storage-open"); }
   catch (e) { seen.push("storage-blocked"); }
-  fetch("/services/payments-api").then(function (r) { return r.text(); })
+  fetch("/services/wallet-api").then(function (r) { return r.text(); })
     .then(function (t) { seen.push("read-portal:" + t.length); })
     .catch(function () { seen.push("portal-unreadable"); })
     .then(function () { document.getElementById("verdict").textContent = seen.join(" "); });
@@ -197,42 +197,42 @@ def build_world(server: GitServer, store: ObjectStore, work: Path, healthy_port:
     preview_expiry = (datetime.now(UTC) + timedelta(hours=30)).isoformat(timespec="seconds")
     entries = [
         CatalogEntry(
-            name="payments-api",
+            name="wallet-api",
             owner="group:payments",
             description=f"Moves money. {HOSTILE}",
             lifecycle="production",
-            repository=str(server.root / "payments-api.git"),
-            port=8101,
+            repository=str(server.root / "wallet-api.git"),
+            port=free_port(),
             environments=("dev", "prod"),
             system="shop",
             outputs={
-                "dev": {"port": str(healthy_port), "container_name": "payments-api-dev"},
-                "prod": {"port": str(dead_port), "container_name": "payments-api-prod"},
+                "dev": {"port": str(healthy_port), "container_name": "wallet-api-dev"},
+                "prod": {"port": str(dead_port), "container_name": "wallet-api-prod"},
                 "preview-fix-login": {"port": str(free_port()), "expires_at": preview_expiry},
             },
         ),
         CatalogEntry(
-            name="billing",
+            name="invoicing",
             owner="group:payments",
             description="Sends invoices.",
-            repository=str(server.root / "billing.git"),
-            port=8102,
+            repository=str(server.root / "invoicing.git"),
+            port=free_port(),
         ),
         CatalogEntry(
             name="ghost",
             owner="group:ghosts",
             description="Owned by a team the catalog lacks.",
             repository=str(server.root / "ghost.git"),
-            port=8103,
+            port=free_port(),
         ),
     ]
     for entry in entries:
         catalog.save(entry, message=f"onboard {entry.name}")
     now = datetime.now(UTC)
     committed = (now - timedelta(days=3)).isoformat()
-    record("payments-api", "dev", DEV_SHA, now - timedelta(days=2), committed_at=committed)
+    record("wallet-api", "dev", DEV_SHA, now - timedelta(days=2), committed_at=committed)
     record(
-        "payments-api",
+        "wallet-api",
         "prod",
         PROD_SHA,
         now - timedelta(days=2, hours=-1),
@@ -241,7 +241,7 @@ def build_world(server: GitServer, store: ObjectStore, work: Path, healthy_port:
         from_environment="dev",
     )
     record(
-        "payments-api",
+        "wallet-api",
         "prod",
         "d" * 40,
         now - timedelta(days=1),
@@ -250,21 +250,21 @@ def build_world(server: GitServer, store: ObjectStore, work: Path, healthy_port:
         detail=f"did not answer /healthz {HOSTILE}",
     )
     for i in range(101):  # a page of history and one more
-        record("billing", "dev", f"{i:040x}", now - timedelta(hours=200 - i))
-    store_scan(store, "payments-api", {Severity.CRITICAL: 1, Severity.HIGH: 2, Severity.MEDIUM: 3})
-    publish_docs_with_script(store, "payments-api", work / "docs-site")
+        record("invoicing", "dev", f"{i:040x}", now - timedelta(hours=200 - i))
+    store_scan(store, "wallet-api", {Severity.CRITICAL: 1, Severity.HIGH: 2, Severity.MEDIUM: 3})
+    publish_docs_with_script(store, "wallet-api", work / "docs-site")
     create_table_artifact(
         key="drift-report",
         table=[
             {
-                "service": "payments-api",
+                "service": "wallet-api",
                 "environment": "prod",
                 "status": "OutOfSync",
                 "reasons": f"container stopped {HOSTILE}",
                 "reconcile": "-",
             },
             {
-                "service": "payments-api",
+                "service": "wallet-api",
                 "environment": "dev",
                 "status": "InSync",
                 "reasons": "-",
@@ -272,4 +272,4 @@ def build_world(server: GitServer, store: ObjectStore, work: Path, healthy_port:
             },
         ],
     )
-    return World(services=("billing", "ghost", "payments-api"), healthy_port=healthy_port)
+    return World(services=("ghost", "invoicing", "wallet-api"), healthy_port=healthy_port)

@@ -99,7 +99,7 @@ def portal(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         server = GitServer.load_default()
         store = open_store(ArtifactStore.load_default())
         world = build_world(server, store, root, port)
-        evaluate_service("payments-api")  # the real flow: DORA and scorecard, kept in the store
+        evaluate_service("wallet-api")  # the real flow: DORA and scorecard, kept in the store
         sources = PortalSources(
             catalog=CatalogCache(server),
             store=store,
@@ -159,11 +159,11 @@ def test_home_lists_services_with_owner_lifecycle_level_and_health_and_filters(
     page.goto(f"{portal.url}/")
     rows = page.locator("table.services tbody tr[data-service]")
     assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.service)")) == [
-        "billing",
         "ghost",
-        "payments-api",
+        "invoicing",
+        "wallet-api",
     ]
-    payments = page.locator('tr[data-service="payments-api"]')
+    payments = page.locator('tr[data-service="wallet-api"]')
     assert payments.get_attribute("data-health") == "down"  # prod does not answer
     assert "dev: up" in payments.inner_text() and "prod: down" in payments.inner_text()
     assert "production" in payments.inner_text() and "system:shop" in payments.inner_text()
@@ -179,7 +179,7 @@ def test_home_lists_services_with_owner_lifecycle_level_and_health_and_filters(
     names = page.locator("tr[data-service]").evaluate_all("rs => rs.map(r => r.dataset.service)")
     assert names == ["ghost"]
     by_system = httpx.get(f"{portal.url}/", params={"system": "system:shop"}).text
-    assert 'data-service="payments-api"' in by_system and 'data-service="billing"' not in by_system
+    assert 'data-service="wallet-api"' in by_system and 'data-service="invoicing"' not in by_system
     by_level = httpx.get(f"{portal.url}/", params={"level": "gold"}).text
     assert "No service matches." in by_level
 
@@ -187,7 +187,7 @@ def test_home_lists_services_with_owner_lifecycle_level_and_health_and_filters(
 def test_service_page_shows_environments_history_findings_drift_dora_and_scorecard(
     portal: Portal, page: Any
 ) -> None:
-    page.goto(f"{portal.url}/services/payments-api")
+    page.goto(f"{portal.url}/services/wallet-api")
     assert "Moves money." in page.inner_text("p.description")
     envs = {
         r.get_attribute("data-environment"): r
@@ -214,7 +214,7 @@ def test_service_page_shows_environments_history_findings_drift_dora_and_scoreca
     assert (counts["critical"], counts["high"], counts["medium"]) == ("1", "2", "3")
     assert page.locator("details.severity-critical").get_attribute("open") is not None
     sarif = page.locator("a.sarif").get_attribute("href")
-    assert sarif == f"/services/payments-api/scans/{SCAN_SHA}/scan.sarif"
+    assert sarif == f"/services/wallet-api/scans/{SCAN_SHA}/scan.sarif"
     drift = page.locator("table.drift").inner_text()
     assert "OutOfSync" in drift and "container stopped" in drift
 
@@ -241,10 +241,10 @@ def test_service_page_shows_environments_history_findings_drift_dora_and_scoreca
 
 
 def test_history_pages_through_every_release(portal: Portal) -> None:
-    first = httpx.get(f"{portal.url}/services/billing").text
+    first = httpx.get(f"{portal.url}/services/invoicing").text
     assert first.count('data-outcome="succeeded"') == 100
-    assert "/services/billing/history?page=1" in first
-    older = httpx.get(f"{portal.url}/services/billing/history", params={"page": 1}).text
+    assert "/services/invoicing/history?page=1" in first
+    older = httpx.get(f"{portal.url}/services/invoicing/history", params={"page": 1}).text
     assert older.count('data-outcome="succeeded"') == 1 and "?page=0" in older
 
 
@@ -255,7 +255,7 @@ def test_team_page_shows_members_approvers_services_and_team_dora(
     assert page.inner_text("#members") == "alice, bob"
     assert page.inner_text("#approvers") == "alice"
     names = page.locator("tr[data-service]").evaluate_all("rs => rs.map(r => r.dataset.service)")
-    assert names == ["billing", "payments-api"]
+    assert names == ["invoicing", "wallet-api"]
     assert page.locator('table.dora[data-subject="group:payments"] tr[data-days]').count() == 3
     screenshot(page, "team")
     assert_no_script_ran(page)
@@ -272,8 +272,8 @@ def test_a_docs_page_runs_its_script_only_in_a_sandbox_that_cannot_reach_the_por
     portal: Portal, page: Any
 ) -> None:
     page.goto(f"{portal.url}/docs")
-    link = page.locator('tr[data-service="payments-api"] a.docs-link').get_attribute("href")
-    assert link == "/default/component/payments-api/"
+    link = page.locator('tr[data-service="wallet-api"] a.docs-link').get_attribute("href")
+    assert link == "/default/component/wallet-api/"
     page.goto(f"{portal.url}{link}")
     page.wait_for_function("document.getElementById('verdict').textContent !== 'waiting'")
     verdict = page.inner_text("#verdict").split()
@@ -285,7 +285,7 @@ def test_a_docs_page_runs_its_script_only_in_a_sandbox_that_cannot_reach_the_por
     screenshot(page, "docs")
 
     # The portal itself, opened afterwards, is untouched.
-    page.goto(f"{portal.url}/services/payments-api")
+    page.goto(f"{portal.url}/services/wallet-api")
     assert page.evaluate("document.cookie") == ""
     assert page.evaluate("window.localStorage.length") == 0
 
@@ -294,12 +294,12 @@ def test_every_response_carries_a_strict_csp_and_nosniff(portal: Portal) -> None
     pages = [
         "/",
         "/?owner=%3Cscript%3E",
-        "/services/payments-api",
-        "/services/payments-api/history?page=1",
-        f"/services/payments-api/scans/{SCAN_SHA}/scan.sarif",
+        "/services/wallet-api",
+        "/services/wallet-api/history?page=1",
+        f"/services/wallet-api/scans/{SCAN_SHA}/scan.sarif",
         "/services/nothing",
         "/services/Not_A_Name",
-        "/services/payments-api/scans/zz/scan.sarif",
+        "/services/wallet-api/scans/zz/scan.sarif",
         "/teams",
         "/teams/payments",
         "/teams/nobody",
@@ -309,10 +309,10 @@ def test_every_response_carries_a_strict_csp_and_nosniff(portal: Portal) -> None
         "/no/such/page",
     ]
     docs = [
-        "/default/component/payments-api/",
-        "/default/component/payments-api/techdocs_metadata.json",
+        "/default/component/wallet-api/",
+        "/default/component/wallet-api/techdocs_metadata.json",
         "/default/component/nothing/",
-        "/default/component/payments-api",
+        "/default/component/wallet-api",
     ]
     for path in pages + docs:
         response = httpx.get(f"{portal.url}{path}")
@@ -322,7 +322,7 @@ def test_every_response_carries_a_strict_csp_and_nosniff(portal: Portal) -> None
     assert "script-src" not in PORTAL_CSP and "default-src 'none'" in PORTAL_CSP
     assert DOCS_CSP.startswith("sandbox ") and "allow-same-origin" not in DOCS_CSP
     assert httpx.get(f"{portal.url}/services/nothing").status_code == 404
-    assert httpx.get(f"{portal.url}/services/payments-api/scans/zz/scan.sarif").status_code == 400
+    assert httpx.get(f"{portal.url}/services/wallet-api/scans/zz/scan.sarif").status_code == 400
     assert httpx.get(f"{portal.url}/default/component/nothing/").status_code == 404
     assert httpx.get(f"{portal.url}/default/a/%2E%2E/%2E%2E/etc/passwd").status_code == 404
     assert httpx.get(f"{portal.url}/default/component/a/%2E%2E/x").status_code == 400
@@ -333,7 +333,7 @@ def test_every_response_carries_a_strict_csp_and_nosniff(portal: Portal) -> None
     "path",
     [
         "/",
-        "/services/payments-api",
+        "/services/wallet-api",
         "/teams",
         "/teams/payments",
         "/docs",
@@ -348,7 +348,7 @@ def test_every_page_escapes_catalog_and_payload_text(portal: Portal, path: str) 
 
 
 def test_hostile_texts_show_as_text_on_the_service_and_team_pages(portal: Portal) -> None:
-    service = httpx.get(f"{portal.url}/services/payments-api").text
+    service = httpx.get(f"{portal.url}/services/wallet-api").text
     escaped = "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"
     # description, a release's pusher and detail, a finding's message and file, drift reasons
     assert service.count(escaped) >= 6
@@ -379,7 +379,7 @@ def test_portal_process_starts_as_slipway_up_runs_it(
                 time.sleep(0.3)
         assert page is not None, (tmp_path / "portal.log").read_text()
         assert page.status_code == 200
-        assert 'data-service="payments-api"' in page.text
+        assert 'data-service="wallet-api"' in page.text
         assert page.headers["content-security-policy"] == PORTAL_CSP
     finally:
         process.terminate()

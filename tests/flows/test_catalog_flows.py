@@ -25,6 +25,7 @@ from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
 from tasks.catalog_model import CatalogModel, validate
 from tasks.terraform.environments import BUNDLED_MODULE, resolve_variables
 from tests.conftest import Platform
+from tests.flows.test_onboard_service import freeze_pushes
 
 
 def service(name: str = "payments-api") -> CatalogEntry:
@@ -137,13 +138,7 @@ def test_onboarding_creates_a_missing_owner_group_with_a_note(platform: Platform
 def test_a_failed_onboarding_also_removes_the_group_it_created(
     platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    hooks = tmp_path / "git-template" / "hooks"
-    hooks.mkdir(parents=True)
-    (hooks / "pre-receive").write_text("#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n")
-    (hooks / "pre-receive").chmod(0o755)
-    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
-    monkeypatch.setenv("GIT_CONFIG_KEY_0", "init.templateDir")
-    monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(hooks.parent))
+    freeze_pushes(monkeypatch, tmp_path)
     state = onboard_service(
         request=ServiceRequest(name="doomed", owner="group:newteam"), return_state=True
     )

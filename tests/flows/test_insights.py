@@ -25,7 +25,7 @@ from tasks.release_history import DeploymentRecord, record_deployment
 from tasks.scorecard_facts import approvals_fact
 from tasks.storage import open_store
 from tests.conftest import Platform
-from tests.tasks.test_dora import BILLING, NOW, PAYMENTS, metrics
+from tests.tasks.test_dora import BILLING, NOW, PAYMENTS, PAYMENTS_30_DAYS
 
 
 def catalog_service(name: str, owner: str = "group:payments") -> None:
@@ -91,55 +91,42 @@ def test_nightly_insights_keeps_dora_as_worked_out_by_hand_with_health_failures_
     """
     now = datetime.now(UTC)
     shift = now - NOW
-    catalog_service("payments-api")
-    catalog_service("billing")
-    write_history("payments-api", PAYMENTS, shift)
-    write_history("billing", BILLING, shift)
+    catalog_service("ledger-api")
+    catalog_service("ledger-billing")
+    write_history("ledger-api", PAYMENTS, shift)
+    write_history("ledger-billing", BILLING, shift)
     store = open_store(ArtifactStore.load_default())
     h1 = HealthEvent(
         id=str(uuid4()), at=datetime(2025, 3, 12, 8, tzinfo=UTC) + shift, environment="prod"
     )
     store.put(
-        health_key("payments-api"), json.dumps({"events": [h1.model_dump(mode="json")]}).encode()
+        health_key("ledger-api"), json.dumps({"events": [h1.model_dump(mode="json")]}).encode()
     )
     emit_event(
         event=HEALTH_FAILED_EVENT,
         resource={
-            "prefect.resource.id": "slipway.service.payments-api",
+            "prefect.resource.id": "slipway.service.ledger-api",
             "slipway.environment": "prod",
         },
         occurred=datetime(2025, 3, 30, 12, tzinfo=UTC) + shift,
         payload={"detail": "5xx ratio over 5 %"},
     )
-    assert wait_for_events(HEALTH_FAILED_EVENT, "slipway.service.payments-api")
+    assert wait_for_events(HEALTH_FAILED_EVENT, "slipway.service.ledger-api")
 
     summary = nightly_insights()
 
     assert summary.teams == ["payments"]
-    report = load_dora(store, "component:payments-api")
+    report = load_dora(store, "component:ledger-api")
     assert report is not None
-    assert report.window(30) == metrics(
-        window_days=30,
-        deployments=6,
-        attempts=7,
-        deployment_frequency=6 / 30,
-        lead_time_hours=12.0,
-        lead_time_samples=5,
-        change_failure_rate=4 / 7,
-        failed_changes=4,
-        recovery_hours=2.0,
-        recoveries=3,
-        rework_rate=3 / 7,
-        rework_releases=3,
-    )
+    assert report.window(30) == PAYMENTS_30_DAYS
     team = load_dora(store, "group:payments")
-    assert team is not None and team.services == ("billing", "payments-api")
+    assert team is not None and team.services == ("ledger-api", "ledger-billing")
     month = team.window(30)
     assert isinstance(month, DoraMetrics)
     assert (month.deployments, month.attempts, month.change_failure_rate) == (8, 9, 4 / 9)
-    kept = load_health_events(store, "payments-api")
+    kept = load_health_events(store, "ledger-api")
     assert [e.detail for e in kept] == ["", "5xx ratio over 5 %"]
-    assert set(load_levels(store).levels) == {"billing", "payments-api"}
+    assert set(load_levels(store).levels) == {"ledger-billing", "ledger-api"}
 
 
 def test_a_level_that_moves_is_an_event(platform: Platform, tmp_path: Path) -> None:
@@ -152,21 +139,21 @@ def test_a_level_that_moves_is_an_event(platform: Platform, tmp_path: Path) -> N
         "  - {id: alerts, level: silver, title: Alerts, fact: alert_rules,"
         " operator: '>=', value: 1}\n"
     )
-    catalog_service("orders", owner="group:shop")
-    first = evaluate_service("orders", scorecards=str(scorecard))
+    catalog_service("scored-orders", owner="group:shop")
+    first = evaluate_service("scored-orders", scorecards=str(scorecard))
     assert first.level is None
     assert [c.status for c in first.checks] == ["failed", "not-configured"]
 
     set_group(GroupEntity(name="shop", members=("carol",), approvers=("carol",)))
-    second = evaluate_service("orders", scorecards=str(scorecard))
+    second = evaluate_service("scored-orders", scorecards=str(scorecard))
 
     assert second.level == "bronze" and second.next_level == "silver"
     assert [c.id for c in second.blocking()] == ["alerts"]
     store = open_store(ArtifactStore.load_default())
-    assert load_scorecard(store, "orders") == second
-    (event,) = wait_for_events("slipway.scorecard.level-changed", "slipway.service.orders")
+    assert load_scorecard(store, "scored-orders") == second
+    (event,) = wait_for_events("slipway.scorecard.level-changed", "slipway.service.scored-orders")
     assert event["payload"] == {
-        "service": "orders",
+        "service": "scored-orders",
         "previous": None,
         "level": "bronze",
         "blocking": ["alerts"],

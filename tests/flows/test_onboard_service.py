@@ -172,13 +172,9 @@ def test_dry_run_renders_and_creates_nothing(platform: Platform) -> None:
     assert catalog_log(platform) == []
 
 
-def test_a_failed_push_rolls_back_repository_and_catalog_entry(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    onboard(ServiceRequest(name="already-here", owner="group:x"))
-    before = catalog_log(platform)
-    # A real refusal from git: new repositories get a pre-receive hook that
-    # turns every push down (git init copies hooks from init.templateDir).
+def freeze_pushes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A real refusal from git: new repositories get a pre-receive hook that turns every
+    push down (git init copies hooks from init.templateDir)."""
     hooks = tmp_path / "git-template" / "hooks"
     hooks.mkdir(parents=True)
     (hooks / "pre-receive").write_text("#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n")
@@ -186,6 +182,14 @@ def test_a_failed_push_rolls_back_repository_and_catalog_entry(
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "init.templateDir")
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(hooks.parent))
+
+
+def test_a_failed_push_rolls_back_repository_and_catalog_entry(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    onboard(ServiceRequest(name="already-here", owner="group:x"))
+    before = catalog_log(platform)
+    freeze_pushes(monkeypatch, tmp_path)
     state = onboard_service(
         request=ServiceRequest(name="doomed", owner="group:x"), return_state=True
     )
