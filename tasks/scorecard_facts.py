@@ -171,7 +171,10 @@ def dora_facts(report: DoraReport | None) -> dict[str, Fact]:
             key = f"dora_{name}_{metrics.window_days}d"
             value = values[name]
             facts[key] = (
-                Fact(value=value, detail=f"{metrics.deployments} of {metrics.attempts} changes deployed")
+                Fact(
+                    value=value,
+                    detail=f"{metrics.deployments} of {metrics.attempts} changes deployed",
+                )
                 if value is not None
                 else Fact.missing(f"no deployment to prod in {metrics.window_days} days")
             )
