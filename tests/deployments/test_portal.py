@@ -132,6 +132,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(90_000)  # a shared 2-core machine can be slow; never flaky
     opened = context.new_page()
     dialogs: list[str] = []
     opened.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
