@@ -4,6 +4,11 @@ The data directory (``.slipway/`` under the current directory, or
 ``$SLIPWAY_HOME``) holds everything that must survive a restart: Prefect's
 database, the bare git repositories, the registry's blobs, Terraform state and
 the artifact store. Deleting it resets the platform.
+
+It belongs to the user who runs `slipway up` alone: the directory is 0700 and
+nothing under it grants anything to group or others (`slipway.private`).
+Platform keys (the Prefect API's auth string, the release-signing key) live
+in ``keys/``.
 """
 
 from __future__ import annotations
@@ -131,6 +136,11 @@ class SlipwayHome:
         return self.root / "spool"
 
     @property
+    def keys(self) -> Path:
+        """Platform keys, each a 0600 file: the API auth string, the release-signing key."""
+        return self.root / "keys"
+
+    @property
     def intake(self) -> Path:
         """The webhook bridge's queue of accepted deliveries (SQLite), when Prefect runs on SQLite."""
         return self.root / "intake"
@@ -141,8 +151,10 @@ class SlipwayHome:
         return self.root / "wheelhouses"
 
     def ensure(self) -> None:
-        """Create the layout; safe to call on an existing home."""
+        """Create the layout, private to this user (0700); safe to call on an existing home."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for path in (
+            self.keys,
             self.prefect_home,
             self.git_root,
             self.artifacts,
@@ -154,4 +166,4 @@ class SlipwayHome:
             self.intake,
             self.wheelhouses,
         ):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)

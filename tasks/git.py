@@ -20,6 +20,7 @@ from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
 from slipway.home import HOST, Ports, SlipwayHome
 from slipway.names import check_dns_label, check_git_ref
+from slipway.private import write_private
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
@@ -121,27 +122,39 @@ def create_repository(server: GitServer, name: str, *, hook: PushHook | None = N
         except (git.GitError, OSError) as e:
             shutil.rmtree(path, ignore_errors=True)
             raise GitError(f"could not create repository {path}: {e}") from e
+    _keep_private(path)
     if hook is not None:
         install_push_hook(path, hook)
     return path
 
 
+def _keep_private(repository: Path) -> None:
+    """Make git write the repository's files for its owner alone, whoever's umask pushes.
+
+    ``core.sharedRepository=0600`` overrides the umask of every git process
+    that writes here (a developer's ``git push`` included): files 0600,
+    objects 0400, directories 0700.
+    """
+    with git.Repo(repository).config_writer() as config:
+        config.set_value("core", "sharedRepository", "0600")
+
+
 def install_push_hook(repository: Path, hook: PushHook) -> None:
     """Make a push to ``repository`` notify the bridge, as GitHub's webhook would.
 
-    The hook's settings file holds the secret, so it is readable by its owner only.
+    The hook's settings file holds the secret, so it is rewritten readable by
+    its owner only (0600), whatever mode an earlier one had; the hook script
+    is the owner's alone too (0700).
     """
-    settings = repository / "slipway-hook.json"
     data = {
         "url": hook.bridge_url,
         "secret": hook.secret.get_secret_value(),
         "spool": str(hook.spool),
     }
-    descriptor = os.open(settings, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(data, handle)
+    write_private(repository / "slipway-hook.json", json.dumps(data))
+    _keep_private(repository)
     script = repository / "hooks" / "post-receive"
-    script.parent.mkdir(exist_ok=True)
+    script.parent.mkdir(mode=0o700, exist_ok=True)
     script.write_text(
         f"#!{sys.executable}\n"
         "# Installed by Slipway: tells the webhook bridge about this push.\n"
@@ -154,7 +167,7 @@ def install_push_hook(repository: Path, hook: PushHook) -> None:
         "    raise SystemExit(0)\n"
         "raise SystemExit(main())\n"
     )
-    script.chmod(0o755)
+    script.chmod(0o700)
 
 
 def repository_url(server: GitServer, name: str) -> str:

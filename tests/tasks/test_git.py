@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import git
 import pytest
+from pydantic import SecretStr
 
 from blocks import GitServer
 from slipway.errors import GitError, InvalidRequest
 from tasks.git import (
+    PushHook,
     checkout,
     create_repository,
     delete_repository,
     head_commit,
+    install_push_hook,
     publish_directory,
     repository_exists,
     tag_commit,
@@ -93,3 +97,37 @@ def test_delete_is_idempotent(server: GitServer) -> None:
     assert delete_repository(server, "svc") is True
     assert delete_repository(server, "svc") is False
     assert not repository_exists(server, "svc")
+
+
+def _shared(path: Path) -> list[str]:
+    """Paths under ``path`` that grant group or others anything."""
+    found = [path, *path.rglob("*")]
+    return [f"{p} {p.stat().st_mode & 0o777:o}" for p in found if p.stat().st_mode & 0o077]
+
+
+def test_a_reinstalled_hook_file_is_private_whatever_mode_it_had(
+    server: GitServer, tmp_path: Path
+) -> None:
+    hook = PushHook("http://127.0.0.1:1/hooks/github", SecretStr("s3cret-value"), tmp_path / "s")
+    repository = create_repository(server, "svc", hook=hook)
+    settings = repository / "slipway-hook.json"
+    settings.chmod(0o644)  # left so by an older Slipway, or a careless hand
+    (repository / "hooks" / "post-receive").chmod(0o755)
+    install_push_hook(repository, hook)
+    assert settings.stat().st_mode & 0o777 == 0o600
+    assert (repository / "hooks" / "post-receive").stat().st_mode & 0o777 == 0o700
+    assert "s3cret-value" in settings.read_text()
+
+
+def test_a_push_under_an_open_umask_still_writes_private_files(
+    server: GitServer, tmp_path: Path
+) -> None:
+    repository = create_repository(server, "svc")
+    for path in [repository, *repository.rglob("*")]:  # as a home from before this rule
+        path.chmod(path.stat().st_mode & ~0o077)
+    previous = os.umask(0o022)  # a developer's shell
+    try:
+        publish_directory(server, "svc", source(tmp_path, {"a.txt": "1"}), message="one")
+    finally:
+        os.umask(previous)
+    assert _shared(repository) == []
