@@ -10,13 +10,17 @@ from blocks.base import SlipwayBlock
 from slipway.home import HOST, Ports, SlipwayHome
 from slipway.names import check_host_port
 
-__all__ = ["ContainerRegistry"]
+__all__ = ["LOCAL_REGISTRY_USER", "ContainerRegistry"]
+
+LOCAL_REGISTRY_USER = "slipway"
+"""The user of the login that `slipway up` generates for its local registry."""
 
 
 class ContainerRegistry(SlipwayBlock):
     """An OCI registry: the local one from `slipway up`, or any other.
 
-    Images are tagged ``<url>/<service>:<sha>``.
+    Images are tagged ``<url>/<service>:<sha>``. The local registry requires
+    the login kept here; `slipway up` writes its htpasswd from this block.
 
     Example:
         ```python
@@ -53,5 +57,8 @@ class ContainerRegistry(SlipwayBlock):
 
     @classmethod
     def local_default(cls, home: SlipwayHome, ports: Ports) -> Self:
-        """The registry that `slipway up` runs on loopback."""
-        return cls(url=f"{HOST}:{ports.registry}")
+        """The registry that `slipway up` runs on loopback, with a generated login it requires."""
+        import secrets
+
+        password = SecretStr(secrets.token_urlsafe(24))
+        return cls(url=f"{HOST}:{ports.registry}", username=LOCAL_REGISTRY_USER, password=password)

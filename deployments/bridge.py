@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from blocks import GitServer
     from blocks.webhook import load_webhook_secret
+    from slipway.api_auth import http_auth
     from slipway.home import SlipwayHome
     from tasks.git import LocalCommits
 
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     config = BridgeConfig(
         api_url=os.environ["PREFECT_API_URL"],
+        api_auth=http_auth(),
         secret=load_webhook_secret(),
         queue_url=queue_url,
         is_service=services,

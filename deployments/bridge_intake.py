@@ -53,6 +53,8 @@ class BridgeConfig:
 
     api_url: str
     """Prefect's API, e.g. ``http://127.0.0.1:4200/api``."""
+    api_auth: httpx.Auth | None
+    """What the forwarder authenticates to Prefect with (`slipway.api_auth`)."""
     secret: SecretStr
     """The shared webhook secret."""
     queue_url: str
@@ -221,7 +223,7 @@ class Intake:
         """Open the queue, run the forwarder and the spool's drain; undo all of it on exit."""
         config = self.config
         self.queue = await IntakeQueue.open(config.queue_url)
-        client = httpx.AsyncClient(base_url=config.api_url, timeout=10.0)
+        client = httpx.AsyncClient(base_url=config.api_url, auth=config.api_auth, timeout=10.0)
         self.forwarder = Forwarder(
             self.queue,
             PrefectApi(client),

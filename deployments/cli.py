@@ -235,7 +235,10 @@ def _status(home: SlipwayHome) -> int:
 
     state = read_state(home)
     if state is not None:  # talk to this home's server, whatever the shell has set
+        from deployments.commands import use_api_auth
+
         os.environ["PREFECT_API_URL"] = state.prefect_api_url()
+        use_api_auth(home)
     from deployments.status import collect_status, format_table
 
     results = collect_status(home)

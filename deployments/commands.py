@@ -14,13 +14,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from slipway.errors import ComponentError, InvalidRequest, SlipwayError
+from slipway.api_auth import API_AUTH_FILE, CLIENT_VARIABLE, client_api_auth
+from slipway.errors import ComponentError, ConfigurationError, InvalidRequest, SlipwayError
 from slipway.home import SlipwayHome
 
 __all__ = [
     "format_rows",
     "onboard",
     "run_and_wait",
+    "use_api_auth",
     "use_running_platform",
     "validated",
 ]
@@ -40,7 +42,27 @@ def use_running_platform(home: SlipwayHome) -> str:
         )
     url = state.prefect_api_url()
     os.environ["PREFECT_API_URL"] = url
+    use_api_auth(home)
     return url
+
+
+def use_api_auth(home: SlipwayHome) -> None:
+    """Give this process's Prefect client the home's API auth string.
+
+    That is the home's file (a worker host's copy of its server's), else
+    ``PREFECT_API_AUTH_STRING``.
+
+    Raises:
+        ConfigurationError: there is none, so the server would refuse every request.
+    """
+    auth = client_api_auth(home)
+    if auth is None:
+        raise ConfigurationError(
+            f"no Prefect API auth string for {home.root}",
+            hint=f"the server's `slipway up` writes it to keys/{API_AUTH_FILE} in its home; "
+            f"copy it to {home.keys}/ (mode 0600) or set {CLIENT_VARIABLE}",
+        )
+    os.environ[CLIENT_VARIABLE] = auth.value.get_secret_value()
 
 
 def format_rows(rows: list[dict[str, str]]) -> str:

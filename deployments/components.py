@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from deployments.registry_auth import RegistryLogin, write_registry_config
+from slipway.api_auth import CLIENT_VARIABLE, SERVER_VARIABLE, ApiAuth
 from slipway.errors import ComponentError, ConfigurationError, PortInUse
 from slipway.home import HOST, Ports, SlipwayHome
 
@@ -212,17 +214,20 @@ class ProcessSpec:
     """Like `env`, for values that must not show in a repr or a log (database URLs)."""
     cwd: Path | None = None
     """Working directory; None for the data directory."""
+    health_login: tuple[str, SecretStr] | None = None
+    """User and password that the health probe sends, where the component requires a login."""
 
 
 def child_env(
-    home: SlipwayHome, ports: Ports, marker: str, *, api_url: str | None = None
+    home: SlipwayHome, ports: Ports, marker: str, *, auth: ApiAuth, api_url: str | None = None
 ) -> dict[str, str]:
     """The environment of every child: Prefect pointed at this host's server or ``api_url``.
 
-    Database URLs are dropped: only the server's own `ProcessSpec` carries one,
-    so no flow run can print it from its environment.
+    Every child authenticates to Prefect with ``auth``. Database URLs and the
+    server's own copy of the auth string are dropped: only the server's
+    `ProcessSpec` carries those, so no flow run can print them from its environment.
     """
-    env = {k: v for k, v in os.environ.items() if k not in DATABASE_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in (*DATABASE_ENV, SERVER_VARIABLE)}
     api = api_url or ports.prefect_api_url
     # Our interpreter first: a worker starts flow runs as `python -m ...` (pool.FLOW_RUN_COMMAND).
     interpreter = str(Path(sys.executable).parent)
@@ -238,6 +243,7 @@ def child_env(
             "PREFECT_HOME": str(home.prefect_home),
             "PREFECT_API_URL": api,
             "PREFECT_UI_API_URL": api,
+            CLIENT_VARIABLE: auth.value.get_secret_value(),
             "PREFECT_SERVER_API_HOST": HOST,
             "PREFECT_SERVER_API_PORT": str(ports.prefect),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -254,28 +260,41 @@ def prefect_server_spec(
     ports: Ports,
     database: Database | None = None,
     *,
+    auth: ApiAuth,
     durable_leases: bool = False,
     public_url: str | None = None,
 ) -> ProcessSpec:
     """Prefect's API and UI; SQLite under PREFECT_HOME unless a database is given.
 
+    Every API request must carry ``auth`` (the UI asks for it), and browsers
+    may call the API from the UI's own origins only (CORS).
+
     Args:
         ports: The loopback ports.
         database: PostgreSQL (or another SQLite file) instead of the default.
+        auth: The API's auth string.
         durable_leases: Keep concurrency-slot leases in files under
             PREFECT_HOME instead of memory, so a server restart does not leak
             the slots that flow runs on worker hosts hold (scale-out roles).
         public_url: The address of a proxy in front of the server; the UI in
             users' browsers calls its API there instead of on loopback.
+
+    Raises:
+        ConfigurationError: ``public_url`` is given and ``auth`` is too weak for it.
     """
     url = f"http://{HOST}:{ports.prefect}"
     argv = (sys.executable, "-m", "deployments.prefect_server", "server", "start", "--host", HOST)
-    secret = (
-        {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database.url} if database is not None else {}
-    )
+    secret = {SERVER_VARIABLE: auth.value}
+    if database is not None:
+        secret["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database.url
     env = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": _FILE_LEASES} if durable_leases else {}
+    origins = [url, f"http://localhost:{ports.prefect}"]
     if public_url is not None:
+        auth.require_strong("a server reached beyond loopback (--public-url)")
         env["PREFECT_UI_API_URL"] = f"{public_url}/api"
+        parts = urlsplit(public_url)
+        origins.append(f"{parts.scheme}://{parts.netloc}")
+    env["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"] = ",".join(origins)
     return ProcessSpec(
         name="prefect",
         argv=(*argv, "--port", str(ports.prefect)),
@@ -332,23 +351,18 @@ def registry_binary() -> str | None:
     return shutil.which("docker-registry")
 
 
-def registry_spec(home: SlipwayHome, ports: Ports, binary: str) -> ProcessSpec:
-    """Debian's `docker-registry` with blobs under the home; writes its config file."""
-    config = home.run / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {home.registry}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: {HOST}:{ports.registry}\n"
-    )
+def registry_spec(
+    home: SlipwayHome, ports: Ports, binary: str, login: RegistryLogin
+) -> ProcessSpec:
+    """Debian's `docker-registry` with blobs under the home, requiring ``login``, deletion off."""
+    config = write_registry_config(home, ports, login)
     return ProcessSpec(
         name="registry",
         argv=(binary, "serve", str(config)),
         url=f"{HOST}:{ports.registry}",
         health_url=f"http://{HOST}:{ports.registry}/v2/",
         port=ports.registry,
+        health_login=(login.username, login.password),
     )
 
 

@@ -30,6 +30,7 @@ import httpx
 import yaml
 
 from deployments.serve import pull_steps, runner_deployments
+from slipway.api_auth import API_AUTH_FILE, http_auth
 from slipway.errors import CommandError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -323,7 +324,10 @@ def online_workers(api_url: str, pool: str) -> set[str]:
     """Names of the workers that the server counts as online in ``pool``; empty on error."""
     try:
         response = httpx.post(
-            f"{api_url}/work_pools/{pool}/workers/filter", json={"limit": 200}, timeout=2.0
+            f"{api_url}/work_pools/{pool}/workers/filter",
+            json={"limit": 200},
+            timeout=2.0,
+            auth=http_auth(),
         )
         response.raise_for_status()
     except httpx.HTTPError:
@@ -332,11 +336,22 @@ def online_workers(api_url: str, pool: str) -> set[str]:
 
 
 def server_heartbeat(api_url: str) -> int | None:
-    """The heartbeat interval the server published, or None while it is not set up."""
+    """The heartbeat interval the server published, or None while it is not set up.
+
+    Raises:
+        ConfigurationError: the server refuses this host's auth string.
+    """
     try:
-        response = httpx.get(f"{api_url}/variables/name/{HEARTBEAT_VARIABLE}", timeout=2.0)
+        response = httpx.get(
+            f"{api_url}/variables/name/{HEARTBEAT_VARIABLE}", timeout=2.0, auth=http_auth()
+        )
     except httpx.HTTPError:
         return None
+    if response.status_code == 401:
+        raise ConfigurationError(
+            f"the Prefect server at {api_url} refuses this host's API auth string",
+            hint=f"copy the server home's keys/{API_AUTH_FILE} to this home's keys/ (mode 0600)",
+        )
     if not response.is_success:
         return None
     return int(response.json()["value"])

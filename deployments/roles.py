@@ -1,8 +1,9 @@
 """What `slipway up` starts on a host of each role, and in which order.
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
-  (on SQLite or PostgreSQL), the registry, then blocks, then the docs portal
-  and the bridge. Embedded serves the flows in-process; a server host applies
+  (on SQLite or PostgreSQL, every request authenticated), then blocks, then
+  the registry (whose login the registry block holds), the docs portal and
+  the bridge. Embedded serves the flows in-process; a server host applies
   them to the work pool instead (`deployments.pool`, a one-shot child), and
   ``all`` adds one worker on the same host.
 - ``worker`` waits until the server at ``--server`` answers and has its pool
@@ -21,9 +22,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
+from pydantic import SecretStr
 
 from deployments.components import (
     REGISTRY_HINT,
+    ProcessSpec,
     WorkerSettings,
     bridge_spec,
     check_database,
@@ -37,6 +40,7 @@ from deployments.components import (
     worker_spec,
 )
 from deployments.pool import online_workers, server_heartbeat
+from deployments.registry_auth import ensure_registry_login
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
@@ -74,21 +78,21 @@ def _start_server_host(supervisor: Supervisor) -> None:
     server = prefect_server_spec(
         ports,
         options.database,
+        auth=supervisor.auth,
         durable_leases=options.role != "embedded",
         public_url=options.public_url,
     )
     docs, bridge = docs_spec(ports), bridge_spec(ports, options.database)
-    reg = registry_spec(home, ports, registry) if registry is not None else None
-    for spec in (server, docs, bridge, reg):
-        if spec is not None and spec.port is not None:
+    for spec in (server, docs, bridge):
+        if spec.port is not None:
             check_port_free(spec.name, spec.port)
+    if registry is not None:
+        check_port_free("registry", ports.registry)
     if options.database is not None:
         check_database(options.database)
 
     supervisor.start(server)
-    if reg is not None:
-        supervisor.start(reg)
-    else:
+    if registry is None:
         report(
             f"registry: `docker-registry` is not installed; images cannot be pushed. Fix: {REGISTRY_HINT}"
         )
@@ -104,6 +108,7 @@ def _start_server_host(supervisor: Supervisor) -> None:
         report(f"wrote default block document {slug}/default")
     if ensure_webhook_secret():
         report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
+    reg = _start_registry(supervisor, registry) if registry is not None else None
 
     embedded = options.role == "embedded"
     for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
@@ -111,10 +116,10 @@ def _start_server_host(supervisor: Supervisor) -> None:
     supervisor.write_state()
     if not embedded:
         _apply_to_pool(supervisor)
-    for spec in (reg, docs, bridge):
-        if spec is not None and spec.health_url is not None:
-            url = spec.health_url
-            supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
+    for waited in (reg, docs, bridge):
+        if waited is not None and waited.health_url is not None:
+            probe = functools.partial(_http_ok, waited.health_url, waited.health_login)
+            supervisor.wait_until(waited.name, probe)
 
     _reconnect_local_git(home, ports)
 
@@ -128,6 +133,17 @@ def _start_server_host(supervisor: Supervisor) -> None:
     )
     if options.role == "all":
         _start_worker(supervisor)
+
+
+def _start_registry(supervisor: Supervisor, binary: str) -> ProcessSpec:
+    """The registry, requiring the login of the registry block (which needs Prefect up)."""
+    home, ports = supervisor.options.home, supervisor.options.ports
+    login, note = ensure_registry_login(home, ports)
+    if note is not None:
+        supervisor.report(note)
+    spec = registry_spec(home, ports, binary, login)
+    supervisor.start(spec)
+    return spec
 
 
 def _apply_to_pool(supervisor: Supervisor) -> None:
@@ -229,8 +245,9 @@ def _use_embedded_prefect(env: dict[str, str]) -> None:
             os.environ[key] = value
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, login: tuple[str, SecretStr] | None = None) -> bool:
+    auth = (login[0], login[1].get_secret_value()) if login is not None else None
     try:
-        return httpx.get(url, timeout=1.0).is_success
+        return httpx.get(url, timeout=1.0, auth=auth).is_success
     except httpx.HTTPError:
         return False

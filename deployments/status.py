@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 
 from deployments.state import UpState, read_state
+from slipway.api_auth import http_auth
 from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, SlipwayHome
+from tasks.registry import check_registry
 
 __all__ = ["bridge_health", "collect_status", "format_table", "registered_deployments"]
 
@@ -25,6 +27,7 @@ def registered_deployments(api_url: str, names: set[str]) -> set[str]:
             f"{api_url}/deployments/filter",
             json={"deployments": {"name": {"any_": sorted(names)}}, "limit": 200},
             timeout=2.0,
+            auth=http_auth(),
         )
         response.raise_for_status()
     except httpx.HTTPError:
@@ -60,7 +63,9 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
     results.append(bridge_health(f"http://{HOST}:{ports.bridge}"))
     local_registry = f"{HOST}:{ports.registry}"
     if any(c.name == "registry" for c in state.children):
-        results.append(http_health("registry", local_registry, f"http://{local_registry}/v2/"))
+        from blocks.container_registry import ContainerRegistry
+
+        results.append(check_registry(ContainerRegistry(url=local_registry)))
     else:
         from deployments.components import REGISTRY_HINT
 

@@ -36,8 +36,16 @@ from deployments.components import (
 )
 from deployments.pool import CrashDetection, PlatformCode
 from deployments.state import ChildRecord, UpLock, UpState, read_state, write_state
-from slipway.errors import ComponentError
+from slipway.api_auth import (
+    API_AUTH_FILE,
+    CLIENT_VARIABLE,
+    ApiAuth,
+    client_api_auth,
+    ensure_api_auth,
+)
+from slipway.errors import ComponentError, ConfigurationError
 from slipway.home import Ports, SlipwayHome
+from slipway.private import make_private, private_umask
 
 __all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"]
 
@@ -96,11 +104,15 @@ class _Stop(Exception):
 class Supervisor:
     """The children of one `slipway up`, their logs, restarts and the state file."""
 
-    def __init__(self, options: UpOptions, marker: str, report: Report) -> None:
+    def __init__(self, options: UpOptions, marker: str, report: Report, auth: ApiAuth) -> None:
         self.options = options
         self.marker = marker
         self.report = report
-        self.env = child_env(options.home, options.ports, marker, api_url=options.api_url)
+        self.auth = auth
+        """What this host's processes authenticate to Prefect with."""
+        self.env = child_env(
+            options.home, options.ports, marker, auth=auth, api_url=options.api_url
+        )
         self.children: dict[str, _Child] = {}
         self.stopping = False
 
@@ -240,11 +252,22 @@ def up(options: UpOptions, report: Report = print) -> None:
             a component did not become healthy. Nothing is left running.
     """
     home = options.home
-    home.ensure()
-    lock = UpLock(home)
-    lock.acquire()
-    began = time.monotonic()
-    supervisor = Supervisor(options, uuid.uuid4().hex, report)
+    with private_umask():  # every child inherits it: what they create is 0600
+        home.ensure()
+        lock = UpLock(home)
+        lock.acquire()
+        try:
+            began = time.monotonic()
+            _make_home_private(home, report)
+            auth = _api_auth(options, report)
+        except BaseException:
+            lock.release()
+            raise
+        _supervise(options, Supervisor(options, uuid.uuid4().hex, report, auth), lock, began)
+
+
+def _supervise(options: UpOptions, supervisor: Supervisor, lock: UpLock, began: float) -> None:
+    home, report = options.home, supervisor.report
     try:
         with _stop_on_signals(supervisor):
             from deployments.roles import start_host
@@ -260,6 +283,43 @@ def up(options: UpOptions, report: Report = print) -> None:
             (home.run / "up.json").unlink()
         lock.release()
         report("Slipway stopped.")
+
+
+def _make_home_private(home: SlipwayHome, report: Report) -> None:
+    """Take from group and others whatever the data directory grants them, and say so."""
+    loosened = make_private(home.root)
+    fixed = [x for x in loosened if x.fixed]
+    if fixed:
+        report(
+            f"warning: {len(fixed)} path(s) under {home.root} were open to other users; "
+            "made them private (0600 files, 0700 directories): "
+            + ", ".join(x.describe() for x in fixed[:5])
+            + (" ..." if len(fixed) > 5 else "")
+        )
+    for x in loosened:
+        if not x.fixed:
+            report(f"warning: {x.describe()}: give it to this user or remove it")
+
+
+def _api_auth(options: UpOptions, report: Report) -> ApiAuth:
+    """The Prefect API's auth string: the home's own (made on a new home), or a worker's copy."""
+    home = options.home
+    if options.role == "worker":
+        auth = client_api_auth(home)
+        if auth is None:
+            raise ConfigurationError(
+                "a worker host needs the auth string of its Prefect server",
+                hint=f"copy <server home>/keys/{API_AUTH_FILE} to {home.keys}/ (mode 0600), "
+                f"or set {CLIENT_VARIABLE}",
+            )
+        return auth
+    auth, created = ensure_api_auth(home)
+    if created:
+        report(
+            f"generated the Prefect API's auth string in {home.keys / API_AUTH_FILE}: "
+            f"the UI asks for it (user {auth.username!r}, the password is in that file)"
+        )
+    return auth
 
 
 @contextlib.contextmanager

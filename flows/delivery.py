@@ -55,6 +55,7 @@ from flows.security_scan import security_scan
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
 from slipway.home import SlipwayHome
 from slipway.names import check_dns_label, check_git_ref, check_sha
+from tasks.actors import run_creator, run_id
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
 from tasks.git import checkout
@@ -69,6 +70,7 @@ from tasks.images import (
     run_image_tests,
     test_inputs_digest,
 )
+from tasks.registry import login_registry
 from tasks.release import (
     LiveContainer,
     Release,
@@ -335,7 +337,9 @@ def _stage(service: str, environment: str) -> _Stage:
     reserved = {e.port for e in entries} | {
         int(o["port"]) for e in entries for o in e.outputs.values() if o.get("port", "").isdigit()
     }
-    target = blocks[DeployTarget]
+    target, registry = blocks[DeployTarget], blocks[ContainerRegistry]
+    client = docker_client(target)
+    login_registry(client, registry)  # every push and pull of this client logs in
     return _Stage(
         entry=entry,
         environment=environment,
@@ -344,10 +348,10 @@ def _stage(service: str, environment: str) -> _Stage:
         reserved_ports=frozenset(reserved),
         target=target,
         settings=blocks[PlatformSettings],
-        registry=blocks[ContainerRegistry],
+        registry=registry,
         git=blocks[GitServer],
         store=open_store(blocks[ArtifactStore]),
-        client=docker_client(target),
+        client=client,
     )
 
 
@@ -444,8 +448,8 @@ def _record_base(release: Release, action: str, triggered_by: str, **extra: str)
         "sha": release.sha,
         "image": release.image,
         "action": action,
-        "triggered_by": triggered_by or _run_creator(),
-        "flow_run_id": _run_id(),
+        "triggered_by": triggered_by or run_creator(),
+        "flow_run_id": run_id(),
         **extra,
     }
 
@@ -604,17 +608,3 @@ def _superseded(reason: str) -> State[Any]:
 
 def _commit_time(path: Path, sha: str) -> str:
     return str(git.Repo(path).commit(sha).committed_datetime.astimezone(UTC).isoformat())
-
-
-def _run_id() -> str:
-    context = FlowRunContext.get()
-    return str(context.flow_run.id) if context and context.flow_run else ""
-
-
-def _run_creator() -> str:
-    """Who started the run when no one was named: its creator, else 'manual'."""
-    context = FlowRunContext.get()
-    created_by = context.flow_run.created_by if context and context.flow_run else None
-    if created_by is not None and created_by.display_value:
-        return str(created_by.display_value)
-    return "manual"

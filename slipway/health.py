@@ -29,7 +29,14 @@ class ComponentHealth:
     """Whether the platform is degraded without it (Docker is optional for `up`)."""
 
 
-def http_health(name: str, url: str, probe: str, *, timeout: float = 2.0) -> ComponentHealth:
+def http_health(
+    name: str,
+    url: str,
+    probe: str,
+    *,
+    timeout: float = 2.0,
+    auth: tuple[str, str] | None = None,
+) -> ComponentHealth:
     """Probe ``probe`` with GET; any 2xx answer is healthy.
 
     Args:
@@ -37,9 +44,10 @@ def http_health(name: str, url: str, probe: str, *, timeout: float = 2.0) -> Com
         url: The address shown to users.
         probe: The URL that is requested.
         timeout: Seconds before the component counts as not answering.
+        auth: User and password for a probe that must log in.
     """
     try:
-        response = httpx.get(probe, timeout=timeout)
+        response = httpx.get(probe, timeout=timeout, auth=auth)
     except httpx.HTTPError as e:
         return ComponentHealth(name, url, False, f"not answering ({type(e).__name__})")
     if response.is_success:

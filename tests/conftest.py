@@ -1,7 +1,8 @@
 """Fixtures every flow test shares: a real Prefect server, and a platform configured on it.
 
 ``prefect_server`` is one temporary Prefect server (SQLite) for the whole
-session, started by Prefect's own test harness. ``platform`` writes the
+session, started by Prefect's own test harness, requiring `API_AUTH_STRING`
+like every server of the tests. ``platform`` writes the
 ``default`` document of every Slipway block, pointing at a fresh data
 directory under ``tmp_path``, so each test gets its own git root, artifact
 store and Terraform state while sharing the server.
@@ -10,12 +11,14 @@ store and Terraform state while sharing the server.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -25,6 +28,27 @@ from slipway.home import Ports, SlipwayHome
 # Prefect's test server would otherwise send telemetry off the machine.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
+
+API_AUTH_STRING = f"slipway-tests:{secrets.token_urlsafe(32)}"
+"""The Prefect API auth string of the session: every server the tests start requires it
+(the test harness's, and each `slipway up`'s home gets it as its own), and every client sends it.
+
+Set here, before Prefect is imported, so its settings hold it from the start."""
+os.environ["PREFECT_SERVER_API_AUTH_STRING"] = API_AUTH_STRING
+os.environ["PREFECT_API_AUTH_STRING"] = API_AUTH_STRING
+
+
+def authenticated_url(url: str, auth: str = API_AUTH_STRING) -> str:
+    """``url`` with ``auth`` as its user info: a plain httpx request to it logs in, as Prefect's
+    client does with ``PREFECT_API_AUTH_STRING``.
+
+    >>> authenticated_url("http://127.0.0.1:4200/api", "u:p")
+    'http://u:p@127.0.0.1:4200/api'
+    """
+    user, _, password = auth.partition(":")
+    parts = urlsplit(url)
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def free_port() -> int:
@@ -80,7 +104,11 @@ def loopback_listener() -> Iterator[Listener]:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
-    """A real, temporary Prefect server; yields its API URL."""
+    """A real, temporary Prefect server requiring `API_AUTH_STRING`; yields its API URL.
+
+    The URL carries the auth string (`authenticated_url`), so a test's own
+    httpx requests authenticate; Prefect's client takes it from the environment.
+    """
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
@@ -88,7 +116,7 @@ def prefect_server() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         register_block_types()
-        yield str(PREFECT_API_URL.value())
+        yield authenticated_url(str(PREFECT_API_URL.value()))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import API_AUTH_STRING, authenticated_url, free_port
 
 __all__ = ["free_port"]  # re-exported: the deployment tests take it from here
 
@@ -26,8 +26,11 @@ SLIPWAY = [sys.executable, "-m", "deployments.cli"]
 
 
 def slipway_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for `slipway`: no Prefect or Slipway settings but the session's
+    API auth string, which a worker host takes as its server's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
     env["PYTHONPATH"] = str(REPO)
+    env["PREFECT_API_AUTH_STRING"] = API_AUTH_STRING
     env.update(extra or {})
     return env
 
@@ -60,10 +63,46 @@ class Up:
     output: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     """Further `up` flags, e.g. ``--role worker --server URL``."""
+    preset_auth: bool = True
+    """Give a new home the session's API auth string before the first start, as an operator
+    may; False leaves it to `up` to generate one."""
+
+    @property
+    def auth_file(self) -> Path:
+        return self.home / "keys" / "prefect-api-auth"
+
+    @property
+    def auth_string(self) -> str:
+        """The home's API auth string, once it has one; the session's before."""
+        if self.auth_file.exists():
+            return self.auth_file.read_text().strip()
+        return API_AUTH_STRING
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prefect']}/api"
 
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.ports['prefect']}/api"
+        """The API URL with the home's auth string in it, for the tests' own httpx requests."""
+        return authenticated_url(self.api_url, self.auth_string)
+
+    def client_env(self) -> dict[str, str]:
+        """The environment of a subprocess whose Prefect client talks to this `up`."""
+        return dict(
+            self.env, PREFECT_API_URL=self.api_url, PREFECT_API_AUTH_STRING=self.auth_string
+        )
+
+    def python(self, script: str) -> str:
+        """Run ``script`` as a client of this platform (as a flow would be); its stdout."""
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            env=self.client_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
 
     def argv(self) -> list[str]:
         flags = [x for name, port in self.ports.items() for x in (f"--{name}-port", str(port))]
@@ -79,6 +118,10 @@ class Up:
     def launch(self) -> None:
         """Start `up` without waiting, so several hosts can boot side by side."""
         self.output = []
+        if self.preset_auth and not self.auth_file.exists():
+            self.auth_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.auth_file.write_text(API_AUTH_STRING + "\n")
+            self.auth_file.chmod(0o600)
         self.process = subprocess.Popen(
             self.argv(),
             cwd=REPO,

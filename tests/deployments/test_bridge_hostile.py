@@ -41,6 +41,7 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root: Path = tmp_path_factory.mktemp("hostile")
     config = BridgeConfig(
         api_url=f"http://127.0.0.1:{free_port()}/api",  # no Prefect there
+        api_auth=None,
         secret=SecretStr(SECRET),
         queue_url=f"sqlite+aiosqlite:///{root / 'deliveries.db'}",
         is_service=lambda name: name == "payments",

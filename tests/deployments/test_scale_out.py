@@ -267,7 +267,7 @@ def test_two_worker_hosts_on_postgres_run_every_flow_run_once_and_survive_losing
         args=["--role", "server", "--project", str(repository), "--crash-after", "45"],
     )
     server.start(timeout=240)
-    url = server.api.removesuffix("/api")
+    url = server.api_url.removesuffix("/api")
     hosts = {
         name: make_up(
             home=tmp_path / name,

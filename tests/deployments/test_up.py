@@ -103,7 +103,7 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
         "t.docker_host = 'unix:///nonexistent/docker.sock'\n"
         "t.save('default', overwrite=True)\n"
     )
-    env = dict(first.env, PREFECT_API_URL=first.api)
+    env = first.client_env()
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
 
     # A push while the bridge is unreachable is spooled in the home, not lost.

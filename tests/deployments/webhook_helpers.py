@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -65,15 +64,9 @@ def push_project(directory: Path) -> Path:
 
 
 def webhook_secret(up: Up) -> str:
-    script = "from blocks.webhook import load_webhook_secret as s; print(s().get_secret_value())"
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        env=dict(up.env, PREFECT_API_URL=up.api),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
+    return up.python(
+        "from blocks.webhook import load_webhook_secret as s; print(s().get_secret_value())"
+    )
 
 
 def git_server(up: Up) -> GitServer:

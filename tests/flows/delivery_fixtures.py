@@ -11,6 +11,7 @@ layer cache, so a build after the first takes about a second.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,14 +22,20 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from deployments.components import registry_binary, registry_spec
+from deployments.registry_auth import RegistryLogin
 from slipway.errors import DockerUnavailable
 from slipway.home import Ports, SlipwayHome
 from tests.conftest import free_port
+
+if TYPE_CHECKING:
+    from blocks import ContainerRegistry
 
 BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
 HEALTH_TIMEOUT = 10.0
@@ -66,14 +73,14 @@ def running_registry(root: Path) -> Iterator[str]:
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
     home = SlipwayHome(root)
     home.ensure()
-    spec = registry_spec(home, Ports(registry=free_port()), binary)
+    spec = registry_spec(home, Ports(registry=free_port()), binary, REGISTRY_LOGIN)
     log = (root / "registry.log").open("wb")
     process = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(str(spec.health_url), timeout=1).status_code == 200:
+                if httpx.get(str(spec.health_url), timeout=1, auth=_AUTH).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -88,6 +95,19 @@ def running_registry(root: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+REGISTRY_LOGIN = RegistryLogin("slipway-tests", SecretStr(secrets.token_urlsafe(18)))
+"""What every test registry requires, as the local registry of `slipway up` does."""
+_AUTH = (REGISTRY_LOGIN.username, REGISTRY_LOGIN.password.get_secret_value())
+
+
+def registry_block(url: str) -> ContainerRegistry:
+    """The registry block of a test registry at ``url``, with the login it requires."""
+    from blocks import ContainerRegistry
+
+    login = REGISTRY_LOGIN
+    return ContainerRegistry(url=url, username=login.username, password=login.password)
 
 
 _SHARED: dict[str, str] = {}
@@ -118,6 +138,7 @@ def manifest_digest(registry: str, service: str, tag: str) -> str | None:
         f"http://{registry}/v2/{service}/manifests/{tag}",
         headers={"Accept": _MANIFESTS},
         timeout=10,
+        auth=_AUTH,
     )
     if response.status_code == 404:
         return None
@@ -244,11 +265,11 @@ class Delivery:
 
 def configure_platform(root: Path, registry: str) -> SlipwayHome:
     """Save the default block documents for a home under ``root``, using ``registry``."""
-    from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
+    from blocks import DEFAULT_DOCUMENT, PlatformSettings
     from tests.conftest import configure_platform as configure_defaults
 
     home = configure_defaults(root).home
-    ContainerRegistry(url=registry).save(DEFAULT_DOCUMENT, overwrite=True)
+    registry_block(registry).save(DEFAULT_DOCUMENT, overwrite=True)
     # The known-exploited catalog is synced by a flow of its own; its gate is
     # covered by the security-scan tests. Everything else of the gate stays on.
     PlatformSettings(

@@ -34,6 +34,7 @@ from tests.flows.delivery_fixtures import (
     Poller,
     delivery_platform,
     manifest_digest,
+    registry_block,
     wait_for,
 )
 
@@ -232,7 +233,7 @@ def test_a_registry_that_is_down_is_retried_then_nothing_is_deployed(delivery: D
             build_test_deploy(delivery.service, sha, REF)
         assert time.monotonic() - began >= 7  # backed off 1 + 2 + 4 s
     finally:
-        ContainerRegistry(url=delivery.registry).save(DEFAULT_DOCUMENT, overwrite=True)
+        registry_block(delivery.registry).save(DEFAULT_DOCUMENT, overwrite=True)
     assert live(delivery) == before
     with pytest.raises(ImageNotFound):
         delivery.client.images.get(f"{dead}/{delivery.service}:{sha}")  # type: ignore[attr-defined]

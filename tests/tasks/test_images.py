@@ -35,6 +35,7 @@ from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
     docker_or_skip,
     manifest_digest,
+    registry_block,
     remove_service_images,
     render_source,
     shared_registry,
@@ -79,7 +80,7 @@ def workshop(
     client = docker_or_skip()
     root = tmp_path_factory.mktemp("images")
     service = f"img-{uuid.uuid4().hex[:8]}"
-    registry = ContainerRegistry(url=shared_registry(request, tmp_path_factory))
+    registry = registry_block(shared_registry(request, tmp_path_factory))
     shop = Workshop(client, registry, service, render_source(root / "src", service, 8080), root)
     try:
         yield shop

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blocks import ContainerRegistry, DeployTarget
+from blocks import DeployTarget
 from slipway.errors import DeployError, InvalidRequest
 from tasks.containers import is_confined
 from tasks.images import build_image, image_repository, push_image
@@ -44,6 +44,7 @@ from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
     Poller,
     docker_or_skip,
+    registry_block,
     remove_service_containers,
     remove_service_images,
     render_source,
@@ -97,7 +98,7 @@ def images(
     client = docker_or_skip()
     root = tmp_path_factory.mktemp("release")
     service = f"rel-{uuid.uuid4().hex[:8]}"
-    registry = ContainerRegistry(url=shared_registry(request, tmp_path_factory))
+    registry = registry_block(shared_registry(request, tmp_path_factory))
     source = render_source(root / "src", service, 8080)
 
     trees: dict[str, Path] = {}

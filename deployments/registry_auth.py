@@ -1,0 +1,90 @@
+"""The local registry's login and configuration: credentials required, deletion off.
+
+Debian's ``docker-registry`` checks HTTP basic auth against an htpasswd file
+(bcrypt only). The credentials are those of the ``slipway-container-registry``
+block, the one place flows read them from, so the registry and every push and
+pull agree: `slipway up` writes the htpasswd from the block at each start. A
+home from before the registry required a login has a block without
+credentials: `ensure_registry_login` generates them and saves them into the
+block once. Deleting manifests is off: an image that ran in prod stays
+pullable by its digest, for rollback and audit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from slipway.home import HOST, Ports, SlipwayHome
+from slipway.private import write_private
+
+__all__ = [
+    "RegistryLogin",
+    "ensure_registry_login",
+    "write_registry_config",
+]
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """A user and password the registry accepts."""
+
+    username: str
+    password: SecretStr
+
+    @classmethod
+    def generate(cls) -> RegistryLogin:
+        """A new random password for the local registry's user."""
+        from blocks.container_registry import LOCAL_REGISTRY_USER
+
+        return cls(LOCAL_REGISTRY_USER, SecretStr(secrets.token_urlsafe(24)))
+
+
+def ensure_registry_login(home: SlipwayHome, ports: Ports) -> tuple[RegistryLogin, str | None]:
+    """The login the local registry must require, and a note when the block was changed.
+
+    Needs Prefect's API: it reads the ``default`` registry block. When that
+    block names this host's registry without credentials (a home from before
+    they were required), generated ones are saved into it. When it names
+    another registry, the local one is not the platform's: it gets a random
+    login nobody holds.
+    """
+    from blocks import DEFAULT_DOCUMENT, ContainerRegistry
+
+    block = ContainerRegistry.load_default()
+    local = f"{HOST}:{ports.registry}"
+    if block.url.split("/", 1)[0] != local:
+        return RegistryLogin.generate(), None
+    if block.username is not None and block.password is not None:
+        return RegistryLogin(block.username, block.password), None
+    login = RegistryLogin.generate()
+    updated = ContainerRegistry(url=block.url, username=login.username, password=login.password)
+    updated.save(DEFAULT_DOCUMENT, overwrite=True)
+    return login, (
+        f"the local registry now requires a login: saved generated credentials for "
+        f"{login.username!r} in the block slipway-container-registry/{DEFAULT_DOCUMENT}"
+    )
+
+
+def write_registry_config(home: SlipwayHome, ports: Ports, login: RegistryLogin) -> Path:
+    """Write the registry's htpasswd (0600) and configuration under ``<home>/run``; returns the config."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(login.password.get_secret_value().encode(), bcrypt.gensalt(rounds=10))
+    htpasswd = home.run / "registry.htpasswd"
+    write_private(htpasswd, f"{login.username}:{hashed.decode()}\n")
+    config = home.run / "registry.yml"
+    write_private(
+        config,
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {home.registry}\n"
+        "  delete:\n    enabled: false\n"
+        f"auth:\n  htpasswd:\n    realm: slipway\n    path: {htpasswd}\n"
+        f"http:\n  addr: {HOST}:{ports.registry}\n",
+    )
+    return config
