@@ -6,7 +6,8 @@ secret and POSTed to the bridge. It never blocks or fails a push: when the
 bridge does not answer it saves the delivery in the spool, which the bridge
 drains as soon as it runs again (`deployments.spool`), and exits 0. The
 payload carries the push time (``repository.pushed_at``, as GitHub's does),
-so a spooled push handed over late never counts as newer than a later one.
+so a spooled push handed over late never counts as newer than a later one,
+and the pusher: the operating-system user that ran the push (`pusher`).
 
 Installed by `tasks.git.install_push_hook`, which writes ``slipway-hook.json``
 (bridge URL, secret, spool directory; mode 0600) into the repository.
@@ -14,11 +15,11 @@ Installed by `tasks.git.install_push_hook`, which writes ``slipway-hook.json``
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import hmac
 import json
 import os
+import pwd
 import sys
 import time
 import urllib.error
@@ -29,7 +30,7 @@ from typing import Any
 
 from slipway.process import run
 
-__all__ = ["HOOK_CONFIG", "ZERO_SHA", "main", "push_payload", "spool_delivery"]
+__all__ = ["HOOK_CONFIG", "ZERO_SHA", "main", "push_payload", "pusher", "spool_delivery"]
 
 HOOK_CONFIG = "slipway-hook.json"
 """File in the bare repository holding the hook's settings."""
@@ -62,11 +63,25 @@ def push_payload(repo: Path, before: str, after: str, ref: str) -> dict[str, Any
         "created": before == ZERO_SHA,
         "deleted": after == ZERO_SHA,
         "repository": {"name": name, "full_name": f"local/{name}", "pushed_at": time.time()},
-        "pusher": {"name": os.environ.get("GIT_PUSHER") or getpass.getuser()},
+        "pusher": {"name": pusher()},
         "commits": []
         if after == ZERO_SHA
         else [{"id": after, "added": added, "modified": modified, "removed": removed}],
     }
+
+
+def pusher() -> str:
+    """Who pushed: the operating-system user that runs this hook, which is the one who pushed.
+
+    Read from the process's real user id, never from ``USER``, ``LOGNAME`` or
+    any other variable, which the pusher sets as they like. Over SSH, that is
+    the account the key logged in to.
+    """
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry, e.g. in a container
+        return f"uid:{uid}"
 
 
 def spool_delivery(spool: Path, url: str, headers: dict[str, str], body: bytes) -> Path:

@@ -8,6 +8,7 @@ prefect.yaml, and the flow that builds, tests, pushes and deploys on Docker.
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 import uuid
@@ -55,7 +56,9 @@ def _git(work: Path, *args: str) -> str:
         "GIT_AUTHOR_EMAIL": "ada@example.test",
         "GIT_COMMITTER_NAME": "Ada",
         "GIT_COMMITTER_EMAIL": "ada@example.test",
-        "GIT_PUSHER": "ada",
+        "GIT_PUSHER": "ada",  # claims to be someone else: ignored
+        "USER": "ada",
+        "LOGNAME": "ada",
     }
     done = subprocess.run(
         ["git", *args], cwd=work, env=env, capture_output=True, text=True, timeout=120
@@ -88,8 +91,7 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
     up.start(timeout=240)
     name, port, work = f"push-{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "work"
     env = {
-        **up.env,
-        "PREFECT_API_URL": up.api,
+        **up.client_env(),
         "SLIPWAY_HOME": str(up.home),
         **{f"SLIPWAY_{k.upper()}_PORT": str(v) for k, v in up.ports.items()},
     }
@@ -120,7 +122,8 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         )
         assert run["parameters"]["service"] == name
         assert run["parameters"]["ref"] == "refs/heads/main"
-        assert run["parameters"]["triggered_by"] == "ada"
+        # The pusher is the user who ran `git push`, not what its environment claims.
+        assert run["parameters"]["triggered_by"] == pwd.getpwuid(os.getuid()).pw_name != "ada"
 
         def finished() -> dict[str, Any] | None:
             current = httpx.get(f"{up.api}/flow_runs/{run['id']}", timeout=10).json()
