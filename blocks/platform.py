@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from blocks.base import SlipwayBlock
 from slipway.home import Ports, SlipwayHome
+from slipway.previews import PreviewPolicy, check_patterns
 
 __all__ = ["DEFAULT_BASE_IMAGE", "PlatformSettings", "SeverityName"]
 
@@ -19,10 +20,11 @@ SeverityName = Literal["critical", "high", "medium", "low", "unknown"]
 
 
 class PlatformSettings(SlipwayBlock):
-    """Settings every flow shares, including the security gate's policy.
+    """Settings every flow shares, including the security gate's and the previews' policies.
 
     The ``gate_*`` fields are the policy `tasks.scanners.gate.enforce_gate`
-    applies before a deployment to prod.
+    applies before a deployment to prod; the ``preview*`` fields bound the
+    preview environments that pushes create (`slipway.previews`).
 
     Example:
         ```python
@@ -85,6 +87,30 @@ class PlatformSettings(SlipwayBlock):
         title="Nightly scan concurrency",
         description="How many services the nightly security scan scans at the same time.",
     )
+
+    preview_branches: list[str] = Field(
+        default_factory=lambda: ["*"],
+        title="Preview branches",
+        description="Glob patterns of the branches whose pushes get a preview-<branch> "
+        "environment, e.g. feature/* (* also matches /). Empty: no previews from pushes.",
+    )
+    max_previews_per_service: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        title="Live previews per service",
+        description="How many preview environments one service may have live at once; a push "
+        "that would make one more is refused. 0 turns previews off.",
+    )
+
+    @field_validator("preview_branches")
+    @classmethod
+    def _patterns_are_not_blank(cls, value: list[str]) -> list[str]:
+        return check_patterns(value)
+
+    def preview_policy(self) -> PreviewPolicy:
+        """The preview settings as the bridge and the provisioning flow apply them."""
+        return PreviewPolicy(tuple(self.preview_branches), self.max_previews_per_service)
 
     @field_validator("base_image")
     @classmethod

@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from deployments.bridge_intake import MAX_BODY_BYTES, Answer, BridgeConfig, Intake
 from deployments.bridge_metrics import CONTENT_TYPE
-from deployments.bridge_services import Catalogued, platform_ready
+from deployments.bridge_services import Catalogued, PreviewBranches, platform_ready
 from deployments.webhooks import Provider, signature_present
 from slipway import heap
 from slipway.home import HOST
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from blocks import GitServer
+    from blocks import GitServer, PlatformSettings
     from blocks.webhook import load_webhook_secret
     from slipway.api_auth import http_auth
     from slipway.home import SlipwayHome
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         known_now=services.known_now,
         has_commit=LocalCommits(server) if local else (lambda _r, _s: True),
         default_branch=server.default_branch,
+        preview_branch=PreviewBranches(lambda: PlatformSettings.load_default().preview_policy()),
         spool=home.spool,
         ready=platform_ready(home),
         body_timeout=args.body_timeout,

@@ -66,6 +66,8 @@ class BridgeConfig:
     has_commit: Callable[[str, str], bool] = lambda _repository, _sha: True
     """Whether the platform's git server holds a commit; never blocks for long."""
     default_branch: str = "main"
+    preview_branch: Callable[[str], bool] = lambda _branch: True
+    """Whether a push to this branch gets a preview environment (the platform's policy); may block."""
     spool: Path | None = None
     """The git hook's spool, drained every `spool_every` seconds."""
     spool_every: float = 2.0
@@ -149,9 +151,20 @@ class Intake:
         return await self._queue(provider, headers, body, push)
 
     async def _queue(self, provider: Provider, headers: Any, body: bytes, push: Any) -> Answer:
+        config = self.config
         delivery = delivery_id(provider, headers, body)
         key = delivery_key(provider, delivery, body)
-        event = push_event(provider, key, delivery, push, default_branch=self.config.default_branch)
+        allowed = True
+        if push.branch is not None and push.branch != config.default_branch:
+            allowed = await run_in_threadpool(config.preview_branch, push.branch)
+        event = push_event(
+            provider,
+            key,
+            delivery,
+            push,
+            default_branch=config.default_branch,
+            preview_allowed=allowed,
+        )
         now = time.time()
         accepted = Accepted(
             key=key,

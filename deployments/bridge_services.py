@@ -1,22 +1,34 @@
-"""What the bridge asks of the rest of the platform: which services exist, whether it is up.
+"""What the bridge asks of the platform: which services exist, is it up, which branches preview.
 
-Both answer from memory most of the time, because the bridge asks on every
+Each answers from memory most of the time, because the bridge asks on every
 push and a burst brings hundreds a second.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from slipway.home import SlipwayHome
+from slipway.previews import PreviewPolicy
 
-__all__ = ["KNOWN_SERVICE_SECONDS", "Catalogued", "platform_ready"]
+__all__ = [
+    "KNOWN_SERVICE_SECONDS",
+    "PREVIEW_POLICY_SECONDS",
+    "Catalogued",
+    "PreviewBranches",
+    "platform_ready",
+]
+
+logger = logging.getLogger("deployments.bridge")
 
 KNOWN_SERVICE_SECONDS = 2.0
 """How long a service seen in the catalog counts as known without a new look."""
+PREVIEW_POLICY_SECONDS = 10.0
+"""How long the preview policy read from the platform block is used before it is read again."""
 
 
 class Catalogued:
@@ -52,6 +64,35 @@ class Catalogued:
                 self._tip, self._names = current, self._catalog.names()
             self._looked = now
             return name in self._names
+
+
+class PreviewBranches:
+    """Whether a pushed branch gets a preview: the platform block's policy, re-read now and then.
+
+    The policy is read at most every `PREVIEW_POLICY_SECONDS`, so an edit in
+    the UI reaches the bridge within that time. When it cannot be read the
+    last one read stays in force; before any was read, a branch is let
+    through and the provisioning flow, which checks the policy itself, decides.
+    """
+
+    def __init__(self, load: Callable[[], PreviewPolicy], *, every: float = PREVIEW_POLICY_SECONDS):
+        self._load = load
+        self._every = every
+        self._lock = threading.Lock()
+        self._policy: PreviewPolicy | None = None
+        self._read = float("-inf")
+
+    def __call__(self, branch: str) -> bool:
+        """Whether ``branch`` may have a preview environment; may read the block (blocks)."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._read >= self._every:
+                self._read = now
+                try:
+                    self._policy = self._load()
+                except Exception as e:
+                    logger.warning("the preview policy could not be read, keeping the last: %s", e)
+            return self._policy is None or self._policy.allows(branch)
 
 
 def platform_ready(home: SlipwayHome, *, every: float = 1.0) -> Callable[[], bool]:

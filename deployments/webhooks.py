@@ -240,19 +240,27 @@ def _gitlab_push(payload: dict[str, Any]) -> PushEvent:
 
 
 def push_event(
-    provider: Provider, key: str, delivery: str, push: PushEvent, *, default_branch: str
+    provider: Provider,
+    key: str,
+    delivery: str,
+    push: PushEvent,
+    *,
+    default_branch: str,
+    preview_allowed: bool = True,
 ) -> dict[str, Any]:
     """The Prefect event for a push, in the JSON form ``POST /api/events`` takes.
 
     Resource labels carry what triggers filter on (branch, default branch,
     whether docs changed, whether the branch has a preview environment), so
     prefect.yaml can say what runs without code here. A push to any other
-    branch than the default names its ``preview-<branch>`` environment. The
-    id comes from the delivery's `delivery_key`, so every resend is one event.
+    branch than the default names its ``preview-<branch>`` environment, unless
+    the platform's preview policy does not allow the branch one
+    (``preview_allowed``). The id comes from the delivery's `delivery_key`,
+    so every resend is one event. The pusher is what the signed payload says.
     """
     docs_changed = any(p.startswith(_DOCS_PATHS) for p in push.changed_paths)
     preview = ""
-    if push.branch and push.branch != default_branch:
+    if push.branch and push.branch != default_branch and preview_allowed:
         with contextlib.suppress(InvalidRequest):  # a branch that names no environment
             preview = preview_environment(push.branch)
     return {

@@ -18,6 +18,7 @@ Preview environments (``preview-<branch>``) carry an ``expires_at``;
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,10 +32,14 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from blocks.platform import PlatformSettings
 from blocks.terraform_backend import TerraformBackend
 from slipway.errors import GateRefused, InvalidRequest, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
+from slipway.names import GitRef
+from tasks.actors import run_creator
 from tasks.catalog import Catalog, CatalogEntry
+from tasks.release_history import deploy_slot
 from tasks.terraform import (
     EnvironmentRecord,
     PlanResult,
@@ -61,6 +66,8 @@ __all__ = [
 
 APPROVAL_ENVIRONMENTS = frozenset({"prod"})
 """Environments whose every plan needs an approval, destroying or not."""
+PREVIEW_SLOT = "previews"
+"""The release slot (`deploy_slot`) that one service's preview provisioning holds."""
 
 _APPROVAL_POLL_SECONDS = 2
 _DAY = 24 * 3600
@@ -191,6 +198,18 @@ def record_environment(
     return record
 
 
+@task(name="check-preview-policy", cache_policy=NO_CACHE)
+def check_preview(entry: CatalogEntry, environment: str, branch: str | None) -> None:
+    """Refuse a preview of a branch that does not qualify, or one more than the service may have."""
+    live = {
+        name: EnvironmentRecord(values).expires_at()
+        for name, values in entry.outputs.items()
+        if is_preview(name)
+    }
+    policy = PlatformSettings.load_default().preview_policy()
+    policy.check(entry.name, environment, live, branch=branch, now=datetime.now(UTC))
+
+
 @flow(name="provision-environment", log_prints=False)
 def provision_environment(
     service: str,
@@ -198,8 +217,14 @@ def provision_environment(
     variables: dict[str, Any] | None = None,
     ttl_hours: float = 72,
     approval_timeout_seconds: int = _DAY,
+    branch: str = "",
+    triggered_by: str = "",
 ) -> EnvironmentResult:
     """Create or change a service's environment: plan, approval when needed, apply, record.
+
+    A preview is checked against the platform's preview policy first (which
+    branches, how many live); previews of one service are provisioned one at
+    a time, so two pushes cannot both take the last place.
 
     Args:
         service: A service in the catalog.
@@ -208,10 +233,37 @@ def provision_environment(
             ``service``, ``environment`` and (by default) ``port`` come from the catalog.
         ttl_hours: How long a preview environment lives; ignored for others.
         approval_timeout_seconds: How long a plan that needs approval waits for one.
+        branch: The pushed branch whose preview this is (set by the push trigger).
+        triggered_by: Who asked: the pusher, for a push; recorded with the change.
     """
+    preview = is_preview(environment)
+    with deploy_slot(service, PREVIEW_SLOT) if preview else contextlib.nullcontext():
+        return _provision(
+            service,
+            environment,
+            variables or {},
+            ttl_hours,
+            approval_timeout_seconds,
+            branch=branch,
+            triggered_by=triggered_by or run_creator(),
+        )
+
+
+def _provision(
+    service: str,
+    environment: str,
+    variables: dict[str, Any],
+    ttl_hours: float,
+    approval_timeout_seconds: int,
+    *,
+    branch: str,
+    triggered_by: str,
+) -> EnvironmentResult:
     backend = TerraformBackend.load_default()
     tf = open_terraform(backend, SlipwayHome.from_env())
-    request = check_request(tf, backend, service, environment, variables or {}, ttl_hours)
+    request = check_request(tf, backend, service, environment, variables, ttl_hours)
+    if is_preview(environment):
+        check_preview(request.entry, environment, GitRef.parse(branch) if branch else None)
     ensure_state_bucket(backend)  # S3 only: created with versioning when missing
     plan = plan_environment(tf, request.ws, request.variables)
     approval = ""
@@ -221,7 +273,7 @@ def provision_environment(
         apply_plan(tf, request.ws, plan)
     else:
         plan.plan_file.unlink(missing_ok=True)
-    note = f"{plan.summary.describe()}{f' ({approval})' if approval else ''}"
+    note = f"{plan.summary.describe()}{f' ({approval})' if approval else ''}, by {triggered_by}"
     outputs = record_environment(tf, backend, request, note)
     return EnvironmentResult(
         service=service,

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from deployments.bridge_services import PreviewBranches
 from deployments.webhooks import (
     Provider,
     delivery_id,
@@ -20,6 +21,7 @@ from deployments.webhooks import (
     signature_valid,
 )
 from slipway.errors import InvalidRequest
+from slipway.previews import PreviewPolicy
 
 # GitHub's published test vector for X-Hub-Signature-256.
 GH_SECRET = "It's a Secret to Everybody"
@@ -165,6 +167,9 @@ def test_malformed_push_payloads_are_refused(body):
         ("ref", "refs/heads/fix.lock"),
         ("ref", "refs/heads/___"),
         ("ref", "refs/heads/x y"),
+        ("ref", "refs/heads/$(id)"),
+        ("ref", "refs/heads/--upload-pack=x"),
+        ("ref", "refs/heads/a;rm -rf ~"),
         ("after", "not-a-sha"),
         ("before", "--upload-pack=x"),
     ],
@@ -195,3 +200,31 @@ def test_push_event_labels_say_what_triggers_filter_on():
     labels = push_event(Provider.GITHUB, "k-2", "d-2", other, default_branch="main")["resource"]
     assert labels["slipway.git.default-branch"] == "false"
     assert labels["slipway.git.docs-changed"] == "false"
+
+
+def test_a_branch_the_preview_policy_does_not_allow_names_no_preview():
+    push = parse_push(Provider.GITHUB, _github_push(ref="refs/heads/wip/try"))
+    allowed = push_event(Provider.GITHUB, "k", "d", push, default_branch="main")
+    refused = push_event(
+        Provider.GITHUB, "k", "d", push, default_branch="main", preview_allowed=False
+    )
+    assert allowed["payload"]["preview_environment"] == "preview-wip-try"
+    assert allowed["resource"]["slipway.git.preview"] == "true"
+    assert refused["payload"]["preview_environment"] == ""
+    assert refused["resource"]["slipway.git.preview"] == "false"
+
+
+def test_the_bridge_rereads_the_preview_policy_and_keeps_the_last_when_it_cannot():
+    policies = [PreviewPolicy(("feature/*",), 3), RuntimeError("Prefect is down")]
+
+    def load() -> PreviewPolicy:
+        found = policies[0]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    branches = PreviewBranches(load, every=0.0)
+    assert branches("feature/x") and not branches("wip")
+    policies[0] = policies.pop()  # the next read fails: the last policy stays in force
+    assert branches("feature/x") and not branches("wip")
+    assert PreviewBranches(load, every=60.0)("wip")  # never read: the flow decides

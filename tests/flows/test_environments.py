@@ -22,6 +22,7 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 
+from blocks.platform import PlatformSettings
 from blocks.s3 import S3Connection
 from blocks.terraform_backend import TerraformBackend
 from flows.environments import (
@@ -304,3 +305,62 @@ def test_a_preview_environment_expires_and_the_nightly_flow_destroys_it_without_
     assert local_state(platform, service, environment)["resources"] == []
     rows = latest_artifact("expired-preview-environments").data
     assert environment in str(rows) and "destroyed" in str(rows)
+
+
+@pytest.fixture
+def preview_policy(platform: Platform) -> Iterator[None]:
+    """Previews of feature/* branches only, two per service; put back afterwards."""
+    settings = PlatformSettings.load("default")
+    PlatformSettings(
+        **{
+            **settings.model_dump(exclude={"block_type_slug"}),
+            "preview_branches": ["feature/*"],
+            "max_previews_per_service": 2,
+        }
+    ).save("default", overwrite=True)
+    yield
+    settings.save("default", overwrite=True)
+
+
+def test_previews_come_only_from_qualifying_branches_and_at_most_n_live_per_service(
+    platform: Platform, service: str, preview_policy: None
+):
+    def preview(branch: str) -> Any:
+        return provision_environment(
+            service, preview_environment(branch), {}, branch=branch, triggered_by="ada"
+        )
+
+    with pytest.raises(GateRefused, match=r"'wip/try' of .* matches none of the preview branches"):
+        preview("wip/try")
+    assert not (platform.home.terraform / "state" / service).exists()  # nothing ran
+
+    assert preview("feature/one").applied
+    assert preview("feature/two").applied
+    with pytest.raises(GateRefused, match=r"2 live preview environments .* at most 2"):
+        preview("feature/three")
+    assert "preview-feature-three" not in catalog_entry(service).outputs
+    assert not (
+        platform.home.terraform / "state" / service / "preview-feature-three.tfstate"
+    ).exists()
+    assert preview("feature/one").plan.startswith("0 to add")  # an existing one is extended
+
+    destroy_environment(service, "preview-feature-two")
+    assert preview("feature/three").applied  # a place came free
+    assert "by ada" in Catalog.load_default().history(service, limit=1)[0].message
+
+
+def test_two_new_previews_at_once_cannot_both_take_the_last_place(
+    platform: Platform, service: str, preview_policy: None
+):
+    assert provision_environment(service, "preview-feature-one", {}, branch="feature/one").applied
+    racing = [
+        Background(provision_environment, service, f"preview-feature-{n}", branch=f"feature/{n}")
+        for n in ("two", "three")
+    ]
+    for run in racing:
+        run.join()
+    errors = [run.error for run in racing]
+    assert sum(e is None for e in errors) == 1, errors
+    assert any(isinstance(e, GateRefused) and "at most 2" in str(e) for e in errors), errors
+    live = [e for e in catalog_entry(service).outputs if e.startswith("preview-")]
+    assert len(live) == 2, live
