@@ -41,7 +41,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Cancelled
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from blocks import (
     ArtifactStore,
@@ -88,6 +88,7 @@ from tasks.release_history import (
 )
 from tasks.scanners.gate import enforce_gate
 from tasks.scanners.history import load_summary
+from tasks.secret_env import recorded_references, resolve_secret_env
 from tasks.storage import ObjectStore, open_store
 from tasks.test_history import load_passed_tests, save_passed_tests
 
@@ -127,6 +128,7 @@ class _Stage:
     environment: str
     port: int
     env_vars: dict[str, str]
+    secrets: dict[str, SecretStr] = field(repr=False)
     reserved_ports: frozenset[int]
     target: DeployTarget
     settings: PlatformSettings
@@ -201,7 +203,13 @@ def build_test_deploy(
         if newer is not None:
             return _superseded(f"{newer}; {pushed.reference} was pushed but not deployed")
         release = Release(
-            service, environment, built.sha, pushed.reference, stage.port, stage.env_vars
+            service,
+            environment,
+            built.sha,
+            pushed.reference,
+            stage.port,
+            stage.env_vars,
+            stage.secrets,
         )
         return _release(
             stage, release, "build-test-deploy", triggered_by, ref=ref, committed_at=committed
@@ -246,7 +254,9 @@ def promote(
     if to_env == PROD:
         _prod_gate(service, source.sha, to_env, timeout=approval_timeout_seconds)
     with deploy_slot(service, to_env):
-        release = Release(service, to_env, source.sha, source.image, stage.port, stage.env_vars)
+        release = Release(
+            service, to_env, source.sha, source.image, stage.port, stage.env_vars, stage.secrets
+        )
         return _release(stage, release, "promote", triggered_by, from_environment=from_env)
 
 
@@ -279,7 +289,13 @@ def rollback(
             "Rolling %s in %s back to %s (%s)", service, environment, chosen.sha[:12], chosen.image
         )
         release = Release(
-            service, environment, chosen.sha, chosen.image, stage.port, stage.env_vars
+            service,
+            environment,
+            chosen.sha,
+            chosen.image,
+            stage.port,
+            stage.env_vars,
+            stage.secrets,
         )
         return _release(
             stage,
@@ -345,6 +361,7 @@ def _stage(service: str, environment: str) -> _Stage:
         environment=environment,
         port=port,
         env_vars=_env_vars(outputs.get("env_vars", "")),
+        secrets=resolve_secret_env(recorded_references(outputs)),
         reserved_ports=frozenset(reserved),
         target=target,
         settings=blocks[PlatformSettings],
@@ -467,7 +484,13 @@ def _serving_build(stage: _Stage, built: BuiltImage) -> tuple[Release, LiveConta
         return None  # another registry or repository: this one has not got it
     try:
         release = Release(
-            built.service, stage.environment, built.sha, live.image, stage.port, stage.env_vars
+            built.service,
+            stage.environment,
+            built.sha,
+            live.image,
+            stage.port,
+            stage.env_vars,
+            stage.secrets,
         )
     except DeployError:  # a live label not pinned by digest: release properly
         return None

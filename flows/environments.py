@@ -40,6 +40,7 @@ from slipway.names import GitRef
 from tasks.actors import run_creator
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.release_history import deploy_slot
+from tasks.secret_env import check_secret_references
 from tasks.terraform import (
     EnvironmentRecord,
     PlanResult,
@@ -120,6 +121,7 @@ def check_request(
         raise InvalidRequest(f"ttl_hours {ttl_hours} is outside (0, 2160]", hint="give 1 to 2160")
     entry = Catalog.load_default().get(service)
     resolved = resolve_variables(entry, environment, variables, module)
+    check_secret_references(resolved)  # names of existing Secret blocks, never values
     expires = datetime.now(UTC) + timedelta(hours=ttl_hours) if is_preview(environment) else None
     return _Request(entry, resolved, ws, expires)
 

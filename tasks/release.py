@@ -38,6 +38,7 @@ import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
+from pydantic import SecretStr
 
 from slipway.errors import BuildError, ConfigurationError, DeployError, InvalidRequest
 from slipway.names import check_dns_label, check_sha
@@ -104,6 +105,8 @@ class Release:
     """The port it serves on: the catalog's, or the environment's provisioned one."""
     env_vars: Mapping[str, str] = field(default_factory=dict)
     """Extra environment variables, e.g. from the environment's provisioning."""
+    secrets: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
+    """Secret environment variables (`tasks.secret_env`), unwrapped only into the container."""
 
     def __post_init__(self) -> None:
         check_dns_label(self.service, what="service")
@@ -554,6 +557,7 @@ def _environment(release: Release, target: DeployTarget, port: int) -> dict[str,
     """The environment variables a container of ``release`` gets on ``port``."""
     return {
         **release.env_vars,
+        **{name: value.get_secret_value() for name, value in release.secrets.items()},
         "HOST": target.bind_address,
         "PORT": str(port),
         "GIT_SHA": release.sha,

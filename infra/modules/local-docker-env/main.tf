@@ -20,3 +20,10 @@ resource "terraform_data" "environment" {
     env_vars       = var.env_vars
   }
 }
+
+# Which Secret blocks the containers read, by name only; absent while there are
+# none, so environments provisioned before secret_env existed plan no change.
+resource "terraform_data" "secret_env" {
+  count = length(var.secret_env) > 0 ? 1 : 0
+  input = var.secret_env
+}

@@ -47,3 +47,17 @@ variable "env_vars" {
   type        = map(string)
   default     = {}
 }
+
+variable "secret_env" {
+  description = "Secret environment variables of the service's containers: each variable's name to the name of the Prefect Secret block that holds its value. Only the names reach Terraform; the release reads the values when it starts a container."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for name, block in var.secret_env :
+      can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name)) && can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", block))
+    ])
+    error_message = "Each secret_env entry maps a variable name to the name of a Secret block (lower-case letters, digits and '-'), never to a value."
+  }
+}
