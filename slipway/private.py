@@ -108,7 +108,9 @@ def write_private(path: Path, data: str | bytes) -> None:
     ``path``, so no reader ever sees half of it and at no moment is it open
     to others, whatever the umask and whatever mode an earlier file had.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for directory in reversed(missing):  # each new one private, not only the last
+        directory.mkdir(mode=0o700, exist_ok=True)
     content = data.encode() if isinstance(data, str) else data
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     temporary = Path(name)

@@ -96,9 +96,28 @@ def test_browsers_may_call_the_api_from_the_uis_own_origin_only(up: Up) -> None:
 
     own = f"http://127.0.0.1:{up.ports['prefect']}"
     assert preflight(own).headers.get("access-control-allow-origin") == own
-    foreign = preflight("http://evil.example")
-    assert "access-control-allow-origin" not in foreign.headers
-    assert foreign.status_code == 400
+    for origin in ("http://evil.example", f"http://127.0.0.1:{up.ports['docs']}"):
+        foreign = preflight(origin)  # the portal's pages are services' own: untrusted
+        assert "access-control-allow-origin" not in foreign.headers, origin
+        assert foreign.status_code == 400
+
+
+def test_the_portal_serves_published_docs_and_nothing_else_of_the_store(up: Up) -> None:
+    store = up.home / "artifacts"
+    (store / "techdocs" / "default" / "component" / "svc").mkdir(parents=True)
+    (store / "techdocs" / "default" / "component" / "svc" / "index.html").write_text("docs")
+    (store / "releases").mkdir()
+    (store / "releases" / "record.json").write_text("not for the portal")
+    portal = f"http://127.0.0.1:{up.ports['docs']}"
+    assert httpx.get(f"{portal}/default/component/svc/").text == "docs"
+    for path in (
+        "/../releases/record.json",
+        "/%2E%2E/releases/record.json",
+        "/releases/record.json",
+    ):
+        answer = httpx.get(portal + path)
+        assert answer.status_code in (400, 404), path
+        assert "not for the portal" not in answer.text
 
 
 def test_the_ui_asks_for_the_auth_string_and_lets_in_whoever_has_it(up: Up) -> None:

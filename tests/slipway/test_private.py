@@ -86,3 +86,13 @@ def test_private_umask_applies_inside_and_is_restored(tmp_path: Path) -> None:
     finally:
         os.umask(before)
     assert _mode(tmp_path / "made") == 0o600 and _mode(tmp_path / "dir") == 0o700
+
+
+def test_write_private_makes_every_missing_directory_private(tmp_path: Path) -> None:
+    path = tmp_path / "new-home" / "keys" / "secret"
+    before = os.umask(0o022)
+    try:
+        write_private(path, "x")
+    finally:
+        os.umask(before)
+    assert _mode(tmp_path / "new-home") == 0o700 and _mode(path.parent) == 0o700
