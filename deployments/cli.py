@@ -8,6 +8,7 @@
     slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
     slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
     slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
+    slipway approver issue|revoke NAME, list          approvers' tokens for approval forms
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     onboard.add_argument("--port", type=int, help="port (default: next free in the range)")
     onboard.add_argument("--dry-run", action="store_true", help="render and check, create nothing")
+    approver = commands.add_parser("approver", help="approvers' tokens, for approval forms")
+    tokens = approver.add_subparsers(dest="approver_command", required=True)
+    tokens.add_parser("issue", help="give NAME a new token (printed once)").add_argument("name")
+    tokens.add_parser("revoke", help="take NAME's token away").add_argument("name")
+    tokens.add_parser("list", help="who holds a token, and since when")
     from deployments.catalog_cli import add_commands
 
     add_commands(commands)
@@ -128,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "onboard":
             return _onboard(home, args)
+        if args.command == "approver":
+            from deployments.commands import approver_tokens
+
+            print(approver_tokens(home, args.approver_command, getattr(args, "name", None)))
+            return 0
         if args.command in ("catalog", "dora"):
             from deployments.catalog_cli import run_catalog, run_dora
 

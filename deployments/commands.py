@@ -1,4 +1,4 @@
-"""The self-service commands: `slipway onboard`, and what the catalog commands share.
+"""The self-service commands: `slipway onboard`, `slipway approver`, what catalog commands share.
 
 They talk to a running platform: onboarding starts the ``onboard-service``
 deployment, exactly as the form in the Prefect UI does, so it runs where the
@@ -157,3 +157,35 @@ def run_and_wait(
             hint=f"the run's logs say why: {link}",
         )
     return link
+
+
+def approver_tokens(home: SlipwayHome, command: str, name: str | None) -> str:
+    """`slipway approver issue|revoke NAME` and `list`: the home's approver tokens; what to print.
+
+    Works on the home's files, with or without a running platform. The token
+    is printed once, by `issue`, and never kept: only its hash is.
+    """
+    from slipway.approver_tokens import APPROVERS_FILE, ApproverTokens
+
+    tokens = ApproverTokens(home)
+    where = home.keys / APPROVERS_FILE
+    if command == "list":
+        issued = tokens.list()
+        if not issued:
+            return (
+                f"No approver holds a token on {home.root}. Issue one: slipway approver issue NAME"
+            )
+        rows = [{"approver": t.name, "issued": t.issued_at.isoformat()} for t in issued]
+        return format_rows(rows)
+    assert name is not None  # argparse requires it for issue and revoke
+    if command == "revoke":
+        if not tokens.revoke(name):
+            raise InvalidRequest(f"{name} holds no approver token on {home.root}")
+        return f"Revoked {name}'s approver token. Copy {where} to every worker host."
+    token = tokens.issue(name)
+    return (
+        f"Approver token of {name} (shown only now; give it to {name} alone):\n"
+        f"{token.get_secret_value()}\n"
+        f"{name} enters it with their name in approval forms; it counts for the services whose "
+        f"owning group lists {name} among its approvers. Copy {where} to every worker host."
+    )

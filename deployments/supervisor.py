@@ -46,6 +46,7 @@ from slipway.api_auth import (
 from slipway.errors import ComponentError, ConfigurationError
 from slipway.home import Ports, SlipwayHome
 from slipway.private import make_private, private_umask
+from slipway.signing import SIGNING_KEY_FILE, ensure_signing_key, load_signing_key
 
 __all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"]
 
@@ -260,6 +261,7 @@ def up(options: UpOptions, report: Report = print) -> None:
             began = time.monotonic()
             _make_home_private(home, report)
             auth = _api_auth(options, report)
+            _record_key(options, report)
         except BaseException:
             lock.release()
             raise
@@ -320,6 +322,19 @@ def _api_auth(options: UpOptions, report: Report) -> ApiAuth:
             f"the UI asks for it (user {auth.username!r}, the password is in that file)"
         )
     return auth
+
+
+def _record_key(options: UpOptions, report: Report) -> None:
+    """The key that signs release and approval records: made on a server's home, given to a worker's."""
+    if options.role == "worker":
+        load_signing_key(options.home)  # refuses, saying what to copy, when it was not given
+        return
+    _, created = ensure_signing_key(options.home)
+    if created:
+        report(
+            f"generated the record key in {options.home.keys / SIGNING_KEY_FILE}: release and "
+            "approval records are signed with it; keep it with the data directory's backups"
+        )
 
 
 @contextlib.contextmanager

@@ -37,11 +37,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import State, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from prefect.states import Cancelled
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from blocks import (
     ArtifactStore,
@@ -52,7 +49,7 @@ from blocks import (
     PlatformSettings,
 )
 from flows.security_scan import security_scan
-from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
+from slipway.errors import BuildError, DeployError, InvalidRequest
 from slipway.home import SlipwayHome
 from slipway.names import check_dns_label, check_git_ref, check_sha
 from tasks.actors import run_creator, run_id
@@ -79,12 +76,12 @@ from tasks.release import (
     live_container,
     service_url,
 )
+from tasks.release_authority import LEGACY_APPROVAL, PROD, approve_release, rollback_choice
 from tasks.release_history import (
     DeploymentRecord,
     deploy_slot,
     deployment_history,
     record_deployment,
-    rollback_target,
 )
 from tasks.scanners.gate import enforce_gate
 from tasks.scanners.history import load_summary
@@ -95,29 +92,12 @@ from tasks.test_history import load_passed_tests, save_passed_tests
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["PROD", "Approval", "build_test_deploy", "promote", "rollback"]
+__all__ = ["PROD", "build_test_deploy", "promote", "rollback"]
 
 BUILD_FLOW = "build-test-deploy"
 DEFAULT_ENVIRONMENT = "dev"
-PROD = "prod"
-"""Deploying here, by any flow but rollback, waits for a human's approval."""
 APPROVAL_TIMEOUT_SECONDS = 3600
-APPROVAL_POLL_SECONDS = 2
 _WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
-
-
-class Approval(RunInput):
-    """The form a paused deployment to prod shows in the UI."""
-
-    approve: bool = Field(
-        default=False, title="Approve", description="Tick to deploy this image to prod."
-    )
-    comment: str = Field(
-        default="",
-        max_length=500,
-        title="Comment",
-        description="Why; kept in the flow run's log and the deployment record.",
-    )
 
 
 @dataclass(frozen=True)
@@ -157,8 +137,7 @@ def build_test_deploy(
     """
     service, commit, ref = _checked_names(service, commit, ref)
     stage = _stage(service, environment)
-    if environment == PROD:
-        _prod_gate(service, commit, environment)
+    approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
     with (
         deploy_slot(
             service, environment, give_up=lambda: _newer_push(service, environment)
@@ -212,7 +191,13 @@ def build_test_deploy(
             stage.secrets,
         )
         return _release(
-            stage, release, "build-test-deploy", triggered_by, ref=ref, committed_at=committed
+            stage,
+            release,
+            "build-test-deploy",
+            triggered_by,
+            ref=ref,
+            committed_at=committed,
+            approved_by=approved,
         )
 
 
@@ -251,13 +236,21 @@ def promote(
     get_run_logger().info(
         "Promoting %s (%s) from %s to %s", service, source.image, from_env, to_env
     )
+    approved = ""
     if to_env == PROD:
-        _prod_gate(service, source.sha, to_env, timeout=approval_timeout_seconds)
+        approved = _prod_gate(stage, source.sha, triggered_by, timeout=approval_timeout_seconds)
     with deploy_slot(service, to_env):
         release = Release(
             service, to_env, source.sha, source.image, stage.port, stage.env_vars, stage.secrets
         )
-        return _release(stage, release, "promote", triggered_by, from_environment=from_env)
+        return _release(
+            stage,
+            release,
+            "promote",
+            triggered_by,
+            from_environment=from_env,
+            approved_by=approved,
+        )
 
 
 @flow(name="rollback")
@@ -281,9 +274,11 @@ def rollback(
     stage = _stage(service, environment)
     with deploy_slot(service, environment):
         live = live_container(stage.client, service, environment)
-        history = deployment_history(service, environment)
-        chosen = rollback_target(
-            history, current_digest=live.image.partition("@")[2] if live else None, to=to
+        chosen = rollback_choice(
+            service,
+            environment,
+            current_digest=live.image.partition("@")[2] if live else None,
+            to=to,
         )
         get_run_logger().info(
             "Rolling %s in %s back to %s (%s)", service, environment, chosen.sha[:12], chosen.image
@@ -303,6 +298,7 @@ def rollback(
             "rollback",
             triggered_by,
             detail=f"from {live.sha[:12]}" if live else "nothing was running",
+            approved_by=chosen.approved_by or (LEGACY_APPROVAL if environment == PROD else ""),
         )
 
 
@@ -552,36 +548,24 @@ def _security_gate(service: str, sha: str) -> None:
 
 
 def _prod_gate(
-    service: str, sha: str, environment: str, *, timeout: int = APPROVAL_TIMEOUT_SECONDS
-) -> None:
-    """Ask the security gate, then a human in the UI, before a deployment to prod.
+    stage: _Stage, sha: str, requester: str, *, timeout: int = APPROVAL_TIMEOUT_SECONDS
+) -> str:
+    """Ask the security gate, then an approver, before a release to prod; returns the approver.
 
     A commit that was never scanned is scanned first (the push-triggered scan
-    may still be running); the gate then refuses, naming the findings, or a
-    human approves or rejects.
+    may still be running); the gate then refuses, naming the findings, or an
+    approver of the service's owning group who did not push or write the
+    commit approves or rejects (`tasks.release_authority`).
     """
-    logger = get_run_logger()
-    _security_gate(service, sha)
-    description = (
-        f"Deploy `{service}` at `{sha[:12]}` to **{environment}**? "
-        "Tick *Approve* and resume, or leave it unticked to reject."
+    _security_gate(stage.entry.name, sha)
+    return approve_release(
+        stage.git,
+        stage.entry,
+        stage.environment,
+        sha,
+        requester or run_creator(),
+        timeout=timeout,
     )
-    try:
-        answer = pause_flow_run(
-            wait_for_input=Approval.with_initial_data(description=description),
-            timeout=timeout,
-            poll_interval=APPROVAL_POLL_SECONDS,
-        )
-    except FlowPauseTimeout as e:
-        raise GateRefused(
-            f"nobody approved {service} {sha[:12]} for {environment} within {timeout} s",
-            hint="run it again and resume the paused run with Approve ticked",
-        ) from e
-    if not answer.approve:
-        raise GateRefused(
-            f"the deployment of {service} {sha[:12]} to {environment} was rejected: {answer.comment or 'no comment'}"
-        )
-    logger.info("Approved for %s: %s", environment, answer.comment or "no comment")
 
 
 def _newer_push(service: str, environment: str) -> str | None:

@@ -27,18 +27,19 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from blocks.git_server import GitServer
 from blocks.platform import PlatformSettings
 from blocks.terraform_backend import TerraformBackend
 from slipway.errors import GateRefused, InvalidRequest, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
 from slipway.names import GitRef
 from tasks.actors import run_creator
+from tasks.approvals import ApprovalRequest
+from tasks.approvals import await_approval as wait_for_approver
 from tasks.catalog import Catalog, CatalogEntry
+from tasks.catalog_groups import group_approvers
 from tasks.release_history import deploy_slot
 from tasks.secret_env import check_secret_references
 from tasks.terraform import (
@@ -58,7 +59,6 @@ from tasks.terraform import (
 
 __all__ = [
     "APPROVAL_ENVIRONMENTS",
-    "Approval",
     "EnvironmentResult",
     "destroy_environment",
     "expire_preview_environments",
@@ -72,18 +72,6 @@ PREVIEW_SLOT = "previews"
 
 _APPROVAL_POLL_SECONDS = 2
 _DAY = 24 * 3600
-
-
-class Approval(RunInput):
-    """The form a reviewer fills in on a paused provision or destroy run."""
-
-    approve: bool = Field(default=False, title="Approve", description="Apply the plan shown above.")
-    comment: str = Field(
-        default="",
-        max_length=500,
-        title="Comment",
-        description="Why; kept in the run's log and the catalog's commit message.",
-    )
 
 
 class EnvironmentResult(BaseModel):
@@ -143,35 +131,34 @@ def plan_environment(
     return plan
 
 
-def await_approval(ws: Workspace, plan: PlanResult, *, timeout: int) -> str:
-    """Pause the run until a reviewer approves or rejects the plan in the UI.
+def await_approval(
+    ws: Workspace, entry: CatalogEntry, plan: PlanResult, requester: str, *, timeout: int
+) -> str:
+    """Pause the run until an approver of the service's group approves or rejects the plan.
+
+    The requester may not approve their own plan (`tasks.approvals`). The
+    saved plan is deleted when it will not be applied.
 
     Raises:
-        GateRefused: rejected, or nobody answered within ``timeout`` seconds.
+        GateRefused: rejected, nobody may approve, or no approval within ``timeout`` seconds.
     """
-    logger = get_run_logger()
     title = f"Approve the plan of {ws.service} in {ws.environment}?"
-    form = Approval.with_initial_data(description=plan_markdown(title, plan.summary))
-    logger.info("Waiting up to %d s for an approval of %s", timeout, plan.summary.describe())
+    request = ApprovalRequest(
+        service=ws.service,
+        environment=ws.environment,
+        kind="plan",
+        subject=plan.summary.describe(),
+        description=plan_markdown(title, plan.summary)
+        + "\n\nGive your approver name and token, tick *Approve* (or not, to reject) and resume.",
+        approvers=group_approvers(GitServer.load_default(), entry),
+        authors=frozenset({requester} - {"", "manual"}),
+    )
     try:
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=timeout, poll_interval=_APPROVAL_POLL_SECONDS
-        )
-    except FlowPauseTimeout as e:
+        record = wait_for_approver(request, timeout=timeout, poll=_APPROVAL_POLL_SECONDS)
+    except GateRefused:
         plan.plan_file.unlink(missing_ok=True)
-        raise GateRefused(
-            f"nobody approved the plan of {ws.service}/{ws.environment} within {timeout} s",
-            hint="run the flow again and approve the paused run under Flow Runs",
-        ) from e
-    if not answer.approve:
-        plan.plan_file.unlink(missing_ok=True)
-        reason = answer.comment or "no comment"
-        raise GateRefused(
-            f"the plan of {ws.service}/{ws.environment} was rejected: {reason}",
-            hint="change the request and provision again",
-        )
-    logger.info("Approved: %s", answer.comment or "no comment")
-    return f"approved: {answer.comment}".rstrip(": ")
+        raise
+    return f"approved by {record.approver}: {record.reason}".rstrip(": ")
 
 
 @task(name="apply-plan", cache_policy=NO_CACHE)
@@ -271,7 +258,9 @@ def _provision(
     approval = ""
     if plan.has_changes:
         if plan.summary.destroys or environment in APPROVAL_ENVIRONMENTS:
-            approval = await_approval(request.ws, plan, timeout=approval_timeout_seconds)
+            approval = await_approval(
+                request.ws, request.entry, plan, triggered_by, timeout=approval_timeout_seconds
+            )
         apply_plan(tf, request.ws, plan)
     else:
         plan.plan_file.unlink(missing_ok=True)
@@ -289,7 +278,7 @@ def _provision(
 
 @flow(name="destroy-environment", log_prints=False)
 def destroy_environment(
-    service: str, environment: str, approval_timeout_seconds: int = _DAY
+    service: str, environment: str, approval_timeout_seconds: int = _DAY, triggered_by: str = ""
 ) -> EnvironmentResult:
     """Destroy an environment's resources and forget it in the catalog.
 
@@ -301,6 +290,7 @@ def destroy_environment(
         service: A service in the catalog.
         environment: The environment to destroy, e.g. ``preview-fix-login``.
         approval_timeout_seconds: How long the destroy plan waits for an approval.
+        triggered_by: Who asked; they may not approve it.
     """
     backend = TerraformBackend.load_default()
     tf = open_terraform(backend, SlipwayHome.from_env())
@@ -313,7 +303,9 @@ def destroy_environment(
     approval = ""
     if plan.has_changes:
         if not is_preview(environment):
-            approval = await_approval(ws, plan, timeout=approval_timeout_seconds)
+            approval = await_approval(
+                ws, entry, plan, triggered_by or run_creator(), timeout=approval_timeout_seconds
+            )
         apply_plan(tf, ws, plan)
     else:
         plan.plan_file.unlink(missing_ok=True)

@@ -32,6 +32,7 @@ __all__ = [
     "PushHook",
     "check_git_server",
     "checkout",
+    "commit_people",
     "create_repository",
     "delete_repository",
     "head_commit",
@@ -208,6 +209,21 @@ def head_commit(server: GitServer, name: str, branch: str | None = None) -> str 
         return str(git.Repo(path).commit(f"refs/heads/{ref}").hexsha)
     except (git.BadName, ValueError):
         return None
+
+
+def commit_people(server: GitServer, name: str, sha: str) -> frozenset[str]:
+    """Who a commit says wrote and committed it: their names and the user part of their emails.
+
+    Used to keep the authors of a change from approving it; empty when the
+    commit is not in the repository.
+    """
+    try:
+        commit = git.Repo(repository_url(server, name)).commit(sha)
+    except (git.GitError, git.BadName, ValueError):
+        return frozenset()
+    people = {commit.author, commit.committer}
+    names = {str(p.name or "") for p in people} | {str(p.email or "").split("@")[0] for p in people}
+    return frozenset(n for n in names if n)
 
 
 class LocalCommits:

@@ -2,9 +2,11 @@
 
 Every deployment attempt becomes a `DeploymentRecord`:
 
-- a version of the keyed table artifact ``deployments-<service>--<environment>``.
-  Prefect keeps every version of a key, so the Artifacts page shows the
-  history, and `deployment_history` reads it back for rollback and metrics;
+- a version of the keyed table artifact ``deployments-<service>--<environment>``,
+  signed with the platform's record key (`tasks.signed_records`). Prefect
+  keeps every version of a key, so the Artifacts page shows the history, and
+  `deployment_history` reads back the genuine ones for rollback and metrics:
+  a forged or edited record is refused;
 - a ``slipway.deployment.succeeded``, ``.failed`` or ``.rolled-back`` event on
   the resource ``slipway.service.<name>``, whose payload is the record, for
   automations and metrics.
@@ -17,7 +19,6 @@ touch that environment's containers.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -27,23 +28,22 @@ from typing import Literal
 
 import httpx
 from prefect import get_client, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.objects import Artifact, ConcurrencyLeaseHolder
-from prefect.client.schemas.sorting import ArtifactSort
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from slipway.errors import InvalidRequest
+from tasks.signed_records import Verified, publish_signed, read_verified
 
 __all__ = [
     "DeploymentRecord",
+    "verified_history",
     "deploy_slot",
     "deployment_history",
     "history_key",
@@ -87,6 +87,12 @@ class DeploymentRecord(BaseModel):
     url: str = Field(default="", description="Where the service answered, when it did.")
     flow_run_id: str = Field(default="", description="The flow run that made the attempt.")
     detail: str = Field(default="", description="Why it failed, or what it replaced.")
+    approved_by: str = Field(
+        default="",
+        description="Who approved it (prod): the approver, or for a rollback the approver of "
+        "the release it returned to.",
+    )
+    signature: str = Field(default="", description="The platform's signature of the record.")
 
     @property
     def digest(self) -> str:
@@ -115,8 +121,8 @@ def record_deployment(record: DeploymentRecord) -> None:
     """Add ``record`` to the history and emit its ``slipway.deployment.*`` event."""
     if record.outcome == "unchanged":
         raise InvalidRequest("an unchanged release deployed nothing, so there is nothing to record")
-    create_table_artifact(
-        table=[record.row()],
+    publish_signed(
+        record,
         key=history_key(record.service, record.environment),
         description=(
             f"{record.action} of `{record.sha[:12]}` to **{record.environment}**: "
@@ -137,31 +143,17 @@ def record_deployment(record: DeploymentRecord) -> None:
 def deployment_history(
     service: str, environment: str, *, limit: int = 200
 ) -> list[DeploymentRecord]:
-    """The recorded attempts of ``service`` in ``environment``, newest first."""
-    artifact_filter = ArtifactFilter(
-        key=ArtifactFilterKey(any_=[history_key(service, environment)])
-    )
-    body = {
-        "artifacts": artifact_filter.model_dump(mode="json", exclude_unset=True),
-        "sort": ArtifactSort.CREATED_DESC.value,
-        "limit": limit,
-        "offset": 0,
-    }
-    # Not `read_artifacts`: it sends null run filters, which this server refuses,
-    # and empty ones drop the records a flow wrote outside any task run.
-    with get_client(sync_client=True) as client:
-        response = client.request("POST", "/artifacts/filter", json=body)
-    artifacts = [Artifact.model_validate(item) for item in response.json()]
-    records: list[DeploymentRecord] = []
-    for artifact in artifacts:
-        try:
-            rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-            found = [DeploymentRecord.model_validate(row) for row in rows or []]
-        except (ValueError, TypeError, ValidationError):
-            _log().warning("Skipping unreadable deployment record %s", artifact.id)
-            continue
-        records += [r for r in found if (r.service, r.environment) == (service, environment)]
-    return sorted(records, key=lambda r: r.at, reverse=True)
+    """The genuine recorded attempts of ``service`` in ``environment``, newest first."""
+    return verified_history(service, environment, limit=limit).records
+
+
+def verified_history(
+    service: str, environment: str, *, limit: int = 200
+) -> Verified[DeploymentRecord]:
+    """The genuine records, newest first, and the refused ones: forged, edited, unsigned."""
+    found = read_verified(history_key(service, environment), DeploymentRecord, limit=limit)
+    mine = [r for r in found.records if (r.service, r.environment) == (service, environment)]
+    return Verified(sorted(mine, key=lambda r: r.at, reverse=True), found.refused)
 
 
 def rollback_target(

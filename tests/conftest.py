@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from slipway.home import Ports, SlipwayHome
+from slipway.signing import ensure_signing_key
 
 # Only loopback is reachable here, and nothing may try another address:
 # Prefect's test server would otherwise send telemetry off the machine.
@@ -138,6 +139,7 @@ def configure_platform(root: Path) -> Platform:
 
     home = SlipwayHome(root / ".slipway")
     home.ensure()
+    ensure_signing_key(home)  # as `slipway up` makes it: flows sign their records with it
     ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
     for block_type in ALL_BLOCKS:
         if block_type is not S3Connection:

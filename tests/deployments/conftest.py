@@ -63,6 +63,8 @@ class Up:
     output: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     """Further `up` flags, e.g. ``--role worker --server URL``."""
+    checkout: Path = REPO
+    """The Slipway checkout that runs `slipway`: this one, or an older release's."""
     preset_auth: bool = True
     """Give a new home the session's API auth string before the first start, as an operator
     may; False leaves it to `up` to generate one."""
@@ -92,6 +94,10 @@ class Up:
         return dict(
             self.env, PREFECT_API_URL=self.api_url, PREFECT_API_AUTH_STRING=self.auth_string
         )
+
+    def take_keys_of(self, server: Up) -> None:
+        """Give this worker host's home its server's keys, as an operator copies them."""
+        shutil.copytree(server.home / "keys", self.home / "keys", dirs_exist_ok=True)
 
     def python(self, script: str) -> str:
         """Run ``script`` as a client of this platform (as a flow would be); its stdout."""
@@ -124,7 +130,7 @@ class Up:
             self.auth_file.chmod(0o600)
         self.process = subprocess.Popen(
             self.argv(),
-            cwd=REPO,
+            cwd=self.checkout,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -156,7 +162,7 @@ class Up:
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*SLIPWAY, "--home", str(self.home), *args],
-            cwd=REPO,
+            cwd=self.checkout,
             env=self.env,
             capture_output=True,
             text=True,

@@ -279,6 +279,7 @@ def test_two_worker_hosts_on_postgres_run_every_flow_run_once_and_survive_losing
         for name in ("host-a", "host-b")
     }
     for host in hosts.values():
+        host.take_keys_of(server)
         host.launch()
     for host in hosts.values():
         host.wait_ready(timeout=120)

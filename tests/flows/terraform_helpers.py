@@ -110,14 +110,21 @@ def wait_paused(flow_name: str, service: str, timeout: float = 60) -> FlowRun:
     raise AssertionError(f"no paused {flow_name} run for {service} within {timeout} s")
 
 
-def resume(flow_run_id: UUID, *, approve: bool, comment: str, timeout: float = 30) -> None:
-    """Answer the approval form, as a reviewer does in the UI (retried until the form is saved)."""
+def resume(
+    flow_run_id: UUID,
+    *,
+    approve: bool,
+    comment: str,
+    approver: str = "",
+    token: str = "",
+    timeout: float = 30,
+) -> None:
+    """Answer the approval form, as an approver does in the UI (retried until the form is saved)."""
     deadline = time.monotonic() + timeout
+    answer_form = {"approve": approve, "comment": comment, "approver": approver, "token": token}
     with get_client(sync_client=True) as client:
         while True:
-            answer = client.resume_flow_run(
-                flow_run_id, run_input={"approve": approve, "comment": comment}
-            )
+            answer = client.resume_flow_run(flow_run_id, run_input=answer_form)
             if answer.status.value == "ACCEPT":
                 return
             assert time.monotonic() < deadline, f"resume refused: {answer.details}"

@@ -27,6 +27,7 @@ from tasks.images import LABEL_REVISION
 from tasks.release import LiveContainer, live_container
 from tasks.release_history import deploy_slot, deployment_history
 from tests.conftest import free_port
+from tests.flows.approval_helpers import give_group, issue_tokens
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
     HEALTH_TIMEOUT,
@@ -49,7 +50,14 @@ def delivery(
     prefect_server: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Delivery]:
     with delivery_platform(request, tmp_path_factory) as configured:
+        give_group("delivery", members=("alice", "bob"), approvers=("alice", "bob"))
         yield configured
+
+
+@pytest.fixture(scope="module")
+def tokens(delivery: Delivery) -> dict[str, str]:
+    """Approver tokens of the service's owning group's approvers."""
+    return issue_tokens("alice", "bob")
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -365,7 +373,7 @@ def test_promotion_runs_the_same_digest_without_a_rebuild(delivery: Delivery) ->
 
 
 def test_promotion_to_prod_waits_for_approval_and_a_rejection_changes_nothing(
-    delivery: Delivery,
+    delivery: Delivery, tokens: dict[str, str]
 ) -> None:
     source = ensure_live(delivery, "staging")
     for approve, comment in ((False, "not this week"), (True, "go")):
@@ -386,10 +394,12 @@ def test_promotion_to_prod_waits_for_approval_and_a_rejection_changes_nothing(
         )
         paused = wait_for(paused_since, timeout=90, what="the paused promotion")
         assert live(delivery, "prod") is None
-        resume_flow_run(paused.id, run_input={"approve": approve, "comment": comment})  # type: ignore[attr-defined]
+        answer = {"approve": approve, "comment": comment, "approver": "bob", "token": tokens["bob"]}
+        resume_flow_run(paused.id, run_input=answer)  # type: ignore[attr-defined]
         state = pending.join()
         if not approve:
-            assert state.is_failed() and "rejected: not this week" in str(state.message)
+            assert state.is_failed() and "bob rejected" in str(state.message)
+            assert "not this week" in str(state.message)
             assert live(delivery, "prod") is None
     assert state.is_completed()
     prod = live(delivery, "prod")

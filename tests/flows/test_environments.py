@@ -37,9 +37,12 @@ from slipway.errors import (
     StateLocked,
     TerraformError,
 )
+from tasks.approvals import ApprovalRecord, approvals_key
 from tasks.catalog import Catalog
+from tasks.signed_records import read_verified
 from tasks.terraform import Terraform, preview_environment
 from tests.conftest import Platform, configure_platform
+from tests.flows.approval_helpers import give_group, issue_tokens
 from tests.flows.terraform_helpers import (
     Background,
     add_service,
@@ -58,11 +61,18 @@ SECRET = "slipway-env-test-secret-9Kd2"
 
 @pytest.fixture(scope="module")
 def platform(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One configured platform for the module (see `configure_platform`)."""
+    """One configured platform for the module (see `configure_platform`), whose services'
+    owning group ``platform`` has the approvers alice and bob (carol is a member only)."""
     configured = configure_platform(tmp_path_factory.mktemp("environments"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLIPWAY_HOME", str(configured.home.root))
+        give_group("platform", members=("alice", "bob", "carol"), approvers=("alice", "bob"))
         yield configured
+
+
+@pytest.fixture(scope="module")
+def tokens(platform: Platform) -> dict[str, str]:
+    return issue_tokens("alice", "bob", "carol")
 
 
 @pytest.fixture
@@ -100,7 +110,11 @@ def local_state(platform: Platform, service: str, environment: str) -> dict[str,
 
 
 def test_an_environment_is_planned_applied_recorded_and_destroyed_on_s3_state(
-    platform: Platform, service: str, s3: tuple[Any, str], caplog: pytest.LogCaptureFixture
+    platform: Platform,
+    service: str,
+    s3: tuple[Any, str],
+    tokens: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ):
     caplog.set_level(logging.DEBUG)
     client, bucket = s3
@@ -128,11 +142,11 @@ def test_an_environment_is_planned_applied_recorded_and_destroyed_on_s3_state(
     destroying = Background(destroy_environment, service, "dev")
     run = wait_paused("destroy-environment", service)
     assert "This plan destroys resources" in str(latest_artifact(f"plan-{service}-dev").data)
-    resume(run.id, approve=True, comment="decommissioned")
+    resume(run.id, approve=True, comment="decommissioned", approver="bob", token=tokens["bob"])
     destroying.join()
     assert destroying.error is None, destroying.error
     assert destroying.result.plan == "0 to add, 0 to change, 1 to destroy"
-    assert destroying.result.approval == "approved: decommissioned"
+    assert destroying.result.approval == "approved by bob: decommissioned"
     state = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert state["resources"] == []
     assert "dev" not in catalog_entry(service).outputs
@@ -142,30 +156,62 @@ def test_an_environment_is_planned_applied_recorded_and_destroyed_on_s3_state(
     assert SECRET not in json.dumps(catalog_entry(service).model_dump())
 
 
-def test_a_prod_plan_waits_for_approval_rejection_applies_nothing_approval_applies_it(
-    platform: Platform, service: str
+def approvals_of(service: str, environment: str) -> list[ApprovalRecord]:
+    found = read_verified(approvals_key(service, environment), ApprovalRecord)
+    assert found.refused == []
+    return sorted(found.records, key=lambda r: r.at)
+
+
+def test_a_prod_plan_waits_for_an_approver_who_is_not_its_requester(
+    platform: Platform, service: str, tokens: dict[str, str]
 ):
-    rejected = Background(provision_environment, service, "prod", {"replicas": 3})
+    rejected = Background(
+        provision_environment, service, "prod", {"replicas": 3}, triggered_by="alice"
+    )
     run = wait_paused("provision-environment", service)
     assert "create" in str(latest_artifact(f"plan-{service}-prod").data)
-    resume(run.id, approve=False, comment="not during the freeze")
+    # The requester, a member who is no approver, and a borrowed token: each refused, and waited past.
+    for who, token in [("alice", "alice"), ("carol", "carol"), ("bob", "alice")]:
+        resume(run.id, approve=True, comment="lgtm", approver=who, token=tokens[token])
+        run = wait_paused("provision-environment", service)
+    assert local_state(platform, service, "prod")["resources"] == []
+    resume(
+        run.id, approve=False, comment="not during the freeze", approver="bob", token=tokens["bob"]
+    )
     rejected.join()
     assert isinstance(rejected.error, GateRefused)
-    assert "rejected: not during the freeze" in str(rejected.error)
+    assert "bob rejected" in str(rejected.error) and "not during the freeze" in str(rejected.error)
     assert local_state(platform, service, "prod")["resources"] == []
     assert "prod" not in catalog_entry(service).outputs
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(run.id).state
+        stored = client.filter_flow_run_input(run.id, "paused-", 100, set())
     assert state is not None and state.type == StateType.FAILED
+    assert not [i for i in stored if i.key.endswith("-response")]  # no token stays behind
 
-    approved = Background(provision_environment, service, "prod", {"replicas": 3})
+    history = approvals_of(service, "prod")
+    assert [(r.decision, r.approver) for r in history] == [
+        ("refused", "alice"),
+        ("refused", "carol"),
+        ("refused", "bob"),
+        ("rejected", "bob"),
+    ]
+    assert "asked for this change" in history[0].reason
+    assert "not an approver" in history[1].reason
+    assert "not bob's approver token" in history[2].reason
+    assert all(r.flow_run_id == str(run.id) and r.signature for r in history)
+
+    approved = Background(
+        provision_environment, service, "prod", {"replicas": 3}, triggered_by="alice"
+    )
     run = wait_paused("provision-environment", service)
-    resume(run.id, approve=True, comment="CAB-42")
+    resume(run.id, approve=True, comment="CAB-42", approver="bob", token=tokens["bob"])
     approved.join()
     assert approved.error is None, approved.error
-    assert approved.result.approval == "approved: CAB-42"
+    assert approved.result.approval == "approved by bob: CAB-42"
     assert catalog_entry(service).outputs["prod"]["replicas"] == "3"
     assert len(local_state(platform, service, "prod")["resources"]) == 1
+    assert approvals_of(service, "prod")[-1].decision == "approved"
     plans = list((platform.home.terraform / "workspaces" / service / "prod").glob("*.tfplan"))
     assert plans == []  # applied or rejected, no saved plan (with its values) stays behind
 
@@ -220,7 +266,7 @@ def test_a_failed_apply_fails_the_run_with_the_diagnostic_and_leaves_state_consi
     assert "dev" not in catalog_entry(service).outputs
 
     state = local_state(platform, service, "dev")
-    by_name = {r["name"]: r for r in state["resources"]}
+    by_name = {r["name"]: r for r in state["resources"] if r["instances"]}
     assert set(by_name) == {"environment", "post_deploy_check"}
     assert by_name["post_deploy_check"]["instances"][0]["status"] == "tainted"
     tf = Terraform(backend, workspaces=tmp_path / "again")
