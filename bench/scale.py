@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import yaml
-from startup import clean_env, free_port  # bench/startup.py
+from startup import clean_env, free_port, platform_api  # bench/startup.py
 
 REPO = Path(__file__).resolve().parents[1]
 SLIPWAY = [sys.executable, "-m", "deployments.cli"]
@@ -248,12 +248,13 @@ def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> l
         ["--role", "server", "--project", str(project), "--prefect-port", str(port), *ports],
         clean_env(extra),
     )
-    api = f"http://127.0.0.1:{port}/api"
+    server_url = f"http://127.0.0.1:{port}/api"  # what workers are given
     rows: list[Row] = []
     try:
         began = time.monotonic()
         server.launch()
         server.wait_ready()
+        api = platform_api(server.home, port)  # the bench's own requests authenticate
         print(f"  {kind}: server up in {time.monotonic() - began:.1f} s", flush=True)
         deployment = post(
             f"{api}/deployments/filter", {"deployments": {"name": {"any_": ["platform-check"]}}}
@@ -263,14 +264,16 @@ def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> l
                 Host(
                     base / f"worker-{kind}-{count}-{i}",
                     [
-                        *("--role", "worker", "--server", api, "--worker-name", f"w{count}-{i}"),
+                        *("--role", "worker", "--server", server_url),
+                        *("--worker-name", f"w{count}-{i}"),
                         *("--poll-seconds", str(args.poll), "--limit", str(args.limit)),
                     ],
                     clean_env(),
                 )
                 for i in range(count)
             ]
-            for w in workers:
+            for w in workers:  # each worker host is given its server's keys
+                shutil.copytree(server.home / "keys", w.home / "keys", dirs_exist_ok=True)
                 w.launch()
             for w in workers:
                 w.wait_ready()

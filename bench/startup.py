@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -39,6 +40,13 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
     env["PYTHONPATH"] = str(REPO)
     return env | (extra or {})
+
+
+def platform_api(home: Path, port: int) -> str:
+    """The API of a running `slipway up` with its home's auth string as the URL's user info,
+    so a plain httpx or aiohttp request authenticates (Prefect's API refuses any other)."""
+    user, _, password = (home / "keys" / "prefect-api-auth").read_text().strip().partition(":")
+    return f"http://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/api"
 
 
 def bare_prefect(home: Path) -> float:

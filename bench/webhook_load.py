@@ -257,11 +257,14 @@ def report(
     return rps, q[98]
 
 
-def secret_of(env: dict[str, str], api: str) -> str:
+def secret_of(env: dict[str, str], home: Path, port: int) -> str:
+    """The webhook secret, read as a client of the platform of ``home``, with its auth string."""
     script = "from blocks.webhook import load_webhook_secret as s; print(s().get_secret_value())"
+    auth = (home / "keys" / "prefect-api-auth").read_text().strip()
+    client = dict(env, PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PREFECT_API_AUTH_STRING=auth)
     return subprocess.run(
         [sys.executable, "-c", script],
-        env=dict(env, PREFECT_API_URL=api),
+        env=client,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -427,10 +430,16 @@ def bench(args: argparse.Namespace, database: str | None) -> None:
         (project / "bench_flow.py").write_text(BENCH_FLOW)
         proc, ports, env = start_up(home, project, database=database)
         try:
-            api = f"http://127.0.0.1:{ports['prefect']}/api"
+            from startup import platform_api  # bench/startup.py
+
+            api = platform_api(home, ports["prefect"])
             bridge = f"http://127.0.0.1:{ports['bridge']}"
             platform = Platform(
-                api, f"{bridge}/hooks/github", f"{bridge}/healthz", secret_of(env, api), home
+                api,
+                f"{bridge}/hooks/github",
+                f"{bridge}/healthz",
+                secret_of(env, home, ports["prefect"]),
+                home,
             )
             run_phases(args, platform)
         finally:
