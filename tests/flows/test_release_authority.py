@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
+from blocks import PlatformSettings
 from flows.delivery import build_test_deploy, promote, rollback
 from slipway.errors import GateRefused
 from tasks.approvals import ApprovalRecord, approvals_key
@@ -41,6 +42,11 @@ def delivery(
 ) -> Iterator[Delivery]:
     with delivery_platform(request, tmp_path_factory) as configured:
         give_group("delivery", members=("alice", "bob", "carol"), approvers=("alice", "bob"))
+        # What the gate judges is the security tests' business; here it only has to let a
+        # clean commit pass, also where the scanners are not installed (a scan then errors).
+        settings = PlatformSettings.load("default")
+        settings.gate_block_errored_scans = False
+        settings.save("default", overwrite=True)
         yield configured
 
 
