@@ -36,10 +36,9 @@ from slipway.errors import GateRefused, InvalidRequest, SlipwayError, TerraformE
 from slipway.home import SlipwayHome
 from slipway.names import GitRef
 from tasks.actors import run_creator
-from tasks.approvals import ApprovalRequest
+from tasks.approvals import ApprovalRequest, group_approvers
 from tasks.approvals import await_approval as wait_for_approver
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_groups import group_approvers
 from tasks.release_history import deploy_slot
 from tasks.secret_env import check_secret_references
 from tasks.terraform import (

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prefect import get_client, get_run_logger
 from prefect.context import FlowRunContext
@@ -35,7 +35,13 @@ from slipway.approver_tokens import ApproverTokens
 from slipway.errors import GateRefused
 from slipway.home import SlipwayHome
 from tasks.actors import run_id
+from tasks.catalog import Catalog, CatalogEntry
+from tasks.catalog_entities import GroupEntity
+from tasks.catalog_model import CatalogModel, owner_group
 from tasks.signed_records import publish_signed
+
+if TYPE_CHECKING:
+    from blocks.git_server import GitServer
 
 __all__ = [
     "ApprovalForm",
@@ -43,6 +49,7 @@ __all__ = [
     "ApprovalRequest",
     "approvals_key",
     "await_approval",
+    "group_approvers",
     "judge",
 ]
 
@@ -107,6 +114,19 @@ class ApprovalRecord(BaseModel):
     signature: str = ""
 
 
+def group_approvers(server: GitServer, entry: CatalogEntry) -> frozenset[str]:
+    """The approvers of ``entry``'s owning group in the catalog; empty when it has none.
+
+    The group is the ``Group`` entity that the service's ``spec.owner`` names
+    (`tasks.catalog_model`); its approvers are always among its members.
+    """
+    name = owner_group(entry.owner)
+    if name is None:
+        return frozenset()
+    group = CatalogModel(Catalog(server)).find(GroupEntity, name)
+    return frozenset(group.approvers) if group is not None else frozenset()
+
+
 def approvals_key(service: str, environment: str) -> str:
     """The artifact key of the approvals of one service environment."""
     return f"approvals-{service}--{environment}"
@@ -139,7 +159,7 @@ def await_approval(request: ApprovalRequest, *, timeout: int, poll: int = 2) -> 
         raise GateRefused(
             f"nobody may approve {request.kind}s of {request.service}: its owning group has no "
             "approvers in the catalog",
-            hint="list approvers in the group's file (_groups/<group>.yaml) of the catalog",
+            hint="name them: slipway catalog group GROUP --member NAME --approver NAME",
         )
     tokens = ApproverTokens(SlipwayHome.from_env())
     form = ApprovalForm.with_initial_data(description=request.description)

@@ -18,8 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from slipway.errors import GateRefused
-from tasks.approvals import ApprovalRequest, await_approval
-from tasks.catalog_groups import group_approvers
+from tasks.approvals import ApprovalRequest, await_approval, group_approvers
 from tasks.git import commit_people
 from tasks.release_history import DeploymentRecord, rollback_target, verified_history
 from tasks.signed_records import Verified
