@@ -22,6 +22,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from pydantic import BaseModel, ValidationError
 
 from tasks.release_history import DeploymentRecord, history_key
+from tasks.signed_records import verify_artifacts
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -63,27 +64,18 @@ def _key_pattern(service: str) -> str:
 
 
 def _records(rows: list[dict[str, Any]], service: str | None) -> list[DeploymentRecord]:
-    """The records in artifact rows, of ``service`` if given; unreadable rows are skipped.
+    """The genuine records in artifact rows, of ``service`` if given.
 
-    A record counts only under its own key, so a table filed under another
-    service's or environment's key is never taken for that one's history.
+    A forged, edited or unreadable row is left out (`tasks.signed_records`),
+    and a record counts only under its own key, so a table filed under
+    another service's or environment's key is never taken for that one's history.
     """
-    found: list[DeploymentRecord] = []
-    for row in rows:
-        data = row.get("data")
-        try:
-            table = json.loads(data) if isinstance(data, str) else data
-            records = [DeploymentRecord.model_validate(item) for item in table or []]
-        except (ValueError, TypeError, ValidationError):
-            logger.warning("Skipping the unreadable deployment record %s", row.get("id"))
-            continue
-        found += [
-            r
-            for r in records
-            if history_key(r.service, r.environment) == row.get("key")
-            and (service is None or r.service == service)
-        ]
-    return found
+    genuine = verify_artifacts(
+        rows,
+        DeploymentRecord,
+        belongs=lambda r, artifact: history_key(r.service, r.environment) == artifact.key,
+    )
+    return [r for r in genuine.records if service is None or r.service == service]
 
 
 def _filter(client: SyncPrefectClient, body: dict[str, Any], path: str) -> list[dict[str, Any]]:

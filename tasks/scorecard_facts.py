@@ -144,6 +144,13 @@ def approvals_fact(
 
 
 def _approved(client: SyncPrefectClient, record: DeploymentRecord) -> bool:
+    """Whether the change was approved: its signed record names an approver.
+
+    A record from before approvers were named counts when its run's form was
+    answered with Approve.
+    """
+    if record.approved_by:
+        return True
     answer = approval_of(client, record.flow_run_id) if record.flow_run_id else None
     return bool(answer and answer.get("approve") is True)
 

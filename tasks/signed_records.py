@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -33,7 +34,15 @@ from pydantic import BaseModel, ValidationError
 from slipway.home import SlipwayHome
 from slipway.signing import SigningKey, load_signing_key
 
-__all__ = ["SIGNATURE", "Refused", "Verified", "publish_signed", "read_verified", "record_key"]
+__all__ = [
+    "SIGNATURE",
+    "Refused",
+    "Verified",
+    "publish_signed",
+    "read_verified",
+    "record_key",
+    "verify_artifacts",
+]
 
 SIGNATURE = "signature"
 """The column that holds a row's signature."""
@@ -87,18 +96,38 @@ def publish_signed(record: BaseModel, *, key: str, description: str) -> dict[str
 
 def read_verified(key: str, model: type[R], *, limit: int = 200) -> Verified[R]:
     """The rows of every version of the table artifact ``key`` that pass their check."""
+    return verify_artifacts(_versions(key, limit), model)
+
+
+def verify_artifacts(
+    artifacts: Iterable[Artifact | Mapping[str, Any]],
+    model: type[R],
+    *,
+    belongs: Callable[[R, Artifact], bool] = lambda _record, _artifact: True,
+) -> Verified[R]:
+    """The rows of ``artifacts`` (as Prefect's API returns them) that pass their check, in order.
+
+    A genuine record for which ``belongs`` says no (filed under another key)
+    is left out without being refused.
+    """
     signing = record_key()
     found: Verified[R] = Verified()
-    for artifact in _versions(key, limit):
+    for item in artifacts:
+        artifact = item if isinstance(item, Artifact) else Artifact.model_validate(item)
         for row in _rows(artifact):
             reason = _problem(row, artifact, signing)
             if reason is None:
                 try:
-                    found.records.append(model.model_validate(row))
-                    continue
+                    record = model.model_validate(row)
                 except ValidationError as e:
                     reason = f"unreadable: {e.error_count()} field errors"
-            _log().warning("Refused a record of %s (artifact %s): %s", key, artifact.id, reason)
+                else:
+                    if belongs(record, artifact):
+                        found.records.append(record)
+                    continue
+            _log().warning(
+                "Refused a record of %s (artifact %s): %s", artifact.key, artifact.id, reason
+            )
             found.refused.append(Refused(str(artifact.id), row, reason))
     return found
 
