@@ -45,7 +45,7 @@ from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
 if TYPE_CHECKING:
-    from deployments.supervisor import Supervisor
+    from deployments.supervisor import Supervisor, UpOptions
 
 __all__ = ["start_host"]
 
@@ -83,13 +83,7 @@ def _start_server_host(supervisor: Supervisor) -> None:
         public_url=options.public_url,
     )
     docs, bridge = docs_spec(ports), bridge_spec(ports, options.database)
-    for spec in (server, docs, bridge):
-        if spec.port is not None:
-            check_port_free(spec.name, spec.port)
-    if registry is not None:
-        check_port_free("registry", ports.registry)
-    if options.database is not None:
-        check_database(options.database)
+    _check_before_start(options, [server, docs, bridge], registry is not None)
 
     supervisor.start(server)
     if registry is None:
@@ -133,6 +127,15 @@ def _start_server_host(supervisor: Supervisor) -> None:
     )
     if options.role == "all":
         _start_worker(supervisor)
+
+
+def _check_before_start(options: UpOptions, specs: list[ProcessSpec], registry: bool) -> None:
+    """Refuse a taken port (the registry's too, when it runs) or an unreachable database."""
+    ports = [(s.name, s.port) for s in specs if s.port is not None]
+    for name, port in [*ports, *([("registry", options.ports.registry)] if registry else [])]:
+        check_port_free(name, port)
+    if options.database is not None:
+        check_database(options.database)
 
 
 def _start_registry(supervisor: Supervisor, binary: str) -> ProcessSpec:

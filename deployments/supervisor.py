@@ -34,19 +34,13 @@ from deployments.components import (
     child_env,
     default_worker_name,
 )
+from deployments.home_keys import prepare_home
 from deployments.pool import CrashDetection, PlatformCode
 from deployments.state import ChildRecord, UpLock, UpState, read_state, write_state
-from slipway.api_auth import (
-    API_AUTH_FILE,
-    CLIENT_VARIABLE,
-    ApiAuth,
-    client_api_auth,
-    ensure_api_auth,
-)
-from slipway.errors import ComponentError, ConfigurationError
+from slipway.api_auth import ApiAuth
+from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
-from slipway.private import make_private, private_umask
-from slipway.signing import SIGNING_KEY_FILE, ensure_signing_key, load_signing_key
+from slipway.private import private_umask
 
 __all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"]
 
@@ -259,9 +253,7 @@ def up(options: UpOptions, report: Report = print) -> None:
         lock.acquire()
         try:
             began = time.monotonic()
-            _make_home_private(home, report)
-            auth = _api_auth(options, report)
-            _record_key(options, report)
+            auth = prepare_home(home, options.role, report)
         except BaseException:
             lock.release()
             raise
@@ -285,56 +277,6 @@ def _supervise(options: UpOptions, supervisor: Supervisor, lock: UpLock, began: 
             (home.run / "up.json").unlink()
         lock.release()
         report("Slipway stopped.")
-
-
-def _make_home_private(home: SlipwayHome, report: Report) -> None:
-    """Take from group and others whatever the data directory grants them, and say so."""
-    loosened = make_private(home.root)
-    fixed = [x for x in loosened if x.fixed]
-    if fixed:
-        report(
-            f"warning: {len(fixed)} path(s) under {home.root} were open to other users; "
-            "made them private (0600 files, 0700 directories): "
-            + ", ".join(x.describe() for x in fixed[:5])
-            + (" ..." if len(fixed) > 5 else "")
-        )
-    for x in loosened:
-        if not x.fixed:
-            report(f"warning: {x.describe()}: give it to this user or remove it")
-
-
-def _api_auth(options: UpOptions, report: Report) -> ApiAuth:
-    """The Prefect API's auth string: the home's own (made on a new home), or a worker's copy."""
-    home = options.home
-    if options.role == "worker":
-        auth = client_api_auth(home)
-        if auth is None:
-            raise ConfigurationError(
-                "a worker host needs the auth string of its Prefect server",
-                hint=f"copy <server home>/keys/{API_AUTH_FILE} to {home.keys}/ (mode 0600), "
-                f"or set {CLIENT_VARIABLE}",
-            )
-        return auth
-    auth, created = ensure_api_auth(home)
-    if created:
-        report(
-            f"generated the Prefect API's auth string in {home.keys / API_AUTH_FILE}: "
-            f"the UI asks for it (user {auth.username!r}, the password is in that file)"
-        )
-    return auth
-
-
-def _record_key(options: UpOptions, report: Report) -> None:
-    """The key that signs release and approval records: made on a server's home, given to a worker's."""
-    if options.role == "worker":
-        load_signing_key(options.home)  # refuses, saying what to copy, when it was not given
-        return
-    _, created = ensure_signing_key(options.home)
-    if created:
-        report(
-            f"generated the record key in {options.home.keys / SIGNING_KEY_FILE}: release and "
-            "approval records are signed with it; keep it with the data directory's backups"
-        )
 
 
 @contextlib.contextmanager
