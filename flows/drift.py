@@ -30,12 +30,14 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from blocks.container_registry import ContainerRegistry
 from blocks.deploy_target import DeployTarget
 from blocks.terraform_backend import TerraformBackend
-from slipway.errors import DockerUnavailable, SlipwayError, TerraformError
+from slipway.errors import ConfigurationError, DockerUnavailable, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
+from tasks.registry import login_registry
 from tasks.runtime import (
     DesiredRuntime,
     Finding,
@@ -351,9 +353,14 @@ def publish_report(detected: list[EnvironmentStatus], final: list[EnvironmentSta
 
 def _engine(target: DeployTarget) -> tuple[docker.DockerClient | None, DockerUnavailable | None]:
     try:
-        return docker_client(target), None
+        client = docker_client(target)
     except DockerUnavailable as e:
         return None, e
+    try:  # a reconcile may pull the recorded image, which takes the registry's login
+        login_registry(client, ContainerRegistry.load_default())
+    except ConfigurationError as e:
+        get_run_logger().warning("Reconcile cannot pull images: %s", e)
+    return client, None
 
 
 @flow(name="detect-drift", log_prints=False)
