@@ -69,6 +69,7 @@ from tasks.images import (
     run_image_tests,
     test_inputs_digest,
 )
+from tasks.monitoring.events import emit_approval_waiting
 from tasks.release import (
     LiveContainer,
     Release,
@@ -539,6 +540,8 @@ def _prod_gate(
         f"Deploy `{service}` at `{sha[:12]}` to **{environment}**? "
         "Tick *Approve* and resume, or leave it unticked to reject."
     )
+    link = emit_approval_waiting(service, environment, sha)  # the team hears it waits
+    logger.info("Waiting for approval: %s", link)
     try:
         answer = pause_flow_run(
             wait_for_input=Approval.with_initial_data(description=description),

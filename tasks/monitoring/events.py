@@ -27,6 +27,7 @@ __all__ = [
     "Alert",
     "AlertNotice",
     "alert_event",
+    "emit_approval_waiting",
     "team_labels",
 ]
 
@@ -135,3 +136,35 @@ def alert_event(alert: Alert, *, alertmanager_url: str) -> dict[str, Any]:
             "labels": dict(labels),
         },
     }
+
+
+def emit_approval_waiting(service: str, environment: str, sha: str) -> str | None:
+    """Tell the service's team that a run waits for approval; returns the form's link.
+
+    Called by the run that pauses, just before it does: the link opens that
+    run in the Prefect UI, where **Resume** shows the approval form.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.events import emit_event
+    from prefect.utilities.urls import url_for
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    link = url_for(run) if run is not None else None
+    emit_event(
+        event=APPROVAL_WAITING,
+        resource={
+            "prefect.resource.id": f"slipway.service.{service}",
+            "prefect.resource.name": service,
+            "slipway.environment": environment,
+            **team_labels(service),
+        },
+        payload={
+            "service": service,
+            "environment": environment,
+            "sha": sha,
+            "link": link or "(open the paused run in the Prefect UI)",
+            "flow_run_id": str(run.id) if run else "",
+        },
+    )
+    return link

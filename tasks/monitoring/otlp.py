@@ -30,9 +30,10 @@ logger = logging.getLogger(__name__)
 class OtlpShipper:
     """One OTLP/HTTP log pipeline: a provider, its batch processor and exporter."""
 
-    def __init__(self, provider: LoggerProvider, endpoint: str) -> None:
+    def __init__(self, provider: LoggerProvider, endpoint: str, handler: logging.Handler) -> None:
         self.provider = provider
         self.endpoint = endpoint
+        self.handler = handler
         self._events = provider.get_logger("slipway.events")
 
     def event(self, event: Any) -> None:
@@ -63,7 +64,8 @@ class OtlpShipper:
         return bool(self.provider.force_flush(timeout_millis))
 
     def shutdown(self) -> None:
-        """Flush and stop the exporter's thread."""
+        """Detach from the root logger, flush, and stop the exporter's thread."""
+        logging.getLogger().removeHandler(self.handler)
         self.provider.shutdown()
 
 
@@ -93,6 +95,7 @@ def ship_logs(
     exporter = OTLPLogExporter(endpoint=endpoint, headers=headers, timeout=10)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=1000))
     handler = LoggingHandler(level=level, logger_provider=provider)
+    # On the root logger, whose level stays: flow and task run logs propagate to it.
     logging.getLogger().addHandler(handler)
     logger.info("shipping %s logs and run events to %s", component, endpoint)
-    return OtlpShipper(provider, endpoint)
+    return OtlpShipper(provider, endpoint, handler)
