@@ -144,7 +144,7 @@ async def follow_events(
     async with httpx.AsyncClient(base_url=api_url, timeout=10.0) as client:
         while True:
             try:
-                async with get_events_subscriber(filter=wanted, reconnection_attempts=-1) as events:
+                async with get_events_subscriber(filter=wanted) as events:
                     metrics.events_connected.set(1)
                     async for event in events:
                         await _count(metrics, client, event)
