@@ -1,4 +1,4 @@
-"""How Slipway watches services: scrape and rule timing, alert thresholds, analysis, logs.
+"""How Slipway watches services: scrape and rule timing, alert thresholds, analysis, OTLP.
 
 The defaults are chosen so that a service that stops answering is notified
 within 30 s (``bench/alerting.py`` measures it): probes every 5 s, rules
@@ -32,7 +32,7 @@ class ServiceThresholds(BaseModel):
 
 
 class MonitoringSettings(SlipwayBlock):
-    """Prometheus' timing, the alert thresholds, release analysis, log rotation and OTLP.
+    """Prometheus' timing, the alert thresholds, release analysis and OTLP log shipping.
 
     Example:
         ```python
@@ -158,20 +158,6 @@ class MonitoringSettings(SlipwayBlock):
         le=100,
         title="Release analysis probe failures",
         description="Failed health probes in a row that fail the analysis.",
-    )
-    log_max_size_mb: int = Field(
-        default=10,
-        ge=1,
-        le=1024,
-        title="Container log size",
-        description="Size at which the Docker engine rotates a container's log.",
-    )
-    log_max_files: int = Field(
-        default=3,
-        ge=1,
-        le=100,
-        title="Container log files",
-        description="Rotated log files the engine keeps per container.",
     )
     ui_url: str = Field(
         default=f"http://{HOST}:4200",
