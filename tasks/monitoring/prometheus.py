@@ -16,7 +16,7 @@ import httpx
 from slipway.errors import MonitoringError
 from slipway.names import check_dns_label
 
-__all__ = ["FiringAlert", "Prometheus", "firing_alerts"]
+__all__ = ["FiringAlert", "Prometheus", "firing_alerts", "service_alerts"]
 
 _HINT = "check `slipway status`: Prometheus and Alertmanager run under `slipway up`"
 
@@ -115,3 +115,17 @@ def firing_alerts(
         if a.get("status", {}).get("state") == "active"
     ]
     return sorted(found, key=lambda a: (a.since, a.name))
+
+
+def service_alerts(service: str, *, environment: str | None = None) -> list[FiringAlert]:
+    """`firing_alerts` of ``service`` from this home's Alertmanager (``SLIPWAY_ALERTMANAGER_PORT``).
+
+    For the portal and the CLI, which run beside `slipway up`.
+
+    Raises:
+        MonitoringError: Alertmanager is not running or not answering.
+    """
+    from tasks.monitoring.layout import MonitoringLayout
+
+    url = MonitoringLayout.from_env().alertmanager_url
+    return firing_alerts(url, service, environment=environment)

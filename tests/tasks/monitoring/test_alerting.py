@@ -19,6 +19,7 @@ import pytest
 from blocks import DEFAULT_DOCUMENT
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.monitoring.automations import ensure_notification_automations
+from tasks.monitoring.prometheus import firing_alerts
 from tasks.monitoring.sync import sync_monitoring
 from tests.conftest import Platform, free_port
 from tests.flows.delivery_fixtures import BASE_IMAGE, docker_or_skip
@@ -116,6 +117,9 @@ def test_a_stopped_service_is_notified_by_webhook_and_email_and_resolves_when_ba
             assert f"Service: {service}" in text and "Environment: dev" in text
             assert f"Link: {stack.layout.prometheus_url}/graph?" in text
         assert mail["To"] == f"{team}@example.invalid"
+        [firing] = firing_alerts(stack.layout.alertmanager_url, service, environment="dev")
+        assert firing.name == "SlipwayServiceDown" and firing.severity == "critical"
+        assert firing_alerts(stack.layout.alertmanager_url, service, environment="prod") == []
 
         container.start()
         hook, _ = wait_for(lambda: said("[RESOLVED]"), timeout=60, what="the resolved notification")
