@@ -71,7 +71,7 @@ def _queries(service: str, environment: str, sha: str, window: str, since: float
     started = f'ALERTS_FOR_STATE{{{where}, audience="team"}} >= {since:.3f}'
     firing = f'ALERTS{{{where}, alertstate="firing"}}'
     return _Queries(
-        alerts=f"count(({started}) and on(alertname) {firing})",
+        alerts=f"({started}) and on(alertname) {firing}",
         errors=f'sum(increase(http_requests_total{{{new}, status=~"5.."}}[{window}]))',
         requests=requests,
         probe=f'min(probe_success{{{where}, sha="{sha[:12]}"}})',
@@ -132,9 +132,9 @@ def analyse(
 
 def _look(prometheus: Prometheus, q: _Queries, ratio_limit: float) -> tuple[str | None, bool]:
     """One look: the reason to fail now (or None), and whether the probe failed."""
-    firing = prometheus.value(q.alerts)
+    firing = sorted({labels.get("alertname", "?") for labels in prometheus.series(q.alerts)})
     if firing:
-        return f"{int(firing)} alert(s) of the service fire (see Alertmanager)", False
+        return f"the alert {', '.join(firing)} fired after the switch", False
     requests = prometheus.value(q.requests)
     if requests:
         failed = prometheus.value(q.errors) or 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -36,12 +37,29 @@ class Prometheus:
         except httpx.HTTPError:
             return False
 
+    def series(self, promql: str) -> list[dict[str, str]]:
+        """The label sets of an instant query's result.
+
+        Raises:
+            MonitoringError: Prometheus is unreachable or refused the query.
+        """
+        return [r["metric"] for r in self._query(promql)]
+
     def value(self, promql: str) -> float | None:
         """The single number an instant query gives; None for no data (or NaN).
 
         Raises:
             MonitoringError: Prometheus is unreachable or refused the query.
         """
+        result = self._query(promql)
+        if not result:
+            return None
+        if len(result) > 1:
+            raise MonitoringError(f"{promql!r} gave {len(result)} series, not one")
+        number = float(result[0]["value"][1])
+        return None if math.isnan(number) else number
+
+    def _query(self, promql: str) -> list[dict[str, Any]]:
         try:
             response = httpx.get(
                 f"{self.url}/api/v1/query", params={"query": promql}, timeout=self.timeout
@@ -55,13 +73,8 @@ class Prometheus:
             raise MonitoringError(
                 f"Prometheus refused {promql!r}: {body.get('error', response.text[:300])}"
             )
-        result = body["data"]["result"]
-        if not result:
-            return None
-        if len(result) > 1:
-            raise MonitoringError(f"{promql!r} gave {len(result)} series, not one")
-        number = float(result[0]["value"][1])
-        return None if math.isnan(number) else number
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
 
 
 @dataclass(frozen=True)

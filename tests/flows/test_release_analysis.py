@@ -114,7 +114,9 @@ def test_a_release_answering_500_after_the_switch_is_rolled_back_by_itself(
         first = build_test_deploy(delivery.service, good, REF)
         assert first.outcome == "succeeded"  # type: ignore[union-attr]
         bad = commit(delivery, "bad", broken=True)
-        with pytest.raises(AnalysisFailed, match=r"5xx.*rolled back to " + good[:12]):
+        # Whichever the analysis sees first: the 5xx ratio, or the alert it fires.
+        broken = r"(5xx|SlipwayHighErrorRatio).*rolled back to " + good[:12]
+        with pytest.raises(AnalysisFailed, match=broken):
             build_test_deploy(delivery.service, bad, REF)
 
     assert httpx.get(delivery.url("dev"), timeout=5).json()["version"] == good
@@ -124,7 +126,7 @@ def test_a_release_answering_500_after_the_switch_is_rolled_back_by_itself(
         ("build-test-deploy", "failed", bad),
         ("build-test-deploy", "succeeded", good),
     ]
-    assert "release analysis" in history[0].detail and "5xx" in history[1].detail
+    assert "release analysis" in history[0].detail and "release analysis" in history[1].detail
     wait_for(
         lambda: stack.query(
             f'probe_success{{service="{delivery.service}", sha="{good[:12]}"}} == 1'
