@@ -21,6 +21,7 @@ from tasks.catalog import Catalog, CatalogEntry
 from tasks.monitoring.automations import ensure_notification_automations
 from tasks.monitoring.prometheus import firing_alerts
 from tasks.monitoring.sync import sync_monitoring
+from tasks.monitoring.view import PrometheusMonitoring
 from tests.conftest import Platform, free_port
 from tests.flows.delivery_fixtures import BASE_IMAGE, docker_or_skip
 from tests.tasks.monitoring.stack import (
@@ -120,6 +121,9 @@ def test_a_stopped_service_is_notified_by_webhook_and_email_and_resolves_when_ba
         [firing] = firing_alerts(stack.layout.alertmanager_url, service, environment="dev")
         assert firing.name == "SlipwayServiceDown" and firing.severity == "critical"
         assert firing_alerts(stack.layout.alertmanager_url, service, environment="prod") == []
+        portal = PrometheusMonitoring(stack.layout)  # what the portal and scorecards ask
+        assert [a.name for a in portal.firing(service) or []] == ["SlipwayServiceDown"]
+        assert portal.rule_count(service) == 4  # its two, and the platform's two for all
 
         container.start()
         hook, _ = wait_for(lambda: said("[RESOLVED]"), timeout=60, what="the resolved notification")

@@ -23,6 +23,7 @@ from tasks.monitoring.layout import MonitoringLayout
 from tasks.monitoring.rules import duration, service_rules
 from tasks.monitoring.targets import ServiceTarget, write_targets
 from tasks.monitoring.teams import team_of
+from tests.conftest import free_port
 
 
 def promtool() -> str:
@@ -124,3 +125,19 @@ def test_an_alert_becomes_an_event_on_the_service_for_its_team() -> None:
     assert alert_event(resolved, alertmanager_url="x")["event"] == "slipway.alert.resolved"
     platform = alert.model_copy(update={"labels": {**alert.labels, "audience": "platform"}})
     assert alert_event(platform, alertmanager_url="x")["resource"]["slipway.team"] == "platform"
+
+
+def test_the_portal_sees_monitoring_once_up_has_configured_it(
+    layout: MonitoringLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.alert_view import NoMonitoring, monitoring_view
+
+    monkeypatch.setenv("SLIPWAY_HOME", str(layout.root.parent))
+    nobody = str(free_port())  # nothing listens: every answer is "unknown"
+    monkeypatch.setenv("SLIPWAY_PROMETHEUS_PORT", nobody)
+    monkeypatch.setenv("SLIPWAY_ALERTMANAGER_PORT", nobody)
+    assert isinstance(monitoring_view(), NoMonitoring)
+    write_configs(layout, MonitoringSettings(), [])
+    view = monitoring_view()
+    assert view.configured and f"127.0.0.1:{nobody}" in view.status
+    assert view.firing("svc") is None and view.rule_count("svc") is None  # unknown, not "none"
