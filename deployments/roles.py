@@ -2,8 +2,9 @@
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
   (on SQLite or PostgreSQL, every request authenticated), then blocks, then
-  the registry (whose login the registry block holds), the docs portal and
-  the bridge. Embedded serves the flows in-process; a server host applies
+  the registry (whose login the registry block holds), the docs portal, the
+  bridge and monitoring (Prometheus, Alertmanager, blackbox, the monitor).
+  Embedded serves the flows in-process; a server host applies
   them to the work pool instead (`deployments.pool`, a one-shot child), and
   ``all`` adds one worker on the same host.
 - ``worker`` waits until the server at ``--server`` answers and has its pool
@@ -39,6 +40,7 @@ from deployments.components import (
     serve_spec,
     worker_spec,
 )
+from deployments.monitoring import planned_monitoring, start_monitoring
 from deployments.pool import online_workers, server_heartbeat
 from deployments.registry_auth import ensure_registry_login
 from slipway.errors import ComponentError
@@ -83,7 +85,8 @@ def _start_server_host(supervisor: Supervisor) -> None:
         public_url=options.public_url,
     )
     docs, bridge = docs_spec(ports), bridge_spec(ports, options.database)
-    _check_before_start(options, [server, docs, bridge], registry is not None)
+    monitoring, missing = planned_monitoring(home, ports)
+    _check_before_start(options, [server, docs, bridge, *monitoring], registry is not None)
 
     supervisor.start(server)
     if registry is None:
@@ -107,10 +110,11 @@ def _start_server_host(supervisor: Supervisor) -> None:
     embedded = options.role == "embedded"
     for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
         supervisor.start(spec)
+    start_monitoring(supervisor, monitoring, missing)
     supervisor.write_state()
     if not embedded:
         _apply_to_pool(supervisor)
-    for waited in (reg, docs, bridge):
+    for waited in (reg, docs, bridge, *monitoring):
         if waited is not None and waited.health_url is not None:
             probe = functools.partial(_http_ok, waited.health_url, waited.health_login)
             supervisor.wait_until(waited.name, probe)

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import git
 from prefect import flow, get_client, get_run_logger
@@ -49,7 +49,7 @@ from blocks import (
     PlatformSettings,
 )
 from flows.security_scan import security_scan
-from slipway.errors import BuildError, DeployError, InvalidRequest
+from slipway.errors import AnalysisFailed, BuildError, DeployError, InvalidRequest
 from slipway.home import SlipwayHome
 from slipway.names import check_dns_label, check_git_ref, check_sha
 from tasks.actors import run_creator, run_id
@@ -67,6 +67,7 @@ from tasks.images import (
     run_image_tests,
     test_inputs_digest,
 )
+from tasks.monitoring.watch import analyse_release
 from tasks.registry import login_registry
 from tasks.release import (
     LiveContainer,
@@ -76,7 +77,7 @@ from tasks.release import (
     live_container,
     service_url,
 )
-from tasks.release_authority import LEGACY_APPROVAL, PROD, approve_release, rollback_choice
+from tasks.release_authority import PROD, approve_release, carried_approval, rollback_choice
 from tasks.release_history import (
     DeploymentRecord,
     deploy_slot,
@@ -298,7 +299,7 @@ def rollback(
             "rollback",
             triggered_by,
             detail=f"from {live.sha[:12]}" if live else "nothing was running",
-            approved_by=chosen.approved_by or (LEGACY_APPROVAL if environment == PROD else ""),
+            approved_by=carried_approval(chosen, environment),
         )
 
 
@@ -433,6 +434,9 @@ def _release(
         )
         record_deployment(failed)
         raise
+    verdict = analyse_release(stage.client, release, watch=action != "rollback")
+    if verdict.failed:
+        _roll_back_after_analysis(stage, release, base, verdict.reason)
     record = DeploymentRecord.model_validate(
         {
             **base,
@@ -451,6 +455,53 @@ def _release(
         description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
     )
     return record
+
+
+def _roll_back_after_analysis(
+    stage: _Stage, release: Release, base: dict[str, str], reason: str
+) -> NoReturn:
+    """Record the release failed, return to the previous healthy one, and fail saying why."""
+    why = f"the new version failed its release analysis: {reason}"
+    record_deployment(
+        DeploymentRecord.model_validate(
+            {**base, "outcome": "failed", "at": datetime.now(UTC), "detail": why}
+        )
+    )
+    try:
+        chosen = rollback_choice(
+            release.service, release.environment, current_digest=release.digest, to=None
+        )
+    except InvalidRequest as e:
+        raise AnalysisFailed(
+            f"{why}; it keeps serving: {e.message}", hint="fix it and push again"
+        ) from e
+    back = Release(
+        release.service, release.environment, chosen.sha, chosen.image, stage.port, stage.env_vars
+    )
+    deployed = deploy_release(
+        stage.client,
+        back,
+        target=stage.target,
+        health_timeout=stage.settings.health_timeout_seconds,
+        reserved_ports=stage.reserved_ports,
+    )
+    analyse_release(stage.client, back, watch=False)  # Prometheus follows it back
+    record_deployment(
+        DeploymentRecord.model_validate(
+            {
+                **_record_base(back, "rollback", "release analysis"),
+                "approved_by": carried_approval(chosen, release.environment),
+                "outcome": "succeeded",
+                "at": datetime.now(UTC),
+                "url": deployed.url,
+                "detail": f"automatic, from {release.sha[:12]}: {why}",
+            }
+        )
+    )
+    raise AnalysisFailed(
+        f"{why}; rolled back to {chosen.sha[:12]}",
+        hint="see the logs artifact of this run, fix the cause and push again",
+    )
 
 
 def _record_base(release: Release, action: str, triggered_by: str, **extra: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ from tasks.actors import run_id
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.catalog_entities import GroupEntity
 from tasks.catalog_model import CatalogModel, owner_group
+from tasks.monitoring.events import emit_approval_waiting, team_labels
 from tasks.signed_records import publish_signed
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ def await_approval(request: ApprovalRequest, *, timeout: int, poll: int = 2) -> 
         )
     tokens = ApproverTokens(SlipwayHome.from_env())
     form = ApprovalForm.with_initial_data(description=request.description)
+    link = emit_approval_waiting(request.service, request.environment, request.subject)
+    logger.info("Waiting for approval: %s", link)  # the team's channel hears it too
     deadline = time.monotonic() + timeout
     while (left := int(deadline - time.monotonic())) > 0:
         logger.info("Waiting up to %d s for an approver of %s", left, request.subject)
@@ -215,6 +218,7 @@ def _record(request: ApprovalRequest, decision: Decision, who: str, why: str) ->
             "prefect.resource.id": f"slipway.service.{request.service}",
             "prefect.resource.name": request.service,
             "slipway.environment": request.environment,
+            **team_labels(request.service),
         },
         payload=record.model_dump(mode="json"),
     )

@@ -42,7 +42,7 @@ from pydantic import SecretStr
 
 from slipway.errors import BuildError, ConfigurationError, DeployError, InvalidRequest
 from slipway.names import check_dns_label, check_sha
-from tasks.containers import confinement, is_confined
+from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.images import content_digest, ensure_image
 
 if TYPE_CHECKING:
@@ -441,6 +441,7 @@ def _create(
             environment=environment,
             labels=labels,
             restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             **confined.options(),
         )
     except DockerException as e:
@@ -545,7 +546,9 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
             # Close polling while a healthy start is likely: during the switch, every
             # moment between "up" and "seen up" is a moment the port refuses requests.
             time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
-    logs = container.logs(tail=20).decode(errors="replace").strip()
+    from tasks.monitoring.logs import attach_log_tail  # it imports this module
+
+    logs = "\n".join(attach_log_tail(container, why=last).splitlines()[-20:])
     raise DeployError(
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
         + (f"\ncontainer log:\n{logs}" if logs else ""),

@@ -31,6 +31,7 @@ __all__ = [
     "LEGACY_APPROVAL",
     "PROD",
     "approve_release",
+    "carried_approval",
     "change_authors",
     "proves_approval",
     "rollback_choice",
@@ -100,6 +101,11 @@ def proves_approval(record: DeploymentRecord) -> bool:
     if record.approved_by:
         return True
     return not record.signature and record.action in ("build-test-deploy", "promote")
+
+
+def carried_approval(record: DeploymentRecord, environment: str) -> str:
+    """The ``approved_by`` of a rollback to ``record``: the approval it returns to."""
+    return record.approved_by or (LEGACY_APPROVAL if environment == PROD else "")
 
 
 def rollback_choice(
