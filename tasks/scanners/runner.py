@@ -21,6 +21,7 @@ from tasks.scanners.dependencies import DependencyScanner
 from tasks.scanners.iac import IacScanner
 from tasks.scanners.sbom import SbomGenerator, SbomResult
 from tasks.scanners.secrets import SecretsScanner
+from tasks.scanners.toolenv import ToolEnvironment
 
 __all__ = ["ScanRun", "default_scanners", "run_scanners"]
 
@@ -47,13 +48,22 @@ def default_scanners(
         cache_dir: pip-audit's HTTP cache, outside the checkout; give each scan a
             fresh one, so a cached answer never hides a newly synced advisory.
         osv_error: Why there is no endpoint; pip-audit then shows as errored with it.
+
+    Raises:
+        MissingDependency: the scanners' tool environment does not exist; names the fix.
     """
+    tools = ToolEnvironment.default().require()
     dependencies: Scanner
     if osv_url is None:
         dependencies = UnavailableScanner("pip-audit", osv_error or "no OSV endpoint configured")
     else:
-        dependencies = DependencyScanner(osv_url, cache_dir=cache_dir)
-    return [BanditScanner(), dependencies, SecretsScanner(), IacScanner()]
+        dependencies = DependencyScanner(osv_url, cache_dir=cache_dir, tools=tools)
+    return [
+        BanditScanner(tools=tools),
+        dependencies,
+        SecretsScanner(tools=tools),
+        IacScanner(tools=tools),
+    ]
 
 
 _T = TypeVar("_T")
