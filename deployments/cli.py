@@ -7,6 +7,7 @@
     slipway down                                      stop everything `up` started
     slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
     slipway catalog list                              the services in the catalog
+    slipway settings base-image [IMAGE] [--no-check]  show or change the services' base image
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -14,6 +15,7 @@ Errors print as one line with the fix, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import replace
@@ -60,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     catalog = commands.add_parser("catalog", help="the service catalog")
     catalog.add_subparsers(dest="catalog_command", required=True).add_parser(
         "list", help="print every service in the catalog"
+    )
+    settings = commands.add_parser("settings", help="platform settings (docs/configuration)")
+    image = settings.add_subparsers(dest="settings_command", required=True).add_parser(
+        "base-image", help="show, or change, the image service images build FROM"
+    )
+    image.add_argument("image", nargs="?", help="the new base image, e.g. python:3.12-slim")
+    image.add_argument(
+        "--no-check",
+        action="store_true",
+        help="save it without checking (or pulling) it in the deploy target's Docker engine",
     )
     return parser
 
@@ -112,9 +124,22 @@ def _scale_out_arguments(up: argparse.ArgumentParser) -> None:
     )
 
 
+class _NoDrainProgress(logging.Filter):
+    """Drops Prefect's "EventsWorker - Still processing items" from a command's output.
+
+    Loading a block emits an event, which Prefect's events worker sends in the
+    background; as a short command exits, the worker sends what is left and
+    warns while it does. The events still go out: only the warning is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    logging.getLogger("EventsWorker").addFilter(_NoDrainProgress())
     try:
         if args.home is not None:
             os.environ["SLIPWAY_HOME"] = str(args.home.expanduser().resolve())
@@ -133,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(catalog_list(home))
             return 0
+        if args.command == "settings":
+            from deployments.settings import base_image
+
+            present = base_image(home, args.image, check=not args.no_check)
+            return 0 if present or args.image else 1
         return _status(home)
     except SlipwayError as e:
         print(f"slipway: {e}", file=sys.stderr)

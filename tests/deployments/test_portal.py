@@ -46,7 +46,7 @@ def chromium(tmp_path: Path, *args: str) -> str:
     """Run headless Chromium once with a fresh profile; returns what it printed on stdout."""
     binary = shutil.which("chromium")
     if binary is None:
-        pytest.fail("chromium is not installed: run `bash scripts/system-deps.sh` as root")
+        pytest.fail("chromium is not installed: run `make setup` as root")
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
     done = run(
         [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
