@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # After the platform's venv, which it lives in (.venv/scanners).
 $(SCANNERS_STAMP): scanners.lock | $(STAMP)
-	@bash scripts/venv.sh $(SCANNERS) "Scanners (bandit, pip-audit, detect-secrets, checkov, cyclonedx)" -r scanners.lock
+	@bash scripts/venv.sh $(SCANNERS) "Scanners" -r scanners.lock
 	@touch $(SCANNERS_STAMP)
 
 lint: python

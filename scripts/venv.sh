@@ -39,7 +39,17 @@ tty=0
 [ -t 1 ] && tty=1
 set +e
 "$dir/bin/python" -m pip install --progress-bar off "$@" 2>&1 | tee -a "$log_file" | {
-    while IFS= read -r line; do
+    phase="collecting"
+    while true; do
+        # pip is silent while it unpacks and installs: say so every 15 s.
+        IFS= read -r -t 15 line
+        rc=$?
+        if [ "$rc" -gt 128 ]; then
+            [ "$tty" -eq 1 ] && printf '\r\033[K'
+            say "  still $phase ($(( SECONDS - began ))s so far)"
+            continue
+        fi
+        [ "$rc" -eq 0 ] || break
         case "$line" in
             Collecting\ *)
                 collected=$(( collected + 1 ))
@@ -56,6 +66,7 @@ set +e
                 count=$(( $(tr -cd ',' <<<"$line" | wc -c) + 1 ))
                 [ "$tty" -eq 1 ] && printf '\r\033[K'
                 say "  installing $count packages ($(( SECONDS - began ))s so far) ..."
+                phase="installing $count packages"
                 ;;
         esac
     done
