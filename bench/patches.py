@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,21 +37,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import startup  # bench/, first on sys.path when this file runs
+from startup import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PATCHES = ("heartbeats", "server-app", "sqlite-writes", "forkserver")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
-    env |= {"PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return env | {"DO_NOT_TRACK": "1"} | (extra or {})
+    """startup.py's clean environment, with Prefect's analytics off."""
+    offline = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    return startup.clean_env(offline | (extra or {}))
 
 
 @contextmanager
