@@ -94,9 +94,20 @@ step_packages() {
     log "Debian packages missing: ${missing[*]}; apt-get update ..."
     apt-get -o DPkg::Lock::Timeout=300 update -q || die "apt-get update failed; check the machine's apt sources and network"
     log "apt-get install ${missing[*]} (about a minute) ..."
-    # Without recommends: chromium runs headless; Prometheus' recommends pull a desktop's worth.
-    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}" \
-        || die "apt-get install ${missing[*]} failed; see apt's output above"
+    # docker.io with its recommends (apparmor, xz-utils, git matter to dockerd on some
+    # kernels and build contexts); the rest without: chromium runs headless.
+    local with=() without=()
+    for pkg in "${missing[@]}"; do
+        if [ "$pkg" = docker.io ]; then with+=("$pkg"); else without+=("$pkg"); fi
+    done
+    if [ ${#with[@]} -gt 0 ]; then
+        apt-get -o DPkg::Lock::Timeout=300 install -y -q "${with[@]}" \
+            || die "apt-get install ${with[*]} failed; see apt's output above"
+    fi
+    if [ ${#without[@]} -gt 0 ]; then
+        apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${without[@]}" \
+            || die "apt-get install ${without[*]} failed; see apt's output above"
+    fi
     for pkg in "${missing[@]}"; do
         package_present "$pkg" || die "$pkg was installed but is still not usable"
     done
