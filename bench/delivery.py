@@ -5,9 +5,11 @@ template under a new name, so the engine has none of its layers yet (only the
 base image is cached, as on any build host):
 
 * **plain script, first build**: a bash script doing by hand what the flow
-  does: ``git clone`` and check out the commit, ``docker build`` (the legacy
-  builder, as the docker SDK uses, with the same build argument and labels),
-  the tests in the image without network, ``docker push``, ``docker run`` and
+  does: ``git clone`` and check out the commit, copy in the wheelhouse (the
+  flow's own, fetched before the rounds, as the flow's is cached), ``docker
+  build`` without network (the legacy builder, as the docker SDK uses, with
+  the same build argument and labels), the tests in the image without
+  network, ``docker push``, ``docker run`` confined as the flow runs it, and
   ``curl /healthz`` until it answers. This is the baseline.
 * **build-test-deploy, first build**: the flow called on the commit, until it
   returns with the service healthy on 127.0.0.1 (tests artifact, push with
@@ -79,17 +81,22 @@ REBUILD_TARGET = 0.25
 
 PLAIN_SCRIPT = r"""
 set -euo pipefail
-repo=$1 sha=$2 tag=$3 base=$4 name=$5 port=$6 work=$7 timeout=$8
+repo=$1 sha=$2 tag=$3 base=$4 name=$5 port=$6 work=$7 timeout=$8 wheelhouse=$9
+confined=(--user 65534 --cap-drop ALL --security-opt no-new-privileges:true --read-only
+    --tmpfs /tmp:rw,nosuid,nodev,noexec,size=64m --memory 512m --memory-swap 512m
+    --cpus 1 --pids-limit 256)
 git clone --quiet --no-checkout "$repo" "$work/src"
 git -C "$work/src" checkout --quiet --detach --force "$sha"
-docker build --quiet --network host --build-arg "BASE_IMAGE=$base" \
+cp -r "$wheelhouse" "$work/src/.wheelhouse"
+docker build --quiet --network none --build-arg "BASE_IMAGE=$base" \
     --label "org.opencontainers.image.revision=$sha" \
     --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" \
     --tag "$tag" "$work/src" >/dev/null
-docker run --rm --network none --label "dev.slipway.service=$name" \
+docker run --rm --network none "${confined[@]}" --label "dev.slipway.service=$name" \
     -e PYTHONDONTWRITEBYTECODE=1 "$tag" python3 -m unittest -v
 docker push --quiet "$tag" >/dev/null
-docker run --detach --name "$name" --network host --label "dev.slipway.service=$name" \
+docker run --detach --name "$name" --network host "${confined[@]}" \
+    --label "dev.slipway.service=$name" \
     -e HOST=127.0.0.1 -e "PORT=$port" -e "GIT_SHA=$sha" "$tag" >/dev/null
 deadline=$((SECONDS + timeout))
 until curl --fail --silent --output /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; do
@@ -161,6 +168,26 @@ class Bench:
     client: Any = field(repr=False)
     services: list[str] = field(default_factory=list)
 
+    def wheelhouse(self) -> Path:
+        """The template's wheelhouse, as the flow fetches and caches it (untimed)."""
+        from blocks import DeployTarget
+        from tasks.wheelhouse import WHEELHOUSE, prepare_wheelhouse
+        from tests.flows.delivery_fixtures import BASE_IMAGE
+
+        context = self.scratch / "wheelhouse-context"
+        if not (context / WHEELHOUSE).is_dir():
+            context.mkdir(exist_ok=True)
+            _, source = self.new_service("wheels", 8080)
+            (context / "requirements.txt").write_text((source / "requirements.txt").read_text())
+            prepare_wheelhouse(
+                self.client,
+                context,
+                base_image=BASE_IMAGE,
+                target=DeployTarget(),
+                cache=self.home.wheelhouses,
+            )
+        return context / WHEELHOUSE
+
     def new_service(self, kind: str, port: int) -> tuple[str, Path]:
         """A new service name (so its layers are not cached) and its rendered source."""
         from tests.flows.delivery_fixtures import render_source
@@ -196,6 +223,7 @@ def plain_first_build(bench: Bench) -> Timing:
     argv = [
         *("plain-delivery", repository_url(server, name), sha, f"{bench.registry}/{name}:{sha}"),
         *(BASE_IMAGE, name, str(port), str(work), str(int(HEALTH_TIMEOUT))),
+        str(bench.wheelhouse()),
     ]
     env = os.environ | {"DOCKER_BUILDKIT": "0", "DOCKER_HOST": DeployTarget().docker_host}
     began = time.monotonic()

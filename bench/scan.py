@@ -28,32 +28,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.osv_mirror import OsvMirror, serve
+from tasks.osv_mirror import MirrorServer, OsvMirror, serve
 from tasks.scanners.runner import ScanRun, default_scanners, run_scanners
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
-def scan(path: Path, url: str, *, parallel: bool) -> ScanRun:
+def scan(path: Path, osv: MirrorServer, *, parallel: bool) -> ScanRun:
     with tempfile.TemporaryDirectory() as cache:
-        scanners = default_scanners(osv_url=url, cache_dir=Path(cache))
+        scanners = default_scanners(
+            osv_url=osv.query_url, osv_forward=osv.forward, cache_dir=Path(cache)
+        )
         return run_scanners(path, scanners, timeout=600, parallel=parallel)
 
 
 def timed_round(
-    services: list[Path], url: str, *, serial_first: bool
+    services: list[Path], osv: MirrorServer, *, serial_first: bool
 ) -> tuple[float, float, list[ScanRun], list[ScanRun]]:
     """One serial and one parallel pass over ``services``, in the order asked."""
 
     def serial() -> tuple[float, list[ScanRun]]:
         started = time.monotonic()
-        runs = [scan(p, url, parallel=False) for p in services]
+        runs = [scan(p, osv, parallel=False) for p in services]
         return time.monotonic() - started, runs
 
     def parallel() -> tuple[float, list[ScanRun]]:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=2) as pool:
-            runs = list(pool.map(lambda p: scan(p, url, parallel=True), services))
+            runs = list(pool.map(lambda p: scan(p, osv, parallel=True), services))
         return time.monotonic() - started, runs
 
     if serial_first:
@@ -64,7 +66,10 @@ def timed_round(
 
 
 def main(counts: list[int], repeat: int) -> None:
-    with serve(OsvMirror.load(FIXTURES / "osv")) as server, tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(OsvMirror.load(FIXTURES / "osv"), socket_path=Path(tmp) / "osv.sock") as server,
+    ):
         services = [
             Path(shutil.copytree(FIXTURES / "insecure-service", Path(tmp) / f"s{i}"))
             for i in range(max(counts))
@@ -75,7 +80,7 @@ def main(counts: list[int], repeat: int) -> None:
             tools: dict[str, list[float]] = defaultdict(list)
             for round_ in range(repeat):
                 serial_s, parallel_s, serial, parallel = timed_round(
-                    services[:n], server.query_url, serial_first=round_ % 2 == 0
+                    services[:n], server, serial_first=round_ % 2 == 0
                 )
                 assert all(
                     r.status.value != "errored" for run in serial + parallel for r in run.results

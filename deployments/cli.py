@@ -6,7 +6,10 @@
     slipway status                                    each component, its URL and health
     slipway down                                      stop everything `up` started
     slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
-    slipway catalog list                              the services in the catalog
+    slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
+    slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
+    slipway logs SERVICE [--env ENV] [--since 10m] [--follow] [--grep TEXT]
+                                                      a service's container log
     slipway settings base-image [IMAGE] [--no-check]  show or change the services' base image
 
 Errors print as one line with the fix, never as a traceback.
@@ -32,6 +35,7 @@ __all__ = ["main"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The checkout that holds prefect.yaml, flows/ and tasks/."""
+_PORT_FLAGS = tuple(Ports().as_dict())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start and supervise the platform on this machine")
-    for name in ("prefect", "docs", "registry", "bridge"):
+    for name in _PORT_FLAGS:
         up.add_argument(f"--{name}-port", type=int, help=f"loopback port of {name}")
     up.add_argument(
         "--project", type=Path, default=PROJECT_DIR, help="directory holding prefect.yaml"
@@ -59,10 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     onboard.add_argument("--port", type=int, help="port (default: next free in the range)")
     onboard.add_argument("--dry-run", action="store_true", help="render and check, create nothing")
-    catalog = commands.add_parser("catalog", help="the service catalog")
-    catalog.add_subparsers(dest="catalog_command", required=True).add_parser(
-        "list", help="print every service in the catalog"
-    )
+    from deployments.catalog_cli import add_commands
+
+    add_commands(commands)
+    logs = commands.add_parser("logs", help="print a service's container log")
+    logs.add_argument("service", help="the service's name")
+    logs.add_argument("--env", default="dev", help="its environment (default dev)")
+    logs.add_argument("--since", help="only newer lines: 10m, 2h, 1d or an ISO time")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--grep", help="only lines that contain this text")
     settings = commands.add_parser("settings", help="platform settings (docs/configuration)")
     image = settings.add_subparsers(dest="settings_command", required=True).add_parser(
         "base-image", help="show, or change, the image service images build FROM"
@@ -153,11 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "onboard":
             return _onboard(home, args)
-        if args.command == "catalog":
-            from deployments.commands import catalog_list
+        if args.command == "logs":
+            from deployments.service_logs import run_logs
 
-            print(catalog_list(home))
-            return 0
+            return run_logs(home, args)
+        if args.command in ("catalog", "dora"):
+            from deployments.catalog_cli import run_catalog, run_dora
+
+            return (run_catalog if args.command == "catalog" else run_dora)(home, args)
         if args.command == "settings":
             from deployments.settings import base_image
 
@@ -177,7 +189,7 @@ def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
     ports = Ports.from_env()
     overrides = {
         name: getattr(args, f"{name}_port")
-        for name in ("prefect", "docs", "registry", "bridge")
+        for name in _PORT_FLAGS
         if getattr(args, f"{name}_port") is not None
     }
     project = args.project.resolve()

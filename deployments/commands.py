@@ -1,4 +1,4 @@
-"""The self-service commands: `slipway onboard` and `slipway catalog list`.
+"""The self-service commands: `slipway onboard`, and what the catalog commands share.
 
 They talk to a running platform: onboarding starts the ``onboard-service``
 deployment, exactly as the form in the Prefect UI does, so it runs where the
@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from slipway.errors import ComponentError, InvalidRequest, SlipwayError
 from slipway.home import SlipwayHome
 
-__all__ = ["catalog_list", "format_rows", "onboard", "use_running_platform"]
+__all__ = [
+    "format_rows",
+    "onboard",
+    "run_and_wait",
+    "use_running_platform",
+    "validated",
+]
 
 ONBOARD_DEPLOYMENT = "onboard-service/onboard-service"
 
@@ -48,17 +54,6 @@ def format_rows(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def catalog_list(home: SlipwayHome) -> str:
-    """The catalog as a table, or a line saying it is empty."""
-    use_running_platform(home)
-    from tasks.catalog import Catalog, catalog_rows
-
-    entries = Catalog.load_default().entries()
-    if not entries:
-        return "The catalog is empty. Onboard a service: slipway onboard NAME --owner TEAM"
-    return format_rows(catalog_rows(entries))
-
-
 def onboard(
     home: SlipwayHome, request: dict[str, Any], *, dry_run: bool, timeout: float = 900
 ) -> str:
@@ -68,25 +63,55 @@ def onboard(
     rule it breaks before any run is created. Prefect reads its API URL once,
     when it is first imported, so the running platform is looked up before.
     """
-    api = use_running_platform(home)
+    use_running_platform(home)
     from flows.onboard_service import ServiceRequest
 
+    checked = validated(ServiceRequest, request)
+    parameters = {"request": checked.model_dump(mode="json"), "dry_run": dry_run}
+    link = run_and_wait(
+        home, ONBOARD_DEPLOYMENT, parameters, what=f"onboarding {checked.name}", timeout=timeout
+    )
+    verb = "would be onboarded" if dry_run else "is onboarded"
+    return f"{checked.name} {verb}. Details: {link}"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], values: dict[str, Any]) -> M:
+    """``values`` as ``model``, or InvalidRequest naming each field and the rule it broke."""
     try:
-        checked = ServiceRequest.model_validate(request)
+        return model.model_validate(values)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise InvalidRequest(f"the request is refused: {problems}") from e
+
+
+def run_and_wait(
+    home: SlipwayHome,
+    deployment: str,
+    parameters: dict[str, Any],
+    *,
+    what: str,
+    timeout: float = 900,
+) -> str:
+    """Start a run of ``deployment``, print its link, wait until it ends; returns the link.
+
+    Raises:
+        ComponentError: the deployment is not registered (the platform is still starting).
+        SlipwayError: the run did not complete, with its state and message.
+    """
+    api = use_running_platform(home)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    parameters = {"request": checked.model_dump(mode="json"), "dry_run": dry_run}
     try:
-        run = run_deployment(ONBOARD_DEPLOYMENT, parameters=parameters, timeout=0)
+        run = run_deployment(deployment, parameters=parameters, timeout=0)
     except ObjectNotFound as e:
         raise ComponentError(
-            f"the deployment {ONBOARD_DEPLOYMENT} is not registered on {api}",
+            f"the deployment {deployment} is not registered on {api}",
             hint="wait until `slipway up` prints that it is up, then try again",
         ) from e
     assert isinstance(run, FlowRun)
@@ -95,20 +120,18 @@ def onboard(
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
-            current = client.read_flow_run(run.id)
-            state = current.state
+            state = client.read_flow_run(run.id).state
             if state is not None and state.is_final():
                 break
             if time.monotonic() > deadline:
                 raise SlipwayError(
-                    f"onboarding {checked.name} has not finished after {timeout:.0f} s",
+                    f"{what} has not finished after {timeout:.0f} s",
                     hint=f"follow it in the UI: {link}",
                 )
             time.sleep(1)
     if not state.is_completed():
         raise SlipwayError(
-            f"onboarding {checked.name} ended {state.name}: {state.message or 'no message'}",
+            f"{what} ended {state.name}: {state.message or 'no message'}",
             hint=f"the run's logs say why: {link}",
         )
-    verb = "would be onboarded" if dry_run else "is onboarded"
-    return f"{checked.name} {verb}. Details: {link}"
+    return link

@@ -233,10 +233,7 @@ def child_env(
             "PATH": os.pathsep.join([interpreter, *env.get("PATH", os.defpath).split(os.pathsep)]),
             "SLIPWAY_HOME": str(home.root),
             "SLIPWAY_SUPERVISOR": marker,
-            "SLIPWAY_PREFECT_PORT": str(ports.prefect),
-            "SLIPWAY_BRIDGE_PORT": str(ports.bridge),
-            "SLIPWAY_DOCS_PORT": str(ports.docs),
-            "SLIPWAY_REGISTRY_PORT": str(ports.registry),
+            **{f"SLIPWAY_{name.upper()}_PORT": str(port) for name, port in ports.as_dict().items()},
             "PREFECT_HOME": str(home.prefect_home),
             "PREFECT_API_URL": api,
             "PREFECT_UI_API_URL": api,
@@ -367,11 +364,11 @@ def serve_spec(project_dir: Path) -> ProcessSpec:
 
 
 def docs_spec(ports: Ports) -> ProcessSpec:
-    """The docs portal over the artifact store."""
+    """The service portal (services, teams, DORA, scorecards) and every service's docs."""
     url = f"http://{HOST}:{ports.docs}"
     return ProcessSpec(
         name="docs",
-        argv=(sys.executable, "-m", "deployments.docs_site", "--port", str(ports.docs)),
+        argv=(sys.executable, "-m", "deployments.portal", "--port", str(ports.docs)),
         url=url,
         health_url=f"{url}/healthz",
         port=ports.docs,

@@ -36,6 +36,7 @@ from slipway.errors import DockerUnavailable, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
+from tasks.monitoring.events import team_labels
 from tasks.runtime import (
     DesiredRuntime,
     Finding,
@@ -194,6 +195,7 @@ def reconcile_environment(
     status: EnvironmentStatus,
     *,
     recorded: Recorded,
+    deploy_target: DeployTarget,
 ) -> tuple[str, ...]:
     """Undo an environment's drift where that is safe; one line per action or refusal.
 
@@ -201,7 +203,8 @@ def reconcile_environment(
       nothing (it re-creates lost state, or applies configuration that was
       not); a destroying plan is left to provision-environment and its approval.
     - What runs: stopped serving containers are started, and drifted ones are
-      replaced by the recorded image with the state's settings. A missing
+      replaced by the recorded image with the state's settings, confined as
+      ``deploy_target`` says (so is an unconfined one). A missing
       container or a wrong replica count needs a release (rollback).
     """
     health, ws = status.health, target.ws
@@ -225,7 +228,7 @@ def reconcile_environment(
     if not findings:
         return tuple(actions)
     try:
-        actions += restore(client, desired, findings)
+        actions += restore(client, desired, findings, target=deploy_target)
     except SlipwayError as e:
         actions.append(f"restore failed: {e}")
     for finding in findings:
@@ -280,6 +283,7 @@ def reconcile_environments(
     checks: list[Target],
     statuses: list[EnvironmentStatus],
     max_parallel: int,
+    deploy_target: DeployTarget,
 ) -> list[EnvironmentStatus]:
     """Reconcile each OutOfSync environment, then check those again."""
     by_name = {(t.ws.service, t.ws.environment): t for t in checks}
@@ -289,7 +293,13 @@ def reconcile_environments(
         if status.status == "OutOfSync" and target is not None:
             try:
                 done[(status.service, status.environment)] = reconcile_environment(
-                    tf, backend, client, target, status, recorded=recorded_release
+                    tf,
+                    backend,
+                    client,
+                    target,
+                    status,
+                    recorded=recorded_release,
+                    deploy_target=deploy_target,
                 )
             except SlipwayError as e:
                 done[(status.service, status.environment)] = (f"reconcile failed: {e}",)
@@ -331,6 +341,7 @@ def publish_report(detected: list[EnvironmentStatus], final: list[EnvironmentSta
                 "prefect.resource.name": f"{status.service}/{status.environment}",
                 "slipway.service": status.service,
                 "slipway.environment": status.environment,
+                **team_labels(status.service),  # routes it to the team's channel
             },
             payload={
                 "reasons": list(status.reasons),
@@ -359,13 +370,16 @@ def detect_drift(reconcile: bool = False, max_parallel: int = 4) -> list[Environ
     backend = TerraformBackend.load_default()
     tf = open_terraform(backend, SlipwayHome.from_env())
     checks, never = targets(tf, environment_module(backend), Catalog.load_default().entries())
-    client, unreachable = _engine(DeployTarget.load_default())
+    deploy_target = DeployTarget.load_default()
+    client, unreachable = _engine(deploy_target)
     if unreachable is not None:
         logger.error("%s", unreachable)
     detected = check_environments(tf, client, checks, max_parallel)
     final = detected
     if reconcile:
-        final = reconcile_environments(tf, backend, client, checks, detected, max_parallel)
+        final = reconcile_environments(
+            tf, backend, client, checks, detected, max_parallel, deploy_target
+        )
     detected, final = _merge(never + detected), _merge(never + final)
     publish_report(detected, final)
     for status in final:

@@ -34,6 +34,7 @@ from slipway.errors import InvalidRequest, SlipwayError
 from slipway.home import Ports, SlipwayHome
 from slipway.names import check_dns_label
 from tasks.catalog import Catalog, CatalogEntry, catalog_rows
+from tasks.catalog_model import ensure_owner_group
 from tasks.git import (
     create_repository,
     delete_repository,
@@ -318,6 +319,7 @@ def onboard_service(request: ServiceRequest, dry_run: bool = False) -> Onboardin
         )
         with transaction():
             repository = create_service_repository(server, request.name)
+            ensure_owner_group(server, request.owner, request.name)  # a note when it was missing
             catalog_commit = register(server, entry)
             commit, created = push_first_commit(server, request.name, source)
     handoffs = _hand_off(request, commit, pushed=created)

@@ -31,8 +31,10 @@ from prefect.futures import PrefectFuture, as_completed
 from blocks import ArtifactStore, GitServer, PlatformSettings, VulnerabilitySource
 from slipway.errors import ConfigurationError, InvalidRequest, ScanError
 from slipway.names import check_dns_label
+from slipway.sandbox import Forward
 from tasks.catalog import Catalog
 from tasks.git import checkout, head_commit
+from tasks.monitoring.events import team_labels
 from tasks.scanners.accepted import AcceptedRisks, load_accepted_risks
 from tasks.scanners.base import Severity
 from tasks.scanners.compare import compare
@@ -65,23 +67,24 @@ _ALERT = frozenset({Severity.CRITICAL, Severity.HIGH})
 
 @dataclass(frozen=True)
 class _Osv:
-    """What pip-audit queries, or why it cannot."""
+    """What pip-audit queries and how its sandbox reaches it, or why it cannot."""
 
     url: str | None
+    forward: Forward | None
     error: str | None
 
 
 @contextmanager
 def _osv(source: VulnerabilitySource) -> Iterator[_Osv]:
-    """The configured OSV endpoint; a mirror is served for as long as the context lasts."""
+    """The configured OSV source, served to the scans' sandboxes while the context lasts."""
     with ExitStack() as stack:
         try:
-            url = stack.enter_context(osv_endpoint(source))
+            server = stack.enter_context(osv_endpoint(source))
         except ConfigurationError as e:
             # Only the dependency scan needs OSV: the others run, pip-audit shows errored.
-            yield _Osv(None, str(e))
+            yield _Osv(None, None, str(e))
             return
-        yield _Osv(url, None)
+        yield _Osv(server.query_url, server.forward, None)
 
 
 @task(name="scan-service", cache_policy=NO_CACHE)
@@ -96,7 +99,9 @@ def scan_service(service: str, commit: str | None, *, osv: _Osv, timeout: float)
         tempfile.TemporaryDirectory(prefix="slipway-scan-") as scratch,
     ):
         logger.info("scanning %s at %s (%s)", service, tree.sha[:12], tree.ref)
-        scanners = default_scanners(osv_url=osv.url, osv_error=osv.error, cache_dir=Path(scratch))
+        scanners = default_scanners(
+            osv_url=osv.url, osv_forward=osv.forward, osv_error=osv.error, cache_dir=Path(scratch)
+        )
         run = run_scanners(tree.path, scanners, timeout=timeout)
         accepted, accepted_error = _accepted_risks(tree.path)
         on_default_branch = head_commit(server, service) == tree.sha
@@ -279,6 +284,7 @@ def _emit(summary: ScanSummary, finding: FindingRecord) -> None:
             "prefect.resource.id": f"slipway.service.{summary.service}",
             "prefect.resource.name": summary.service,
             "slipway.security.severity": finding.severity.value,
+            **team_labels(summary.service),  # routes it to the team's channel
         },
         payload={
             "service": summary.service,

@@ -8,7 +8,8 @@ these.
     ├── ConfigurationError (ValueError)   a setting or block value is wrong
     ├── InvalidRequest (ValueError)       a user's input is refused before any change
     ├── MissingDependency                 a binary, package or engine is not there
-    │   └── DockerUnavailable             the Docker engine cannot be reached
+    │   ├── DockerUnavailable             the Docker engine cannot be reached
+    │   └── SandboxUnavailable            bubblewrap is missing or cannot confine here
     ├── CommandError                      an external command failed
     │   ├── CommandNotFound               ... because its binary is not installed
     │   └── CommandTimeout                ... because it ran out of time
@@ -22,7 +23,9 @@ these.
     │   └── ServiceNotFound (KeyError)    ... because no entry has that name
     ├── BuildError                        an image build, its tests or its push failed
     ├── DeployError                       a deployment did not become healthy; the old one serves
+    │   └── AnalysisFailed                ... or its metrics went bad after the switch: rolled back
     ├── DocsBuildError                    mkdocs refused a service's docs
+    ├── MonitoringError                   Prometheus or Alertmanager refused or could not be reached
     ├── StorageError                      the artifact store refused a read or write
     │   └── ObjectNotFound (KeyError)     ... because the key does not exist
     └── ComponentError                    `slipway up` could not start or reach a part
@@ -34,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AnalysisFailed",
     "BuildError",
     "CatalogError",
     "DeployError",
@@ -49,8 +53,10 @@ __all__ = [
     "DockerUnavailable",
     "InvalidRequest",
     "MissingDependency",
+    "MonitoringError",
     "ObjectNotFound",
     "PortInUse",
+    "SandboxUnavailable",
     "SlipwayError",
     "ScanError",
     "StateLocked",
@@ -88,6 +94,13 @@ class MissingDependency(SlipwayError):
 
 class DockerUnavailable(MissingDependency):
     """The Docker engine of the deploy target cannot be reached."""
+
+
+class SandboxUnavailable(MissingDependency):
+    """Untrusted work cannot be confined: bubblewrap is missing or cannot create namespaces.
+
+    Nothing that runs a service's code or reads its repository starts unconfined instead.
+    """
 
 
 class TerraformError(SlipwayError):
@@ -147,6 +160,14 @@ class BuildError(SlipwayError):
 
 class DeployError(SlipwayError):
     """A new deployment did not become healthy; the previous one keeps serving."""
+
+
+class AnalysisFailed(DeployError):
+    """The new version's metrics went bad after the switch, so it was rolled back."""
+
+
+class MonitoringError(SlipwayError):
+    """Prometheus or Alertmanager could not be reached, or refused a query or config."""
 
 
 class DocsBuildError(SlipwayError):

@@ -3,6 +3,10 @@
 Arguments go as a list and never through a shell, so a branch name or a
 service name can never become shell syntax. Failures become `CommandError`s
 that carry the command's stderr.
+
+`routed` sends every command that code runs inside its context through
+another function instead, e.g. `slipway.sandbox.Sandbox.run`: the security
+scan confines all its tools that way, in one place, whatever each runs.
 """
 
 from __future__ import annotations
@@ -11,13 +15,24 @@ import os
 import shutil
 import subprocess  # nosec B404 - this module is the audited wrapper
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from slipway.errors import CommandError, CommandNotFound, CommandTimeout
 
-__all__ = ["CompletedCommand", "cpu_cores", "installed_tool", "require_binary", "run"]
+__all__ = [
+    "CommandRunner",
+    "CompletedCommand",
+    "cpu_cores",
+    "installed_tool",
+    "require_binary",
+    "routed",
+    "run",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,41 @@ class CompletedCommand:
     """Everything it printed on standard output."""
     stderr: str
     """Everything it printed on standard error."""
+
+
+class CommandRunner(Protocol):
+    """Something that runs a command as `run` does, e.g. inside a sandbox."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None,
+        env: Mapping[str, str] | None,
+        timeout: float | None,
+        input_text: str | None,
+        check: bool,
+        hint: str | None,
+    ) -> CompletedCommand:
+        """Run ``argv`` to completion; raise `CommandError` as `run` does."""
+        ...
+
+
+_route: ContextVar[CommandRunner | None] = ContextVar("slipway_command_route", default=None)
+
+
+@contextmanager
+def routed(runner: CommandRunner) -> Iterator[None]:
+    """Send every `run` of this context (this thread or task) through ``runner``.
+
+    The runner itself runs outside the route, so it may call `run` to start
+    the real process (a sandbox does: ``bwrap ... -- argv``).
+    """
+    token = _route.set(runner)
+    try:
+        yield
+    finally:
+        _route.reset(token)
 
 
 def cpu_cores() -> int:
@@ -94,6 +144,21 @@ def run(
     args = tuple(os.fspath(a) for a in argv)
     if not args:
         raise ValueError("run() needs a command")
+    runner = _route.get()
+    if runner is not None:
+        token = _route.set(None)
+        try:
+            return runner(
+                args,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                input_text=input_text,
+                check=check,
+                hint=hint,
+            )
+        finally:
+            _route.reset(token)
     try:
         proc = subprocess.run(  # nosec B603 - list argv, no shell
             args,

@@ -29,6 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from slipway.errors import CatalogError, ServiceNotFound
 from slipway.names import check_dns_label
+from tasks.entity_refs import canonical_ref, canonical_refs
 from tasks.git import Author, create_repository, repository_url
 
 if TYPE_CHECKING:
@@ -84,6 +85,23 @@ class CatalogEntry(BaseModel):
         default_factory=dict,
         description="Per environment, what provisioning reported (URL, container, ...).",
     )
+    system: Annotated[str, AfterValidator(canonical_ref("system"))] = Field(
+        default="", description="The System it is part of (partOf), if any."
+    )
+    depends_on: Annotated[tuple[str, ...], AfterValidator(canonical_refs(None))] = Field(
+        default=(), description="Components and Resources it needs (dependsOn), as kind:name."
+    )
+    provides_apis: Annotated[tuple[str, ...], AfterValidator(canonical_refs("api"))] = Field(
+        default=(), description="The APIs it serves (providesApi)."
+    )
+    consumes_apis: Annotated[tuple[str, ...], AfterValidator(canonical_refs("api"))] = Field(
+        default=(), description="The APIs it calls (consumesApi)."
+    )
+
+    @property
+    def environment_names(self) -> tuple[str, ...]:
+        """Every environment it has: the declared ones, then provisioned ones such as previews."""
+        return (*self.environments, *sorted(set(self.outputs) - set(self.environments)))
 
     @field_validator("name")
     @classmethod
@@ -112,6 +130,14 @@ class CatalogEntry(BaseModel):
             annotations[f"{ANNOTATION_PREFIX}outputs.{environment}"] = json.dumps(
                 values, sort_keys=True
             )
+        spec: dict[str, Any] = {"type": self.type, "lifecycle": self.lifecycle, "owner": self.owner}
+        relations = {
+            "system": self.system,
+            "dependsOn": list(self.depends_on),
+            "providesApis": list(self.provides_apis),
+            "consumesApis": list(self.consumes_apis),
+        }
+        spec.update({key: value for key, value in relations.items() if value})
         return {
             "apiVersion": API_VERSION,
             "kind": "Component",
@@ -120,7 +146,7 @@ class CatalogEntry(BaseModel):
                 "description": self.description,
                 "annotations": annotations,
             },
-            "spec": {"type": self.type, "lifecycle": self.lifecycle, "owner": self.owner},
+            "spec": spec,
         }
 
     def to_yaml(self) -> str:
@@ -155,6 +181,10 @@ class CatalogEntry(BaseModel):
                 template=notes.get(f"{ANNOTATION_PREFIX}template", "python-service"),
                 template_version=notes.get(f"{ANNOTATION_PREFIX}template-version", ""),
                 outputs=outputs,
+                system=spec.get("system") or "",
+                depends_on=tuple(spec.get("dependsOn") or ()),
+                provides_apis=tuple(spec.get("providesApis") or ()),
+                consumes_apis=tuple(spec.get("consumesApis") or ()),
             )
         except (KeyError, TypeError, ValueError, ValidationError) as e:
             raise CatalogError(
@@ -181,7 +211,7 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, str]]:
             "owner": e.owner,
             "lifecycle": e.lifecycle,
             "port": str(e.port),
-            "environments": ", ".join(e.environments),
+            "environments": ", ".join(e.environment_names),
             "template": f"{e.template} {e.template_version}".strip(),
             "description": e.description.splitlines()[0] if e.description else "",
         }
@@ -290,7 +320,24 @@ class Catalog:
             for c in repo.iter_commits(tip, paths=paths, max_count=limit)
         ]
 
+    def files(self, directory: str) -> dict[str, bytes]:
+        """The files directly in ``directory`` (e.g. ``_groups``) at the tip, by path."""
+        repo, tip = self._tip()
+        if tip is None:
+            return {}
+        try:
+            tree = repo.commit(tip).tree / directory
+        except KeyError:
+            return {}
+        return {str(blob.path): blob.data_stream.read() for blob in tree.blobs}
+
     # -- changing ----------------------------------------------------------
+
+    def write(
+        self, files: dict[str, bytes | None], *, message: str, author: Author | None = None
+    ) -> str | None:
+        """Write files (None removes one) as one commit; returns it, or None when nothing changed."""
+        return self._commit(files, message, author)
 
     def save(
         self, entry: CatalogEntry, *, message: str, author: Author | None = None
@@ -362,15 +409,18 @@ class Catalog:
         sha (or None for an empty catalog) it commits only if the branch is
         still there, and returns None otherwise, for `update` to re-read.
         """
+        from tasks.catalog_model import with_derived_files  # it reads entries: import late
+
         who = author or Author()
         for _ in range(_RETRIES):
             repo, tip = self._tip()
             if expect != "tip" and tip != expect:
                 return None
+            changes = with_derived_files(repo, tip, files)  # Resources, the root Location
             with _private_index(repo) as run:
                 if tip is not None:
                     run("read-tree", tip)
-                for path, data in files.items():
+                for path, data in changes.items():
                     if data is None:
                         run("update-index", "--force-remove", path)
                     else:

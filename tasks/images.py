@@ -1,10 +1,14 @@
 """Service images on the deploy target's Docker engine: build, test inside, push.
 
 An image is tagged ``<registry>/<service>:<sha>`` and carries the commit and
-its build time as labels. Its tests run inside the image itself, with no
-network, so what passes is exactly what ships. A push is retried with
-back-off, because a registry that restarts is the common failure, and the
-digest it answers with is what every deployment refers to from then on.
+its build time as labels. Its ``RUN`` steps have no network (the deploy
+target's ``build_network``): build-time dependencies come from the
+wheelhouse the platform fetched into the context (`tasks.wheelhouse`). Its
+tests run inside the image itself, confined as every service container is
+(`tasks.containers.confinement`) and with no network, so what passes is
+exactly what ships. A push is retried with back-off, because a registry that
+restarts is the common failure, and the digest it answers with is what every
+deployment refers to from then on.
 
 Every name that reaches Docker is checked first (`check_image_inputs`), so a
 service, a sha or a registry can never become a flag or an unexpected ref.
@@ -16,7 +20,11 @@ import hashlib
 import json
 import logging
 import re
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +34,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from slipway.errors import BuildError
+from blocks.deploy_target import DeployTarget
+from slipway.errors import BuildError, InvalidRequest
 from slipway.names import check_dns_label, check_host_port, check_sha
+from tasks.containers import LOG_CONFIG, confinement
+from tasks.wheelhouse import WHEELHOUSE, Wheelhouse, prepare_wheelhouse
 
 if TYPE_CHECKING:
     import docker
@@ -69,6 +80,13 @@ TEST_COMMAND = ("python3", "-m", "unittest", "-v")
 """What runs a service's tests inside its image: the template's tests need only the stdlib."""
 _TEST_NETWORK = "none"
 _TEST_ENVIRONMENT = {"PYTHONDONTWRITEBYTECODE": "1"}
+_CONFINED = "confined-1"
+"""Part of the test inputs: a run of the confined tests never reuses an unconfined one's."""
+_NO_NETWORK_HINT = (
+    "fix the Dockerfile or the step above, then push again; RUN steps have no network: "
+    "Python dependencies come from requirements.txt through the platform's wheelhouse "
+    f"({WHEELHOUSE}/, see the python-service template)"
+)
 PUSH_ATTEMPTS = 4
 """Pushes are tried this often, waiting 1, 2, 4 ... seconds in between."""
 PUSH_BACKOFF_SECONDS = 1.0
@@ -176,8 +194,13 @@ def build_image(
     repository: str,
     base_image: str,
     timeout: float = 600,
+    target: DeployTarget | None = None,
+    wheelhouses: Path | None = None,
 ) -> BuiltImage:
-    """Build the Dockerfile in ``context`` with the engine's layer cache.
+    """Build the Dockerfile in ``context`` with the engine's layer cache and no network.
+
+    The wheelhouse of the service's ``requirements.txt`` is put into the
+    context first (`tasks.wheelhouse`) and taken out again afterwards.
 
     Args:
         client: The deploy target's engine.
@@ -187,13 +210,14 @@ def build_image(
         repository: ``<registry>/<service>``, see `image_repository`.
         base_image: Passed as the ``BASE_IMAGE`` build argument.
         timeout: Seconds the engine may take.
+        target: The deploy target: the build network and the package index;
+            its defaults (no network, pip's own index) when None.
+        wheelhouses: Where wheelhouses are cached; a throw-away place when None.
 
     Raises:
-        BuildError: The Dockerfile is missing or a build step failed; carries the log tail.
+        BuildError: The Dockerfile is missing, a requirement is refused, or a build
+            step failed; carries the log tail.
     """
-    from docker.errors import APIError, DockerException
-    from docker.errors import BuildError as DockerBuildError
-
     check_sha(sha)
     dockerfile = context / "Dockerfile"
     if not dockerfile.is_file():
@@ -201,33 +225,72 @@ def build_image(
             f"{service} has no Dockerfile at the root of commit {sha[:12]}",
             hint="add a Dockerfile (the python-service template has one)",
         )
+    target = target or DeployTarget()
     tag = f"{repository}:{sha}"
     buildargs = {"BASE_IMAGE": base_image}
     began = time.monotonic()
-    inputs = build_inputs_digest(client, dockerfile.read_text(), sha=sha, buildargs=buildargs)
-    inputs_tag = f"{repository}:{INPUTS_TAG_PREFIX}{inputs}" if inputs else None
-    earlier = _built_before(client, inputs_tag, tag=tag, sha=sha) if inputs_tag else None
-    if earlier is not None:
-        seconds, built_at = time.monotonic() - began, _built_at(earlier)
-        _log().info(
-            "Reused %s (%s), built from the same commit, arguments and base images at %s",
-            tag,
-            earlier.short_id,
-            built_at.isoformat(),
-        )
-        return BuiltImage(
-            service,
-            sha,
-            tag,
-            str(earlier.id),
-            built_at,
-            seconds,
-            reused=True,
-            inputs_tag=inputs_tag,
-        )
-    built_at = datetime.now(UTC).replace(microsecond=0)
-    labels = {LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()}
-    _log().info("Building %s from %s on %s", tag, sha[:12], base_image)
+    with _wheelhouse_in(client, context, base_image, target, wheelhouses) as wheels:
+        extra = {"wheelhouse": wheels.key, "network": target.build_network}
+        text = dockerfile.read_text()
+        inputs = build_inputs_digest(client, text, sha=sha, buildargs=buildargs, extra=extra)
+        inputs_tag = f"{repository}:{INPUTS_TAG_PREFIX}{inputs}" if inputs else None
+        earlier = _built_before(client, inputs_tag, tag=tag, sha=sha) if inputs_tag else None
+        if earlier is not None:
+            built_at = _built_at(earlier)
+            _log().info(
+                "Reused %s (%s), built from the same commit, arguments and base images at %s",
+                *(tag, earlier.short_id, built_at.isoformat()),
+            )
+            seconds = time.monotonic() - began
+            return BuiltImage(
+                *(service, sha, tag, str(earlier.id), built_at, seconds),
+                reused=True,
+                inputs_tag=inputs_tag,
+            )
+        built_at = datetime.now(UTC).replace(microsecond=0)
+        labels = {LABEL_REVISION: sha, LABEL_BUILT: built_at.isoformat()}
+        _log().info("Building %s from %s on %s", tag, sha[:12], base_image)
+        what = f"the image of {service} at {sha[:12]}"
+        image = _engine_build(client, context, tag, buildargs, labels, target, what, timeout)
+    if inputs_tag is not None and not _tag(image, inputs_tag):
+        inputs_tag = None
+    seconds = time.monotonic() - began
+    _log().info("Built %s (%s) in %.1f s", tag, image.short_id, seconds)
+    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds, inputs_tag=inputs_tag)
+
+
+@contextmanager
+def _wheelhouse_in(
+    client: docker.DockerClient,
+    context: Path,
+    base_image: str,
+    target: DeployTarget,
+    cache: Path | None,
+) -> Iterator[Wheelhouse]:
+    """The build's wheelhouse in ``context`` while the context lasts (`tasks.wheelhouse`)."""
+    with tempfile.TemporaryDirectory(prefix="slipway-wheelhouses-") as scratch:
+        try:
+            yield prepare_wheelhouse(
+                client, context, base_image=base_image, target=target, cache=cache or Path(scratch)
+            )
+        finally:
+            shutil.rmtree(context / WHEELHOUSE, ignore_errors=True)
+
+
+def _engine_build(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    target: DeployTarget,
+    what: str,
+    timeout: float,
+) -> Image:
+    """One build by the engine, its RUN steps on the target's build network (none)."""
+    from docker.errors import APIError, DockerException
+    from docker.errors import BuildError as DockerBuildError
+
     try:
         image, _ = client.images.build(
             path=str(context),
@@ -237,22 +300,18 @@ def build_image(
             rm=True,
             forcerm=True,
             pull=False,
-            network_mode="host",
+            network_mode=target.build_network,
             timeout=int(timeout),
         )
     except DockerBuildError as e:
         lines = [str(item.get("stream") or item.get("error") or "") for item in e.build_log]
         raise BuildError(
-            f"the image of {service} at {sha[:12]} did not build: {e.msg}\n{_tail(''.join(lines))}",
-            hint="fix the Dockerfile or the step above, then push again",
+            f"{what} did not build: {e.msg}\n{_tail(''.join(lines))}",
+            hint=_NO_NETWORK_HINT,
         ) from e
     except (APIError, DockerException) as e:
         raise BuildError(f"the engine refused to build {tag}: {e}") from e
-    if inputs_tag is not None and not _tag(image, inputs_tag):
-        inputs_tag = None
-    seconds = time.monotonic() - began
-    _log().info("Built %s (%s) in %.1f s", tag, image.short_id, seconds)
-    return BuiltImage(service, sha, tag, str(image.id), built_at, seconds, inputs_tag=inputs_tag)
+    return image
 
 
 _FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?$", re.I)
@@ -261,14 +320,20 @@ _VARIABLE = re.compile(r"\$(?:\{(?P<braced>\w+)\}|(?P<bare>\w+))")
 
 
 def build_inputs_digest(
-    client: docker.DockerClient, dockerfile: str, *, sha: str, buildargs: dict[str, str]
+    client: docker.DockerClient,
+    dockerfile: str,
+    *,
+    sha: str,
+    buildargs: dict[str, str],
+    extra: dict[str, str] | None = None,
 ) -> str | None:
     """A digest of everything a build of commit ``sha`` depends on, or None when it is not known.
 
     The commit fixes the Dockerfile and the build context; beyond it a build
     depends only on its build arguments and on the images its ``FROM`` lines
     name, which a tag can move. So the digest covers the commit, the
-    arguments and the engine's id of each base image. An image tagged with
+    arguments, the engine's id of each base image and ``extra`` (the
+    wheelhouse and the build network). An image tagged with
     it (`INPUTS_TAG_PREFIX`) is what building again would give from the
     layer cache, without sending the context and replaying each step (about
     a quarter of a second for the template). None, so the build runs, when a ``FROM`` line
@@ -303,7 +368,7 @@ def build_inputs_digest(
         ids = [str(client.images.get(base).id) for base in bases]
     except DockerException:
         return None
-    inputs = {"commit": sha, "buildargs": buildargs, "bases": ids}
+    inputs = {"commit": sha, "buildargs": buildargs, "bases": ids, **(extra or {})}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -365,24 +430,36 @@ def run_image_tests(
     *,
     command: tuple[str, ...] = TEST_COMMAND,
     timeout: float = 300,
+    target: DeployTarget | None = None,
 ) -> TestReport:
-    """Run the service's tests inside ``image`` with networking disabled.
+    """Run the service's tests inside ``image``, confined and with networking disabled.
 
-    The container is removed afterwards, whatever happened. A run that finds
-    no test counts as failed: a service whose tests vanished must not ship.
+    The container runs as every service container does (non-root, no
+    capabilities, read-only root, the target's limits; its defaults when
+    None) and is removed afterwards, whatever happened. A run that finds no
+    test counts as failed: a service whose tests vanished must not ship.
+
+    Raises:
+        BuildError: the image asks for root (the message says how to fix the
+            Dockerfile), or the engine could not start the tests.
     """
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
     began = time.monotonic()
     try:
+        confined = confinement(client, image, target or DeployTarget(), network_mode=_TEST_NETWORK)
+    except InvalidRequest as e:
+        raise BuildError(f"{e.message}: its tests were not run", hint=e.hint) from e
+    try:
         container = client.containers.run(
             image,
             list(command),
             detach=True,
-            network_mode=_TEST_NETWORK,
             environment=_TEST_ENVIRONMENT,
             labels={"dev.slipway.purpose": "tests"},
+            **confined.options(),
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
         )
     except DockerException as e:
         raise BuildError(f"the tests of {image} could not start: {e}") from e
@@ -464,7 +541,7 @@ def test_inputs_digest(
     inputs = {
         "content": content_digest(client, image),
         "command": list(command),
-        "run": {"network": _TEST_NETWORK, "environment": _TEST_ENVIRONMENT},
+        "run": {"network": _TEST_NETWORK, "environment": _TEST_ENVIRONMENT, "how": _CONFINED},
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 

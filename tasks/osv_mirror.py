@@ -16,6 +16,10 @@ Example:
 
 Records are served as stored, with one change: timestamps are rewritten to the
 ``...Z`` form, because pip-audit cannot parse ``+00:00`` offsets.
+
+For a scan's sandboxed tools it listens on a unix socket instead, which the
+sandbox relays its private ``127.0.0.1:8765`` to (`MirrorServer.forward`); it
+answers for OSV online too, from a `tasks.osv_relay.OsvRelay`.
 """
 
 from __future__ import annotations
@@ -32,14 +36,24 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from socketserver import ThreadingMixIn, UnixStreamServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from packaging.version import InvalidVersion, Version
 
 from slipway.errors import ComponentError, InvalidRequest, PortInUse
+from slipway.sandbox import Forward
 
-__all__ = ["MirrorServer", "OsvMirror", "affects", "normalize_name", "serve"]
+__all__ = [
+    "SANDBOX_PORT",
+    "MirrorServer",
+    "OsvMirror",
+    "OsvSource",
+    "affects",
+    "normalize_name",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +62,20 @@ Record = dict[str, Any]
 
 _MAX_BODY = 1 << 20
 _TIMESTAMPS = ("published", "modified", "withdrawn")
+SANDBOX_PORT = 8765
+"""The port a mirror served on a unix socket has on a sandbox's private loopback."""
+
+
+class OsvSource(Protocol):
+    """What the server answers from: the mirror's records, or OSV online through a relay."""
+
+    def query(self, name: str, version: str | None, *, ecosystem: str = "PyPI") -> list[Record]:
+        """The records affecting ``name`` at ``version``."""
+
+    def get(self, vuln_id: str) -> Record | None:
+        """One record by id, or None."""
+
+    def __len__(self) -> int: ...
 
 
 def normalize_name(ecosystem: str, name: str) -> str:
@@ -220,13 +248,21 @@ def _rfc3339_z(value: str) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], mirror: OsvMirror) -> None:
+    def __init__(self, address: tuple[str, int], mirror: OsvSource) -> None:
         super().__init__(address, _Handler)
         self.mirror = mirror
 
 
+class _UnixServer(ThreadingMixIn, UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, mirror: OsvSource) -> None:
+        super().__init__(str(path), _Handler)
+        self.mirror = mirror
+
+
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: _Server | _UnixServer
 
     def do_POST(self) -> None:  # http.server dispatches by this name
         try:
@@ -295,9 +331,16 @@ class MirrorServer:
     """A running mirror; stop it with `stop` or use it as a context manager."""
 
     url: str
-    """The base URL, e.g. ``http://127.0.0.1:41234``."""
-    _server: _Server
+    """The base URL, e.g. ``http://127.0.0.1:41234``; inside a sandbox for a socket's."""
+    _server: _Server | _UnixServer
     _thread: threading.Thread
+    socket_path: Path | None = None
+    """The unix socket it listens on, when it serves sandboxes."""
+
+    @property
+    def forward(self) -> Forward | None:
+        """What a sandbox needs to reach it at `url`: None for a mirror on loopback TCP."""
+        return Forward(SANDBOX_PORT, self.socket_path) if self.socket_path else None
 
     @property
     def query_url(self) -> str:
@@ -310,6 +353,8 @@ class MirrorServer:
             self._server.shutdown()
             self._thread.join(timeout=5)
         self._server.server_close()
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self
@@ -323,22 +368,30 @@ class MirrorServer:
         self.stop()
 
 
-def serve(mirror: OsvMirror, *, host: str = "127.0.0.1", port: int = 0) -> MirrorServer:
+def serve(
+    mirror: OsvSource,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    socket_path: Path | None = None,
+) -> MirrorServer:
     """Serve ``mirror`` on a background thread; ``port=0`` picks a free port.
 
-    It binds loopback by default because the mirror has no authentication.
+    It binds loopback by default because the mirror has no authentication; with
+    ``socket_path`` it listens on that unix socket instead, for sandboxes.
     """
+    where = str(socket_path) if socket_path else f"{host}:{port}"
     try:
-        server = _Server((host, port), mirror)
+        server = _UnixServer(socket_path, mirror) if socket_path else _Server((host, port), mirror)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise PortInUse(
-                f"The OSV mirror cannot bind {host}:{port}: the port is taken.",
+                f"The OSV mirror cannot bind {where}: it is taken.",
                 hint="stop whatever uses it, or choose another port",
             ) from e
-        raise ComponentError(f"The OSV mirror cannot bind {host}:{port}: {e}") from e
+        raise ComponentError(f"The OSV mirror cannot bind {where}: {e}") from e
     thread = threading.Thread(target=server.serve_forever, name="osv-mirror", daemon=True)
     thread.start()
-    url = f"http://{host}:{server.server_port}"
-    logger.info("OSV mirror with %d records serving at %s", len(mirror), url)
-    return MirrorServer(url, server, thread)
+    url = f"http://{host}:{server.server_port}" if isinstance(server, _Server) else ""
+    logger.info("OSV mirror with %d records serving at %s", len(mirror), where)
+    return MirrorServer(url or f"http://127.0.0.1:{SANDBOX_PORT}", server, thread, socket_path)

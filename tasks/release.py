@@ -5,6 +5,7 @@ service container is named ``<service>-<environment>-<sha12>`` and labelled
 ``dev.slipway.service``, ``dev.slipway.environment``, ``dev.slipway.sha``
 (full sha), ``dev.slipway.image`` (``<registry>/<service>@sha256:...``),
 ``dev.slipway.port`` and ``dev.slipway.live`` (``"true"`` on the one serving).
+Each runs confined, as `tasks.containers.confinement` starts every service container.
 
 **Blue-green on one host.** Containers use the host's network, and two
 processes cannot bind one port, so the new version is proven on a spare port
@@ -39,8 +40,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from slipway.errors import BuildError, ConfigurationError, DeployError
+from slipway.errors import BuildError, ConfigurationError, DeployError, InvalidRequest
 from slipway.names import check_dns_label, check_sha
+from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.images import content_digest, ensure_image
 
 if TYPE_CHECKING:
@@ -253,6 +255,7 @@ def _same_run(
     # What the container has beyond ours must come from the image itself.
     return (
         same_content
+        and is_confined(container.attrs)  # one started before confinement is replaced
         and all(have.get(k) == v for k, v in wanted.items())
         and all(v == image_env.get(k) for k, v in have.items() if k not in wanted)
     )
@@ -425,14 +428,19 @@ def _create(
         LABEL_LIVE: str(live).lower(),
     }
     try:
+        confined = confinement(client, release.image, target)
+    except InvalidRequest as e:
+        raise DeployError(f"{e.message}: it was not released", hint=e.hint) from e
+    try:
         return client.containers.create(
             release.image,
             name=name,
             detach=True,
-            network_mode="host",
             environment=environment,
             labels=labels,
             restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
+            **confined.options(),
         )
     except DockerException as e:
         raise DeployError(f"the engine refused to create {name}: {e}") from e
@@ -524,8 +532,9 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
             if container.status in ("exited", "dead", "restarting") or container.attrs.get(
                 "RestartCount"
             ):
+                exited = _exited(container, time.monotonic() - began, url)
                 raise DeployError(
-                    _exited(container, time.monotonic() - began, url) + _log_tail(container),
+                    exited + _log_tail(container, why=exited),
                     hint="fix the start-up error its log shows, then push again; "
                     "the previous version keeps serving",
                 )
@@ -546,7 +555,7 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
             time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
     raise DeployError(
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
-        + _log_tail(container),
+        + _log_tail(container, why=last),
         hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
     )
 
@@ -574,13 +583,12 @@ def _seconds_between(started: object, finished: object) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _log_tail(container: Container, lines: int = 20) -> str:
-    logs = container.logs(tail=lines).decode(errors="replace").strip()
-    return (
-        f"\ncontainer log (last {lines} lines):\n{logs}"
-        if logs
-        else "\n(the container logged nothing)"
-    )
+def _log_tail(container: Container, *, why: str, lines: int = 20) -> str:
+    """The last lines of the candidate's log for the error, also attached to the run as an artifact."""
+    from tasks.monitoring.logs import attach_log_tail  # it imports this module
+
+    logs = "\n".join(attach_log_tail(container, why=why).splitlines()[-lines:])
+    return f"\ncontainer log (last {lines} lines):\n{logs}"
 
 
 def _environment(release: Release, target: DeployTarget, port: int) -> dict[str, str]:

@@ -11,6 +11,9 @@ stopped serving container is started again, and a serving container that runs
 another image, port or environment is replaced by a copy that runs the
 recorded image with the state's settings; the drifted one comes back if the
 copy does not stay up. Nothing is ever removed that Slipway did not replace.
+A serving container that runs unconfined (as root, with capabilities, without
+limits: started by hand or before confinement) is drift too, and its
+replacement runs confined (`tasks.containers.confinement`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from slipway.errors import DeployError
+from slipway.errors import DeployError, InvalidRequest
+from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.release import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
@@ -35,6 +39,8 @@ from tasks.release import (
 if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
+
+    from blocks.deploy_target import DeployTarget
 
 __all__ = [
     "DesiredRuntime",
@@ -49,7 +55,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FindingKind = Literal["missing", "stopped", "replicas", "port", "env", "image"]
+FindingKind = Literal["missing", "stopped", "replicas", "port", "env", "image", "confinement"]
 _STABLE_SECONDS = 2.0
 _HEALTHY_SECONDS = 60.0
 
@@ -73,6 +79,8 @@ class ServiceContainer:
     """Docker's status: ``running``, ``exited``, ``created``, ``paused``..."""
     env: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    confined: bool = True
+    """Whether it runs as `tasks.containers.confinement` starts containers."""
 
     @property
     def running(self) -> bool:
@@ -101,6 +109,7 @@ class ServiceContainer:
             status=str(container.status),
             env=env,
             created=str(attrs.get("Created", "")),
+            confined=is_confined(attrs),
         )
 
 
@@ -204,6 +213,9 @@ def _differences(
     c: ServiceContainer, desired: DesiredRuntime, resolve: Callable[[str], str | None]
 ) -> list[Finding]:
     found = []
+    if not c.confined:
+        message = f"{c.name} runs unconfined (as root, with capabilities or without limits)"
+        found.append(Finding("confinement", message, c.id))
     env_port = c.env.get("PORT")
     if c.port != desired.port or (env_port is not None and env_port != str(desired.port)):
         found.append(
@@ -238,33 +250,49 @@ def unclaimed(
 
 
 def restore(
-    client: docker.DockerClient, desired: DesiredRuntime, findings: list[Finding]
+    client: docker.DockerClient,
+    desired: DesiredRuntime,
+    findings: list[Finding],
+    *,
+    target: DeployTarget,
 ) -> list[str]:
     """Undo what can be undone safely; returns one line per action taken.
+
+    A stopped container that ran unconfined is replaced rather than started.
 
     Raises:
         DeployError: a restored container did not stay up; the drifted one was put back.
     """
     actions = []
+    replace = {"image", "port", "env", "confinement"}
+    drifted = {f.container for f in findings if f.kind in replace and f.container}
     for finding in findings:
         if finding.kind == "stopped" and finding.container:
             container = client.containers.get(finding.container)
+            if not is_confined(container.attrs):
+                drifted.add(finding.container)
+                continue
             container.start()
             _wait_stable(container)
             actions.append(f"started {container.name}")
-    drifted = {f.container for f in findings if f.kind in {"image", "port", "env"} and f.container}
     for container_id in sorted(drifted):
-        actions.append(_replace(client, container_id, desired))
+        actions.append(_replace(client, container_id, desired, target))
     return actions
 
 
-def _replace(client: docker.DockerClient, container_id: str, desired: DesiredRuntime) -> str:
+def _replace(
+    client: docker.DockerClient, container_id: str, desired: DesiredRuntime, target: DeployTarget
+) -> str:
     """Run the recorded image with the state's port and environment in the drifted one's place."""
     old = client.containers.get(container_id)
     seen = ServiceContainer.of(old)
     image = desired.image or seen.image
     if not image:
         raise DeployError(f"{seen.name} has no recorded image to restore", hint=_DEPLOY_HINT)
+    try:
+        confined = confinement(client, image, target)
+    except InvalidRequest as e:
+        raise DeployError(f"{e.message}: {seen.name} was not replaced", hint=e.hint) from e
     config: Mapping[str, Any] = old.attrs.get("Config") or {}
     host: Mapping[str, Any] = old.attrs.get("HostConfig") or {}
     own_env = _image_env(client, seen.image_id)
@@ -284,9 +312,10 @@ def _replace(client: docker.DockerClient, container_id: str, desired: DesiredRun
             name=seen.name,
             labels=labels,
             environment=env,
-            network_mode=host.get("NetworkMode") or "host",
             restart_policy=restart if restart.get("Name") else None,
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             detach=True,
+            **confined.options(),
         )
         _wait_stable(new)
     except BaseException:

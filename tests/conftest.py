@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NoReturn
 
@@ -72,6 +74,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LOOPBACK_SECRET = "TOPSECRET-loopback-7f3a"
+"""What `loopback_listener` answers: a stand-in for a platform secret on a loopback port."""
+
+
+@dataclass
+class Listener:
+    """A real HTTP server on 127.0.0.1 only, standing in for a platform service."""
+
+    port: int
+    hits: list[str] = field(default_factory=list)
+    """The paths anyone asked for; an attack that reached it leaves one here."""
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[Listener]:
+    """Answers every GET with `LOOPBACK_SECRET` and records it, bound to the host's loopback."""
+    found = Listener(port=0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found.hits.append(self.path)
+            body = LOOPBACK_SECRET.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    found.port = int(server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield found
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real, temporary Prefect server; yields its API URL."""
@@ -104,7 +150,8 @@ def configure_platform(root: Path) -> Platform:
 
     home = SlipwayHome(root / ".slipway")
     home.ensure()
-    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
+    # Every part on a port of its own: a flow must never reach another checkout's Prometheus.
+    ports = Ports(**{name: free_port() for name in Ports().as_dict()})
     for block_type in ALL_BLOCKS:
         if block_type is not S3Connection:
             block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)

@@ -7,6 +7,13 @@ a silent failure must not look like a safe commit.
 
 Adapters raise `ScanError` from their parsing code and let `Scanner.scan`
 turn it into the errored result, so each adapter only writes the happy path.
+
+A scanner reads an untrusted checkout, so `Scanner.scan` confines every
+command its adapter runs, in this one place: `scan_sandbox` mounts the
+checkout and the tools' own runtime read-only, and gives no network and no
+platform variable; an adapter needs no code of its own for it. What one
+tool must reach beyond that (pip-audit: the OSV socket, its cache) is its
+`Scanner.reach`.
 """
 
 from __future__ import annotations
@@ -20,10 +27,22 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+import slipway
+import tasks
 from slipway.errors import MissingDependency, ScanError
+from slipway.sandbox import Forward, Sandbox
 from tasks.scanners.toolenv import ToolEnvironment
 
-__all__ = ["Finding", "ScanResult", "ScanStatus", "Scanner", "Severity", "UnavailableScanner"]
+__all__ = [
+    "Finding",
+    "Reach",
+    "ScanResult",
+    "ScanStatus",
+    "Scanner",
+    "Severity",
+    "UnavailableScanner",
+    "scan_sandbox",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +156,45 @@ class ScanResult:
     """The tool's version, as installed in the scanners' environment; None when unknown."""
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What a scanner's tool may reach besides the checkout and its own runtime."""
+
+    writable: tuple[Path, ...] = ()
+    """Directories it may write, e.g. pip-audit's cache; each must exist."""
+    forwards: tuple[Forward, ...] = ()
+    """Host sockets it may reach through its private loopback, e.g. the OSV mirror."""
+
+
+_TOOL_SETTINGS = r"CKV_[A-Z_]+|CHECKOV_[A-Z_]+|NO_PROXY|no_proxy"
+"""The tools' own settings an adapter may hand in (checkov's); never a credential."""
+
+
+def scan_sandbox(path: Path, reach: Reach | None = None) -> Sandbox:
+    """The sandbox every command of a scan of ``path`` runs in.
+
+    It mounts the checkout and Slipway's own code (checkov's runner is a
+    module of it) read-only, besides each tool's runtime, which the sandbox
+    finds from the command itself (the scanners' virtualenv and its Python).
+    """
+    reach = reach or Reach()
+    code = tuple(Path(package.__file__ or "").parent for package in (slipway, tasks))
+    return Sandbox(
+        read_only=(path.resolve(), *code),
+        writable=reach.writable,
+        forwards=reach.forwards,
+        passed_env=_TOOL_SETTINGS,
+    )
+
+
 class Scanner(ABC):
     """A security tool behind one method.
 
     Subclasses implement `_run`, which raises `ScanError` on any failure;
-    `scan` turns that, and a tool missing from the scanners' environment,
-    into an ``errored`` result and measures the time.
+    `scan` runs it confined (`scan_sandbox`), turns a `ScanError` or a
+    missing tool or sandbox into an ``errored`` result and measures the time.
+    The tool runs from the scanners' environment (`tasks.scanners.toolenv`)
+    unless `executable` names another.
 
     Args:
         executable: A binary to run instead of the scanners' environment's own.
@@ -153,6 +205,8 @@ class Scanner(ABC):
     """The tool's name as it appears in findings and reports."""
     expected_seconds: float = 1.0
     """Rough time of one scan on one core; the runner starts the slowest tools first."""
+    reach: Reach = Reach()
+    """What the tool reaches besides the checkout; the runner sets it where one needs more."""
     distribution: str | None = None
     """The tool's package in the scanners' environment, whose version reports record."""
     executable: str | None = None
@@ -193,7 +247,8 @@ class Scanner(ABC):
         started = time.monotonic()
         version = self.version
         try:
-            findings = self._run(path, timeout=timeout)
+            with scan_sandbox(path, self.reach).applied():
+                findings = self._run(path, timeout=timeout)
         except (ScanError, MissingDependency) as e:
             logger.warning("%s scan of %s errored: %s", self.name, path, e)
             return ScanResult(

@@ -1,7 +1,8 @@
 """Run every scanner of a scan over one checkout, concurrently or one after another.
 
 Each tool is its own process, so threads are enough to overlap them; the
-serial mode exists for the benchmark that compares the two.
+serial mode exists for the benchmark that compares the two. Every tool and
+the SBOM run confined (`tasks.scanners.base.scan_sandbox`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from slipway.errors import MissingDependency
 from slipway.process import cpu_cores
+from slipway.sandbox import Forward
 from tasks.scanners.bandit import BanditScanner
-from tasks.scanners.base import Scanner, ScanResult, UnavailableScanner
+from tasks.scanners.base import (
+    Reach,
+    Scanner,
+    ScanResult,
+    ScanStatus,
+    UnavailableScanner,
+    scan_sandbox,
+)
 from tasks.scanners.dependencies import DependencyScanner
 from tasks.scanners.iac import IacScanner
 from tasks.scanners.sbom import SbomGenerator, SbomResult
@@ -39,15 +49,22 @@ class ScanRun:
 
 
 def default_scanners(
-    *, osv_url: str | None, cache_dir: Path, osv_error: str | None = None
+    *,
+    osv_url: str | None,
+    cache_dir: Path,
+    osv_error: str | None = None,
+    osv_forward: Forward | None = None,
 ) -> list[Scanner]:
     """bandit, pip-audit, detect-secrets and checkov, as every scan runs them.
 
     Args:
-        osv_url: The OSV ``/v1/query`` endpoint for pip-audit.
+        osv_url: The OSV ``/v1/query`` endpoint for pip-audit, as its sandbox sees it.
         cache_dir: pip-audit's HTTP cache, outside the checkout; give each scan a
             fresh one, so a cached answer never hides a newly synced advisory.
         osv_error: Why there is no endpoint; pip-audit then shows as errored with it.
+        osv_forward: How pip-audit's sandbox reaches ``osv_url`` (the mirror's
+            socket, `tasks.scanners.vulnerability_data.osv_endpoint`); without
+            it pip-audit reaches nothing and errors.
 
     Raises:
         MissingDependency: the scanners' tool environment does not exist; names the fix.
@@ -58,6 +75,8 @@ def default_scanners(
         dependencies = UnavailableScanner("pip-audit", osv_error or "no OSV endpoint configured")
     else:
         dependencies = DependencyScanner(osv_url, cache_dir=cache_dir, tools=tools)
+        forwards = (osv_forward,) if osv_forward else ()
+        dependencies.reach = Reach(writable=(cache_dir,), forwards=forwards)
     return [
         BanditScanner(tools=tools),
         dependencies,
@@ -106,9 +125,17 @@ def run_scanners(
     """
     generator = sbom or SbomGenerator()
     started = time.monotonic()
+
+    def confined_sbom(path: Path, *, timeout: float) -> SbomResult:
+        try:
+            with scan_sandbox(path).applied():
+                return generator.generate(path, timeout=timeout)
+        except MissingDependency as e:  # no sandbox: errored, never unconfined
+            return SbomResult(generator.tool, ScanStatus.ERRORED, error=str(e))
+
     if not parallel:
         results = tuple(s.scan(path, timeout=timeout) for s in scanners)
-        bom = generator.generate(path, timeout=timeout)
+        bom = confined_sbom(path, timeout=timeout)
         return ScanRun(results, bom, time.monotonic() - started)
     slowest_first = sorted(
         range(len(scanners)), key=lambda i: scanners[i].expected_seconds, reverse=True
@@ -124,7 +151,7 @@ def run_scanners(
         futures = {
             i: pool.submit(in_slot, scanners[i].scan, path, timeout=timeout) for i in slowest_first
         }
-        sbom_future = pool.submit(in_slot, generator.generate, path, timeout=timeout)
+        sbom_future = pool.submit(in_slot, confined_sbom, path, timeout=timeout)
         results = tuple(futures[i].result() for i in range(len(scanners)))
         bom = sbom_future.result()
     return ScanRun(results, bom, time.monotonic() - started)

@@ -3,9 +3,11 @@
 Three steps, each its own module:
 
 - :mod:`tasks.techdocs.config` reads ``mkdocs.yml`` and refuses, before
-  anything runs, what would leave the repository or run its code;
-- :mod:`tasks.techdocs.build` runs ``mkdocs build --strict`` and names the
-  commit a site comes from;
+  anything runs, what would leave the repository or run its code, and any
+  extension or plugin off the allow-list of :mod:`tasks.techdocs.extensions`;
+- :mod:`tasks.techdocs.build` runs ``mkdocs build --strict`` in a sandbox
+  without network that sees only the site's files, and names the commit a
+  site comes from;
 - :mod:`tasks.techdocs.publish` uploads the site incrementally under
   ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``
   and a copy per version, and reads it back for the docs portal.

@@ -1,9 +1,13 @@
 """Build a service's MkDocs site with ``mkdocs build --strict``, and say what it was built from.
 
 mkdocs runs with Slipway's own installation (so the material theme and its
-extensions are those of the platform) and a scrubbed environment: no Prefect
-API key, no cloud credentials and no proxy settings reach it, so ``!ENV`` in
-a ``mkdocs.yml`` cannot copy a secret into a published page.
+extensions are those of the platform), inside a `slipway.sandbox.Sandbox`:
+no network at all, and a filesystem holding only the interpreter, the site's
+configuration files, its docs folder and theme overrides (read-only) and the
+output directory. Its environment is clean: no Prefect API key, no cloud
+credentials and no proxy settings reach it, so ``!ENV`` in a ``mkdocs.yml``
+cannot copy a secret into a published page, and nothing a page or an
+extension asks for can read a platform file or reach a platform service.
 """
 
 from __future__ import annotations
@@ -11,9 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import distributions
@@ -23,7 +25,8 @@ from typing import Any
 import git
 
 from slipway.errors import CommandError, DocsBuildError
-from slipway.process import installed_tool, run
+from slipway.process import installed_tool
+from slipway.sandbox import Sandbox
 from tasks.git import Checkout
 from tasks.techdocs.config import SiteConfig
 
@@ -35,6 +38,11 @@ RESERVED = "versions"
 """The top-level name in a published site that holds its version copies."""
 
 _TIMEOUT = 600
+_BUILD_ENV = {
+    "NO_COLOR": "1",
+    "NO_MKDOCS_2_WARNING": "1",  # material's end-of-life banner, not a problem of the site
+}
+"""What mkdocs gets besides the sandbox's clean PATH, HOME and locale."""
 _PROBLEM = re.compile(r"^(WARNING|ERROR)\s+-\s+(.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -108,12 +116,15 @@ def build_site(
     """Run ``mkdocs build --strict`` for ``config`` into ``output``.
 
     Every warning and error mkdocs prints is logged to ``log``; any of them
-    fails the build.
+    fails the build. mkdocs runs in a sandbox that sees only `SiteConfig.inputs`
+    (read-only) and ``output``, with no network.
 
     Raises:
         DocsBuildError: mkdocs refused the site (the message lists why), or
             the site uses the reserved top-level name ``versions``.
+        SandboxUnavailable: bubblewrap is missing; nothing was built.
     """
+    output.mkdir(parents=True, exist_ok=True)
     argv = [
         installed_tool("mkdocs"),
         "build",
@@ -123,10 +134,9 @@ def build_site(
         "--site-dir",
         str(output),
     ]
+    sandbox = Sandbox(read_only=config.inputs, writable=(output,), env=_BUILD_ENV)
     try:
-        with tempfile.TemporaryDirectory(prefix="slipway-mkdocs-home-") as home:
-            env = _scrubbed_env(Path(home))
-            done = run(argv, cwd=root, env=env, timeout=_TIMEOUT, check=False)
+        done = sandbox.run(argv, cwd=root, timeout=_TIMEOUT, check=False)
     except CommandError as e:  # not installed, or out of time
         raise DocsBuildError(f"mkdocs could not run: {e}", hint=e.hint) from e
     problems = _problems(done.stderr + "\n" + done.stdout)
@@ -144,17 +154,6 @@ def build_site(
             hint=f"rename docs/{RESERVED}/ (or {RESERVED}.md)",
         )
     return BuiltSite(path=output, config=config)
-
-
-def _scrubbed_env(home: Path) -> dict[str, str]:
-    """What mkdocs may see: a PATH, a locale and a throw-away HOME."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "NO_COLOR": "1",
-        "NO_MKDOCS_2_WARNING": "1",  # material's end-of-life banner, not a problem of the site
-    }
 
 
 def _problems(output: str) -> list[str]:

@@ -10,7 +10,12 @@ the file first with a safe loader and refuses, before mkdocs starts:
 - ``hooks:``;
 - a ``docs_dir``, ``theme.custom_dir`` or ``INHERIT`` outside the repository,
   or a symlink in them that leads out of it (mkdocs would publish its target);
-- a plugin or theme that is not installed in Slipway's environment.
+- a Markdown extension or plugin outside the allow-list of
+  `tasks.techdocs.extensions` (which also confines ``pymdownx.snippets`` to
+  the docs folder), and a plugin or theme that is not installed.
+
+The `SiteConfig` it returns names every file the build may read (its
+`SiteConfig.inputs`): the sandbox mounts those and nothing else.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 import yaml
 
 from slipway.errors import DocsBuildError
+from tasks.techdocs.extensions import check_extensions, check_includes, plugin_names
 
 __all__ = ["CONFIG_NAMES", "SiteConfig", "read_site_config"]
 
@@ -51,7 +57,19 @@ class SiteConfig:
     theme: str
     """The theme's name, e.g. ``material`` or ``mkdocs``."""
     plugins: tuple[str, ...]
-    """The plugins the site asks for, by entry-point name."""
+    """The plugins the site asks for, as ``plugins:`` names them."""
+    extensions: tuple[str, ...] = ()
+    """The Markdown extensions it asks for, as ``markdown_extensions`` names them."""
+    sources: tuple[Path, ...] = ()
+    """The configuration files read: `path` and its ``INHERIT`` chain."""
+    custom_dir: Path | None = None
+    """The resolved ``theme.custom_dir``, inside the repository; None without one."""
+
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        """Everything the build may read: the configuration files, the docs and the theme's overrides."""
+        extra = (self.custom_dir,) if self.custom_dir is not None else ()
+        return (*self.sources, self.docs_dir, *extra)
 
 
 class _Refused(Exception):
@@ -99,7 +117,8 @@ def read_site_config(root: Path) -> SiteConfig:
             f"the repository has no {CONFIG_NAMES[0]}, so it has no docs to publish",
             hint="add mkdocs.yml and docs/index.md (the python-service template has both)",
         )
-    config = _load(root, path, depth=0)
+    sources: list[Path] = []
+    config = _load(root, path, depth=0, sources=sources)
     if config.get("hooks"):
         raise DocsBuildError(
             f"{path.name} declares hooks:, which would run the repository's Python on the platform",
@@ -111,13 +130,17 @@ def read_site_config(root: Path) -> SiteConfig:
             f"docs_dir {docs_dir.relative_to(root).as_posix()!r} is not a sub-directory",
             hint="create docs/ with an index.md, or point docs_dir at the Markdown directory",
         )
-    theme, custom_dir = _theme(config.get("theme"))
-    checked = [docs_dir]
-    if custom_dir is not None:
-        checked.append(_inside(root, path.parent, custom_dir, "theme.custom_dir"))
-    for directory in checked:
-        _no_symlink_out(root, directory)
-    plugins = _plugins(config.get("plugins"))
+    theme, custom = _theme(config.get("theme"))
+    custom_dir = _inside(root, path.parent, custom, "theme.custom_dir") if custom else None
+    for directory in (docs_dir, custom_dir):
+        if directory is not None:
+            _no_symlink_out(root, directory)
+    plugins = _plugins(config.get("plugins"), theme=theme)
+    extensions, snippets = check_extensions(
+        config.get("markdown_extensions"), root=root, docs_dir=docs_dir
+    )
+    if snippets is not None:
+        check_includes(docs_dir, snippets)
     return SiteConfig(
         path=path,
         site_name=str(config.get("site_name") or root.name),
@@ -125,12 +148,16 @@ def read_site_config(root: Path) -> SiteConfig:
         docs_dir=docs_dir,
         theme=theme,
         plugins=plugins,
+        extensions=extensions,
+        sources=tuple(sources),
+        custom_dir=custom_dir,
     )
 
 
-def _load(root: Path, path: Path, *, depth: int) -> dict[str, Any]:
-    """The configuration at ``path``, merged over the ``INHERIT`` chain."""
+def _load(root: Path, path: Path, *, depth: int, sources: list[Path]) -> dict[str, Any]:
+    """The configuration at ``path``, merged over the ``INHERIT`` chain (each file into ``sources``)."""
     name = path.relative_to(root).as_posix()
+    sources.append(path)
     if depth > _MAX_INHERIT:
         raise DocsBuildError(f"{name}: INHERIT nests deeper than {_MAX_INHERIT} files")
     try:
@@ -153,7 +180,7 @@ def _load(root: Path, path: Path, *, depth: int) -> dict[str, Any]:
     if parent is None:
         return data
     base = _inside(root, path.parent, parent, "INHERIT")
-    return _merge(_load(root, base, depth=depth + 1), data)
+    return _merge(_load(root, base, depth=depth + 1, sources=sources), data)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -203,19 +230,14 @@ def _theme(value: object) -> tuple[str, str | None]:
     return str(name or "custom"), custom_dir
 
 
-def _plugins(value: object) -> tuple[str, ...]:
-    """The plugin names of ``plugins:`` (list or mapping); refuses any not installed."""
-    if value is None:
-        return ()
-    items: list[Any] = list(value) if isinstance(value, list | dict) else [value]
-    names: list[str] = []
-    for item in items:
-        name = next(iter(item), None) if isinstance(item, dict) else item
-        if not isinstance(name, str) or not name:
-            raise DocsBuildError(f"plugins holds {item!r}, which is not a plugin name")
-        names.append(name)
+def _plugins(value: object, *, theme: str) -> tuple[str, ...]:
+    """The plugin names of ``plugins:`` (list or mapping); refuses any not allowed or installed.
+
+    As mkdocs does, ``blog`` names the theme's ``material/blog`` when there is no ``blog``.
+    """
+    names = plugin_names(value, theme=theme)
     installed = {e.name for e in entry_points(group="mkdocs.plugins")}
-    missing = [n for n in names if n not in installed]
+    missing = [n for n in names if n not in installed and f"{theme}/{n}" not in installed]
     if missing:
         raise DocsBuildError(
             f"plugin {', '.join(repr(n) for n in missing)} is not installed in Slipway's environment",

@@ -95,7 +95,7 @@ def resolve_variables(
         known = ", ".join(entry.environments) or "none"
         raise InvalidRequest(
             f"{entry.name} has no environment {environment!r} (it has: {known})",
-            hint="add it to the service's catalog entry, or use preview-<branch>",
+            hint=f"add it: `slipway catalog add-environment {entry.name} {environment}` (or the add-environment deployment), or use preview-<branch>",
         )
     for name in _SET_BY_FLOW:
         if name in variables:

@@ -213,6 +213,39 @@ def test_deploy_target_refuses_an_unknown_network_mode() -> None:
     refused(DeployTarget, "'host' or 'bridge'", network_mode="overlay")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("run_as_user", "0", "must be a non-root numeric uid[:gid]"),
+        ("run_as_user", "0:0", "must be a non-root numeric uid[:gid]"),
+        ("run_as_user", "root", "must be a non-root numeric uid[:gid]"),
+        ("memory_limit", "lots", "is not a size such as 512m"),
+        ("tmp_size", "0", "is not a size such as 512m"),
+        ("build_network", "host", "would let RUN steps reach the platform"),
+        ("build_network", "bridge", "would let RUN steps reach the platform"),
+        ("build_network", "--privileged", "would let RUN steps reach the platform"),
+        ("package_index", "file:///etc", "must be an http(s):// URL"),
+        ("pids_limit", 0, "greater than or equal to 16"),
+        ("cpu_limit", 0, "greater than 0"),
+    ],
+)
+def test_deploy_target_refuses_confinement_that_would_not_confine(
+    field: str, value: object, rule: str
+) -> None:
+    refused(DeployTarget, rule, **{field: value})
+
+
+def test_deploy_target_confines_by_default_and_takes_a_named_build_network() -> None:
+    target = DeployTarget(build_network="builds-egress-proxy", memory_limit="1G")
+    assert (target.build_network, target.memory_limit) == ("builds-egress-proxy", "1g")
+    default = DeployTarget()
+    assert (default.run_as_user, default.build_network, default.pids_limit) == (
+        "65534:65534",
+        "none",
+        256,
+    )
+
+
 # --- ArtifactStore ------------------------------------------------------------------
 
 

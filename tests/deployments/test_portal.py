@@ -1,205 +1,372 @@
-"""The docs portal: the catalog's services with their docs and freshness, seen in headless Chromium."""
+"""The service portal, in real headless Chromium and over HTTP, on a platform with history.
+
+One portal serves the whole module (`portal_world` builds what it shows).
+Each page is opened in Chromium through Playwright, checked for what a
+person sees, and kept as a screenshot under ``test-artifacts/portal/``
+(``$SLIPWAY_TEST_ARTIFACTS`` moves it).
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
-from http.server import ThreadingHTTPServer
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from prefect import get_client
+from starlette.applications import Starlette
 
 from blocks import ArtifactStore, GitServer
-from deployments.docs_site import CommitInfo, GitDirectory, freshness, make_server
-from flows.publish_docs import publish_docs
-from slipway.process import run
-from tasks.storage import open_store
-from tasks.techdocs import DocsMetadata, PublishInfo
-from tests.conftest import Platform, free_port
-from tests.flows.docs_helpers import make_service, render_template_service
+from deployments.portal import build_app
+from deployments.portal.headers import DOCS_CSP, PORTAL_CSP
+from deployments.portal.health import HealthBoard
+from deployments.portal.sources import CatalogCache, PortalSources
+from flows.insights import evaluate_service
+from tasks.alert_view import NoMonitoring
+from tasks.storage import ObjectStore, open_store
+from tests.conftest import configure_platform, free_port
+from tests.deployments.portal_world import (
+    DEV_SHA,
+    HOSTILE,
+    MARK,
+    SCAN_SHA,
+    World,
+    build_world,
+    healthy_service,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-
+ARTIFACTS = Path(os.environ.get("SLIPWAY_TEST_ARTIFACTS", REPO / "test-artifacts")) / "portal"
+CHROMIUM = "/usr/bin/chromium"
 # Loopback only: every other host name resolves to nothing.
-CHROMIUM_FLAGS = (
+CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
-    "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-quic",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--window-size=1400,900",
-)
+]
 
 
-def chromium(tmp_path: Path, *args: str) -> str:
-    """Run headless Chromium once with a fresh profile; returns what it printed on stdout."""
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("chromium is not installed: run `make setup` as root")
-    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
-    done = run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        timeout=90,
-        hint="run Chromium by hand with the same flags to see why",
-    )
-    return done.stdout
+@dataclass(frozen=True)
+class Portal:
+    url: str
+    world: World
+    store: ObjectStore
 
 
-class Rows(HTMLParser):
-    """The portal's service rows, as the browser's DOM has them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: dict[str, dict[str, str]] = {}
-        self.links: dict[str, str] = {}
-        self._current: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "tr" and "data-service" in values:
-            self._current = values["data-service"]
-            self.rows[self._current] = values
-        elif tag == "a" and "docs-link" in values.get("class", "") and self._current:
-            self.links[self._current] = values["href"]
+@contextmanager
+def serve(app: Starlette) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port, in a thread."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the portal did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def template_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render_template_service(tmp_path_factory.mktemp("template") / "svc")
+def portal(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    root = tmp_path_factory.mktemp("portal")
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        healthy_service(DEV_SHA) as port,
+        get_client(sync_client=True) as client,
+    ):
+        platform = configure_platform(root)
+        patch.setenv("SLIPWAY_HOME", str(platform.home.root))
+        server = GitServer.load_default()
+        store = open_store(ArtifactStore.load_default())
+        world = build_world(server, store, root, port)
+        evaluate_service("wallet-api")  # the real flow: DORA and scorecard, kept in the store
+        sources = PortalSources(
+            catalog=CatalogCache(server),
+            store=store,
+            client=client,
+            monitoring=NoMonitoring(),
+            ui_url="http://127.0.0.1:4200",
+            bind_address="127.0.0.1",
+            stale_after=timedelta(days=7),
+        )
+        with serve(build_app(sources, health=HealthBoard(interval=0.5))) as url:
+            deadline = time.monotonic() + 30
+            while "dev: up" not in httpx.get(f"{url}/").text:
+                assert time.monotonic() < deadline, "the first health round never came"
+                time.sleep(0.2)
+            yield Portal(url, world, store)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("chromium is not installed: run `make system` as root")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture
-def portal(platform: Platform, tmp_path: Path) -> Iterator[str]:
-    """The portal over the platform's store and catalog, on a free loopback port."""
-    store = open_store(ArtifactStore.load_default())
-    directory = GitDirectory(GitServer.load_default())
-    server: ThreadingHTTPServer = make_server(
-        store, free_port(), directory=directory, stale_after=timedelta(days=7)
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(90_000)  # a shared 2-core machine can be slow; never flaky
+    opened = context.new_page()
+    dialogs: list[str] = []
+    opened.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    opened.dialogs = dialogs
+    yield opened
+    context.close()
 
 
-def test_portal_in_chromium_lists_services_with_docs_links_and_flags_stale_and_missing(
-    platform: Platform, portal: str, template_service: Path, tmp_path: Path
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+    return path
+
+
+def assert_no_script_ran(page: Any) -> None:
+    assert page.title() != "pwned" and not page.dialogs
+
+
+def test_home_lists_services_with_owner_lifecycle_level_and_health_and_filters(
+    portal: Portal, page: Any
 ) -> None:
-    source = template_service
-    make_service("orders", source, tmp_path / "work", description="Takes orders.")
-    publish_docs(service="orders")
-    month_ago = datetime.now(UTC) - timedelta(days=30)
-    stale = make_service("billing", source, tmp_path / "work", when=month_ago)
-    publish_docs(service="billing")
-    stale.commit(lambda t: (t / "README.md").write_text("# billing\n\nNew code.\n"), "code only")
-    make_service("no-docs", None, tmp_path / "work", owner="group:ops")
-    assert httpx.get(f"{portal}/healthz").text == "ok\n"
+    page.goto(f"{portal.url}/")
+    rows = page.locator("table.services tbody tr[data-service]")
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.service)")) == [
+        "ghost",
+        "invoicing",
+        "wallet-api",
+    ]
+    payments = page.locator('tr[data-service="wallet-api"]')
+    assert payments.get_attribute("data-health") == "down"  # prod does not answer
+    assert "dev: up" in payments.inner_text() and "prod: down" in payments.inner_text()
+    assert "production" in payments.inner_text() and "system:shop" in payments.inner_text()
+    assert payments.get_attribute("data-level") in ("none", "bronze", "silver", "gold")
+    assert HOSTILE.split("<img")[0] in page.inner_text("body")  # shown as text
+    screenshot(page, "home")
+    assert_no_script_ran(page)
 
-    screenshot = tmp_path / "portal.png"
-    chromium(tmp_path, f"--screenshot={screenshot}", f"{portal}/")
-    dom = chromium(tmp_path, "--dump-dom", f"{portal}/")
-
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert screenshot.stat().st_size > 10_000  # a rendered table, not a blank page
-    parsed = Rows()
-    parsed.feed(dom)
-    assert set(parsed.rows) == {"orders", "billing", "no-docs"}
-    assert parsed.rows["orders"]["data-freshness"] == "fresh"
-    assert parsed.rows["orders"]["data-flagged"] == "false"
-    assert parsed.rows["billing"]["data-freshness"] == "stale"
-    assert parsed.rows["billing"]["data-flagged"] == "true"
-    assert parsed.rows["no-docs"]["data-freshness"] == "missing"
-    assert parsed.rows["no-docs"]["data-flagged"] == "true"
-    assert parsed.links["orders"] == "/default/component/orders/"
-    assert "no-docs" not in parsed.links
-    for text in ("Takes orders.", "group:docs", "group:ops", "no mkdocs.yml", "30 days older"):
-        assert text in dom
-    assert "3 services, 2 flagged" in dom
-
-    # The docs link leads to the published site, served by the portal.
-    site = chromium(tmp_path, "--dump-dom", f"{portal}{parsed.links['orders']}")
-    assert "template-svc" in site and "How to use the service." not in site  # home page
-    guide = httpx.get(f"{portal}/default/component/orders/guide/")
-    assert guide.status_code == 200 and "How to use the service." in guide.text
+    # The filter is a plain form: it works without script, and the URL keeps it.
+    page.select_option("select[name=owner]", "group:ghosts")
+    page.click("form.filters button")
+    assert "owner=group%3Aghosts" in page.url
+    names = page.locator("tr[data-service]").evaluate_all("rs => rs.map(r => r.dataset.service)")
+    assert names == ["ghost"]
+    by_system = httpx.get(f"{portal.url}/", params={"system": "system:shop"}).text
+    assert 'data-service="wallet-api"' in by_system and 'data-service="invoicing"' not in by_system
+    by_level = httpx.get(f"{portal.url}/", params={"level": "gold"}).text
+    assert "No service matches." in by_level
 
 
-def test_index_reflects_a_publish_at_once_and_refuses_paths_outside_the_docs(
-    platform: Platform, portal: str, template_service: Path, tmp_path: Path
+def test_service_page_shows_environments_history_findings_drift_dora_and_scorecard(
+    portal: Portal, page: Any
 ) -> None:
-    make_service("inventory", template_service, tmp_path / "work")
-    assert 'data-freshness="missing"' in httpx.get(f"{portal}/").text
+    page.goto(f"{portal.url}/services/wallet-api")
+    assert "Moves money." in page.inner_text("p.description")
+    envs = {
+        r.get_attribute("data-environment"): r
+        for r in page.locator("table.environments tbody tr").all()
+    }
+    assert list(envs) == ["dev", "prod", "preview-fix-login"]  # previews too
+    dev = envs["dev"].inner_text()
+    assert envs["dev"].get_attribute("data-health") == "up"
+    assert DEV_SHA[:12] in dev and f"reports {DEV_SHA[:12]}" in dev
+    assert f"http://127.0.0.1:{portal.world.healthy_port}/" in dev
+    prod = envs["prod"]
+    assert prod.get_attribute("data-health") == "down"
+    assert "b" * 12 in prod.inner_text()  # the last good release runs, not the failed attempt
+    assert "failed" in prod.inner_text()  # ... and the failed attempt is the last deploy
+    assert "preview" in envs["preview-fix-login"].inner_text()
+    assert "expires" in envs["preview-fix-login"].inner_text()
 
-    publish_docs(service="inventory")
+    history = page.locator("table.history tbody tr")
+    assert history.count() == 3
+    counts = {
+        c.get_attribute("data-severity"): c.inner_text()
+        for c in page.locator("table.counts td").all()
+    }
+    assert (counts["critical"], counts["high"], counts["medium"]) == ("1", "2", "3")
+    assert page.locator("details.severity-critical").get_attribute("open") is not None
+    sarif = page.locator("a.sarif").get_attribute("href")
+    assert sarif == f"/services/wallet-api/scans/{SCAN_SHA}/scan.sarif"
+    drift = page.locator("table.drift").inner_text()
+    assert "OutOfSync" in drift and "container stopped" in drift
 
-    page = httpx.get(f"{portal}/").text
-    assert 'data-service="inventory" data-freshness="fresh"' in page
-    assert httpx.get(f"{portal}/default/component/nothing/").status_code == 404
-    assert httpx.get(f"{portal}/a/%2E%2E/%2E%2E/etc/passwd").status_code == 400
+    dora = page.locator("table.dora tbody tr[data-days]")
+    assert dora.evaluate_all("rs => rs.map(r => r.dataset.days)") == ["7", "30", "90"]
+    month = page.locator('table.dora tr[data-days="30"]').inner_text()
+    assert "1 of 2" in month  # one promotion to prod went through, one attempt failed
+    assert "50%" in month  # change failure rate: the failed attempt of two
+    checks = {
+        r.get_attribute("data-check"): r.get_attribute("data-status")
+        for r in page.locator("table.scorecard tbody tr").all()
+    }
+    assert checks["owner-is-a-team"] == "passed"
+    assert checks["no-high-findings"] == "failed"
+    assert checks["no-drift"] == "failed"
+    assert checks["alert-rules"] == "not-configured"
+    assert "monitoring not configured" in page.inner_text("#alerts-status").lower()
+    screenshot(page, "service")
+    assert_no_script_ran(page)
+
+    response = httpx.get(f"{portal.url}{sarif}")
+    assert response.status_code == 200 and response.json()["version"] == "2.1.0"
+    assert response.headers["content-type"].startswith("application/sarif+json")
 
 
-def _docs(commit: str, committed: datetime) -> DocsMetadata:
-    info = PublishInfo(
-        service="s",
-        commit=commit,
-        ref="main",
-        version=commit,
-        commit_timestamp=int(committed.timestamp() * 1000),
-        build_key="k",
-    )
-    return DocsMetadata(
-        site_name="s",
-        build_timestamp=int(committed.timestamp() * 1000),
-        files=("index.html",),
-        etag=commit,
-        slipway=info,
-    )
+def test_history_pages_through_every_release(portal: Portal) -> None:
+    first = httpx.get(f"{portal.url}/services/invoicing").text
+    assert first.count('data-outcome="succeeded"') == 100
+    assert "/services/invoicing/history?page=1" in first
+    older = httpx.get(f"{portal.url}/services/invoicing/history", params={"page": 1}).text
+    assert older.count('data-outcome="succeeded"') == 1 and "?page=0" in older
+
+
+def test_team_page_shows_members_approvers_services_and_team_dora(
+    portal: Portal, page: Any
+) -> None:
+    page.goto(f"{portal.url}/teams/payments")
+    assert page.inner_text("#members") == "alice, bob"
+    assert page.inner_text("#approvers") == "alice"
+    names = page.locator("tr[data-service]").evaluate_all("rs => rs.map(r => r.dataset.service)")
+    assert names == ["invoicing", "wallet-api"]
+    assert page.locator('table.dora[data-subject="group:payments"] tr[data-days]').count() == 3
+    screenshot(page, "team")
+    assert_no_script_ran(page)
+
+    ghosts = httpx.get(f"{portal.url}/teams/ghosts").text
+    assert "The catalog has no Group ghosts" in ghosts
+    assert "slipway catalog group ghosts" in ghosts
+    assert httpx.get(f"{portal.url}/teams/nobody").status_code == 404
+    teams = httpx.get(f"{portal.url}/teams").text
+    assert 'data-team="ghosts"' in teams and "not in the catalog" in teams
+
+
+def test_a_docs_page_runs_its_script_only_in_a_sandbox_that_cannot_reach_the_portal(
+    portal: Portal, page: Any
+) -> None:
+    page.goto(f"{portal.url}/docs")
+    link = page.locator('tr[data-service="wallet-api"] a.docs-link').get_attribute("href")
+    assert link == "/default/component/wallet-api/"
+    page.goto(f"{portal.url}{link}")
+    page.wait_for_function("document.getElementById('verdict').textContent !== 'waiting'")
+    verdict = page.inner_text("#verdict").split()
+    # The docs' own script ran, but in an opaque origin of its own: the
+    # portal's cookies, storage and pages are out of its reach.
+    assert verdict[0] == "opaque-origin"
+    assert {"cookie-blocked", "storage-blocked", "portal-unreadable"} <= set(verdict), verdict
+    assert "How to use it." in page.inner_text("body")
+    screenshot(page, "docs")
+
+    # The portal itself, opened afterwards, is untouched.
+    page.goto(f"{portal.url}/services/wallet-api")
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("window.localStorage.length") == 0
+
+
+def test_every_response_carries_a_strict_csp_and_nosniff(portal: Portal) -> None:
+    pages = [
+        "/",
+        "/?owner=%3Cscript%3E",
+        "/services/wallet-api",
+        "/services/wallet-api/history?page=1",
+        f"/services/wallet-api/scans/{SCAN_SHA}/scan.sarif",
+        "/services/nothing",
+        "/services/Not_A_Name",
+        "/services/wallet-api/scans/zz/scan.sarif",
+        "/teams",
+        "/teams/payments",
+        "/teams/nobody",
+        "/docs",
+        "/static/portal.css",
+        "/healthz",
+        "/no/such/page",
+    ]
+    docs = [
+        "/default/component/wallet-api/",
+        "/default/component/wallet-api/techdocs_metadata.json",
+        "/default/component/nothing/",
+        "/default/component/wallet-api",
+    ]
+    for path in pages + docs:
+        response = httpx.get(f"{portal.url}{path}")
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        expected = DOCS_CSP if path in docs else PORTAL_CSP
+        assert response.headers["content-security-policy"] == expected, path
+    assert "script-src" not in PORTAL_CSP and "default-src 'none'" in PORTAL_CSP
+    assert DOCS_CSP.startswith("sandbox ") and "allow-same-origin" not in DOCS_CSP
+    assert httpx.get(f"{portal.url}/services/nothing").status_code == 404
+    assert httpx.get(f"{portal.url}/services/wallet-api/scans/zz/scan.sarif").status_code == 400
+    assert httpx.get(f"{portal.url}/default/component/nothing/").status_code == 404
+    assert httpx.get(f"{portal.url}/default/a/%2E%2E/%2E%2E/etc/passwd").status_code == 404
+    assert httpx.get(f"{portal.url}/default/component/a/%2E%2E/x").status_code == 400
+    assert httpx.post(f"{portal.url}/").status_code == 405  # nothing on the portal changes state
 
 
 @pytest.mark.parametrize(
-    ("lag_days", "expected", "flagged"),
-    [(0, "fresh", False), (3, "behind", False), (8, "stale", True)],
+    "path",
+    [
+        "/",
+        "/services/wallet-api",
+        "/teams",
+        "/teams/payments",
+        "/docs",
+        "/?owner=" + HOSTILE,
+        "/teams/" + HOSTILE,
+    ],
 )
-def test_freshness_flags_docs_older_than_the_latest_commit_by_more_than_n_days(
-    lag_days: int, expected: str, flagged: bool
-) -> None:
-    then = datetime(2025, 1, 1, tzinfo=UTC)
-    latest = CommitInfo(
-        sha="b" * 40 if lag_days else "a" * 40,
-        committed_at=then + timedelta(days=lag_days),
-        has_docs=True,
-    )
-    state, is_flagged, _ = freshness(_docs("a" * 40, then), latest, stale_after=timedelta(days=7))
-    assert (state, is_flagged) == (expected, flagged)
+def test_every_page_escapes_catalog_and_payload_text(portal: Portal, path: str) -> None:
+    html = httpx.get(f"{portal.url}{path}").text
+    assert MARK not in html and "<img src=x" not in html
+    assert 'href="javascript:' not in html
 
 
-def test_a_service_never_published_is_flagged_missing_with_the_reason() -> None:
-    latest = CommitInfo(sha="a" * 40, committed_at=datetime.now(UTC), has_docs=True)
-    state, flagged, note = freshness(None, latest, stale_after=timedelta(days=7))
-    assert (state, flagged) == ("missing", True) and "publish-docs" in note
+def test_hostile_texts_show_as_text_on_the_service_and_team_pages(portal: Portal) -> None:
+    service = httpx.get(f"{portal.url}/services/wallet-api").text
+    escaped = "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"
+    # description, a release's pusher and detail, a finding's message and file, drift reasons
+    assert service.count(escaped) >= 6
+    assert 'href="javascript:' not in service  # a finding's help_uri is not a link
+    team = httpx.get(f"{portal.url}/teams/payments").text
+    assert team.count(escaped) == 3  # title, description, and a service's description
 
 
-def test_portal_process_starts_as_slipway_up_runs_it_and_lists_the_catalog(
-    platform: Platform, prefect_server: str, template_service: Path, tmp_path: Path
+def test_portal_process_starts_as_slipway_up_runs_it(
+    portal: Portal, prefect_server: str, tmp_path: Path
 ) -> None:
     from deployments.components import docs_spec
     from slipway.home import Ports
 
-    make_service("checkout", template_service, tmp_path / "work")
     port = free_port()
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO)}
-    log = (tmp_path / "docs.log").open("w")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": prefect_server}
+    log = (tmp_path / "portal.log").open("w")
     process = subprocess.Popen(
         docs_spec(Ports(docs=port)).argv, env=env, cwd=REPO, stdout=log, stderr=log
     )
@@ -211,9 +378,10 @@ def test_portal_process_starts_as_slipway_up_runs_it_and_lists_the_catalog(
                 page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
             except httpx.TransportError:
                 time.sleep(0.3)
-        assert page is not None, (tmp_path / "docs.log").read_text()
+        assert page is not None, (tmp_path / "portal.log").read_text()
         assert page.status_code == 200
-        assert 'data-service="checkout" data-freshness="missing"' in page.text
+        assert 'data-service="wallet-api"' in page.text
+        assert page.headers["content-security-policy"] == PORTAL_CSP
     finally:
         process.terminate()
         process.wait(timeout=15)

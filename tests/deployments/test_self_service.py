@@ -1,4 +1,4 @@
-"""`slipway onboard` and `slipway catalog list` against a real running platform.
+"""`slipway onboard`, `slipway catalog` and `slipway dora` against a real running platform.
 
 End to end: the command starts the served onboard-service deployment, the
 new repository's hook posts the first push to the bridge, and the bridge,
@@ -49,9 +49,27 @@ def test_onboard_from_the_shell_registers_the_service_and_its_first_push_is_an_e
 
     listed = up.cli("catalog", "list")
     assert listed.returncode == 0, listed.stderr
-    [header, row] = listed.stdout.strip().splitlines()
+    header, row, _, groups, team = listed.stdout.strip().splitlines()
     assert header.split()[:3] == ["SERVICE", "OWNER", "LIFECYCLE"]
     assert row.split()[:2] == ["inventory", "group:stock"]
+    assert groups.split() == ["GROUP", "MEMBERS", "APPROVERS", "SERVICES"]
+    assert team.split() == ["stock", "-", "-", "inventory"]  # onboarding created the group
+
+    added = up.cli("catalog", "add-environment", "inventory", "staging", "--no-provision")
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "dev, staging" in up.cli("catalog", "list").stdout
+    checked = up.cli("catalog", "validate")
+    assert checked.returncode == 0, checked.stdout  # an empty team is a warning only
+    assert "warning: group:stock: has no members" in checked.stdout
+    metrics = up.cli("dora", "inventory")
+    assert metrics.returncode == 0, metrics.stderr
+    assert [line.split()[:2] for line in metrics.stdout.splitlines()[1:]] == [
+        ["component:inventory", "7"],
+        ["component:inventory", "30"],
+        ["component:inventory", "90"],
+    ]
+    unknown = up.cli("dora", "nothing")
+    assert unknown.returncode == 1 and "no service 'nothing'" in unknown.stderr
 
     sha = git.Repo(up.home / "git" / "inventory.git").commit("main").hexsha
     events = _push_events(up, "inventory")

@@ -100,3 +100,13 @@ def store_files(root: Path) -> dict[str, int]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def write_site(root: Path, config: str, pages: dict[str, str] | None = None) -> Path:
+    """A repository at ``root`` with ``mkdocs.yml`` and ``docs/`` pages (paths may have folders)."""
+    (root / "docs").mkdir(parents=True)
+    for name, text in (pages or {"index.md": "# Home\n"}).items():
+        (root / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "docs" / name).write_text(text)
+    (root / "mkdocs.yml").write_text(config)
+    return root

@@ -25,7 +25,7 @@ from flows.drift import DRIFT_EVENT, EnvironmentStatus, detect_drift
 from flows.environments import provision_environment
 from slipway.errors import TerraformError
 from tasks.catalog import Catalog
-from tasks.containers import docker_client
+from tasks.containers import confinement, docker_client, is_confined
 from tasks.terraform import Terraform
 from tests.conftest import Platform, configure_platform, free_port
 from tests.flows.terraform_helpers import (
@@ -89,8 +89,12 @@ def serve(
     label_image: str = BASE,
     label_port: int | None = None,
     env_vars: dict[str, str] | None = None,
+    confined: bool = True,
 ) -> Container:
-    """A serving container of the release contract, as build-test-deploy leaves it."""
+    """A serving container of the release contract, as build-test-deploy leaves it.
+
+    ``confined=False``: as root, with capabilities and no limits, as one started by hand.
+    """
     labels = {
         "dev.slipway.service": service,
         "dev.slipway.environment": environment,
@@ -100,14 +104,15 @@ def serve(
         "dev.slipway.live": "true",
     }
     command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    how = confinement(engine, image, DeployTarget()).options() if confined else {}
     return engine.containers.run(
         image,
         command,
         name=f"{service}-{environment}-{SHA[:12]}",
         labels=labels,
         environment=env_vars or {},
-        network_mode="host",
         detach=True,
+        **{"network_mode": "host", **how},
     )
 
 
@@ -174,6 +179,23 @@ def test_a_container_from_another_image_is_detected_and_reconcile_runs_the_recor
         )
     ]
     assert names == [rogue.name]  # the drifted container is gone
+
+
+def test_a_container_running_unconfined_is_drift_and_reconcile_replaces_it_confined(
+    engine: docker.DockerClient, service: str
+):
+    port = provisioned(service)
+    loose = serve(engine, service, "dev", port=port, confined=False)
+    drifted = status_of(detect_drift(), service, "dev")
+    assert drifted.status == "OutOfSync"
+    assert any(f"{loose.name} runs unconfined" in r for r in drifted.reasons), drifted.reasons
+
+    healed = status_of(detect_drift(reconcile=True), service, "dev")
+    assert healed.status == "InSync", healed.reasons
+    now = engine.containers.get(loose.name)
+    assert now.id != loose.id and now.status == "running" and is_confined(now.attrs)
+    assert now.attrs["Config"]["User"] == "65534:65534"
+    assert now.attrs["HostConfig"]["NetworkMode"] == "host"
 
 
 def test_port_environment_and_unclaimed_containers_are_reported_without_values(

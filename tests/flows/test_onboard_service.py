@@ -81,7 +81,10 @@ def test_onboarding_creates_repository_entry_and_a_service_whose_tests_pass(
     assert entry.owner == "group:payments" and entry.port == result.port
     assert entry.description == TRICKY
     assert entry.repository == str(platform.home.git_root / "payments-api.git")
-    assert catalog_log(platform) == ["Onboard payments-api (owner group:payments)"]
+    assert catalog_log(platform) == [
+        "Onboard payments-api (owner group:payments)",
+        "Create group payments, the owner of payments-api, which had no entry",
+    ]
 
     # The push hook is installed and the first push reached it (spooled: no bridge here).
     assert (platform.home.git_root / "payments-api.git/hooks/post-receive").is_file()
@@ -99,7 +102,8 @@ def test_onboarding_twice_is_one_repository_one_entry_and_no_error(platform: Pla
     assert docs in [h.deployment for h in second.handoffs]  # no push this time
     assert second.catalog_commit is None  # nothing changed
     assert [e.name for e in Catalog(GitServer.load_default()).entries()] == ["orders"]
-    assert catalog_log(platform) == ["Onboard orders (owner group:shop)"]
+    assert catalog_log(platform)[0] == "Onboard orders (owner group:shop)"
+    assert len(catalog_log(platform)) == 2  # the entry, and the new group:shop
 
     # A re-run with a new description updates the entry, keeps the code.
     updated = onboard(request.model_copy(update={"description": "Takes orders."}))
@@ -168,13 +172,9 @@ def test_dry_run_renders_and_creates_nothing(platform: Platform) -> None:
     assert catalog_log(platform) == []
 
 
-def test_a_failed_push_rolls_back_repository_and_catalog_entry(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    onboard(ServiceRequest(name="already-here", owner="group:x"))
-    before = catalog_log(platform)
-    # A real refusal from git: new repositories get a pre-receive hook that
-    # turns every push down (git init copies hooks from init.templateDir).
+def freeze_pushes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A real refusal from git: new repositories get a pre-receive hook that turns every
+    push down (git init copies hooks from init.templateDir)."""
     hooks = tmp_path / "git-template" / "hooks"
     hooks.mkdir(parents=True)
     (hooks / "pre-receive").write_text("#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n")
@@ -182,6 +182,14 @@ def test_a_failed_push_rolls_back_repository_and_catalog_entry(
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "init.templateDir")
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(hooks.parent))
+
+
+def test_a_failed_push_rolls_back_repository_and_catalog_entry(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    onboard(ServiceRequest(name="already-here", owner="group:x"))
+    before = catalog_log(platform)
+    freeze_pushes(monkeypatch, tmp_path)
     state = onboard_service(
         request=ServiceRequest(name="doomed", owner="group:x"), return_state=True
     )

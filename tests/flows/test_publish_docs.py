@@ -21,7 +21,13 @@ from flows.publish_docs import publish_docs
 from slipway.errors import DocsBuildError
 from tasks.storage import S3Store
 from tests.conftest import Platform
-from tests.flows.docs_helpers import GUIDE, make_service, render_template_service, store_files
+from tests.flows.docs_helpers import (
+    GUIDE,
+    make_service,
+    render_template_service,
+    store_files,
+    write_site,
+)
 
 SITE = "techdocs/default/component/"
 METADATA_KEYS = {"site_name", "site_description", "build_timestamp", "files", "etag"}
@@ -199,9 +205,10 @@ def test_broken_link_fails_the_strict_build_with_the_warning_in_the_run(
     ("change", "expected"),
     [
         ("docs_dir: ../../etc\n", "points outside the repository"),
-        ("plugins:\n  - not-a-real-plugin\n", "'not-a-real-plugin' is not installed"),
+        ("plugins:\n  - techdocs-core\n", "'techdocs-core' is not installed"),
+        ("plugins:\n  - not-a-real-plugin\n", "plugin 'not-a-real-plugin' is not allowed"),
     ],
-    ids=["docs-dir-outside", "plugin-not-installed"],
+    ids=["docs-dir-outside", "plugin-not-installed", "plugin-not-allowed"],
 )
 def test_unsafe_or_unbuildable_config_is_refused_and_nothing_is_published(
     platform: Platform, template_service: Path, tmp_path: Path, change: str, expected: str
@@ -221,6 +228,37 @@ def test_unsafe_or_unbuildable_config_is_refused_and_nothing_is_published(
     assert isinstance(error, DocsBuildError) and expected in str(error)
     assert "Fix:" in str(error)
     assert not (platform.home.artifacts / "techdocs").exists()
+
+
+def test_a_page_that_includes_etc_passwd_fails_closed_and_the_fixed_commit_publishes(
+    platform: Platform, template_service: Path, tmp_path: Path
+) -> None:
+    service = make_service("attacked", template_service, tmp_path)
+
+    def attack(tree: Path) -> None:
+        config = tree / "mkdocs.yml"
+        config.write_text(
+            config.read_text()
+            + "markdown_extensions:\n  - pymdownx.snippets:\n      base_path: [docs]\n"
+        )
+        (tree / "docs" / "index.md").write_text('# Home\n\n--8<-- "/etc/passwd"\n')
+
+    service.commit(attack, "docs: show the platform's users")
+    state = publish_docs(service="attacked", return_state=True)
+
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, DocsBuildError)
+    assert "docs/index.md line 3 includes '/etc/passwd'" in str(error) and "Fix:" in str(error)
+    assert not (platform.home.artifacts / "techdocs").exists()
+
+    service.commit(
+        lambda tree: (tree / "docs" / "index.md").write_text("# Home\n\nNo secrets.\n"),
+        "docs: a plain page",
+    )
+    result = publish_docs(service="attacked")
+    page = platform.home.artifacts / SITE / "attacked" / "index.html"
+    assert result.commit == git_head(service.work) and "No secrets." in page.read_text()
 
 
 def test_prefect_yaml_runs_publish_docs_on_default_branch_pushes_that_change_docs() -> None:
@@ -263,14 +301,6 @@ def git_head(work: Path) -> str:
 # -- without Prefect: the configuration checks and the version store ----------------
 
 
-def write_site(root: Path, config: str, pages: dict[str, str] | None = None) -> Path:
-    (root / "docs").mkdir(parents=True)
-    for name, text in (pages or {"index.md": "# Home\n"}).items():
-        (root / "docs" / name).write_text(text)
-    (root / "mkdocs.yml").write_text(config)
-    return root
-
-
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
@@ -281,7 +311,10 @@ def write_site(root: Path, config: str, pages: dict[str, str] | None = None) -> 
         ("site_name: x\nINHERIT: ../outside.yml\n", "INHERIT '../outside.yml' points outside"),
         ("site_name: x\ndocs_dir: /etc\n", "docs_dir '/etc' points outside"),
         ("site_name: x\ndocs_dir: !ENV DOCS\n", "docs_dir must be a plain relative path"),
-        ("site_name: x\nplugins:\n  search: {}\n  ghost: {}\n", "'ghost' is not installed"),
+        (
+            "site_name: x\nplugins:\n  search: {}\n  techdocs-core: {}\n",
+            "'techdocs-core' is not installed",
+        ),
     ],
     ids=[
         "hooks",

@@ -30,7 +30,7 @@ from tasks.images import (
     run_image_tests,
 )
 from tasks.images import test_inputs_digest as inputs_digest  # not collected as a test
-from tests.conftest import free_port
+from tests.conftest import Listener, free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
     docker_or_skip,
@@ -221,7 +221,7 @@ def test_a_failing_build_step_reports_the_log_tail(workshop: Workshop) -> None:
 def test_the_services_tests_pass_inside_the_image(workshop: Workshop) -> None:
     report = run_image_tests.fn(workshop.client, workshop.build().tag)
     assert report.passed and report.exit_code == 0
-    assert [c.result for c in report.cases] == ["passed"] * 3
+    assert [c.result for c in report.cases] == ["passed"] * 4
     assert all(c.name.startswith("tests.test_server.ServerTest.") for c in report.cases)
     assert report.rows()[0].keys() == {"test", "result"}
 
@@ -309,3 +309,149 @@ def test_anything_but_a_hex_sha_is_refused(value: str) -> None:
 def test_a_service_name_that_docker_could_misread_is_refused(service: str) -> None:
     with pytest.raises(InvalidRequest):
         image_repository(ContainerRegistry(url="127.0.0.1:5001"), service)
+
+
+# -- untrusted builds and containers ---------------------------------------------------------
+
+CONFINEMENT_TEST = """import os, pathlib, unittest
+
+
+def read(*paths):
+    return next(pathlib.Path(p).read_text().strip() for p in paths if os.path.exists(p))
+
+
+class ConfinementTest(unittest.TestCase):
+    def test_runs_confined_without_platform_secrets(self):
+        self.assertNotEqual(os.getuid(), 0)
+        self.assertNotEqual(os.getgid(), 0)
+        lines = read("/proc/self/status").splitlines()
+        status = dict(line.split(":", 1) for line in lines if ":" in line)
+        self.assertEqual(int(status["CapEff"].strip(), 16), 0)
+        self.assertEqual(status["NoNewPrivs"].strip(), "1")
+        with self.assertRaises(OSError):
+            open("/srv/service/app/written", "w")
+        pathlib.Path("/tmp/scratch").write_text("ok")
+        self.assertFalse(os.path.exists("/var/run/docker.sock"))
+        self.assertFalse(os.path.exists("/run/docker.sock"))
+        pids = read("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max")
+        memory = read("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        self.assertEqual((pids, memory), ("256", str(512 * 2**20)))
+        leaked = [k for k in os.environ if k.startswith(("PREFECT", "AWS", "SLIPWAY", "DOCKER"))]
+        self.assertEqual(leaked, [])
+"""
+
+
+def with_dockerfile_line(workshop: Workshop, before: str, line: str) -> Path:
+    """A variant whose Dockerfile has ``line`` just before the first line starting ``before``."""
+    tree = workshop.variant()
+    dockerfile = tree / "Dockerfile"
+    text = dockerfile.read_text()
+    at = text.index(before)
+    dockerfile.write_text(text[:at] + line + "\n" + text[at:])
+    return tree
+
+
+def test_the_tests_container_is_confined_and_holds_no_platform_secret(
+    workshop: Workshop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_platform_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-platform-secret")
+    tree = workshop.variant()
+    (tree / "tests" / "test_confinement.py").write_text(CONFINEMENT_TEST)
+    report = run_image_tests.fn(workshop.client, workshop.build(tree).tag)
+    assert report.passed, report.tail
+    assert "tests.test_confinement.ConfinementTest.test_runs_confined_without_platform_secrets" in {
+        c.name for c in report.cases
+    }
+
+
+def test_a_run_step_cannot_reach_a_listener_on_the_hosts_loopback(
+    workshop: Workshop, loopback_listener: Listener
+) -> None:
+    step = (
+        'RUN ["python3", "-c", "import urllib.request; print(urllib.request.urlopen('
+        f"'{loopback_listener.url}/api/admin/settings', timeout=5).read())\"]"
+    )
+    tree = with_dockerfile_line(workshop, "COPY app/", step)
+    with pytest.raises(BuildError) as refused:
+        workshop.build(tree)
+    message = str(refused.value)
+    assert "Connection refused" in message or "Network is unreachable" in message
+    assert "RUN steps have no network" in message and "wheelhouse" in message
+    assert loopback_listener.hits == []
+    assert workshop.build().tag  # the platform keeps building
+
+
+def test_an_image_that_runs_as_root_is_refused_before_its_tests_run(workshop: Workshop) -> None:
+    built = workshop.build(with_dockerfile_line(workshop, "EXPOSE", "USER root"))
+    with pytest.raises(BuildError) as refused:
+        run_image_tests.fn(workshop.client, built.tag)
+    assert "runs as root (USER root): its tests were not run" in str(refused.value)
+    assert "Fix: remove `USER root`" in str(refused.value)
+    started = workshop.client.containers.list(  # type: ignore[attr-defined]
+        all=True, filters={"ancestor": built.image_id}
+    )
+    assert started == []
+    named = workshop.build(with_dockerfile_line(workshop, "EXPOSE", "USER nobody"))
+    with pytest.raises(BuildError, match="cannot verify is not root"):
+        run_image_tests.fn(workshop.client, named.tag)
+
+
+def test_an_image_without_a_user_runs_as_the_deploy_targets_non_root_user(
+    workshop: Workshop,
+) -> None:
+    tree = workshop.variant()
+    dockerfile = tree / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("USER 65534\n", ""))
+    (tree / "tests" / "test_confinement.py").write_text(CONFINEMENT_TEST)
+    report = run_image_tests.fn(workshop.client, workshop.build(tree).tag)
+    assert report.passed, report.tail
+
+
+def test_dependencies_come_from_the_wheelhouse_and_the_build_has_no_network(
+    workshop: Workshop, tmp_path: Path
+) -> None:
+    tree = workshop.variant()
+    (tree / "requirements.txt").write_text("six==1.17.0  # a pure-Python wheel\n")
+    (tree / "tests" / "test_dependency.py").write_text(
+        "import unittest\n\nimport six\n\n\nclass DependencyTest(unittest.TestCase):\n"
+        "    def test_six_is_installed(self):\n"
+        "        self.assertEqual(six.__version__, '1.17.0')\n"
+    )
+    built = build_image.fn(
+        workshop.client,
+        tree,
+        service=workshop.service,
+        sha=uuid.uuid4().hex + "0" * 8,
+        repository=workshop.repository,
+        base_image=BASE_IMAGE,
+        wheelhouses=tmp_path / "wheelhouses",
+    )
+    assert not (tree / ".wheelhouse").exists()  # taken out of the context again
+    report = run_image_tests.fn(workshop.client, built.tag)
+    assert report.passed, report.tail
+    (stored,) = [p for p in (tmp_path / "wheelhouses").iterdir() if p.name != "pythons"]
+    lock = (stored / "requirements.txt").read_text()
+    assert "six==1.17.0 --hash=sha256:" in lock and "# installer pip-" in lock
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("--index-url http://127.0.0.1:4200/api/", "is a pip option"),
+        ("-e git+http://127.0.0.1:3000/x.git#egg=x", "is a pip option"),
+        ("secrets @ http://127.0.0.1:4200/api/block_documents", "names a URL"),
+        ("six>=1.0", "is not pinned with =="),
+        ("./vendor/six", "is not a requirement"),
+    ],
+    ids=["index-url", "editable", "url", "unpinned", "path"],
+)
+def test_a_requirement_that_would_fetch_from_elsewhere_is_refused_naming_its_line(
+    workshop: Workshop, line: str, expected: str
+) -> None:
+    tree = workshop.variant()
+    (tree / "requirements.txt").write_text(f"# pinned\nsix==1.17.0\n{line}\n")
+    with pytest.raises(BuildError, match="Fix: pin each requirement") as refused:
+        workshop.build(tree)
+    assert f"requirements.txt line 3 ({line!r}) {expected}" in str(refused.value)
+    assert not (tree / ".wheelhouse").exists()

@@ -17,6 +17,7 @@ import pytest
 
 from blocks import ContainerRegistry, DeployTarget
 from slipway.errors import DeployError, InvalidRequest
+from tasks.containers import is_confined
 from tasks.images import build_image, image_repository, push_image
 from tasks.release import (
     LABEL_ENVIRONMENT,
@@ -71,6 +72,8 @@ class Images:
     unhealthy: Shipped
     v1_rebuilt: Shipped
     """v1's tree and commit built again: the same content, its own build time and digest."""
+    rooted: Shipped
+    """A Dockerfile with ``USER root``: never released."""
 
     def containers(self, environment: str) -> list[object]:
         return self.client.containers.list(  # type: ignore[attr-defined, no-any-return]
@@ -103,11 +106,14 @@ def images(
     base_alias = f"{BASE_IMAGE.partition(':')[0]}:rebuild-{service}"
     client.images.get(BASE_IMAGE).tag(base_alias)
 
-    def ship(*, again: Shipped | None = None, **breakage: bool) -> Shipped:
+    def ship(*, again: Shipped | None = None, rooted: bool = False, **breakage: bool) -> Shipped:
         sha = again.sha if again else uuid.uuid4().hex + "0" * 8
         if sha not in trees:
             trees[sha] = variant(source, root / sha, marker=uuid.uuid4().hex, **breakage)
         tree = trees[sha]
+        if rooted:
+            dockerfile = tree / "Dockerfile"
+            dockerfile.write_text(dockerfile.read_text().replace("USER 65534", "USER root"))
         built = build_image.fn(
             client,
             tree,
@@ -122,7 +128,7 @@ def images(
         v1 = ship()
         v2, unhealthy = ship(), ship(unhealthy=True)
         time.sleep(1.1)  # the build time label has whole seconds
-        yield Images(client, service, v1, v2, unhealthy, ship(again=v1))
+        yield Images(client, service, v1, v2, unhealthy, ship(again=v1), ship(rooted=True))
     finally:
         remove_service_containers(client, service)
         remove_service_images(client, image_repository(registry, service))
@@ -133,7 +139,10 @@ def _version(port: int) -> str:
     return str(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["version"])
 
 
-def test_a_first_release_follows_the_container_contract(images: Images) -> None:
+def test_a_first_release_follows_the_container_contract(
+    images: Images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_platform_secret")
     port = free_port()
     deployed = images.deploy(images.v1, "first", port)
     assert deployed.url == f"http://127.0.0.1:{port}/"  # type: ignore[attr-defined]
@@ -153,6 +162,15 @@ def test_a_first_release_follows_the_container_contract(images: Images) -> None:
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"  # type: ignore[attr-defined]
     assert container.attrs["HostConfig"]["NetworkMode"] == "host"  # type: ignore[attr-defined]
     assert _version(port) == images.v1.sha
+    host = container.attrs["HostConfig"]  # type: ignore[attr-defined]
+    assert container.attrs["Config"]["User"] == "65534"  # type: ignore[attr-defined]
+    assert (host["ReadonlyRootfs"], host["CapDrop"], host["Privileged"]) == (True, ["ALL"], False)
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (512 * 2**20, 10**9, 256)
+    assert list(host["Tmpfs"]) == ["/tmp"] and container.attrs["Mounts"] == []  # type: ignore[attr-defined]
+    assert is_confined(container.attrs)  # type: ignore[attr-defined]
+    env = {e.partition("=")[0] for e in container.attrs["Config"]["Env"]}  # type: ignore[attr-defined]
+    assert {"HOST", "PORT", "GIT_SHA"} <= env and not any(k.startswith("PREFECT") for k in env)
     live = live_container(images.client, images.service, "first")  # type: ignore[arg-type]
     assert live is not None and live.image == images.v1.image and live.port == port
 
@@ -262,6 +280,20 @@ def test_releases_of_several_services_at_once_never_fail_each_other(images: Imag
             remove_service_containers(client, service)
     assert replaced == [container_name(s, "dev", images.v1.sha) for s in services]
     assert versions == {images.v2.sha}
+
+
+def test_an_image_that_runs_as_root_is_refused_and_the_old_version_keeps_serving(
+    images: Images,
+) -> None:
+    port = free_port()
+    images.deploy(images.v1, "rooted", port)
+    with pytest.raises(DeployError) as refused:
+        images.deploy(images.rooted, "rooted", port)
+    assert "runs as root (USER root): it was not released" in str(refused.value)
+    assert "Fix: remove `USER root`" in str(refused.value)
+    [container] = images.containers("rooted")
+    assert container.labels[LABEL_SHA] == images.v1.sha  # type: ignore[attr-defined]
+    assert _version(port) == images.v1.sha
 
 
 def test_a_port_held_by_another_process_is_refused_and_nothing_is_left(images: Images) -> None:

@@ -30,10 +30,19 @@ def docker() -> None:
 
 
 @pytest.fixture
-def image(docker: None, render: Callable[..., RenderedService]) -> Iterator[str]:
-    """The rendered service built FROM the local base image; removed afterwards."""
+def image(docker: None, render: Callable[..., RenderedService], tmp_path: Path) -> Iterator[str]:
+    """The rendered service built FROM the local base image, as the platform does: its
+    wheelhouse in the context and no network; removed afterwards."""
+    from blocks import DeployTarget
+    from tasks.containers import docker_client
+    from tasks.wheelhouse import prepare_wheelhouse
+
     answers = ServiceAnswers(service_name="image-svc", owner="team", description=HOSTILE)
     path: Path = render(answers).path
+    client = docker_client(DeployTarget())
+    prepare_wheelhouse(
+        client, path, base_image=BASE_IMAGE, target=DeployTarget(), cache=tmp_path / "wheels"
+    )
     tag = f"slipway-test/image-svc:{uuid.uuid4().hex[:12]}"
     run(
         [
@@ -98,5 +107,5 @@ def test_service_tests_pass_inside_the_image_without_network(image: str) -> None
         ["docker", "run", "--rm", "--network", "none", image, "python3", "-m", "unittest", "-v"],
         timeout=60,
     )
-    assert "Ran 3 tests" in result.stderr
+    assert "Ran 4 tests" in result.stderr
     assert result.stderr.rstrip().endswith("OK")

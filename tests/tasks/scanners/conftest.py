@@ -1,8 +1,14 @@
-"""Fixtures for the scanner tests: the vulnerable fixture service and a real OSV mirror on loopback."""
+"""Fixtures for the scanner tests: the vulnerable fixture service and a real OSV mirror.
+
+The mirror listens on loopback (`osv_server`) for the tests that ask it
+directly, and on a unix socket (`osv_socket`) for pip-audit, whose sandbox
+reaches nothing else.
+"""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +26,16 @@ INSECURE_SERVICE = FIXTURES / "insecure-service"
 def osv_server() -> Iterator[MirrorServer]:
     """The fixture advisories served by the real mirror, shared by the session."""
     with serve(OsvMirror.load(OSV_RECORDS)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def osv_socket() -> Iterator[MirrorServer]:
+    """The fixture advisories served on a unix socket, as a scan's sandbox reaches them."""
+    with (
+        tempfile.TemporaryDirectory(prefix="slipway-osv-test-") as private,
+        serve(OsvMirror.load(OSV_RECORDS), socket_path=Path(private) / "osv.sock") as server,
+    ):
         yield server
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from blocks.vulnerability_source import VulnerabilitySource
 from slipway.errors import ConfigurationError, InvalidRequest
+from tasks.osv_mirror import MirrorServer
 from tasks.scanners.exploited import (
     KNOWN_EXPLOITED_FILE,
     install_catalog,
@@ -91,23 +92,38 @@ def test_a_new_archive_replaces_the_old_only_when_it_holds_advisories(tmp_path: 
     assert len(zipfile.ZipFile(installed).namelist()) == 4
 
 
-def test_a_mirror_source_is_served_on_loopback_for_the_scan(tmp_path: Path):
+def test_a_mirror_source_is_served_on_a_private_socket_for_the_scan(tmp_path: Path):
     archive(tmp_path / "all.zip")
     source = VulnerabilitySource(kind="mirror", mirror_path=tmp_path)
 
-    with osv_endpoint(source) as url:
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1/query")
-        answer = httpx.post(
-            url, json={"package": {"name": "urllib3", "ecosystem": "PyPI"}, "version": "1.26.5"}
+    with osv_endpoint(source) as server:
+        assert server.query_url == "http://127.0.0.1:8765/v1/query"  # inside the sandbox
+        socket_path = server.socket_path
+        assert socket_path is not None and server.forward is not None
+        assert server.forward.socket == socket_path and socket_path.stat().st_mode & 0o170000
+        via_socket = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)))
+        answer = via_socket.post(
+            "http://osv/v1/query",
+            json={"package": {"name": "urllib3", "ecosystem": "PyPI"}, "version": "1.26.5"},
         ).json()
         assert [v["id"] for v in answer["vulns"]] == ["PYSEC-2023-192"]
-    with pytest.raises(httpx.ConnectError):
-        httpx.post(url, json={}, timeout=2)
+    assert not socket_path.exists()
 
 
-def test_an_online_source_is_used_as_configured():
-    with osv_endpoint(VulnerabilitySource(osv_url="http://127.0.0.1:4999/v1/query")) as url:
-        assert url == "http://127.0.0.1:4999/v1/query"
+def test_an_online_source_is_relayed_by_the_platform_through_the_socket(
+    osv_server: MirrorServer,
+):
+    source = VulnerabilitySource(osv_url=osv_server.query_url)  # OSV's API, on loopback here
+    with osv_endpoint(source) as server:
+        assert server.socket_path is not None
+        via_socket = httpx.Client(transport=httpx.HTTPTransport(uds=str(server.socket_path)))
+        answer = via_socket.post(
+            "http://osv/v1/query",
+            json={"package": {"name": "requests", "ecosystem": "PyPI"}, "version": "2.19.0"},
+        ).json()
+        assert {v["id"] for v in answer["vulns"]} == {"PYSEC-2018-28", "PYSEC-2023-74"}
+        refused = via_socket.get("http://osv/v1/vulns/PYSEC-2018-28")
+        assert refused.status_code == 404  # only queries cross, nothing else
 
 
 def test_an_unsynced_mirror_says_how_to_sync(tmp_path: Path):
