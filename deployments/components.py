@@ -216,6 +216,8 @@ class ProcessSpec:
     """Working directory; None for the data directory."""
     health_login: tuple[str, SecretStr] | None = None
     """User and password that the health probe sends, where the component requires a login."""
+    stop_last: bool = False
+    """Stopped after every other child: a server the others talk to while they shut down."""
 
 
 def child_env(
@@ -300,6 +302,7 @@ def prefect_server_spec(
         port=ports.prefect,
         env=env,
         secret_env=secret,
+        stop_last=True,
     )
 
 
@@ -360,6 +363,7 @@ def registry_spec(
         health_url=f"http://{HOST}:{ports.registry}/v2/",
         port=ports.registry,
         health_login=(login.username, login.password),
+        stop_last=True,
     )
 
 

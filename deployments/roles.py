@@ -62,12 +62,13 @@ def start_host(supervisor: Supervisor, began: float) -> None:
     ready = time.monotonic() - began
     supervisor.write_state(ready_seconds=ready)
 
-    from deployments.status import collect_status, format_table
+    from deployments.status import collect_status, format_table, verdict
 
-    report(format_table(collect_status(options.home)))
+    results = collect_status(options.home)
+    report(format_table(results))
     role = "" if options.role == "embedded" else f" (role {options.role})"
     report(
-        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s. "
+        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s, {verdict(results)}. "
         "Stop it with Ctrl-C or `slipway down`."
     )
 

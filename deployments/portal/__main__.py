@@ -13,6 +13,8 @@ from datetime import timedelta
 from slipway.home import HOST
 from tasks.docs_freshness import DEFAULT_STALE_AFTER
 
+__all__ = ["main", "parse_args"]
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The portal's command line, as `slipway up` passes it."""

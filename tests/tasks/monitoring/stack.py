@@ -50,7 +50,7 @@ def require_binaries() -> MonitoringBinaries:
     """Debian's monitoring binaries; skip without them, but fail under CI."""
     binaries = MonitoringBinaries.find()
     if binaries.missing():
-        message = f"not installed: {', '.join(binaries.missing())} (scripts/system-deps.sh)"
+        message = f"not installed: {', '.join(binaries.missing())} (run `make system` as root)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
