@@ -66,6 +66,8 @@ class Checkout:
 
 
 _PROJECT_DIR = Path(__file__).resolve().parent.parent
+_SOURCES_UMASK = 0o022
+"""The umask of a checkout's work tree: git's usual modes, as on a developer's machine."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ def create_repository(server: GitServer, name: str, *, hook: PushHook | None = N
     path = _local_root(server) / f"{name}.git"
     if not path.exists():
         try:
-            git.Repo.init(path, bare=True, initial_branch=server.default_branch)
+            # --shared=0600: the files git init makes are private whatever the umask.
+            git.Repo.init(path, bare=True, initial_branch=server.default_branch, shared="0600")
         except (git.GitError, OSError) as e:
             shutil.rmtree(path, ignore_errors=True)
             raise GitError(f"could not create repository {path}: {e}") from e
@@ -136,7 +139,10 @@ def _keep_private(repository: Path) -> None:
     that writes here (a developer's ``git push`` included): files 0600,
     objects 0400, directories 0700.
     """
-    with git.Repo(repository).config_writer() as config:
+    repo = git.Repo(repository)
+    if repo.config_reader().get_value("core", "sharedRepository", "") == "0600":
+        return  # rewriting the config would give it the caller's umask
+    with repo.config_writer() as config:
         config.set_value("core", "sharedRepository", "0600")
 
 
@@ -276,7 +282,12 @@ def checkout(server: GitServer, name: str, commit: str | None = None) -> Iterato
         try:
             repo = git.Repo.clone_from(url, workspace / name, no_checkout=True)
             target = _resolve(repo, wanted)
-            repo.git.checkout("--detach", "--force", target)
+            # git's own modes (0644, 0755), not the platform's umask 077: an image
+            # built from the tree copies them, and its non-root user must read them.
+            # Sources are not secret, and the workspace above stays 0700.
+            repo.git.execute(
+                ["git", "checkout", "--detach", "--force", target], umask=_SOURCES_UMASK
+            )
         except git.GitCommandError as e:
             raise GitError(
                 f"could not check out {wanted!r} of {name}: {e.stderr.strip() or e}",

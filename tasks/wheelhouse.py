@@ -43,6 +43,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from slipway.errors import BuildError, CommandError, InvalidRequest
+from slipway.private import make_private
 from slipway.process import run
 from tasks.containers import confinement
 
@@ -275,6 +276,7 @@ def _fetch(
             )
         (work / LOCK).write_text(_lock(work))
         (work / "install.py").write_text(_INSTALL_PY)
+        make_private(work)  # pip keeps some files' own modes; the home's are private
         shutil.rmtree(stored, ignore_errors=True)
         work.rename(stored)
     finally:

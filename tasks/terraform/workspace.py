@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from slipway.errors import SlipwayError, TerraformError
+from slipway.private import make_private
 from tasks.terraform.config import child_environment, cli_config, render_backend
 from tasks.terraform.inputs import (
     Variables,
@@ -218,6 +219,7 @@ class Terraform:
         """Copy the module and write the generated files; True if the backend changed."""
         ws.directory.mkdir(parents=True, exist_ok=True)
         shutil.copytree(ws.module, ws.directory, ignore=_COPY_IGNORE, dirs_exist_ok=True)
+        make_private(ws.directory)  # copytree copies the module's open modes into the home
         backend = render_backend(self._backend, ws.service, ws.environment)
         if backend.kind == "local":
             Path(str(dict(backend.settings)["path"])).parent.mkdir(parents=True, exist_ok=True)

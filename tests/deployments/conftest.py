@@ -53,6 +53,20 @@ def processes_of_home(home: Path) -> list[int]:
     return found
 
 
+def open_to_others(home: Path) -> list[str]:
+    """Every path under ``home`` (and itself) that grants its group or others anything.
+
+    The data directory must be 0700 and its files 0600 (executables 0700, git's
+    objects 0400): this lists whatever breaks that, with its mode.
+    """
+    found = [home, *home.rglob("*")]
+    return [
+        f"{p.relative_to(home)} {p.lstat().st_mode & 0o777:o}"
+        for p in found
+        if not p.is_symlink() and p.lstat().st_mode & 0o077
+    ]
+
+
 @dataclass
 class Up:
     """One `slipway up` child process and what it printed."""

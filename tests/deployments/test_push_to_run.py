@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import BASE_IMAGE
-from tests.deployments.conftest import Up, free_port
+from tests.deployments.conftest import Up, free_port, open_to_others
 from tests.deployments.webhook_helpers import wait_for
 from tests.flows.delivery_fixtures import docker_or_skip
 
@@ -160,6 +160,9 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
             for r in _runs(up, "build-test-deploy")
             if r["parameters"].get("service") == name
         ), "a push to a branch must not build and deploy"
+        # After pushes under this shell's open umask, builds, a registry push, Terraform
+        # state and artifacts, every path of the data directory is still its owner's alone.
+        assert open_to_others(up.home) == []
     finally:
         for container in engine.containers.list(
             all=True, filters={"label": [f"dev.slipway.service={name}"]}

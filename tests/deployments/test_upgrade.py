@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deployments.conftest import REPO, Up, free_port, slipway_env
+from tests.deployments.conftest import REPO, Up, free_port, open_to_others, slipway_env
 
 PREVIOUS_RELEASE = "1fd53302737d227d86cf48be57e861b52cf9f3bb"
 """The last commit of main before issue 21: homes in the field have its layout."""
@@ -115,20 +115,11 @@ def old_home(tmp_path: Path) -> Iterator[tuple[Up, dict[str, int]]]:
         old.kill()
 
 
-def _open_to_others(home: Path) -> list[str]:
-    found = [home, *home.rglob("*")]
-    return [
-        f"{p.relative_to(home)} {p.lstat().st_mode & 0o777:o}"
-        for p in found
-        if not p.is_symlink() and p.lstat().st_mode & 0o077
-    ]
-
-
 @pytest.mark.timeout(600)
 def test_a_home_of_the_previous_release_keeps_its_history_and_services(old_home) -> None:
     old, ports = old_home
     assert not (old.home / "keys").exists()
-    assert _open_to_others(old.home), "the previous layout should have had open modes"
+    assert open_to_others(old.home), "the previous layout should have had open modes"
 
     new = Up(old.home, ports, slipway_env(), preset_auth=False)
     try:
@@ -139,7 +130,7 @@ def test_a_home_of_the_previous_release_keeps_its_history_and_services(old_home)
         assert "generated the record key" in output
         if HAS_REGISTRY:
             assert "the local registry now requires a login" in output
-        assert _open_to_others(new.home) == []
+        assert open_to_others(new.home) == []
         hook = new.home / "git" / "legacy.git" / "slipway-hook.json"
         assert hook.stat().st_mode & 0o777 == 0o600
         assert httpx.post(f"{new.api_url}/flows/filter", json={}).status_code == 401

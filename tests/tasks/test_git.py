@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from blocks import GitServer
 from slipway.errors import GitError, InvalidRequest
+from slipway.private import private_umask
 from tasks.git import (
     PushHook,
     checkout,
@@ -128,6 +129,39 @@ def test_a_push_under_an_open_umask_still_writes_private_files(
     previous = os.umask(0o022)  # a developer's shell
     try:
         publish_directory(server, "svc", source(tmp_path, {"a.txt": "1"}), message="one")
+    finally:
+        os.umask(previous)
+    assert _shared(repository) == []
+
+
+def test_a_checkout_under_the_platforms_umask_has_git_modes_in_a_private_workspace(
+    server: GitServer, tmp_path: Path
+) -> None:
+    """An image built from a checkout copies its modes: its non-root user must read them."""
+    repository = create_repository(server, "svc")
+    tree = source(tmp_path, {"app/main.py": "print(1)\n", "run.sh": "#!/bin/sh\n"})
+    (tree / "run.sh").chmod(0o755)
+    publish_directory(server, "svc", tree, message="one")
+    with private_umask(), checkout(server, "svc") as done:
+        modes = {
+            str(p.relative_to(done.path)): p.stat().st_mode & 0o777
+            for p in done.path.rglob("*")
+            if ".git" not in p.parts
+        }
+        workspace = done.path.parent.stat().st_mode & 0o777
+    assert modes == {"app": 0o755, "app/main.py": 0o644, "run.sh": 0o755}
+    assert workspace == 0o700
+    assert _shared(repository) == []  # the clone's hard-linked objects kept their modes
+
+
+def test_a_repository_made_under_an_open_umask_is_private_from_the_start(
+    server: GitServer, tmp_path: Path
+) -> None:
+    previous = os.umask(0o022)  # a script of the platform team's, run from their shell
+    try:
+        hook = PushHook("http://127.0.0.1:1/hooks/github", SecretStr("s"), tmp_path / "s")
+        repository = create_repository(server, "svc", hook=hook)
+        create_repository(server, "svc", hook=hook)  # again: idempotent, still private
     finally:
         os.umask(previous)
     assert _shared(repository) == []
