@@ -151,9 +151,11 @@ class _CheckedName(str):
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         # InvalidRequest is a ValueError, so pydantic reports it as a validation error.
-        return core_schema.no_info_after_validator_function(
-            cls.parse,
-            core_schema.str_schema(),
+        checked = core_schema.no_info_after_validator_function(cls.parse, core_schema.str_schema())
+        return core_schema.json_or_python_schema(
+            json_schema=checked,
+            # A value of this type passed its check where it entered: it is taken as it is.
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), checked]),
             serialization=core_schema.to_string_ser_schema(),
         )
 
@@ -197,15 +199,19 @@ class EnvironmentName(_CheckedName):
 
 
 class GitSha(_CheckedName):
-    """A commit id: 7 to 40 lower-case hex digits."""
+    """A commit id: 7 to 40 lower-case hex digits.
+
+    Surrounding space is dropped and upper-case hex lowered first, as a sha
+    pasted into a form often comes.
+    """
 
     what = "commit"
-    pattern = _SHA.pattern
+    pattern = r"^\s*[0-9a-fA-F]{7,40}\s*$"
 
     @classmethod
     def check(cls, value: str) -> str:
-        """Refuse anything but lower-case hex of 7 to 40 digits."""
-        return check_sha(value, what=cls.what)
+        """The sha in lower case; refuses anything but hex of 7 to 40 digits."""
+        return check_sha(value.strip().lower(), what=cls.what)
 
 
 class GitRef(_CheckedName):
