@@ -232,7 +232,7 @@ def run_dora(home: SlipwayHome, args: argparse.Namespace) -> int:
         services = [c.name for c in snapshot.owned_by(subject.removeprefix("group:"))]
         if not services:
             raise InvalidRequest(f"{subject} owns no service in the catalog")
-        subjects = {subject: services}
+        subjects: dict[str, list[str]] = {subject: list(services)}
     elif subject:
         if subject not in names:
             known = ", ".join(sorted(names)) or "none"

@@ -34,7 +34,7 @@ from blocks.deploy_target import DeployTarget
 from blocks.terraform_backend import TerraformBackend
 from slipway.errors import DockerUnavailable, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
-from tasks.catalog import Catalog, CatalogEntry
+from tasks.catalog import Catalog, CatalogEntry, EnvironmentRecord
 from tasks.containers import docker_client
 from tasks.runtime import (
     DesiredRuntime,
@@ -46,7 +46,6 @@ from tasks.runtime import (
     unclaimed,
 )
 from tasks.terraform import (
-    EnvironmentRecord,
     OutputValue,
     Terraform,
     TerraformHealth,
@@ -113,14 +112,14 @@ def targets(
     found, never = [], []
     for entry in entries:
         for environment in sorted(set(entry.environments) | set(entry.outputs)):
-            record = EnvironmentRecord.of(entry, environment)
+            record = entry.outputs.get(environment)
             if record is None:
                 reason = "listed in the catalog but never provisioned: run provision-environment"
                 never.append(EnvironmentStatus(entry.name, environment, "OutOfSync", (reason,)))
                 continue
             try:
                 ws = tf.workspace(module, entry.name, environment)
-                found.append(Target(ws, record.variables(), record))
+                found.append(Target(ws, record.applied_variables(), record))
             except SlipwayError as e:
                 row = EnvironmentStatus(entry.name, environment, "Unknown", (str(e),), error=e)
                 never.append(row)
@@ -241,7 +240,7 @@ def _record(
 ) -> None:
     ws, record = target.ws, target.record
     values = record_outputs(
-        outputs, target.variables, state=state_location(backend, ws), expires_at=record.expires_at()
+        outputs, target.variables, state=state_location(backend, ws), expires_at=record.expires_at
     )
     Catalog.load_default().update(
         ws.service,
@@ -256,7 +255,7 @@ def recorded_release(service: str, environment: str) -> str | None:
     None when nothing was released yet or the history cannot be read; each
     container's own ``dev.slipway.image`` label is then what it is compared with.
     """
-    from tasks.release_history import deployment_history
+    from tasks.release import deployment_history
 
     try:
         history = deployment_history(service, environment, limit=20)

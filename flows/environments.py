@@ -34,9 +34,8 @@ from pydantic import BaseModel, Field
 from blocks.terraform_backend import TerraformBackend
 from slipway.errors import GateRefused, InvalidRequest, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
-from tasks.catalog import Catalog, CatalogEntry
+from tasks.catalog import Catalog, CatalogEntry, EnvironmentRecord
 from tasks.terraform import (
-    EnvironmentRecord,
     PlanResult,
     Terraform,
     Workspace,
@@ -86,7 +85,7 @@ class EnvironmentResult(BaseModel):
     plan: str = Field(description="Terraform's count: 'N to add, N to change, N to destroy'.")
     applied: bool = Field(description="Whether a plan was applied (False: nothing to do).")
     approval: str = Field(default="", description="'approved: <comment>', or empty if none.")
-    outputs: dict[str, str] = Field(default_factory=dict, description="As kept in the catalog.")
+    outputs: EnvironmentRecord | None = Field(default=None, description="As kept in the catalog.")
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def apply_plan(tf: Terraform, ws: Workspace, plan: PlanResult) -> None:
 @task(name="record-environment", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
 def record_environment(
     tf: Terraform, backend: TerraformBackend, request: _Request, note: str
-) -> dict[str, str]:
+) -> EnvironmentRecord:
     """Keep the outputs, applied variables and state location in the catalog entry."""
     ws = request.ws
     record = record_outputs(
@@ -253,8 +252,10 @@ def destroy_environment(
     module = environment_module(backend)
     ws = tf.workspace(module, service, environment)
     entry = Catalog.load_default().get(service)
-    record = EnvironmentRecord.of(entry, environment)
-    variables = record.variables() if record else resolve_variables(entry, environment, {}, module)
+    record = entry.outputs.get(environment)
+    variables = (
+        record.applied_variables() if record else resolve_variables(entry, environment, {}, module)
+    )
     plan = plan_environment(tf, ws, variables, destroy=True)
     approval = ""
     if plan.has_changes:
@@ -293,8 +294,8 @@ def expire_preview_environments() -> list[str]:
     due = []
     for entry in Catalog.load_default().entries():
         for environment in sorted(entry.outputs):
-            record = EnvironmentRecord(entry.outputs[environment])
-            expires = record.expires_at() if is_preview(environment) else None
+            record = entry.outputs[environment]
+            expires = record.expires_at if is_preview(environment) else None
             if expires is not None and expires <= now:
                 due.append((entry.name, environment, expires))
     rows: list[dict[str, str]] = []

@@ -222,7 +222,7 @@ def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
     limit = max_parallel or settings.nightly_scan_concurrency
     if limit < 1:
         raise InvalidRequest(f"max_parallel must be at least 1, not {limit}")
-    names = [entry.name for entry in Catalog.load_default().entries()]
+    names: list[str] = [entry.name for entry in Catalog.load_default().entries()]
     previous = {name: _previous_fingerprints(name) for name in names}
     summaries: list[ScanSummary] = []
     failures: dict[str, str] = {}

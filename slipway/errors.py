@@ -23,6 +23,7 @@ these.
     │   └── ServiceNotFound (KeyError)    ... because no entry has that name
     ├── BuildError                        an image build, its tests or its push failed
     ├── DeployError                       a deployment did not become healthy; the old one serves
+    ├── Superseded                        a newer push of the same target took over; nothing deployed
     ├── DocsBuildError                    mkdocs refused a service's docs
     ├── StorageError                      the artifact store refused a read or write
     │   └── ObjectNotFound (KeyError)     ... because the key does not exist
@@ -57,6 +58,7 @@ __all__ = [
     "ScanError",
     "StateLocked",
     "StorageError",
+    "Superseded",
     "TemplateError",
     "TerraformError",
 ]
@@ -156,6 +158,14 @@ class BuildError(SlipwayError):
 
 class DeployError(SlipwayError):
     """A new deployment did not become healthy; the previous one keeps serving."""
+
+
+class Superseded(SlipwayError):
+    """A newer push of the same service and environment took over, so this run deploys nothing.
+
+    Not a failure: build-test-deploy ends Cancelled with this message, and the
+    newer run delivers.
+    """
 
 
 class DocsBuildError(SlipwayError):

@@ -151,11 +151,12 @@ class _CheckedName(str):
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         # InvalidRequest is a ValueError, so pydantic reports it as a validation error.
-        checked = core_schema.no_info_after_validator_function(cls.parse, core_schema.str_schema())
         return core_schema.json_or_python_schema(
-            json_schema=checked,
-            # A value of this type passed its check where it entered: it is taken as it is.
-            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), checked]),
+            json_schema=core_schema.no_info_after_validator_function(
+                cls.parse, core_schema.str_schema()
+            ),
+            # `parse` takes a value of this type as it is: it passed its check where it entered.
+            python_schema=core_schema.no_info_plain_validator_function(cls.parse),
             serialization=core_schema.to_string_ser_schema(),
         )
 

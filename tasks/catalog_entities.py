@@ -31,7 +31,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slipway.errors import CatalogError
-from tasks.catalog import ANNOTATION_PREFIX, API_VERSION, CatalogEntry
+from tasks.catalog import ANNOTATION_PREFIX, API_VERSION, CatalogEntry, record_strings
 from tasks.entity_refs import canonical_ref, check_entity_name
 
 __all__ = [
@@ -254,7 +254,8 @@ def resource_documents(entry: CatalogEntry) -> list[dict[str, Any]]:
     """One Resource per environment of ``entry``, previews included, with its Terraform outputs."""
     documents = []
     for environment in entry.environment_names:
-        outputs = entry.outputs.get(environment, {})
+        record = entry.outputs.get(environment)
+        outputs = record_strings(record) if record is not None else {}
         metadata: dict[str, Any] = {
             "name": resource_name(entry.name, environment),
             "title": f"{entry.name} in {environment}",
@@ -262,7 +263,7 @@ def resource_documents(entry: CatalogEntry) -> list[dict[str, Any]]:
             "annotations": {
                 f"{ANNOTATION_PREFIX}service": entry.name,
                 f"{ANNOTATION_PREFIX}environment": environment,
-                f"{ANNOTATION_PREFIX}provisioned": str(bool(outputs)).lower(),
+                f"{ANNOTATION_PREFIX}provisioned": str(record is not None).lower(),
                 f"{ANNOTATION_PREFIX}outputs": json.dumps(outputs, sort_keys=True),
             },
         }

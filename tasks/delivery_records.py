@@ -21,7 +21,7 @@ from uuid import UUID
 from prefect.client.schemas.sorting import ArtifactSort
 from pydantic import BaseModel, ValidationError
 
-from tasks.release_history import DeploymentRecord, history_key
+from tasks.release import DeploymentRecord, history_key
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.release_history import DeploymentRecord
+from tasks.release import DeploymentRecord
 
 __all__ = [
     "PRODUCTION",

@@ -36,7 +36,7 @@ from prefect.exceptions import MissingContextError
 
 from blocks.deploy_target import DeployTarget
 from slipway.errors import BuildError, InvalidRequest
-from slipway.names import check_dns_label, check_host_port, check_sha
+from slipway.names import ServiceName, check_host_port, check_sha
 from tasks.containers import confinement
 from tasks.wheelhouse import WHEELHOUSE, Wheelhouse, prepare_wheelhouse
 
@@ -64,6 +64,7 @@ __all__ = [
     "image_repository",
     "push_image",
     "remove_image",
+    "removed_unless_pushed",
     "run_image_tests",
     "test_inputs_digest",
 ]
@@ -181,7 +182,7 @@ class TestReport:
 
 def image_repository(registry: ContainerRegistry, service: str) -> str:
     """``<registry>/<service>``, the repository every image of ``service`` goes to."""
-    return f"{check_host_port(registry.url)}/{check_dns_label(service, what='service')}"
+    return f"{check_host_port(registry.url)}/{ServiceName.parse(service)}"
 
 
 @task(name="build-image", cache_policy=NO_CACHE)
@@ -659,6 +660,34 @@ def remove_image(client: docker.DockerClient, tag: str) -> None:
         client.images.remove(tag, noprune=False)
     except DockerException as e:
         _log().warning("Could not remove image %s: %s", tag, e)
+
+
+@contextmanager
+def removed_unless_pushed(client: docker.DockerClient, built: BuiltImage) -> Iterator[None]:
+    """Remove the tags this run's build made, when the block ends with the registry not holding it.
+
+    A build whose tests fail, that runs already, or whose push fails must not
+    stay tagged as the service's image; whatever ended the block. A reused
+    earlier build keeps the tags it had.
+    """
+    try:
+        yield
+    finally:
+        if not built.reused and not _pushed(client, built):
+            for tag in (built.tag, built.inputs_tag):
+                if tag is not None:
+                    remove_image(client, tag)
+
+
+def _pushed(client: docker.DockerClient, built: BuiltImage) -> bool:
+    """Whether the engine knows a digest of ``built`` in its repository: a push stored it."""
+    from docker.errors import DockerException
+
+    try:
+        image = client.images.get(built.image_id)
+    except DockerException:
+        return False
+    return bool(_repo_digest(image, built.tag.rpartition(":")[0]))
 
 
 def _tail(text: str, lines: int = 30) -> str:

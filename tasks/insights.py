@@ -34,7 +34,7 @@ from tasks.dora import (
 )
 from tasks.health_log import ingest_health_events, load_health_events
 from tasks.insights_store import load_scorecard, save_dora, save_scorecard
-from tasks.release_history import DeploymentRecord
+from tasks.release import DeploymentRecord
 from tasks.scorecard_facts import DRIFT_REPORT, FactSources, gather_facts, tests_key
 from tasks.scorecards import LEVEL_CHANGED_EVENT, Scorecard, ScorecardSpec, evaluate, load_spec
 from tasks.storage import ObjectStore

@@ -22,7 +22,7 @@ from tasks.catalog_model import CatalogSnapshot, owner_group
 from tasks.delivery_records import LatestArtifact, approval_of
 from tasks.docs_freshness import freshness, latest_commit
 from tasks.dora import PRODUCTION, DoraReport
-from tasks.release_history import DeploymentRecord
+from tasks.release import DeploymentRecord
 from tasks.scanners.base import Severity
 from tasks.scanners.history import baseline_sha, load_summary
 from tasks.scorecards import DORA_METRICS, Fact

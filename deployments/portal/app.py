@@ -227,7 +227,7 @@ async def _probe_forever(sources: PortalSources, board: HealthBoard) -> None:
 def _targets(sources: PortalSources) -> dict[tuple[str, str], str]:
     """Every environment that was provisioned or deployed, and its ``/healthz`` URL."""
     deployed = latest_everywhere(sources.client)
-    found = {}
+    found: dict[tuple[str, str], str] = {}
     for entry in sources.catalog.snapshot().components:
         for name in entry.environment_names:
             if name in entry.outputs or (entry.name, name) in deployed:

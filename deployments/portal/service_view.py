@@ -28,7 +28,7 @@ from tasks.delivery_records import LatestArtifact, latest_artifacts, latest_reco
 from tasks.docs_freshness import Freshness, freshness, latest_commit
 from tasks.dora import DoraReport
 from tasks.insights_store import load_dora, load_scorecard
-from tasks.release_history import DeploymentRecord, history_key
+from tasks.release import DeploymentRecord, history_key
 from tasks.scanners.base import Severity
 from tasks.scanners.history import baseline_sha, load_summary
 from tasks.scanners.report import FindingRecord, ScanSummary
@@ -167,7 +167,7 @@ def _environments(
     names += sorted(set(latest) - set(names))  # deployed but since removed from the entry
     rows = []
     for name in names:
-        outputs = entry.outputs.get(name, {})
+        record = entry.outputs.get(name)
         running = next(
             (
                 h.record
@@ -176,14 +176,14 @@ def _environments(
             ),
             latest[name] if name in latest and latest[name].outcome == "succeeded" else None,
         )
-        live = bool(outputs) or name in latest
+        live = record is not None or name in latest
         rows.append(
             EnvironmentRow(
                 name=name,
                 preview=is_preview(name),
                 declared=name in entry.environments,
-                provisioned=bool(outputs),
-                expires_at=outputs.get("expires_at", ""),
+                provisioned=record is not None,
+                expires_at=record.expires_at.isoformat() if record and record.expires_at else "",
                 url=sources.service_url(entry, name) if live else None,
                 health=health.get(entry.name, name),
                 running=running,

@@ -52,8 +52,8 @@ class CatalogCache:
 
 def environment_port(entry: CatalogEntry, environment: str) -> int:
     """The port an environment serves on: its provisioned one, else the service's."""
-    port = entry.outputs.get(environment, {}).get("port", "")
-    return int(port) if port.isdigit() else entry.port
+    record = entry.outputs.get(environment)
+    return record.port if record is not None and record.port else entry.port
 
 
 @dataclass

@@ -262,7 +262,7 @@ def configure_platform(root: Path, registry: str) -> SlipwayHome:
 def catalogue_service(home: SlipwayHome, name: str, source: Path, ports: dict[str, int]) -> None:
     """Create the service's repository with its first commit, and its catalog entry."""
     from blocks import GitServer
-    from tasks.catalog import Catalog, CatalogEntry
+    from tasks.catalog import Catalog, CatalogEntry, EnvironmentRecord
     from tasks.git import create_repository, publish_directory, repository_url
 
     server = GitServer.load_default()
@@ -275,7 +275,9 @@ def catalogue_service(home: SlipwayHome, name: str, source: Path, ports: dict[st
             repository=repository_url(server, name),
             port=ports["dev"],
             environments=("dev", "staging", "prod"),
-            outputs={env: {"port": str(port)} for env, port in ports.items() if env != "dev"},
+            outputs={
+                env: EnvironmentRecord(port=port) for env, port in ports.items() if env != "dev"
+            },
         ),
         message=f"Add {name}",
     )

@@ -1,18 +1,11 @@
 """Blue-green releases of service images on the deploy target's Docker engine.
 
-**Container contract** (drift detection reads it; keep it exactly): every
-service container is named ``<service>-<environment>-<sha12>`` and labelled
-``dev.slipway.service``, ``dev.slipway.environment``, ``dev.slipway.sha``
-(full sha), ``dev.slipway.image`` (``<registry>/<service>@sha256:...``),
-``dev.slipway.port`` and ``dev.slipway.live`` (``"true"`` on the one serving).
-Each runs confined, as `tasks.containers.confinement` starts every service container.
-
-**Blue-green on one host.** Containers use the host's network, and two
-processes cannot bind one port, so the new version is proven on a spare port
-first: a *candidate* (``live=false``) starts on a free port of the deploy
-target's range and must answer ``/healthz`` within the health timeout. Only
-then is the switch made: the candidate goes, the old container stops, and the
-new one starts on the service's port and must answer there too.
+Containers use the host's network, and two processes cannot bind one port, so
+the new version is proven on a spare port first: a *candidate*
+(``live=false``) starts on a free port of the deploy target's range and must
+answer ``/healthz`` within the health timeout. Only then is the switch made:
+the candidate goes, the old container stops, and the new one starts on the
+service's port and must answer there too.
 
 - A candidate that fails its health check is removed and the old container
   was never touched: it keeps serving, without one failed request.
@@ -21,28 +14,40 @@ new one starts on the service's port and must answer there too.
   container then not answer on the real port, it is removed and the old one
   started again.
 
-What was released is recorded by `tasks.release_history`, which also holds
-the slot that lets one release at a time touch a service's environment.
+Every container follows the contract of `tasks.release.contract`.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
-from slipway.errors import BuildError, ConfigurationError, DeployError, InvalidRequest
-from slipway.names import check_dns_label, check_sha
-from tasks.containers import confinement, is_confined
-from tasks.images import content_digest, ensure_image
+from slipway.errors import ConfigurationError, DeployError, InvalidRequest
+from slipway.run_log import run_logger
+from tasks.containers import confinement
+from tasks.images import ensure_image
+from tasks.release.contract import (
+    LABEL_ENVIRONMENT,
+    LABEL_IMAGE,
+    LABEL_LIVE,
+    LABEL_PORT,
+    LABEL_SERVICE,
+    LABEL_SHA,
+    Release,
+    container_environment,
+    container_name,
+    health_url,
+    healthy,
+    release_containers,
+    reported_version,
+    service_url,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -50,103 +55,12 @@ if TYPE_CHECKING:
 
     from blocks.deploy_target import DeployTarget
 
-__all__ = [
-    "LABEL_ENVIRONMENT",
-    "LABEL_IMAGE",
-    "LABEL_LIVE",
-    "LABEL_PORT",
-    "LABEL_SERVICE",
-    "LABEL_SHA",
-    "Deployed",
-    "LiveContainer",
-    "Release",
-    "already_serving",
-    "container_name",
-    "deploy_release",
-    "live_container",
-    "service_url",
-    "wait_healthy",
-]
-
-LABEL_SERVICE = "dev.slipway.service"
-LABEL_ENVIRONMENT = "dev.slipway.environment"
-LABEL_SHA = "dev.slipway.sha"
-LABEL_IMAGE = "dev.slipway.image"
-LABEL_PORT = "dev.slipway.port"
-LABEL_LIVE = "dev.slipway.live"
+__all__ = ["Deployed", "deploy_release", "wait_healthy"]
 
 _STOP_SECONDS = 10
 _POLL_FAST, _POLL_SLOW = 0.05, 0.2
 """Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
 _POLL_FAST_SECONDS = 3.0
-
-
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Release:
-    """One image of a service to run in one environment."""
-
-    service: str
-    """The service's name."""
-    environment: str
-    """The environment's name, e.g. ``dev``."""
-    sha: str
-    """The full commit id the image was built from."""
-    image: str
-    """``<registry>/<service>@sha256:...``; never a tag, so what ran is known exactly."""
-    port: int
-    """The port it serves on: the catalog's, or the environment's provisioned one."""
-    env_vars: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment variables, e.g. from the environment's provisioning."""
-
-    def __post_init__(self) -> None:
-        check_dns_label(self.service, what="service")
-        check_dns_label(self.environment, what="environment")
-        check_sha(self.sha)
-        repository, at, digest = self.image.partition("@")
-        if not at or not digest.startswith("sha256:") or not repository:
-            raise DeployError(
-                f"image {self.image!r} is not pinned by digest",
-                hint="deploy `<registry>/<service>@sha256:...`, as build-test-deploy records it",
-            )
-
-    @property
-    def digest(self) -> str:
-        """The ``sha256:...`` part of `image`."""
-        return self.image.partition("@")[2]
-
-
-@dataclass(frozen=True)
-class LiveContainer:
-    """A container of the contract, as read back from its labels."""
-
-    name: str
-    service: str
-    environment: str
-    sha: str
-    image: str
-    port: int
-    running: bool
-
-    @classmethod
-    def of(cls, container: Container) -> LiveContainer:
-        """Read the contract's labels of ``container``."""
-        labels = container.labels
-        return cls(
-            name=str(container.name),
-            service=labels.get(LABEL_SERVICE, ""),
-            environment=labels.get(LABEL_ENVIRONMENT, ""),
-            sha=labels.get(LABEL_SHA, ""),
-            image=labels.get(LABEL_IMAGE, ""),
-            port=int(labels.get(LABEL_PORT, "0") or 0),
-            running=container.status == "running",
-        )
 
 
 @dataclass(frozen=True)
@@ -163,101 +77,6 @@ class Deployed:
     """How long connections were refused during the switch; 0 for a first deploy."""
     replaced: str | None
     """The name of the container it replaced, if any."""
-
-
-def container_name(service: str, environment: str, sha: str) -> str:
-    """``<service>-<environment>-<sha12>``, the contract's name."""
-    return f"{service}-{environment}-{sha[:12]}"
-
-
-def _slipway_containers(
-    client: docker.DockerClient, service: str, environment: str, **labels: str
-) -> list[Container]:
-    filters = [f"{LABEL_SERVICE}={service}", f"{LABEL_ENVIRONMENT}={environment}"]
-    filters += [f"dev.slipway.{k}={v}" for k, v in labels.items()]
-    # ignore_removed: another release may remove a listed container before it is inspected.
-    return list(client.containers.list(all=True, filters={"label": filters}, ignore_removed=True))
-
-
-def live_container(
-    client: docker.DockerClient, service: str, environment: str
-) -> LiveContainer | None:
-    """The container that serves ``service`` in ``environment`` right now, if one runs."""
-    for container in _slipway_containers(client, service, environment, live="true"):
-        if container.status == "running":
-            return LiveContainer.of(container)
-    return None
-
-
-def already_serving(
-    client: docker.DockerClient,
-    release: Release,
-    *,
-    target: DeployTarget,
-    content_of: str | None = None,
-) -> LiveContainer | None:
-    """The live container, if it already runs ``release`` and answers ``/healthz``.
-
-    Already running means the same commit on the same port with the same
-    environment variables, from the same image or one of the same content
-    (`tasks.images.content_digest`: a rebuild of the same commit differs only
-    in its build-time label). Restarting such a container would change
-    nothing but cost a start, during which the port refuses requests, as
-    Argo CD leaves a synced application alone. Anything that cannot be read
-    makes the answer None, and the release simply goes ahead.
-
-    Args:
-        client: The deploy target's engine.
-        release: What is to run.
-        target: The deploy target, whose bind address the service answers on.
-        content_of: An image (id or tag) to compare by content instead of
-            ``release.image``, e.g. a build not pushed yet.
-    """
-    for container in _slipway_containers(client, release.service, release.environment, live="true"):
-        if container.status != "running":
-            continue
-        live = LiveContainer.of(container)
-        if (live.sha, live.port) != (release.sha, release.port):
-            return None
-        if not _same_run(client, container, release, target, content_of or release.image):
-            return None
-        try:
-            with httpx.Client(timeout=2.0, trust_env=False) as http:
-                answer = http.get(_url(target, release.port))
-        except httpx.HTTPError:
-            return None
-        return live if _healthy(answer, release.sha) else None
-    return None
-
-
-def _same_run(
-    client: docker.DockerClient,
-    container: Container,
-    release: Release,
-    target: DeployTarget,
-    image: str,
-) -> bool:
-    """Whether ``container`` runs ``image``'s content with ``release``'s environment variables."""
-    from docker.errors import DockerException
-
-    try:
-        running = str(container.attrs["Image"])
-        same_content = container.labels.get(LABEL_IMAGE) == image or (
-            content_digest(client, running) == content_digest(client, image)
-        )
-        image_env = _env_map(client.images.get(running).attrs["Config"].get("Env"))
-    except (DockerException, BuildError, KeyError) as e:
-        _log().info("Releasing %s: could not compare it with what runs: %s", release.image, e)
-        return False
-    wanted = _environment(release, target, release.port)
-    have = _env_map(container.attrs["Config"].get("Env"))
-    # What the container has beyond ours must come from the image itself.
-    return (
-        same_content
-        and is_confined(container.attrs)  # one started before confinement is replaced
-        and all(have.get(k) == v for k, v in wanted.items())
-        and all(v == image_env.get(k) for k, v in have.items() if k not in wanted)
-    )
 
 
 @task(name="deploy-blue-green", cache_policy=NO_CACHE)
@@ -307,10 +126,12 @@ def _deploy(
 ) -> Deployed:
     ensure_image(client, release.image)
     name = container_name(release.service, release.environment, release.sha)
-    for leftover in _slipway_containers(client, release.service, release.environment, live="false"):
-        _log().warning("Removing %s, a candidate left by an interrupted release", leftover.name)
+    for leftover in release_containers(client, release.service, release.environment, live="false"):
+        run_logger(__name__).warning(
+            "Removing %s, a candidate left by an interrupted release", leftover.name
+        )
         leftover.remove(force=True)
-    previous = _slipway_containers(client, release.service, release.environment, live="true")
+    previous = release_containers(client, release.service, release.environment, live="true")
     serving = next((c for c in previous if c.status == "running"), None)
     for stale in previous:
         if stale.name == name:  # the same commit again: free the name, keep it serving
@@ -333,7 +154,7 @@ def _deploy(
     for old in previous:
         old.remove(force=True)
     total = time.monotonic() - began
-    _log().info("%s serves %s at %s", name, release.image, deployed.url)
+    run_logger(__name__).info("%s serves %s at %s", name, release.image, deployed.url)
     return Deployed(name, deployed.url, total, deployed.switch_seconds, deployed.replaced)
 
 
@@ -352,7 +173,7 @@ def _first_start(
         )
     container = _start(client, release, name, target, release.port, live=True)
     try:
-        wait_healthy(container, _url(target, release.port), sha=release.sha, timeout=timeout)
+        wait_healthy(container, health_url(target, release.port), sha=release.sha, timeout=timeout)
     except BaseException:
         container.remove(force=True)
         raise
@@ -369,10 +190,12 @@ def _switch(
     reserved: frozenset[int],
 ) -> Deployed:
     candidate, spare = _claim_spare(client, release, name, target, reserved | {release.port})
-    _log().info("Starting candidate %s on spare port %d beside %s", name, spare, serving.name)
+    run_logger(__name__).info(
+        "Starting candidate %s on spare port %d beside %s", name, spare, serving.name
+    )
     _started(candidate, name)
     try:
-        wait_healthy(candidate, _url(target, spare), sha=release.sha, timeout=timeout)
+        wait_healthy(candidate, health_url(target, spare), sha=release.sha, timeout=timeout)
     finally:
         candidate.remove(force=True)
     final = _create(client, release, name, target, release.port, live=True)
@@ -380,17 +203,17 @@ def _switch(
     try:
         serving.stop(timeout=_STOP_SECONDS)
         final.start()
-        wait_healthy(final, _url(target, release.port), sha=release.sha, timeout=timeout)
+        wait_healthy(final, health_url(target, release.port), sha=release.sha, timeout=timeout)
     except BaseException as e:
         restored = _restore(final, serving)
-        _log().error("%s failed on port %d; %s", name, release.port, restored)
+        run_logger(__name__).error("%s failed on port %d; %s", name, release.port, restored)
         if isinstance(e, DeployError):
             raise DeployError(
                 f"{e.message} (it was healthy on spare port {spare}; {restored})", hint=e.hint
             ) from e
         raise
     switch = time.monotonic() - switch_began
-    _log().info("Switched %s to %s in %.2f s", serving.name, name, switch)
+    run_logger(__name__).info("Switched %s to %s in %.2f s", serving.name, name, switch)
     return Deployed(name, service_url(target, release.port), 0, switch, str(serving.name))
 
 
@@ -417,7 +240,7 @@ def _create(
 ) -> Container:
     from docker.errors import DockerException
 
-    environment = _environment(release, target, port)
+    environment = container_environment(release, target, port)
     labels = {
         LABEL_SERVICE: release.service,
         LABEL_ENVIRONMENT: release.environment,
@@ -529,9 +352,9 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
                 break
             try:
                 response = http.get(url)
-                if _healthy(response, sha):
+                if healthy(response, sha):
                     return
-                version = _version(response)
+                version = reported_version(response)
                 last = f"HTTP {response.status_code}: {response.text[:300]}"
                 if version not in (None, sha):
                     last = f"{url} reports version {version}, not {sha[:12]}"
@@ -548,44 +371,6 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
         + (f"\ncontainer log:\n{logs}" if logs else ""),
         hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
     )
-
-
-def _environment(release: Release, target: DeployTarget, port: int) -> dict[str, str]:
-    """The environment variables a container of ``release`` gets on ``port``."""
-    return {
-        **release.env_vars,
-        "HOST": target.bind_address,
-        "PORT": str(port),
-        "GIT_SHA": release.sha,
-    }
-
-
-def _env_map(entries: list[str] | None) -> dict[str, str]:
-    """Docker's ``KEY=value`` list as a mapping."""
-    return dict(entry.partition("=")[::2] for entry in entries or [])
-
-
-def _healthy(response: httpx.Response, sha: str) -> bool:
-    """A 200 from /healthz that reports ``sha``, or no version at all."""
-    return response.status_code == 200 and _version(response) in (None, sha)
-
-
-def _version(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    version = body.get("version") if isinstance(body, dict) else None
-    return str(version) if isinstance(version, str) and len(version) >= 7 else None
-
-
-def service_url(target: DeployTarget, port: int) -> str:
-    """Where a service on ``port`` of the deploy target answers, e.g. ``http://127.0.0.1:8101/``."""
-    return _url(target, port, "")
-
-
-def _url(target: DeployTarget, port: int, path: str = "healthz") -> str:
-    return f"http://{target.bind_address}:{port}/{path}"
 
 
 def _port_free(address: str, port: int) -> bool:
