@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Literal
 import git
 import yaml
 from gitdb import IStream  # type: ignore[import-untyped]
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import CatalogError, ServiceNotFound
 from slipway.names import ServiceName
@@ -50,6 +52,8 @@ __all__ = [
     "EnvironmentOutputs",
     "EnvironmentRecord",
     "catalog_rows",
+    "find_service",
+    "list_services",
     "record_strings",
 ]
 
@@ -84,6 +88,18 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, str]]:
         }
         for e in entries
     ]
+
+
+@task(name="find-service", cache_policy=NO_CACHE)
+def find_service(name: ServiceName) -> CatalogEntry:
+    """The catalog entry of ``name``; `ServiceNotFound` names the services there are."""
+    return Catalog.load_default().get(name)
+
+
+@task(name="list-services", cache_policy=NO_CACHE)
+def list_services() -> list[CatalogEntry]:
+    """Every service in the catalog, sorted by name."""
+    return Catalog.load_default().entries()
 
 
 class Catalog:

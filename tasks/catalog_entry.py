@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -121,6 +122,12 @@ class EnvironmentRecord(EnvironmentOutputs):
         if isinstance(data, dict) and data and all(isinstance(v, str) for v in data.values()):
             return _from_strings(data)
         return data
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone, as one written by hand may be, is taken as UTC."""
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
     def applied_variables(self) -> dict[str, object]:
         """The variables that were applied last.

@@ -23,7 +23,7 @@ from tasks.dora import DoraReport
 from tasks.insights_store import load_dora, load_levels
 from tasks.scorecards import load_spec
 from tasks.techdocs import DocsMetadata, read_metadata, read_versions, site_prefix
-from tasks.techdocs.publish import DOCS_PREFIX
+from tasks.techdocs.metadata import DOCS_PREFIX
 
 __all__ = [
     "DocsRow",

@@ -35,7 +35,7 @@ from tasks.scanners.report import FindingRecord, ScanSummary
 from tasks.scorecard_facts import DRIFT_REPORT
 from tasks.scorecards import Scorecard
 from tasks.techdocs import read_metadata, site_prefix
-from tasks.techdocs.publish import DOCS_PREFIX
+from tasks.techdocs.metadata import DOCS_PREFIX
 
 __all__ = [
     "HISTORY_PAGE",
