@@ -181,7 +181,7 @@ def _worker_host(state: UpState) -> list[ComponentHealth]:
 
 def _configured_systems(local_registry: str) -> list[ComponentHealth]:
     """Git, Docker, artifacts (and a non-local registry) as the blocks configure them."""
-    from flows.platform_check import probe_configured_systems
+    from tasks.platform_health import probe_configured_systems
 
     return [
         r

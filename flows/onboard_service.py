@@ -35,10 +35,10 @@ from tasks.onboarding import (
     create_service_repository,
     push_first_commit,
     register,
-    release_template,
     render_template,
     report_onboarding,
 )
+from tasks.templates import release_template
 
 __all__ = ["OnboardingResult", "ServiceRequest", "onboard_service"]
 

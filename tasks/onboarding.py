@@ -43,7 +43,6 @@ from tasks.templates import (
     available_templates,
     check_description,
     check_owner,
-    publish_template,
     render_service,
 )
 
@@ -54,7 +53,6 @@ __all__ = [
     "create_service_repository",
     "push_first_commit",
     "register",
-    "release_template",
     "render_template",
     "report_onboarding",
 ]
@@ -186,12 +184,6 @@ def _requested_port(port: int, taken: Mapping[int, str], target: DeployTarget) -
             f"port {port} is already {taken[port]}'s", hint="leave the port empty to get a free one"
         )
     return port
-
-
-@task(name="publish-template", retries=2, retry_delay_seconds=1)
-def release_template(server: GitServer, template: str) -> TemplateRelease:
-    """The template's current version as a tagged repository, so `copier update` works later."""
-    return publish_template(server, template)
 
 
 @task(name="render-template")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import copier
 import yaml
 from copier.errors import CopierError
+from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "check_description",
     "check_owner",
     "publish_template",
+    "release_template",
     "render_service",
     "template_version",
     "templates_root",
@@ -317,6 +319,12 @@ def publish_template(
             hint=f"raise template_version in templates/{template}/copier.yml",
         )
     return release
+
+
+@task(name="publish-template", retries=2, retry_delay_seconds=1)
+def release_template(server: GitServer, template: str) -> TemplateRelease:
+    """The template's current version as a tagged repository, so `copier update` works later."""
+    return publish_template(server, template)
 
 
 def update_service(path: Path, *, vcs_ref: str | None = None) -> RenderedService:
