@@ -1,4 +1,4 @@
-"""What `slipway up` starts on a host of each role, and in which order.
+"""`slipway up`: what it starts on a host of each role, in which order, then supervises.
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
   (on SQLite or PostgreSQL), the registry, then blocks, then the docs portal
@@ -11,14 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import subprocess  # nosec B404 - one-shot child with a fixed argv
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from types import FrameType
 
 import httpx
 
@@ -37,13 +41,53 @@ from deployments.components import (
     worker_spec,
 )
 from deployments.pool import online_workers, server_heartbeat
+from deployments.state import UpLock
+from deployments.supervisor import Report, Stopped, Supervisor, UpOptions
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
-if TYPE_CHECKING:
-    from deployments.supervisor import Supervisor
+__all__ = ["start_host", "up"]
 
-__all__ = ["start_host"]
+
+def up(options: UpOptions, report: Report = print) -> None:
+    """Start every component, report when all are healthy, and supervise until stopped.
+
+    Raises:
+        ComponentError: a port is taken, Slipway already runs on this home, or
+            a component did not become healthy. Nothing is left running.
+    """
+    home = options.home
+    home.ensure()
+    lock = UpLock(home)
+    lock.acquire()
+    began = time.monotonic()
+    supervisor = Supervisor(options, uuid.uuid4().hex, report)
+    try:
+        with _stop_on_signals(supervisor):
+            start_host(supervisor, began)
+            supervisor.watch()
+    except Stopped:
+        pass
+    finally:
+        report("stopping Slipway ...")
+        supervisor.stop_all()
+        with contextlib.suppress(FileNotFoundError):
+            (home.run / "up.json").unlink()
+        lock.release()
+        report("Slipway stopped.")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        supervisor.stopping = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def start_host(supervisor: Supervisor, began: float) -> None:
