@@ -10,7 +10,6 @@ store and Terraform state while sharing the server.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,19 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from slipway.home import Ports, SlipwayHome
+from testkit.platform import Platform, configure_platform, free_port
+
+__all__ = ["Platform", "configure_platform", "free_port"]
 
 # Only loopback is reachable here, and nothing may try another address:
 # Prefect's test server would otherwise send telemetry off the machine.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 LOOPBACK_SECRET = "TOPSECRET-loopback-7f3a"
@@ -89,33 +83,6 @@ def prefect_server() -> Iterator[str]:
     with prefect_test_harness(server_startup_timeout=120):
         register_block_types()
         yield str(PREFECT_API_URL.value())
-
-
-@dataclass(frozen=True)
-class Platform:
-    """A configured platform: its data directory and the ports its blocks name."""
-
-    home: SlipwayHome
-    ports: Ports
-
-
-def configure_platform(root: Path) -> Platform:
-    """Save the ``default`` document of every block for a new home under ``root``.
-
-    Needs a Prefect server (``prefect_server``). The caller points
-    ``SLIPWAY_HOME`` at ``home.root`` where flows need it.
-    """
-    from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
-    from blocks.webhook import ensure_webhook_secret
-
-    home = SlipwayHome(root / ".slipway")
-    home.ensure()
-    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
-    for block_type in ALL_BLOCKS:
-        if block_type is not S3Connection:
-            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
-    ensure_webhook_secret()
-    return Platform(home=home, ports=ports)
 
 
 @pytest.fixture(scope="session")

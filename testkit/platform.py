@@ -1,0 +1,45 @@
+"""A platform's configuration on a Prefect server, for a new data directory."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from slipway.home import Ports, SlipwayHome
+
+__all__ = ["Platform", "configure_platform", "free_port"]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A configured platform: its data directory and the ports its blocks name."""
+
+    home: SlipwayHome
+    ports: Ports
+
+
+def configure_platform(root: Path) -> Platform:
+    """Save the ``default`` document of every block for a new home under ``root``.
+
+    Needs a Prefect server. The caller points ``SLIPWAY_HOME`` at ``home.root``
+    where flows need it.
+    """
+    from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
+    from blocks.webhook import ensure_webhook_secret
+
+    home = SlipwayHome(root / ".slipway")
+    home.ensure()
+    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
+    for block_type in ALL_BLOCKS:
+        if block_type is not S3Connection:
+            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
+    ensure_webhook_secret()
+    return Platform(home=home, ports=ports)
