@@ -138,17 +138,7 @@ def _start_server_host(supervisor: Supervisor) -> None:
         )
     supervisor.write_state(started=datetime.now(UTC))
 
-    _use_embedded_prefect(supervisor.env)
-    import blocks  # imports Prefect while the server boots
-    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
-
-    supervisor.wait_until("prefect", lambda: _http_ok(f"{server.url}/api/health"))
-    blocks.register_block_types()
-    for slug in blocks.ensure_default_documents(home, ports):
-        report(f"wrote default block document {slug}/default")
-    if ensure_webhook_secret():
-        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
-
+    _configure_blocks(supervisor, server.url)
     embedded = options.role == "embedded"
     for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
         supervisor.start(spec)
@@ -161,17 +151,37 @@ def _start_server_host(supervisor: Supervisor) -> None:
             supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
 
     _reconnect_local_git(home, ports)
+    _wait_for_deployments(supervisor)
+    if options.role == "all":
+        _start_worker(supervisor)
 
+
+def _configure_blocks(supervisor: Supervisor, server_url: str) -> None:
+    """Once Prefect answers: the block types, their default documents and the webhook secret."""
+    home, ports, report = supervisor.options.home, supervisor.options.ports, supervisor.report
+    _use_embedded_prefect(supervisor.env)
+    import blocks  # imports Prefect while the server boots
+    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
+
+    supervisor.wait_until("prefect", lambda: _http_ok(f"{server_url}/api/health"))
+    blocks.register_block_types()
+    for slug in blocks.ensure_default_documents(home, ports):
+        report(f"wrote default block document {slug}/default")
+    if ensure_webhook_secret():
+        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
+
+
+def _wait_for_deployments(supervisor: Supervisor) -> None:
+    """Until every deployment that prefect.yaml declares is registered: served, or applied."""
     from deployments.serve import declared_deployments
     from deployments.status import registered_deployments
 
+    options = supervisor.options
     wanted = {d.name for d in declared_deployments(options.project_dir)}
     supervisor.wait_until(
-        "prefect" if not embedded else "deployments",
-        lambda: wanted <= registered_deployments(ports.prefect_api_url, wanted),
+        "prefect" if options.role != "embedded" else "deployments",
+        lambda: wanted <= registered_deployments(options.ports.prefect_api_url, wanted),
     )
-    if options.role == "all":
-        _start_worker(supervisor)
 
 
 def _apply_to_pool(supervisor: Supervisor) -> None:
