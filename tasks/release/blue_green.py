@@ -19,7 +19,6 @@ Every container follows the contract of `tasks.release.contract`.
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,6 +47,7 @@ from tasks.release.contract import (
     reported_version,
     service_url,
 )
+from tasks.release.ports import first_claim, port_free, spare_port
 
 if TYPE_CHECKING:
     import docker
@@ -165,7 +165,7 @@ def _first_start(
     target: DeployTarget,
     timeout: float,
 ) -> Deployed:
-    if not _port_free(target.bind_address, release.port):
+    if not port_free(target.bind_address, release.port):
         raise DeployError(
             f"port {release.port} on {target.bind_address} is taken by something that is not "
             f"a Slipway container of {release.service} in {release.environment}",
@@ -306,13 +306,9 @@ def _claim_spare(
     """
     taken = set(reserved)
     for _ in range(10):
-        port = _spare_port(client, target, frozenset(taken))
+        port = spare_port(client, target, frozenset(taken))
         candidate = _create(client, release, name, target, port, live=False)
-        claims = client.containers.list(
-            all=True, filters={"label": [f"{LABEL_PORT}={port}"]}, ignore_removed=True
-        )
-        first = min(claims, key=_created, default=candidate)
-        if first.id == candidate.id:
+        if first_claim(client, candidate, port):
             return candidate, port
         candidate.remove(force=True)
         taken.add(port)
@@ -320,13 +316,6 @@ def _claim_spare(
         f"no spare port for {name}: other releases claimed each one tried",
         hint="run the release again, or widen the slipway-deploy-target block's port range",
     )
-
-
-def _created(container: Container) -> tuple[str, str, str]:
-    """When the engine created ``container`` (RFC 3339, nanoseconds), as a sortable key."""
-    stamp = str(container.attrs.get("Created", ""))
-    day, _, fraction = stamp.rstrip("Z").partition(".")
-    return day, fraction.ljust(9, "0"), str(container.id)
 
 
 def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
@@ -370,36 +359,4 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
         + (f"\ncontainer log:\n{logs}" if logs else ""),
         hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
-    )
-
-
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def _spare_port(client: docker.DockerClient, target: DeployTarget, reserved: frozenset[int]) -> int:
-    """A free port of the target's range that no Slipway container or service claims.
-
-    Searched from the top of the range, since services are given ports from the bottom.
-    """
-    claimed = set(reserved)
-    labelled = client.containers.list(
-        all=True, filters={"label": [LABEL_PORT]}, ignore_removed=True
-    )
-    for container in labelled:
-        port = container.labels.get(LABEL_PORT, "")
-        if port.isdigit():
-            claimed.add(int(port))
-    for port in range(target.port_range_end, target.port_range_start - 1, -1):
-        if port not in claimed and _port_free(target.bind_address, port):
-            return port
-    raise DeployError(
-        f"no free port in {target.port_range_start}-{target.port_range_end} for a candidate",
-        hint="widen the slipway-deploy-target block's port range",
     )
