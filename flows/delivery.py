@@ -127,7 +127,7 @@ def build_test_deploy(
         give_way_to_newer_push(
             service, environment, note=f"{pushed.reference} was pushed but not deployed"
         )
-        release = stage.release(GitSha.parse(work.sha), pushed.reference)
+        release = stage.release(work.sha, pushed.reference)
         committed_at = work.committed_at().isoformat()
         return roll_out(
             stage, Attempt(release, BUILD_FLOW, triggered_by, ref=ref, committed_at=committed_at)
@@ -162,10 +162,11 @@ def promote(
     get_run_logger().info(
         "Promoting %s (%s) from %s to %s", service, source.image, from_env, to_env
     )
+    sha = GitSha.parse(source.sha)  # read from the container's labels
     if to_env == PROD:
-        _prod_gate(service, GitSha.parse(source.sha), to_env, timeout=approval_timeout_seconds)
+        _prod_gate(service, sha, to_env, timeout=approval_timeout_seconds)
     with deploy_slot(service, to_env):
-        release = stage.release(GitSha.parse(source.sha), source.image)
+        release = stage.release(sha, source.image)
         return roll_out(stage, Attempt(release, "promote", triggered_by, from_environment=from_env))
 
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
 from slipway.home import HOST, Ports, SlipwayHome
-from slipway.names import ServiceName, check_dns_label, check_git_ref
+from slipway.names import GitSha, ServiceName, check_dns_label, check_git_ref
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
@@ -63,7 +63,7 @@ class Checkout:
 
     path: Path
     """The working tree; removed when the ``checkout`` context ends."""
-    sha: str
+    sha: GitSha
     """The full commit id that is checked out."""
     ref: str
     """What was asked for: a sha, a branch or the default branch's name."""
@@ -263,7 +263,7 @@ def checkout(server: GitServer, name: str, commit: str | None = None) -> Iterato
                 f"could not check out {wanted!r} of {name}: {e.stderr.strip() or e}",
                 hint="check the commit exists: `git ls-remote " + url + "`",
             ) from e
-        yield Checkout(path=workspace / name, sha=target, ref=wanted)
+        yield Checkout(path=workspace / name, sha=GitSha.parse(target), ref=wanted)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 
