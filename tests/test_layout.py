@@ -2,7 +2,8 @@
 
 Sizes: no product module over 400 lines, no function over 60. Places: every
 Prefect task lives in tasks/, flows hold flows. Dependencies: product modules
-import each other without a loop, and nothing but the tests imports tests/.
+import each other without a loop and never a layer above their own, and
+nothing but the tests imports tests/.
 """
 
 from __future__ import annotations
@@ -117,6 +118,18 @@ def test_product_modules_import_each_other_without_a_loop() -> None:
         if name not in done:
             visit(name, [name], done)
     assert loops == []
+
+
+def test_no_layer_imports_a_layer_above_it() -> None:
+    """The kernel, blocks, tasks, flows, the runtime: each uses only those before it."""
+    layer = {"slipway": 0, "blocks": 1, "tasks": 2, "flows": 3, "deployments": 4}
+    upward = sorted(
+        f"{m.where}: {name}"
+        for m in modules(*PRODUCT)
+        for name in imported(m)
+        if layer.get(name.split(".")[0], -1) > layer[m.name.split(".")[0]]
+    )
+    assert upward == []
 
 
 @pytest.mark.parametrize("package", [*PRODUCT, "bench", "testkit"])
