@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import git
 import yaml
@@ -29,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import CatalogError, ServiceNotFound
 from slipway.names import ServiceName
+from tasks.catalog_entities import with_derived_files
 from tasks.catalog_entry import (
     ANNOTATION_PREFIX,
     API_VERSION,
@@ -54,6 +55,7 @@ __all__ = [
     "catalog_rows",
     "find_service",
     "list_services",
+    "update_entry",
     "record_strings",
 ]
 
@@ -94,6 +96,16 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, str]]:
 def find_service(name: ServiceName) -> CatalogEntry:
     """The catalog entry of ``name``; `ServiceNotFound` names the services there are."""
     return Catalog.load_default().get(name)
+
+
+@task(name="update-entry", cache_policy=NO_CACHE)
+def update_entry(service: str, changes: dict[str, Any], *, message: str) -> CatalogEntry:
+    """Change fields of one catalog entry atomically; a concurrent change is never lost."""
+    return Catalog.load_default().update(
+        service,
+        lambda e: CatalogEntry.model_validate({**e.model_dump(), **changes}),
+        message=message,
+    )
 
 
 @task(name="list-services", cache_policy=NO_CACHE)
@@ -292,8 +304,6 @@ class Catalog:
         sha (or None for an empty catalog) it commits only if the branch is
         still there, and returns None otherwise, for `update` to re-read.
         """
-        from tasks.catalog_model import with_derived_files  # it reads entries: import late
-
         who = author or Author()
         for _ in range(_RETRIES):
             repo, tip = self._tip()

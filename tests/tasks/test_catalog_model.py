@@ -81,7 +81,7 @@ def test_a_destroyed_environment_leaves_the_resources_and_a_removed_service_the_
     catalog.save(entry(name="billing"), message="onboard billing")
     catalog.update(
         "payments-api",
-        lambda e: e.model_copy(update={"outputs": {"dev": {"url": "u"}}}),
+        lambda e: e.model_copy(update={"outputs": {"dev": e.outputs["dev"]}}),
         message="destroy preview-a",
     )
     files = tree_documents(catalog)
