@@ -84,7 +84,7 @@ def configure(scratch: Path) -> None:
 
 def history(releases: int) -> None:
     """``releases`` records over 90 days, as delivery writes them: a build to dev, then onwards."""
-    from tasks.release_history import DeploymentRecord, record_deployment
+    from tasks.release import DeploymentRecord, record_deployment
 
     now = datetime.now(UTC)
     step = timedelta(days=90) / releases

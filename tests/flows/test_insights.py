@@ -21,7 +21,7 @@ from tasks.catalog_entities import GroupEntity
 from tasks.dora import DoraMetrics, ProdRelease
 from tasks.health_log import HEALTH_FAILED_EVENT, HealthEvent, health_key, load_health_events
 from tasks.insights_store import load_dora, load_levels, load_scorecard
-from tasks.release_history import DeploymentRecord, record_deployment
+from tasks.release import DeploymentRecord, record_deployment
 from tasks.scorecard_facts import approvals_fact
 from tasks.storage import open_store
 from tests.conftest import Platform
