@@ -8,6 +8,8 @@
     slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
     slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
     slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
+    slipway logs SERVICE [--env ENV] [--since 10m] [--follow] [--grep TEXT]
+                                                      a service's container log
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -31,6 +33,7 @@ __all__ = ["main"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The checkout that holds prefect.yaml, flows/ and tasks/."""
+_PORT_FLAGS = tuple(Ports().as_dict())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start and supervise the platform on this machine")
-    for name in ("prefect", "docs", "registry", "bridge"):
+    for name in _PORT_FLAGS:
         up.add_argument(f"--{name}-port", type=int, help=f"loopback port of {name}")
     up.add_argument(
         "--project", type=Path, default=PROJECT_DIR, help="directory holding prefect.yaml"
@@ -61,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     from deployments.catalog_cli import add_commands
 
     add_commands(commands)
+    logs = commands.add_parser("logs", help="print a service's container log")
+    logs.add_argument("service", help="the service's name")
+    logs.add_argument("--env", default="dev", help="its environment (default dev)")
+    logs.add_argument("--since", help="only newer lines: 10m, 2h, 1d or an ISO time")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--grep", help="only lines that contain this text")
     return parser
 
 
@@ -128,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "onboard":
             return _onboard(home, args)
+        if args.command == "logs":
+            from deployments.service_logs import run_logs
+
+            return run_logs(home, args)
         if args.command in ("catalog", "dora"):
             from deployments.catalog_cli import run_catalog, run_dora
 
@@ -147,7 +160,7 @@ def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
     ports = Ports.from_env()
     overrides = {
         name: getattr(args, f"{name}_port")
-        for name in ("prefect", "docs", "registry", "bridge")
+        for name in _PORT_FLAGS
         if getattr(args, f"{name}_port") is not None
     }
     project = args.project.resolve()

@@ -72,6 +72,9 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
                 f"`docker-registry` is not installed. Fix: {REGISTRY_HINT}",
             )
         )
+    from deployments.monitoring import monitoring_health
+
+    results.extend(monitoring_health(home, ports, {c.name for c in state.children}))
     if results[0].healthy:
         results.extend(_configured_systems(local_registry))
     return results

@@ -4,7 +4,9 @@ Three flows, after Argo CD (sync history, rollback) and Argo Rollouts
 (blue-green with a promotion gate), on a single Docker host:
 
 * `build_test_deploy`: check out the exact commit, build the image, run its
-  tests inside it without network, push it, and release it blue-green.
+  tests inside it without network, push it, and release it blue-green; the
+  new version is watched in Prometheus and rolled back by itself if it fails
+  its release analysis (`roll_out`).
 * `promote`: run the image digest that serves one environment in another;
   ``prod`` waits for an approval form in the UI first.
 * `rollback`: return an environment to its previous healthy deployment, or to
@@ -31,6 +33,7 @@ from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
 from tasks.approval import await_approval
 from tasks.git import checkout
 from tasks.images import build_image, push_image, removed_unless_pushed
+from tasks.monitoring.events import emit_approval_waiting
 from tasks.release import (
     BUILD_FLOW,
     Attempt,
@@ -209,6 +212,8 @@ def _prod_gate(
         # A scan with an errored tool fails but is stored; the gate reads and judges it.
         security_scan(service=service, commit=sha, return_state=True)
     enforce_gate(service, sha)
+    link = emit_approval_waiting(service, environment, sha)  # the team hears it waits
+    get_run_logger().info("Waiting for approval: %s", link)
     await_approval(
         f"the deployment of {service} {sha[:12]} to {environment}",
         f"Deploy `{service}` at `{sha[:12]}` to **{environment}**? "

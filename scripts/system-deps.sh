@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages Slipway's tests and `make run` need on a fresh
 # Debian 12 machine: the Docker engine, a local registry, debootstrap (to build
-# the base image without Docker Hub), PostgreSQL 15 and chromium (UI checks).
+# the base image without Docker Hub), Prometheus, Alertmanager and the blackbox
+# exporter (monitoring), PostgreSQL 15 and chromium (UI checks).
 #
 # Idempotent: it checks for each tool first and only touches apt when something
 # is missing, so a second run costs a few milliseconds.
@@ -28,6 +29,10 @@ required=()
 have dockerd || required+=(docker.io)
 have docker-registry || required+=(docker-registry)
 have debootstrap || required+=(debootstrap)
+# Monitoring: `slipway up` runs them; the alerting tests need them (promtool, amtool too).
+have prometheus || required+=(prometheus)
+have prometheus-alertmanager || required+=(prometheus-alertmanager)
+have prometheus-blackbox-exporter || required+=(prometheus-blackbox-exporter)
 
 # Optional packages: only some tests need them, so a failed install warns.
 optional=()

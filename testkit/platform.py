@@ -37,7 +37,8 @@ def configure_platform(root: Path) -> Platform:
 
     home = SlipwayHome(root / ".slipway")
     home.ensure()
-    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
+    # Every part on a port of its own: a flow must never reach another checkout's Prometheus.
+    ports = Ports(**{name: free_port() for name in Ports().as_dict()})
     for block_type in ALL_BLOCKS:
         if block_type is not S3Connection:
             block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)

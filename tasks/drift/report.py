@@ -12,6 +12,7 @@ from prefect.events import emit_event
 from slipway.errors import DockerUnavailable, TerraformError
 from slipway.run_log import run_logger
 from tasks.drift.survey import EnvironmentStatus
+from tasks.monitoring.events import team_labels
 
 __all__ = ["DRIFT_EVENT", "conclude", "publish_report"]
 
@@ -51,6 +52,7 @@ def publish_report(detected: list[EnvironmentStatus], final: list[EnvironmentSta
                 "prefect.resource.name": f"{status.service}/{status.environment}",
                 "slipway.service": status.service,
                 "slipway.environment": status.environment,
+                **team_labels(status.service),  # routes it to the team's channel
             },
             payload={
                 "reasons": list(status.reasons),

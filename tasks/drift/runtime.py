@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from slipway.errors import DeployError, InvalidRequest
 from tasks.catalog_entry import EnvironmentOutputs
-from tasks.containers import confinement, is_confined
+from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.release.contract import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
@@ -307,6 +307,7 @@ def _replace(
             labels=labels,
             environment=env,
             restart_policy=restart if restart.get("Name") else None,
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             detach=True,
             **confined.options(),
         )

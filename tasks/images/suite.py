@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.deploy_target import DeployTarget
 from slipway.errors import BuildError, InvalidRequest
 from slipway.run_log import run_logger
-from tasks.containers import confinement
+from tasks.containers import LOG_CONFIG, confinement
 from tasks.images.inputs import content_digest
 
 if TYPE_CHECKING:
@@ -119,6 +119,7 @@ def run_image_tests(
             environment=_TEST_ENVIRONMENT,
             labels={"dev.slipway.purpose": "tests"},
             **confined.options(),
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
         )
     except DockerException as e:
         raise BuildError(f"the tests of {image} could not start: {e}") from e

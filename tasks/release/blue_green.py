@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import ConfigurationError, DeployError, InvalidRequest
 from slipway.run_log import run_logger
-from tasks.containers import confinement
+from tasks.containers import LOG_CONFIG, confinement
 from tasks.images import ensure_image
 from tasks.release.contract import (
     LABEL_ENVIRONMENT,
@@ -261,6 +261,7 @@ def _create(
             environment=environment,
             labels=labels,
             restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             **confined.options(),
         )
     except DockerException as e:
@@ -354,7 +355,9 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
             # Close polling while a healthy start is likely: during the switch, every
             # moment between "up" and "seen up" is a moment the port refuses requests.
             time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
-    logs = container.logs(tail=20).decode(errors="replace").strip()
+    from tasks.monitoring.logs import attach_log_tail  # it imports this module
+
+    logs = "\n".join(attach_log_tail(container, why=last).splitlines()[-20:])
     raise DeployError(
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
         + (f"\ncontainer log:\n{logs}" if logs else ""),

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slipway.errors import InvalidRequest
 from slipway.names import EnvironmentName, GitSha, ServiceName
 from slipway.run_log import run_logger
+from tasks.monitoring.events import team_labels
 from tasks.release.contract import Release
 
 __all__ = [
@@ -119,6 +120,7 @@ def record_deployment(record: DeploymentRecord) -> None:
             "prefect.resource.id": f"slipway.service.{record.service}",
             "prefect.resource.name": record.service,
             "slipway.environment": record.environment,
+            **team_labels(record.service),  # routes it to the team's channel
         },
         payload=record.model_dump(mode="json"),
     )

@@ -4,6 +4,10 @@ A release that already runs, healthy, from an identical image is left alone,
 as Argo CD leaves a synced application alone: restarting it would change
 nothing but cost a start during which its port refuses requests. Its record
 says ``unchanged``.
+
+After the switch the new version is watched in Prometheus (release analysis,
+as Argo Rollouts' AnalysisRun); one whose metrics go bad is rolled back by
+itself to the previous healthy deployment, and the run fails `AnalysisFailed`.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from prefect import task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
-from slipway.errors import DeployError, InvalidRequest
+from slipway.errors import AnalysisFailed, DeployError, InvalidRequest
 from slipway.names import EnvironmentName, GitSha
 from slipway.run_log import run_logger
 from tasks.images import BuiltImage
+from tasks.monitoring.watch import analyse_release
 from tasks.release.blue_green import deploy_release
 from tasks.release.contract import LiveContainer, Release, already_serving, live_container
 from tasks.release.history import (
@@ -34,6 +39,7 @@ __all__ = [
     "live_release",
     "record_unchanged",
     "roll_out",
+    "roll_back_failed_analysis",
     "rollback_attempt",
     "serving_build",
 ]
@@ -49,13 +55,16 @@ class Serving:
 
 @task(name="roll-out", cache_policy=NO_CACHE)
 def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
-    """Deploy blue-green, record the outcome either way, and link the running service.
+    """Deploy blue-green, watch it, record the outcome either way, and link the service.
 
-    A release that already runs, healthy, is left alone (`record_unchanged`).
+    A release that already runs, healthy, is left alone (`record_unchanged`);
+    a rollback is not watched: it is how an incident ends.
 
     Raises:
         DeployError: The new version did not become healthy; the old one still
             serves, and the failure is recorded.
+        AnalysisFailed: The new version's metrics went bad after the switch; it
+            was rolled back (`roll_back_failed_analysis`).
     """
     release = attempt.release
     live = already_serving(stage.client, release, target=stage.target)
@@ -72,6 +81,9 @@ def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
     except DeployError as e:
         record_deployment(attempt.record("failed", detail=e.message[:2000]))
         raise
+    verdict = analyse_release(stage.client, release, watch=attempt.action != "rollback")
+    if verdict.failed:
+        roll_back_failed_analysis(stage, attempt, verdict.reason)
     replaced = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
     record = attempt.record("succeeded", detail=attempt.detail or replaced, url=deployed.url)
     record_deployment(record)
@@ -82,6 +94,48 @@ def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
         description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
     )
     return record
+
+
+@task(name="roll-back-failed-analysis", cache_policy=NO_CACHE)
+def roll_back_failed_analysis(stage: Stage, attempt: Attempt, reason: str) -> None:
+    """Record the release failed, return to the previous healthy one, and fail saying why.
+
+    Never returns (typed ``None``: Prefect's task types take ``NoReturn`` for a
+    coroutine).
+
+    Raises:
+        AnalysisFailed: Always: rolled back, or kept serving when the history
+            has nothing healthy to return to.
+    """
+    release = attempt.release
+    why = f"the new version failed its release analysis: {reason}"
+    record_deployment(attempt.record("failed", detail=why))
+    history = deployment_history(release.service, release.environment)
+    try:
+        chosen = rollback_target(history, current_digest=release.digest)
+    except InvalidRequest as e:
+        raise AnalysisFailed(
+            f"{why}; it keeps serving: {e.message}", hint="fix it and push again"
+        ) from e
+    back = Attempt(
+        stage.release(chosen.sha, chosen.image),
+        "rollback",
+        "release analysis",
+        detail=f"automatic, from {release.sha[:12]}: {why}",
+    )
+    deployed = deploy_release(
+        stage.client,
+        back.release,
+        target=stage.target,
+        health_timeout=stage.settings.health_timeout_seconds,
+        reserved_ports=stage.reserved_ports,
+    )
+    analyse_release(stage.client, back.release, watch=False)  # Prometheus follows it back
+    record_deployment(back.record("succeeded", detail=back.detail, url=deployed.url))
+    raise AnalysisFailed(
+        f"{why}; rolled back to {chosen.sha[:12]}",
+        hint="see the logs artifact of this run, fix the cause and push again",
+    )
 
 
 @task(name="record-unchanged", cache_policy=NO_CACHE)

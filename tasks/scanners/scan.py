@@ -27,6 +27,7 @@ from slipway.errors import ConfigurationError, InvalidRequest
 from slipway.sandbox import Forward
 from tasks.catalog import Catalog
 from tasks.git import checkout, head_commit
+from tasks.monitoring.events import team_labels
 from tasks.scanners.accepted import AcceptedRisks, load_accepted_risks
 from tasks.scanners.base import Severity
 from tasks.scanners.compare import compare
@@ -211,6 +212,7 @@ def _emit(summary: ScanSummary, finding: FindingRecord) -> None:
             "prefect.resource.id": f"slipway.service.{summary.service}",
             "prefect.resource.name": summary.service,
             "slipway.security.severity": finding.severity.value,
+            **team_labels(summary.service),  # routes it to the team's channel
         },
         payload={
             "service": summary.service,

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from slipway.home import Ports
 from tests.conftest import free_port
 
 __all__ = ["free_port"]  # re-exported: the deployment tests take it from here
@@ -147,7 +148,7 @@ def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
         extra_env: dict[str, str] | None = None,
         args: list[str] | None = None,
     ) -> Up:
-        ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
+        ports = {name: free_port() for name in Ports().as_dict()}
         up = Up(home or tmp_path / "home", ports, slipway_env(extra_env), args=list(args or []))
         started.append(up)
         return up

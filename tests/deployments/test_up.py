@@ -21,6 +21,7 @@ from tests.deployments.conftest import api_post, free_port, processes_of_home
 from tests.deployments.webhook_helpers import commit_and_push, events_for
 
 HAS_REGISTRY = shutil.which("docker-registry") is not None
+HAS_MONITORING = shutil.which("prometheus") is not None
 
 
 def _wait_for_terminal_run(up, run_id: str, timeout: float = 90) -> dict[str, object]:
@@ -54,6 +55,8 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     children = {c["name"] for c in state["children"]}
     assert {"prefect", "deployments", "docs"} <= children
     assert ("registry" in children) == HAS_REGISTRY
+    assert "monitor" in children
+    assert ("prometheus" in children) == HAS_MONITORING
 
     assert httpx.get(f"{up.api}/health", timeout=5).is_success
     deployment = _deployment(up, "platform-check")
@@ -75,6 +78,11 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     status = up.cli("status")
     for name in ("prefect", "deployments", "docs", "registry", "git", "docker", "artifacts"):
         assert f"  {name} " in status.stdout, status.stdout
+    for name in ("prometheus", "alertmanager", "blackbox", "monitor"):
+        line = next(x for x in status.stdout.splitlines() if f"  {name} " in x)
+        assert ("healthy" in line.split()) == (HAS_MONITORING or name == "monitor"), line
+    targets = json.loads((up.home / "monitoring" / "targets" / "platform.json").read_text())
+    assert f"127.0.0.1:{up.ports['monitor']}" in targets[0]["targets"]
     docs = httpx.get(f"http://127.0.0.1:{up.ports['docs']}/", timeout=5)
     assert docs.status_code == 200 and "Slipway portal" in docs.text
 
@@ -182,9 +190,14 @@ def test_missing_registry_binary_is_named_and_up_still_starts(make_up, tmp_path)
     up.start()
     text = "".join(up.output)
     assert "apt-get install docker-registry" in text
+    assert "apt-get install prometheus prometheus-alertmanager" in text
     status = up.cli("status")
     registry = next(line for line in status.stdout.splitlines() if "  registry " in line)
     assert "docker-registry" in registry and "UNHEALTHY" in registry
+    prometheus = next(line for line in status.stdout.splitlines() if "  prometheus " in line)
+    assert "apt-get install prometheus" in prometheus and "UNHEALTHY" in prometheus
+    monitor = next(line for line in status.stdout.splitlines() if "  monitor " in line)
+    assert "healthy" in monitor.split(), monitor
     up.down()
 
 

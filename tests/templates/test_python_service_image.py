@@ -107,5 +107,5 @@ def test_service_tests_pass_inside_the_image_without_network(image: str) -> None
         ["docker", "run", "--rm", "--network", "none", image, "python3", "-m", "unittest", "-v"],
         timeout=60,
     )
-    assert "Ran 3 tests" in result.stderr
+    assert "Ran 4 tests" in result.stderr
     assert result.stderr.rstrip().endswith("OK")
