@@ -6,5 +6,7 @@ test suite: what both need lives here.
 - `testkit.platform`: free loopback ports, and the ``default`` block documents
   of a platform on a Prefect server;
 - `testkit.delivery`: a registry, a service rendered from its template and
-  catalogued, and the clean-up of its containers and images.
+  catalogued, and the clean-up of its containers and images;
+- `testkit.monitoring`: Prometheus, Alertmanager, the blackbox exporter and
+  the monitor on loopback, and the people's end (a webhook, an SMTP inbox).
 """

@@ -130,7 +130,7 @@ def test_an_alert_becomes_an_event_on_the_service_for_its_team() -> None:
 def test_the_portal_sees_monitoring_once_up_has_configured_it(
     layout: MonitoringLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.alert_view import NoMonitoring, monitoring_view
+    from tasks.monitoring.view import NoMonitoring, monitoring_view
 
     monkeypatch.setenv("SLIPWAY_HOME", str(layout.root.parent))
     nobody = str(free_port())  # nothing listens: every answer is "unknown"

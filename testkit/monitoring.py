@@ -67,6 +67,7 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
+        """Prometheus' instant query result for ``promql``."""
         response = httpx.get(
             f"{self.layout.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5
         )
@@ -164,6 +165,7 @@ class WebhookReceiver:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the receiver."""
         self._server.shutdown()
         self._server.server_close()
 
@@ -187,6 +189,7 @@ class SmtpInbox:
         self._controller.start()
 
     def close(self) -> None:
+        """Stop the SMTP server."""
         self._controller.stop()
 
 
