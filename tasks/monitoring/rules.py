@@ -63,12 +63,19 @@ def _alert(
     }
 
 
+_WHERE = "{{ $labels.service }} in {{ $labels.environment }}"
+
+
 def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
     """Service down (every service) and the platform's own alerts."""
-    window = duration(settings.event_alert_seconds)
-    since = f"time() - {{}} < {settings.event_alert_seconds:g}"
-    where = "{{ $labels.service }} in {{ $labels.environment }}"
-    rules = [
+    rules = [*_every_service(settings), *_platform_events(settings), *_platform_parts(settings)]
+    return {"groups": [{"name": "slipway-platform", "rules": rules}]}
+
+
+def _every_service(settings: MonitoringSettings) -> list[dict[str, Any]]:
+    """What each service's team hears of, whatever the service: down, or no /metrics."""
+    where = _WHERE
+    return [
         _alert(
             SERVICE_DOWN,
             'probe_success{job="probes"} == 0',
@@ -89,6 +96,15 @@ def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
             description="Prometheus cannot scrape {{ $labels.instance }}/metrics: update the "
             "service to the current template (update-service-template) and redeploy.",
         ),
+    ]
+
+
+def _platform_events(settings: MonitoringSettings) -> list[dict[str, Any]]:
+    """The platform team hears of a failed deployment, a drift or a new finding."""
+    window = duration(settings.event_alert_seconds)
+    since = f"time() - {{}} < {settings.event_alert_seconds:g}"
+    where = _WHERE
+    return [
         _alert(
             "SlipwayDeployFailed",
             since.format('slipway_deployment_last_timestamp_seconds{outcome="failed"}'),
@@ -118,6 +134,12 @@ def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
             summary="New {{ $labels.severity }} finding in {{ $labels.service }}",
             description=f"The security scan found a new finding within the last {window}.",
         ),
+    ]
+
+
+def _platform_parts(settings: MonitoringSettings) -> list[dict[str, Any]]:
+    """The platform's own parts: the webhook queue, signatures, a component that is down."""
+    return [
         _alert(
             "SlipwayWebhookQueueStuck",
             f"max(slipway_intake_oldest_waiting_seconds) > {settings.webhook_queue_stuck_seconds:g}",
@@ -149,7 +171,6 @@ def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
             description="Prometheus cannot scrape {{ $labels.instance }}; see `slipway status`.",
         ),
     ]
-    return {"groups": [{"name": "slipway-platform", "rules": rules}]}
 
 
 def service_rules(settings: MonitoringSettings, services: Iterable[str]) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from prefect import flow
 from prefect.events import emit_event
 from pydantic import SecretStr
 
-from deployments.monitor import build_app, follow_events
+from deployments.monitor import build_app
+from deployments.monitor_jobs import follow_events
 from deployments.monitor_metrics import PlatformMetrics
+from testkit.monitoring import wait_for
 from tests.conftest import free_port
-from tests.tasks.monitoring.stack import wait_for
 
 
 @flow(name="promote")
