@@ -150,8 +150,8 @@ def scan(findings: int) -> None:
 def catalog() -> None:
     from blocks import GitServer
     from tasks.catalog import Catalog, CatalogEntry
-    from tasks.catalog_entities import GroupEntity
-    from tasks.catalog_model import CatalogModel
+    from tasks.catalog.entities import GroupEntity
+    from tasks.catalog.model import CatalogModel
 
     server = GitServer.load_default()
     CatalogModel(Catalog(server)).save(

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from slipway.errors import InvalidRequest
 from slipway.names import EnvironmentName, ServiceName
 from tasks.catalog import Catalog, CatalogEntry, update_entry
-from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
-from tasks.catalog_model import save_entity
+from tasks.catalog.entities import ApiEntity, GroupEntity, SystemEntity
+from tasks.catalog.model import save_entity
 from tasks.handoff import HandOff, hand_off
 
 __all__ = [

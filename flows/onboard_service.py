@@ -26,7 +26,7 @@ from prefect.transactions import transaction
 
 from blocks.deploy_target import DeployTarget
 from blocks.git_server import GitServer
-from tasks.catalog_model import ensure_owner_group
+from tasks.catalog.model import ensure_owner_group
 from tasks.handoff import HandOff, hand_off
 from tasks.onboarding import (
     OnboardingResult,

@@ -46,7 +46,7 @@ from deployments.portal.service_view import HISTORY_PAGE, history_rows, service_
 from deployments.portal.sources import PortalSources, environment_port
 from slipway.errors import InvalidRequest, ObjectNotFound, ServiceNotFound, SlipwayError
 from slipway.names import GitSha, ServiceName
-from tasks.delivery_records import latest_everywhere
+from tasks.insights.records import latest_everywhere
 from tasks.scanners.history import scan_prefix
 from tasks.techdocs import DOCS_PREFIX
 

@@ -21,19 +21,19 @@ from deployments.portal.health import HealthBoard, Probe
 from deployments.portal.sources import PortalSources
 from slipway.errors import ServiceNotFound, SlipwayError
 from slipway.names import is_preview
-from tasks.alert_view import FiringAlert
 from tasks.catalog import CatalogEntry
-from tasks.catalog_model import owner_group
-from tasks.delivery_records import LatestArtifact, latest_artifacts, latest_records, recent_records
-from tasks.docs_freshness import Freshness, freshness, latest_commit
-from tasks.dora import DoraReport
-from tasks.insights_store import load_dora, load_scorecard
+from tasks.catalog.model import owner_group
+from tasks.insights.docs_freshness import Freshness, freshness, latest_commit
+from tasks.insights.dora import DoraReport
+from tasks.insights.facts import DRIFT_REPORT
+from tasks.insights.records import LatestArtifact, latest_artifacts, latest_records, recent_records
+from tasks.insights.scorecards import Scorecard
+from tasks.insights.store import load_dora, load_scorecard
+from tasks.monitoring.view import FiringAlert
 from tasks.release import DeploymentRecord, history_key
 from tasks.scanners.base import Severity
 from tasks.scanners.history import baseline_sha, load_summary
 from tasks.scanners.report import FindingRecord, ScanSummary
-from tasks.scorecard_facts import DRIFT_REPORT
-from tasks.scorecards import Scorecard
 from tasks.techdocs import read_metadata, site_prefix
 from tasks.techdocs.metadata import DOCS_PREFIX
 

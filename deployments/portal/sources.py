@@ -17,9 +17,9 @@ from uuid import UUID
 
 from prefect.exceptions import ObjectNotFound
 
-from tasks.alert_view import MonitoringView
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_model import CatalogModel, CatalogSnapshot
+from tasks.catalog.model import CatalogModel, CatalogSnapshot
+from tasks.monitoring.view import MonitoringView
 from tasks.storage import ObjectStore
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from slipway.errors import DeployError, InvalidRequest
-from tasks.catalog_entry import EnvironmentOutputs
+from tasks.catalog.entry import EnvironmentOutputs
 from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.release.contract import (
     LABEL_ENVIRONMENT,

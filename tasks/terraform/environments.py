@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from slipway.errors import ConfigurationError, InvalidRequest
 from slipway.names import PREVIEW_PREFIX, EnvironmentName, is_preview, preview_environment
-from tasks.catalog_entry import EnvironmentOutputs, EnvironmentRecord
+from tasks.catalog.entry import EnvironmentOutputs, EnvironmentRecord
 from tasks.terraform.config import render_backend
 from tasks.terraform.inputs import Variables, check_variables, declared_variables
 from tasks.terraform.models import OutputValue

@@ -24,8 +24,8 @@ from prefect.artifacts import create_table_artifact
 from blocks import GitServer
 from slipway.process import run
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import GroupEntity, SystemEntity
-from tasks.catalog_model import CatalogModel
+from tasks.catalog.entities import GroupEntity, SystemEntity
+from tasks.catalog.model import CatalogModel
 from tasks.release import DeploymentRecord, record_deployment
 from tasks.scanners.base import ScanStatus, Severity
 from tasks.scanners.history import record_default_branch_scan, save_scan

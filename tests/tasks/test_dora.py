@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.dora import (
+from tasks.insights.dora import (
     DoraMetrics,
     HealthFailure,
     ProdRelease,

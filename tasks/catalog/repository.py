@@ -29,8 +29,8 @@ from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import CatalogError, ServiceNotFound
 from slipway.names import ServiceName
-from tasks.catalog_entities import with_derived_files
-from tasks.catalog_entry import (
+from tasks.catalog.entities import with_derived_files
+from tasks.catalog.entry import (
     ANNOTATION_PREFIX,
     API_VERSION,
     CatalogEntry,

@@ -33,14 +33,14 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slipway.errors import CatalogError
-from tasks.catalog_entry import (
+from tasks.catalog.entry import (
     ANNOTATION_PREFIX,
     API_VERSION,
     CatalogDumper,
     CatalogEntry,
     record_strings,
 )
-from tasks.entity_refs import canonical_ref, check_entity_name
+from tasks.catalog.refs import canonical_ref, check_entity_name
 
 __all__ = [
     "ENVIRONMENTS_FILE",

@@ -29,7 +29,7 @@ from pydantic import (
 
 from slipway.errors import CatalogError, ConfigurationError
 from slipway.names import EnvironmentName, ServiceName
-from tasks.entity_refs import canonical_ref, canonical_refs
+from tasks.catalog.refs import canonical_ref, canonical_refs
 
 __all__ = [
     "ANNOTATION_PREFIX",

@@ -3,7 +3,7 @@
 `CatalogModel` reads Components (through `tasks.catalog.Catalog`), Groups,
 Systems and APIs, and writes the hand-kept kinds. Every commit to the
 catalog, whoever makes it, also rewrites what is derived
-(`tasks.catalog_entities.with_derived_files`):
+(`tasks.catalog.entities.with_derived_files`):
 a service's Resources whenever its entry changes, and the root Location
 whenever a file comes or goes, in the same commit, so the repository is
 always one a real Backstage can ingest as it is.
@@ -26,8 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction, get_transaction
 
 from slipway.errors import CatalogError, InvalidRequest
-from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import (
+from tasks.catalog.entities import (
     HAND_KEPT,
     ApiEntity,
     GroupEntity,
@@ -36,7 +35,9 @@ from tasks.catalog_entities import (
     to_yaml,
     with_derived_files,
 )
-from tasks.entity_refs import EntityRef
+from tasks.catalog.entry import CatalogEntry
+from tasks.catalog.refs import EntityRef
+from tasks.catalog.repository import Catalog
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
