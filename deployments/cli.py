@@ -10,6 +10,7 @@
     slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
     slipway logs SERVICE [--env ENV] [--since 10m] [--follow] [--grep TEXT]
                                                       a service's container log
+    slipway settings base-image [IMAGE] [--no-check]  show or change the services' base image
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -17,6 +18,7 @@ Errors print as one line with the fix, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import replace
@@ -70,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--since", help="only newer lines: 10m, 2h, 1d or an ISO time")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     logs.add_argument("--grep", help="only lines that contain this text")
+    settings = commands.add_parser("settings", help="platform settings (docs/configuration)")
+    image = settings.add_subparsers(dest="settings_command", required=True).add_parser(
+        "base-image", help="show, or change, the image service images build FROM"
+    )
+    image.add_argument("image", nargs="?", help="the new base image, e.g. python:3.12-slim")
+    image.add_argument(
+        "--no-check",
+        action="store_true",
+        help="save it without checking (or pulling) it in the deploy target's Docker engine",
+    )
     return parser
 
 
@@ -121,9 +133,22 @@ def _scale_out_arguments(up: argparse.ArgumentParser) -> None:
     )
 
 
+class _NoDrainProgress(logging.Filter):
+    """Drops Prefect's "EventsWorker - Still processing items" from a command's output.
+
+    Loading a block emits an event, which Prefect's events worker sends in the
+    background; as a short command exits, the worker sends what is left and
+    warns while it does. The events still go out: only the warning is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    logging.getLogger("EventsWorker").addFilter(_NoDrainProgress())
     try:
         if args.home is not None:
             os.environ["SLIPWAY_HOME"] = str(args.home.expanduser().resolve())
@@ -145,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
             from deployments.catalog_cli import run_catalog, run_dora
 
             return (run_catalog if args.command == "catalog" else run_dora)(home, args)
+        if args.command == "settings":
+            from deployments.settings import base_image
+
+            present = base_image(home, args.image, check=not args.no_check)
+            return 0 if present or args.image else 1
         return _status(home)
     except SlipwayError as e:
         print(f"slipway: {e}", file=sys.stderr)

@@ -118,6 +118,8 @@ class ProcessSpec:
     """Like `env`, for values that must not show in a repr or a log (database URLs)."""
     cwd: Path | None = None
     """Working directory; None for the data directory."""
+    stop_last: bool = False
+    """Stopped after every other child: a server the others talk to while they shut down."""
 
 
 def child_env(
@@ -187,6 +189,7 @@ def prefect_server_spec(
         port=ports.prefect,
         env=env,
         secret_env=secret,
+        stop_last=True,
     )
 
 
@@ -252,6 +255,7 @@ def registry_spec(home: SlipwayHome, ports: Ports, binary: str) -> ProcessSpec:
         url=f"{HOST}:{ports.registry}",
         health_url=f"http://{HOST}:{ports.registry}/v2/",
         port=ports.registry,
+        stop_last=True,
     )
 
 

@@ -101,12 +101,13 @@ def start_host(supervisor: Supervisor, began: float) -> None:
     ready = time.monotonic() - began
     supervisor.write_state(ready_seconds=ready)
 
-    from deployments.status import collect_status, format_table
+    from deployments.status import collect_status, format_table, verdict
 
-    report(format_table(collect_status(options.home)))
+    results = collect_status(options.home)
+    report(format_table(results))
     role = "" if options.role == "embedded" else f" (role {options.role})"
     report(
-        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s. "
+        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s, {verdict(results)}. "
         "Stop it with Ctrl-C or `slipway down`."
     )
 
@@ -168,10 +169,29 @@ def _configure_blocks(supervisor: Supervisor, server_url: str) -> None:
 
     supervisor.wait_until("prefect", lambda: _http_ok(f"{server_url}/api/health"))
     blocks.register_block_types()
-    for slug in blocks.ensure_default_documents(home, ports):
+    written = blocks.ensure_default_documents(home, ports)
+    for slug in written:
         report(f"wrote default block document {slug}/default")
+    if blocks.PlatformSettings.get_block_type_slug() in written:
+        _choose_base_image(home, ports)
     if ensure_webhook_secret():
         report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
+
+
+def _choose_base_image(home: SlipwayHome, ports: Ports) -> None:
+    """Give a new platform's settings a base image this machine's engine holds.
+
+    ``python:3.12-slim`` where it is there (or pullable), else the local image
+    `make setup` builds where Docker Hub is out of reach; ``$SLIPWAY_BASE_IMAGE``
+    when set.
+    """
+    from blocks import DEFAULT_DOCUMENT, DeployTarget, PlatformSettings
+    from tasks.base_image import local_base_image
+
+    image = local_base_image(DeployTarget.local_default(home, ports))
+    settings = PlatformSettings.load_default()
+    if settings.base_image != image:
+        settings.model_copy(update={"base_image": image}).save(DEFAULT_DOCUMENT, overwrite=True)
 
 
 def _wait_for_deployments(supervisor: Supervisor) -> None:

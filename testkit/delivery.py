@@ -8,7 +8,6 @@ catalog entry, and the removal of every container and image tag of it.
 
 from __future__ import annotations
 
-import os
 import subprocess  # nosec B404 - the registry, started as `slipway up` starts it
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import httpx
 from deployments.components import registry_binary, registry_spec
 from slipway.errors import ComponentError, MissingDependency
 from slipway.home import Ports, SlipwayHome
+from testkit.parts import BASE_IMAGE
 from testkit.platform import configure_platform, free_port
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ __all__ = [
     "running_registry",
 ]
 
-BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
 HEALTH_TIMEOUT = 10.0
 """Seconds a deployment gets to answer /healthz; short, so failures fail fast."""
 _REGISTRY_SECONDS = 30
@@ -53,9 +52,7 @@ def running_registry(root: Path) -> Iterator[str]:
     """
     binary = registry_binary()
     if binary is None:
-        raise MissingDependency(
-            "docker-registry is not installed", hint="apt-get install docker-registry"
-        )
+        raise MissingDependency("docker-registry is not installed", hint="run `make setup` as root")
     home = SlipwayHome(root)
     home.ensure()
     spec = registry_spec(home, Ports(registry=free_port()), binary)

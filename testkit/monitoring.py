@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import email
-import os
 import subprocess
 import threading
 import time
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from blocks.monitoring import MonitoringSettings
 from deployments.monitor import build_app
@@ -31,6 +29,7 @@ from deployments.monitoring import MonitoringBinaries, monitoring_specs
 from slipway.home import Ports
 from tasks.monitoring.config import write_configs
 from tasks.monitoring.layout import MonitoringLayout
+from testkit.parts import missing_part
 from testkit.platform import free_port
 
 FAST = MonitoringSettings(
@@ -50,10 +49,9 @@ def require_binaries() -> MonitoringBinaries:
     """Debian's monitoring binaries; skip without them, but fail under CI."""
     binaries = MonitoringBinaries.find()
     if binaries.missing():
-        message = f"not installed: {', '.join(binaries.missing())} (scripts/system-deps.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part(
+            f"not installed: {', '.join(binaries.missing())}", fix="run `make system` as root"
+        )
     return binaries
 
 

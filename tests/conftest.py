@@ -18,14 +18,36 @@ from pathlib import Path
 
 import pytest
 
+from testkit.parts import BASE_IMAGE, in_ci, missing_part
 from testkit.platform import Platform, configure_platform, free_port
 
-__all__ = ["Platform", "configure_platform", "free_port"]
+__all__ = [
+    "BASE_IMAGE",
+    "Platform",
+    "configure_platform",
+    "free_port",
+    "in_ci",
+    "missing_part",
+]
 
 # Only loopback is reachable here, and nothing may try another address:
 # Prefect's test server would otherwise send telemetry off the machine.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI, a skip from anywhere (a marker, a plugin, a forgotten `pytest.skip`) fails.
+
+    CI's summary must read 0 skipped: a part it lacks is a broken CI machine.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must not skip: {reason}"
 
 
 LOOPBACK_SECRET = "TOPSECRET-loopback-7f3a"

@@ -3,6 +3,7 @@
 - `contract`: the container contract (names and ``dev.slipway.*`` labels) and
   reading back what runs;
 - `blue_green`: the blue-green deploy on one Docker host (`deploy_release`);
+- `health`: waiting for a new container to answer healthy, or saying why not;
 - `stage`: where a release goes: catalog entry, port, variables, engine (`open_stage`);
 - `rollout`: a release rolled out and recorded either way (`roll_out`);
 - `history`: the records of every attempt, kept in Prefect (`deployment_history`);
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-from tasks.release.blue_green import Deployed, deploy_release, wait_healthy
+from tasks.release.blue_green import Deployed, deploy_release
 from tasks.release.contract import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
@@ -27,6 +28,7 @@ from tasks.release.contract import (
     live_container,
     service_url,
 )
+from tasks.release.health import wait_healthy
 from tasks.release.history import (
     Attempt,
     DeploymentRecord,

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -42,11 +41,10 @@ from tasks.release.contract import (
     container_environment,
     container_name,
     health_url,
-    healthy,
     release_containers,
-    reported_version,
     service_url,
 )
+from tasks.release.health import wait_healthy
 from tasks.release.ports import first_claim, port_free, spare_port
 
 if TYPE_CHECKING:
@@ -55,12 +53,9 @@ if TYPE_CHECKING:
 
     from blocks.deploy_target import DeployTarget
 
-__all__ = ["Deployed", "deploy_release", "wait_healthy"]
+__all__ = ["Deployed", "deploy_release"]
 
 _STOP_SECONDS = 10
-_POLL_FAST, _POLL_SLOW = 0.05, 0.2
-"""Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
-_POLL_FAST_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -316,50 +311,4 @@ def _claim_spare(
     raise DeployError(
         f"no spare port for {name}: other releases claimed each one tried",
         hint="run the release again, or widen the slipway-deploy-target block's port range",
-    )
-
-
-def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
-    """Poll ``url`` until it answers 200 (and, when it reports one, the right version).
-
-    Raises:
-        DeployError: The container exited, or ``timeout`` passed; carries the last
-            answer and the tail of the container's log.
-    """
-    from docker.errors import NotFound
-
-    deadline = time.monotonic() + timeout
-    fast_until = time.monotonic() + _POLL_FAST_SECONDS
-    last = "no answer yet"
-    with httpx.Client(timeout=2.0, trust_env=False) as http:
-        while True:
-            try:
-                container.reload()
-            except NotFound as e:
-                raise DeployError(f"{container.name} disappeared while starting") from e
-            if container.status in ("exited", "dead"):
-                last = f"the container exited with code {container.attrs['State']['ExitCode']}"
-                break
-            try:
-                response = http.get(url)
-                if healthy(response, sha):
-                    return
-                version = reported_version(response)
-                last = f"HTTP {response.status_code}: {response.text[:300]}"
-                if version not in (None, sha):
-                    last = f"{url} reports version {version}, not {sha[:12]}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            if time.monotonic() > deadline:
-                break
-            # Close polling while a healthy start is likely: during the switch, every
-            # moment between "up" and "seen up" is a moment the port refuses requests.
-            time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
-    from tasks.monitoring.logs import attach_log_tail  # it imports this module
-
-    logs = "\n".join(attach_log_tail(container, why=last).splitlines()[-20:])
-    raise DeployError(
-        f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
-        + (f"\ncontainer log:\n{logs}" if logs else ""),
-        hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
     )

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from slipway.home import Ports
-from tests.conftest import free_port
+from tests.conftest import free_port, missing_part
 
 __all__ = ["free_port"]  # re-exported: the deployment tests take it from here
 
@@ -192,10 +192,7 @@ def postgres() -> Iterator[Postgres]:
     Missing PostgreSQL skips, except under ``CI=true``, where it fails.
     """
     if not (PG_BIN / "postgres").exists():
-        message = f"PostgreSQL 15 is not installed in {PG_BIN} (apt-get install postgresql-15)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part(f"PostgreSQL 15 is not installed in {PG_BIN}", fix="run `make setup` as root")
     # Not pytest's tmp_path: as root the cluster runs as `postgres`, which must reach it.
     directory = Path(tempfile.mkdtemp(prefix="slipway-pg-"))
     cluster = Postgres(free_port(), secrets.token_urlsafe(18))

@@ -37,6 +37,7 @@ from testkit.delivery import (
     running_registry,
 )
 from testkit.platform import free_port
+from tests.conftest import missing_part
 
 __all__ = [
     "BASE_IMAGE",
@@ -63,18 +64,17 @@ _MANIFESTS = ", ".join(
 
 
 def docker_or_skip():  # type: ignore[no-untyped-def]
-    """A client of the local engine, or skip: these tests need a real one."""
+    """A client of the local engine holding the base image; else skipped, or failed under CI."""
     from blocks import DeployTarget
+    from tasks.base_image import image_present
     from tasks.containers import docker_client
 
     try:
         client = docker_client(DeployTarget(), timeout=60)
     except DockerUnavailable as e:
-        pytest.skip(f"no Docker engine: {e.message}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"base image {BASE_IMAGE} is not built (CI builds it: .ci/run)")
+        missing_part(f"no Docker engine: {e.message}", fix="run `make setup` as root")
+    if not image_present(client, BASE_IMAGE):
+        missing_part(f"the base image {BASE_IMAGE} is not built", fix="run `make setup` as root")
     return client
 
 
@@ -93,7 +93,7 @@ def shared_registry(request: pytest.FixtureRequest, factory: pytest.TempPathFact
         try:
             _SHARED["url"] = stack.enter_context(running_registry(factory.mktemp("registry")))
         except MissingDependency as e:
-            pytest.skip(str(e))
+            missing_part(e.message, fix=e.hint or "run `make setup` as root")
 
         def stop() -> None:
             _SHARED.clear()
