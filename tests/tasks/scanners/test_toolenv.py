@@ -48,9 +48,11 @@ def test_the_tool_environment_holds_the_versions_scanners_lock_pins():
 
 
 def test_each_scan_and_its_reports_record_the_tool_versions(
-    insecure: Path, tmp_path: Path, osv_server: MirrorServer
+    insecure: Path, tmp_path: Path, osv_socket: MirrorServer
 ):
-    scanners = default_scanners(osv_url=osv_server.query_url, cache_dir=tmp_path)
+    scanners = default_scanners(
+        osv_url=osv_socket.query_url, cache_dir=tmp_path, osv_forward=osv_socket.forward
+    )
     run = run_scanners(insecure, scanners, timeout=240)
     pins = pinned()
 
