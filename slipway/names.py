@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Self
 
+import yaml
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
@@ -26,6 +27,7 @@ __all__ = [
     "EnvironmentName",
     "GitRef",
     "GitSha",
+    "NameDumper",
     "ServiceName",
     "check_dns_label",
     "check_git_ref",
@@ -230,3 +232,14 @@ class GitRef(_CheckedName):
     def branch(self) -> str | None:
         """The branch a ``refs/heads/...`` ref names, else None."""
         return self.removeprefix("refs/heads/") if self.startswith("refs/heads/") else None
+
+
+class NameDumper(yaml.SafeDumper):
+    """Safe YAML that writes a typed name (`ServiceName`, ...) as the plain string it is.
+
+    PyYAML's safe dumper refuses a subclass of ``str``; every YAML the
+    platform writes (the catalog, Prometheus' rules and config) may hold names.
+    """
+
+
+NameDumper.add_multi_representer(str, yaml.representer.SafeRepresenter.represent_str)

@@ -33,10 +33,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slipway.errors import CatalogError
+from slipway.names import NameDumper
 from tasks.catalog.entry import (
     ANNOTATION_PREFIX,
     API_VERSION,
-    CatalogDumper,
     CatalogEntry,
     record_strings,
 )
@@ -245,7 +245,7 @@ class ApiEntity(_Entity):
 
 def to_yaml(*documents: dict[str, Any]) -> bytes:
     """Documents as committed: safe YAML, stable key order, ``---`` between several."""
-    dumped = yaml.dump_all(documents, Dumper=CatalogDumper, sort_keys=False, allow_unicode=True)
+    dumped = yaml.dump_all(documents, Dumper=NameDumper, sort_keys=False, allow_unicode=True)
     return dumped.encode()
 
 

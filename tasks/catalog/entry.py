@@ -28,13 +28,12 @@ from pydantic import (
 )
 
 from slipway.errors import CatalogError, ConfigurationError
-from slipway.names import EnvironmentName, ServiceName
+from slipway.names import EnvironmentName, NameDumper, ServiceName
 from tasks.catalog.refs import canonical_ref, canonical_refs
 
 __all__ = [
     "ANNOTATION_PREFIX",
     "API_VERSION",
-    "CatalogDumper",
     "CatalogEntry",
     "EnvironmentOutputs",
     "EnvironmentRecord",
@@ -49,13 +48,6 @@ _OUTPUTS = f"{ANNOTATION_PREFIX}outputs."
 _EnvironmentKey = Annotated[str, AfterValidator(EnvironmentName.parse)]
 """An environment's name as a key: checked as an `EnvironmentName`, looked up with any string."""
 _DEV = EnvironmentName.parse("dev")
-
-
-class CatalogDumper(yaml.SafeDumper):
-    """Safe YAML that writes a typed name (`ServiceName`, ...) as the plain string it is."""
-
-
-CatalogDumper.add_multi_representer(str, yaml.representer.SafeRepresenter.represent_str)
 
 
 class EnvironmentOutputs(BaseModel):
@@ -285,9 +277,7 @@ class CatalogEntry(BaseModel):
 
     def to_yaml(self) -> str:
         """The file as it is committed: safe YAML, keys in a stable order."""
-        return yaml.dump(
-            self.to_document(), Dumper=CatalogDumper, sort_keys=False, allow_unicode=True
-        )
+        return yaml.dump(self.to_document(), Dumper=NameDumper, sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_document(cls, document: object, *, source: str = "catalog entry") -> CatalogEntry:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from blocks.monitoring import MonitoringSettings
+from slipway.names import NameDumper
 
 __all__ = ["SERVICE_DOWN", "duration", "platform_rules", "service_rules", "to_yaml"]
 
@@ -217,4 +218,4 @@ def service_rules(settings: MonitoringSettings, services: Iterable[str]) -> dict
 
 def to_yaml(rules: dict[str, Any]) -> str:
     """A rule file as Prometheus reads it."""
-    return yaml.safe_dump(rules, sort_keys=False, width=1000)
+    return yaml.dump(rules, Dumper=NameDumper, sort_keys=False, width=1000)

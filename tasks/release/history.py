@@ -102,8 +102,12 @@ def history_key(service: str, environment: str) -> str:
 
 
 @task(name="record-deployment", cache_policy=NO_CACHE)
-def record_deployment(record: DeploymentRecord) -> None:
-    """Add ``record`` to the history and emit its ``slipway.deployment.*`` event."""
+def record_deployment(record: DeploymentRecord, *, team: str | None = None) -> None:
+    """Add ``record`` to the history and emit its ``slipway.deployment.*`` event.
+
+    The event is labelled with the owning ``team`` (whose channel hears it);
+    without one, the catalog is read for it.
+    """
     if record.outcome == "unchanged":
         raise InvalidRequest("an unchanged release deployed nothing, so there is nothing to record")
     create_table_artifact(
@@ -120,7 +124,8 @@ def record_deployment(record: DeploymentRecord) -> None:
             "prefect.resource.id": f"slipway.service.{record.service}",
             "prefect.resource.name": record.service,
             "slipway.environment": record.environment,
-            **team_labels(record.service),  # routes it to the team's channel
+            # routes it to the team's channel
+            **({"slipway.team": team} if team else team_labels(record.service)),
         },
         payload=record.model_dump(mode="json"),
     )

@@ -79,14 +79,14 @@ def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
             reserved_ports=stage.reserved_ports,
         )
     except DeployError as e:
-        record_deployment(attempt.record("failed", detail=e.message[:2000]))
+        record_deployment(attempt.record("failed", detail=e.message[:2000]), team=stage.team)
         raise
     verdict = analyse_release(stage.client, release, watch=attempt.action != "rollback")
     if verdict.failed:
         roll_back_failed_analysis(stage, attempt, verdict.reason)
     replaced = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
     record = attempt.record("succeeded", detail=attempt.detail or replaced, url=deployed.url)
-    record_deployment(record)
+    record_deployment(record, team=stage.team)
     create_link_artifact(
         key=f"service-{release.service}--{release.environment}",
         link=deployed.url,
@@ -109,7 +109,7 @@ def roll_back_failed_analysis(stage: Stage, attempt: Attempt, reason: str) -> No
     """
     release = attempt.release
     why = f"the new version failed its release analysis: {reason}"
-    record_deployment(attempt.record("failed", detail=why))
+    record_deployment(attempt.record("failed", detail=why), team=stage.team)
     history = deployment_history(release.service, release.environment)
     try:
         chosen = rollback_target(history, current_digest=release.digest)
@@ -131,7 +131,9 @@ def roll_back_failed_analysis(stage: Stage, attempt: Attempt, reason: str) -> No
         reserved_ports=stage.reserved_ports,
     )
     analyse_release(stage.client, back.release, watch=False)  # Prometheus follows it back
-    record_deployment(back.record("succeeded", detail=back.detail, url=deployed.url))
+    record_deployment(
+        back.record("succeeded", detail=back.detail, url=deployed.url), team=stage.team
+    )
     raise AnalysisFailed(
         f"{why}; rolled back to {chosen.sha[:12]}",
         hint="see the logs artifact of this run, fix the cause and push again",
@@ -169,7 +171,7 @@ def record_unchanged(stage: Stage, attempt: Attempt, live: LiveContainer) -> Dep
     recorded = record.model_copy(
         update={"outcome": "succeeded", "detail": f"{record.detail}; recorded late"}
     )
-    record_deployment(recorded)
+    record_deployment(recorded, team=stage.team)
     return recorded
 
 

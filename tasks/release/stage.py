@@ -27,6 +27,7 @@ from slipway.names import EnvironmentName, GitSha, ServiceName
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
 from tasks.images import image_repository
+from tasks.monitoring.teams import team_of
 from tasks.release.contract import Release, service_url
 from tasks.storage import ObjectStore, open_store
 
@@ -60,6 +61,11 @@ class Stage:
     def service(self) -> ServiceName:
         """The service's name."""
         return self.entry.name
+
+    @property
+    def team(self) -> str:
+        """The owning team, whose channel hears of the service's releases."""
+        return team_of(self.entry.owner)
 
     @property
     def repository(self) -> str:
