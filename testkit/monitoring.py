@@ -13,7 +13,7 @@ import email
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -189,18 +189,6 @@ class SmtpInbox:
     def close(self) -> None:
         """Stop the SMTP server."""
         self._controller.stop()
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, poll: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
 
 
 SERVICE_CODE = """

@@ -1,14 +1,19 @@
-"""A platform's configuration on a Prefect server, for a new data directory."""
+"""A platform's configuration on a Prefect server, for a new data directory; free ports; waiting."""
 
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["Platform", "configure_platform", "free_port"]
+__all__ = ["Platform", "configure_platform", "free_port", "wait_for"]
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -16,6 +21,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 60,
+    what: str = "condition",
+    poll: float = 0.1,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
 
 
 @dataclass(frozen=True)

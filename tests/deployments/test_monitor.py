@@ -16,8 +16,7 @@ from pydantic import SecretStr
 from deployments.monitor import build_app
 from deployments.monitor_jobs import follow_events
 from deployments.monitor_metrics import PlatformMetrics
-from testkit.monitoring import wait_for
-from tests.conftest import free_port
+from testkit.platform import free_port, wait_for
 
 
 @flow(name="promote")

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,7 @@ from testkit.delivery import (
     render_source,
     running_registry,
 )
-from testkit.platform import free_port
+from testkit.platform import free_port, wait_for
 from tests.conftest import missing_part
 
 __all__ = [
@@ -295,17 +295,3 @@ class Poller:
         if not self.failures:
             return 0.0
         return self.failures[-1][0] - self.failures[0][0]
-
-
-def wait_for(
-    check: Callable[[], object], *, timeout: float = 60, what: str = "condition"
-) -> object:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)

@@ -24,8 +24,8 @@ from tasks.catalog import Catalog, CatalogEntry
 from tasks.monitoring.automations import AUTOMATION_PREFIX, ensure_notification_automations
 from tasks.monitoring.events import emit_approval_waiting
 from tasks.release import DeploymentRecord, record_deployment
-from testkit.monitoring import WebhookReceiver, wait_for
-from testkit.platform import Platform
+from testkit.monitoring import WebhookReceiver
+from testkit.platform import Platform, wait_for
 
 UI = "http://ui.example.invalid:4200"
 
