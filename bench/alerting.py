@@ -47,8 +47,8 @@ from testkit.monitoring import (  # noqa: E402
     WebhookReceiver,
     monitoring_stack,
     run_service_container,
-    wait_for,
 )
+from testkit.platform import wait_for  # noqa: E402
 
 GOAL_SECONDS = 30.0
 
