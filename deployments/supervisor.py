@@ -18,12 +18,10 @@ import os
 import signal
 import subprocess  # nosec B404 - long-running children; argv lists only
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 from deployments.components import (
@@ -34,15 +32,13 @@ from deployments.components import (
     child_env,
     default_worker_name,
 )
-from deployments.home_keys import prepare_home
 from deployments.pool import CrashDetection, PlatformCode
 from deployments.state import ChildRecord, UpLock, UpState, read_state, write_state
 from slipway.api_auth import ApiAuth
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
-from slipway.private import private_umask
 
-__all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"]
+__all__ = ["Report", "Stopped", "Supervisor", "UpOptions", "down", "marked_processes"]
 
 Report = Callable[[str], None]
 
@@ -93,7 +89,7 @@ class _Child:
     given_up: bool = False
 
 
-class _Stop(Exception):
+class Stopped(Exception):
     """Raised inside waits when a stop was requested."""
 
 
@@ -144,7 +140,7 @@ class Supervisor:
     def check_stopping(self) -> None:
         """Leave a start-up wait when Ctrl-C or SIGTERM arrived."""
         if self.stopping:
-            raise _Stop
+            raise Stopped
 
     def wait_until(self, name: str, ready: Callable[[], bool]) -> None:
         """Wait for ``ready``; fail with the log tail if ``name`` exits or times out."""
@@ -259,59 +255,6 @@ class Supervisor:
                 ],
             ),
         )
-
-
-def up(options: UpOptions, report: Report = print) -> None:
-    """Start every component, report when all are healthy, and supervise until stopped.
-
-    Raises:
-        ComponentError: a port is taken, Slipway already runs on this home, or
-            a component did not become healthy. Nothing is left running.
-    """
-    home = options.home
-    with private_umask():  # every child inherits it: what they create is 0600
-        home.ensure()
-        lock = UpLock(home)
-        lock.acquire()
-        try:
-            began = time.monotonic()
-            auth = prepare_home(home, options.role, report)
-        except BaseException:
-            lock.release()
-            raise
-        _supervise(options, Supervisor(options, uuid.uuid4().hex, report, auth), lock, began)
-
-
-def _supervise(options: UpOptions, supervisor: Supervisor, lock: UpLock, began: float) -> None:
-    home, report = options.home, supervisor.report
-    try:
-        with _stop_on_signals(supervisor):
-            from deployments.roles import start_host
-
-            start_host(supervisor, began)
-            supervisor.watch()
-    except _Stop:
-        pass
-    finally:
-        report("stopping Slipway ...")
-        supervisor.stop_all()
-        with contextlib.suppress(FileNotFoundError):
-            (home.run / "up.json").unlink()
-        lock.release()
-        report("Slipway stopped.")
-
-
-@contextlib.contextmanager
-def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        supervisor.stopping = True
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def down(home: SlipwayHome, report: Report = print, *, timeout: float = 40.0) -> bool:

@@ -5,7 +5,7 @@ call its API, so it cannot say which person started a run. A run therefore
 names its actor explicitly: the pusher that the signed webhook names
 (``triggered_by``), else what created the run (a deployment's trigger or
 schedule, an automation), else ``manual``. An approval names its approver,
-proven by that approver's own token (`tasks.approvals`).
+proven by that approver's own token (`tasks.approval`).
 """
 
 from __future__ import annotations

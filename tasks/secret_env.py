@@ -15,7 +15,6 @@ any Terraform command runs.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import cast
@@ -65,21 +64,10 @@ def check_secret_references(variables: Mapping[str, object]) -> dict[str, str]:
     return found
 
 
-def recorded_references(record: Mapping[str, str]) -> dict[str, str]:
-    """The Secret blocks a provisioned environment names: its catalog record's applied ``secret_env``.
-
-    Raises:
-        ConfigurationError: the record's ``variables`` are not JSON.
-    """
-    try:
-        applied = json.loads(record.get("variables") or "{}")
-    except ValueError as e:
-        raise ConfigurationError(
-            "the catalog's record of the environment has unreadable `variables`",
-            hint="provision the environment again with provision-environment",
-        ) from e
-    found = applied.get(SECRET_ENV) if isinstance(applied, dict) else None
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+def recorded_references(applied: Mapping[str, object] | None) -> dict[str, str]:
+    """The Secret blocks a provisioned environment names: the ``secret_env`` of its applied variables."""
+    found = (applied or {}).get(SECRET_ENV)
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
 
 
 def resolve_secret_env(references: Mapping[str, str]) -> dict[str, SecretStr]:

@@ -10,7 +10,9 @@ Three steps, each its own module:
   site comes from;
 - :mod:`tasks.techdocs.publish` uploads the site incrementally under
   ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``
-  and a copy per version, and reads it back for the docs portal.
+  (:mod:`tasks.techdocs.metadata`) and a copy per version;
+- :mod:`tasks.techdocs.live` compares a commit with the live site, and
+  records or links what is published.
 
 Example:
     ```python
@@ -25,28 +27,32 @@ from tasks.techdocs.build import (
     RESERVED,
     BuiltSite,
     DocsSource,
+    build_docs,
     build_site,
     describe_source,
     is_ancestor,
 )
 from tasks.techdocs.config import CONFIG_NAMES, SiteConfig, read_site_config
-from tasks.techdocs.publish import (
+from tasks.techdocs.live import LiveDocs, compare_with_live, record_unchanged_docs, report_docs
+from tasks.techdocs.metadata import (
     DOCS_PREFIX,
     METADATA_FILE,
     SITES_PREFIX,
     DocsMetadata,
-    PublishedDocs,
     PublishInfo,
+    read_metadata,
+    site_prefix,
+    update_metadata,
+)
+from tasks.techdocs.publish import (
+    PublishedDocs,
     SyncResult,
     VersionEntry,
     already_published,
     prune_versions,
     publish_site,
-    read_metadata,
     read_versions,
-    site_prefix,
     sync_site,
-    update_metadata,
     write_version_entry,
 )
 
@@ -59,13 +65,16 @@ __all__ = [
     "BuiltSite",
     "DocsMetadata",
     "DocsSource",
+    "LiveDocs",
     "PublishInfo",
     "PublishedDocs",
     "SiteConfig",
     "SyncResult",
     "VersionEntry",
     "already_published",
+    "build_docs",
     "build_site",
+    "compare_with_live",
     "describe_source",
     "is_ancestor",
     "prune_versions",
@@ -73,6 +82,8 @@ __all__ = [
     "read_metadata",
     "read_site_config",
     "read_versions",
+    "record_unchanged_docs",
+    "report_docs",
     "site_prefix",
     "sync_site",
     "update_metadata",

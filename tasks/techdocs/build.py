@@ -23,14 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import git
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import CommandError, DocsBuildError
 from slipway.process import installed_tool
 from slipway.sandbox import Sandbox
 from tasks.git import Checkout
-from tasks.techdocs.config import SiteConfig
+from tasks.techdocs.config import SiteConfig, read_site_config
 
-__all__ = ["RESERVED", "BuiltSite", "DocsSource", "build_site", "describe_source", "is_ancestor"]
+__all__ = [
+    "RESERVED",
+    "BuiltSite",
+    "DocsSource",
+    "build_docs",
+    "build_site",
+    "describe_source",
+    "is_ancestor",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -175,3 +185,12 @@ def _environment_fingerprint() -> str:
     """The installed packages and their versions: a new theme release rebuilds every site."""
     names = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+@task(name="build-docs", cache_policy=NO_CACHE)
+def build_docs(root: Path, output: Path) -> BuiltSite:
+    """Refuse an unsafe configuration, then ``mkdocs build --strict``; warnings go to the run log."""
+    log = get_run_logger()
+    config = read_site_config(root)
+    log.info("building %r (theme %s) from %s", config.site_name, config.theme, config.path.name)
+    return build_site(root, config, output, log=log)

@@ -18,7 +18,6 @@ reader that sees new metadata also sees the new pages.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import mimetypes
 from collections.abc import Callable, Iterable
@@ -27,82 +26,39 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from slipway.errors import ObjectNotFound, StorageError
+from slipway.errors import ObjectNotFound
 from tasks.storage import ObjectStore
 from tasks.techdocs.build import RESERVED, BuiltSite, DocsSource
+from tasks.techdocs.metadata import (
+    DOCS_PREFIX,
+    METADATA_FILE,
+    DocsMetadata,
+    PublishInfo,
+    metadata_json,
+    site_prefix,
+)
 
 __all__ = [
-    "DOCS_PREFIX",
-    "METADATA_FILE",
-    "SITES_PREFIX",
-    "DocsMetadata",
-    "PublishInfo",
+    "PublishedDocs",
     "SyncResult",
     "VersionEntry",
     "already_published",
-    "PublishedDocs",
+    "build_metadata",
     "prune_versions",
     "publish_site",
-    "read_metadata",
     "read_versions",
-    "site_prefix",
     "sync_site",
-    "update_metadata",
     "write_version_entry",
 ]
 
 logger = logging.getLogger(__name__)
 
-DOCS_PREFIX = "techdocs/"
-"""Where published sites start inside the artifact store."""
-SITES_PREFIX = f"{DOCS_PREFIX}default/component/"
-"""TechDocs' ``<namespace>/<kind>/`` for every Slipway service."""
-METADATA_FILE = "techdocs_metadata.json"
-"""TechDocs' description of a site; Backstage reads it before any page."""
 _VERSIONS_INDEX = f"{RESERVED}/index.json"
 _WORKERS = 8  # parallel uploads; S3 round-trips dominate, not CPU
-
-
-class PublishInfo(BaseModel):
-    """What Slipway adds to TechDocs' metadata: where the site came from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    service: str
-    commit: str = Field(description="The full sha the site was built from.")
-    ref: str = Field(description="What was asked for: branch, tag or sha.")
-    version: str = Field(description="The name of this build's copy under versions/.")
-    commit_timestamp: int = Field(description="Committer time of `commit`, ms since the epoch.")
-    build_key: str = Field(description="Hash of the commit's tree and the build's packages.")
-
-
-class DocsMetadata(BaseModel):
-    """``techdocs_metadata.json``: TechDocs' keys, plus Slipway's under ``slipway``."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    site_name: str
-    site_description: str = ""
-    build_timestamp: int = Field(description="ms since the epoch, as TechDocs writes it.")
-    files: tuple[str, ...] = Field(
-        default=(), description="Every file of the site, relative to its root."
-    )
-    etag: str = Field(
-        default="", description="The commit sha, as Backstage's git sources report it."
-    )
-    slipway: PublishInfo | None = None
-
-    @property
-    def built_at(self) -> datetime:
-        """``build_timestamp`` as a time."""
-        return datetime.fromtimestamp(self.build_timestamp / 1000, UTC)
-
-    @property
-    def commit(self) -> str:
-        """The commit the site was built from (TechDocs' etag for sites Slipway did not build)."""
-        return self.slipway.commit if self.slipway else self.etag
 
 
 class VersionEntry(BaseModel):
@@ -133,11 +89,6 @@ class SyncResult:
     """Keys relative to ``prefix`` that the new build no longer has."""
     unchanged: int
     """How many files were already stored with the same content."""
-
-
-def site_prefix(service: str) -> str:
-    """The key prefix of a service's current site."""
-    return f"{SITES_PREFIX}{service}/"
 
 
 def build_metadata(site: BuiltSite, source: DocsSource, service: str) -> DocsMetadata:
@@ -188,7 +139,7 @@ def sync_site(
     changed = sorted(rel for rel, md5 in local.items() if stored.get(rel) != md5)
     removed = sorted(set(stored) - set(local))
     _parallel(lambda rel: _put_file(store, prefix + rel, site / rel), changed)
-    store.put(prefix + METADATA_FILE, _json(metadata), content_type="application/json")
+    store.put(prefix + METADATA_FILE, metadata_json(metadata), content_type="application/json")
     _parallel(lambda rel: store.delete(prefix + rel), removed)
     logger.info(
         "%s: %d sent, %d removed, %d unchanged",
@@ -226,6 +177,7 @@ class PublishedDocs:
     """Why less than a full publish happened, if it did."""
 
 
+@task(name="upload-docs", cache_policy=NO_CACHE)
 def publish_site(
     store: ObjectStore,
     service: str,
@@ -281,44 +233,6 @@ def already_published(
     if live is None or live.slipway is None or live.slipway.build_key != source.build_key:
         return False
     return any(v.name == source.label for v in read_versions(store, service))
-
-
-def update_metadata(store: ObjectStore, service: str, metadata: DocsMetadata) -> None:
-    """Replace only the current site's metadata, e.g. to record a newer commit of the same tree."""
-    key = site_prefix(service) + METADATA_FILE
-    store.put(key, _json(metadata), content_type="application/json")
-
-
-def read_metadata(
-    store: ObjectStore, service: str, version: str | None = None, *, strict: bool = True
-) -> DocsMetadata | None:
-    """The metadata of the current site (or of one version), or None when none is published.
-
-    Args:
-        store: The artifact store.
-        service: The service.
-        version: A version's label; None for the current site.
-        strict: Raise on metadata that is not TechDocs' JSON; False treats it as absent,
-            so that a publish can replace it.
-
-    Raises:
-        StorageError: The store failed, or (``strict``) the stored metadata is unreadable.
-    """
-    base = site_prefix(service) + (f"{RESERVED}/{version}/" if version else "")
-    try:
-        raw = store.get(base + METADATA_FILE)
-    except ObjectNotFound:
-        return None
-    try:
-        return DocsMetadata.model_validate_json(raw)
-    except ValidationError as e:
-        problem = f"{base}{METADATA_FILE} is not TechDocs metadata: {e.errors()[0]['msg']}"
-        if not strict:
-            logger.warning("%s; it will be replaced", problem)
-            return None
-        raise StorageError(
-            problem, hint=f"publish the docs again: run the publish-docs deployment for {service}"
-        ) from e
 
 
 def read_versions(store: ObjectStore, service: str) -> tuple[VersionEntry, ...]:
@@ -398,7 +312,3 @@ def _parallel(action: Callable[[str], object], items: list[str]) -> None:
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="techdocs-sync") as pool:
         for future in [pool.submit(action, item) for item in items]:
             future.result()
-
-
-def _json(metadata: DocsMetadata) -> bytes:
-    return json.dumps(metadata.model_dump(mode="json", exclude_none=True), indent=2).encode()

@@ -54,8 +54,8 @@ seed()
 """
 
 CHECK = """
-from tasks.release_authority import proves_approval
-from tasks.release_history import deployment_history
+from tasks.release import deployment_history
+from tasks.release.authority import proves_approval
 for r in deployment_history("legacy", "prod"):
     print(r.action, r.sha[:1], proves_approval(r))
 """

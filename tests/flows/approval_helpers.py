@@ -6,8 +6,8 @@ from blocks import GitServer
 from slipway.approver_tokens import ApproverTokens
 from slipway.home import SlipwayHome
 from tasks.catalog import Catalog
-from tasks.catalog_entities import GroupEntity
-from tasks.catalog_model import CatalogModel
+from tasks.catalog.entities import GroupEntity
+from tasks.catalog.model import CatalogModel
 
 
 def give_group(

@@ -23,9 +23,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 from blocks import PlatformSettings
 from flows.delivery import build_test_deploy, promote, rollback
 from slipway.errors import GateRefused
-from tasks.approvals import ApprovalRecord, approvals_key
-from tasks.release import live_container
-from tasks.release_history import deployment_history, history_key
+from tasks.approval import ApprovalRecord, approvals_key
+from tasks.release import deployment_history, history_key, live_container
 from tasks.signed_records import read_verified
 from tests.flows.approval_helpers import give_group, issue_tokens
 from tests.flows.delivery_fixtures import Delivery, delivery_platform, wait_for

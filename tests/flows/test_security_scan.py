@@ -343,15 +343,16 @@ def test_nightly_scan_ranks_every_service_alerts_new_high_findings_and_reports_f
 
 
 def test_a_new_high_finding_alerts_once_per_commit(monkeypatch: pytest.MonkeyPatch):
-    import flows.security_scan as module
+    import tasks.scanners.scan as module
     from tests.tasks.scanners.helpers import B404, B602, CKV, result, summary
 
     sent: list[str] = []
     monkeypatch.setattr(module, "_emit", lambda scan, finding: sent.append(finding.rule_id))
     scan = summary(result("bandit", B602, B404), result("checkov", CKV), baseline=[CKV])
 
-    module._alert_new(scan, seen=frozenset())  # B404 is LOW, CKV_AWS_20 is unchanged
-    module._alert_new(scan, seen=frozenset({B602.fingerprint}))  # last night's scan had it
+    alert = module.alert_new_findings.fn
+    alert(scan, seen=frozenset())  # B404 is LOW, CKV_AWS_20 is unchanged
+    alert(scan, seen=frozenset({B602.fingerprint}))  # last night's scan had it
 
     assert sent == ["B602"]
 
