@@ -18,6 +18,8 @@ import pytest
 
 from blocks import DeployTarget
 from slipway.errors import DeployError, InvalidRequest, Superseded
+from slipway.home import SlipwayHome
+from slipway.signing import ensure_signing_key
 from tasks.containers import is_confined
 from tasks.images import build_image, image_repository, push_image
 from tasks.release import (
@@ -333,8 +335,11 @@ def _record(service: str, sha: str, outcome: str, minutes: int) -> DeploymentRec
 
 
 def test_the_history_reads_back_newest_first_and_rollback_skips_what_runs(
-    prefect_server: str,
+    prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    home = SlipwayHome(tmp_path / "home")  # records are signed with its key, as on a platform host
+    ensure_signing_key(home)
+    monkeypatch.setenv("SLIPWAY_HOME", str(home.root))
     service = f"hist-{uuid.uuid4().hex[:8]}"
     first, broken, second = (
         _record(service, c * 40, o, i)
@@ -344,7 +349,9 @@ def test_the_history_reads_back_newest_first_and_rollback_skips_what_runs(
         record_deployment(record)
     record_deployment(_record(f"{service}-other", "d" * 40, "succeeded", 9))
 
-    history = deployment_history(service, "dev")
+    signed = deployment_history(service, "dev")
+    assert all(r.signature for r in signed)  # each signed as it was recorded
+    history = [r.model_copy(update={"signature": ""}) for r in signed]
     assert history == [second, broken, first]
     assert rollback_target(history, current_digest=second.digest) == first
     assert rollback_target(history, current_digest=None) == first
