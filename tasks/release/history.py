@@ -106,15 +106,15 @@ def history_key(service: str, environment: str) -> str:
 
 
 @task(name="record-deployment", cache_policy=NO_CACHE)
-def record_deployment(record: DeploymentRecord, *, team: str | None = None) -> None:
+def record_deployment(record: DeploymentRecord, *, team: str | None = None) -> DeploymentRecord:
     """Add ``record`` to the history and emit its ``slipway.deployment.*`` event.
 
     The event is labelled with the owning ``team`` (whose channel hears it);
-    without one, the catalog is read for it.
+    without one, the catalog is read for it. Returns the record as kept: signed.
     """
     if record.outcome == "unchanged":
         raise InvalidRequest("an unchanged release deployed nothing, so there is nothing to record")
-    publish_signed(
+    signed = publish_signed(
         record,
         key=history_key(record.service, record.environment),
         description=(
@@ -133,6 +133,7 @@ def record_deployment(record: DeploymentRecord, *, team: str | None = None) -> N
         },
         payload=record.model_dump(mode="json"),
     )
+    return record.model_copy(update={"signature": signed["signature"]})
 
 
 def deployment_history(

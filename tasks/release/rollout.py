@@ -85,8 +85,8 @@ def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
     if verdict.failed:
         roll_back_failed_analysis(stage, attempt, verdict.reason)
     replaced = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
-    record = attempt.record("succeeded", detail=attempt.detail or replaced, url=deployed.url)
-    record_deployment(record, team=stage.team)
+    done = attempt.record("succeeded", detail=attempt.detail or replaced, url=deployed.url)
+    record = record_deployment(done, team=stage.team)
     create_link_artifact(
         key=f"service-{release.service}--{release.environment}",
         link=deployed.url,
@@ -173,8 +173,7 @@ def record_unchanged(stage: Stage, attempt: Attempt, live: LiveContainer) -> Dep
     recorded = record.model_copy(
         update={"outcome": "succeeded", "detail": f"{record.detail}; recorded late"}
     )
-    record_deployment(recorded, team=stage.team)
-    return recorded
+    return record_deployment(recorded, team=stage.team)
 
 
 @task(name="find-serving-build", cache_policy=NO_CACHE)
