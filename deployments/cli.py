@@ -8,6 +8,7 @@
     slipway onboard NAME --owner TEAM [...]           onboard a service (the onboard-service flow)
     slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
     slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
+    slipway vuln affected ID                          services and versions an advisory affects
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -58,9 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     onboard.add_argument("--port", type=int, help="port (default: next free in the range)")
     onboard.add_argument("--dry-run", action="store_true", help="render and check, create nothing")
-    from deployments.catalog_cli import add_commands
+    from deployments import catalog_cli, vuln_cli
 
-    add_commands(commands)
+    catalog_cli.add_commands(commands)
+    vuln_cli.add_commands(commands)
     return parser
 
 
@@ -132,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             from deployments.catalog_cli import run_catalog, run_dora
 
             return (run_catalog if args.command == "catalog" else run_dora)(home, args)
+        if args.command == "vuln":
+            from deployments.vuln_cli import run_vuln
+
+            return run_vuln(home, args)
         return _status(home)
     except SlipwayError as e:
         print(f"slipway: {e}", file=sys.stderr)

@@ -15,17 +15,15 @@ then the run fails: errored is never clean.
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from prefect.futures import PrefectFuture, as_completed
 
 from blocks import ArtifactStore, GitServer, PlatformSettings, VulnerabilitySource
@@ -34,7 +32,10 @@ from slipway.names import check_dns_label
 from slipway.sandbox import Forward
 from tasks.catalog import Catalog
 from tasks.git import checkout, head_commit
+from tasks.osv_mirror import OsvSource
 from tasks.scanners.accepted import AcceptedRisks, load_accepted_risks
+from tasks.scanners.advisories import rate_findings
+from tasks.scanners.alerts import FINDING_EVENT, emit_finding
 from tasks.scanners.base import Severity
 from tasks.scanners.compare import compare
 from tasks.scanners.history import (
@@ -45,7 +46,6 @@ from tasks.scanners.history import (
     scan_prefix,
 )
 from tasks.scanners.report import (
-    FindingRecord,
     ScanSummary,
     build_summary,
     finding_rows,
@@ -58,9 +58,6 @@ from tasks.storage import open_store
 
 __all__ = ["FINDING_EVENT", "nightly_security_scan", "scan_service", "security_scan"]
 
-FINDING_EVENT = "slipway.security.finding"
-"""Emitted by the nightly scan for each new HIGH or CRITICAL finding."""
-
 _ALERT = frozenset({Severity.CRITICAL, Severity.HIGH})
 
 
@@ -71,6 +68,8 @@ class _Osv:
     url: str | None
     forward: Forward | None
     error: str | None
+    source: OsvSource | None = None
+    """Where pip-audit's advisories come from, to rate their severity."""
 
 
 @contextmanager
@@ -83,7 +82,7 @@ def _osv(source: VulnerabilitySource) -> Iterator[_Osv]:
             # Only the dependency scan needs OSV: the others run, pip-audit shows errored.
             yield _Osv(None, None, str(e))
             return
-        yield _Osv(server.query_url, server.forward, None)
+        yield _Osv(server.query_url, server.forward, None, server.source)
 
 
 @task(name="scan-service", cache_policy=NO_CACHE)
@@ -102,6 +101,8 @@ def scan_service(service: str, commit: str | None, *, osv: _Osv, timeout: float)
             osv_url=osv.url, osv_forward=osv.forward, osv_error=osv.error, cache_dir=Path(scratch)
         )
         run = run_scanners(tree.path, scanners, timeout=timeout)
+        if osv.source is not None:  # pip-audit names no severity; its advisories do
+            run = replace(run, results=rate_findings(run.results, osv.source.record))
         accepted, accepted_error = _accepted_risks(tree.path)
         on_default_branch = head_commit(server, service) == tree.sha
     base = baseline_sha(store, service, tree.sha)
@@ -273,33 +274,7 @@ def _alert_new(summary: ScanSummary, seen: frozenset[str]) -> None:
             and finding.severity in _ALERT
             and finding.fingerprint not in seen
         ):
-            _emit(summary, finding)
-
-
-def _emit(summary: ScanSummary, finding: FindingRecord) -> None:
-    emit_event(
-        event=FINDING_EVENT,
-        resource={
-            "prefect.resource.id": f"slipway.service.{summary.service}",
-            "prefect.resource.name": summary.service,
-            "slipway.security.severity": finding.severity.value,
-        },
-        payload={
-            "service": summary.service,
-            "sha": summary.sha,
-            "tool": finding.tool,
-            "rule_id": finding.rule_id,
-            "severity": finding.severity.value,
-            "file": finding.file,
-            "line": finding.line,
-            "message": finding.message,
-            "fix_version": finding.fix_version,
-        },
-        # One event per finding and commit, even if the run is retried.
-        id=uuid.uuid5(
-            uuid.NAMESPACE_URL, f"slipway:{summary.service}:{summary.sha}:{finding.fingerprint}"
-        ),
-    )
+            emit_finding(summary.service, summary.sha, finding)
 
 
 def _rank(summaries: list[ScanSummary], failures: dict[str, str]) -> None:

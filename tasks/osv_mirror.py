@@ -51,6 +51,7 @@ __all__ = [
     "OsvMirror",
     "OsvSource",
     "affects",
+    "decode_record",
     "normalize_name",
     "serve",
 ]
@@ -73,7 +74,10 @@ class OsvSource(Protocol):
         """The records affecting ``name`` at ``version``."""
 
     def get(self, vuln_id: str) -> Record | None:
-        """One record by id, or None."""
+        """One record by id for a sandbox's ``GET /v1/vulns/<id>``, or None."""
+
+    def record(self, vuln_id: str) -> Record | None:
+        """One record by id for the platform itself, or None."""
 
     def __len__(self) -> int: ...
 
@@ -130,6 +134,16 @@ class OsvMirror:
         """The record with this id, or ``None``."""
         with self._lock:
             return self._by_id.get(vuln_id)
+
+    def record(self, vuln_id: str) -> Record | None:
+        """The record with this id, or ``None``: the same as `get`."""
+        return self.get(vuln_id)
+
+    def by_alias(self, alias: str) -> Record | None:
+        """The first record (by id) that lists ``alias``, e.g. a CVE id; a pass over them all."""
+        with self._lock:
+            ordered = sorted(self._by_id.items())
+        return next((r for _, r in ordered if alias in (r.get("aliases") or ())), None)
 
     def _replace(self, records: Iterable[Record]) -> None:
         by_package: dict[tuple[str, str], list[Record]] = {}
@@ -198,12 +212,12 @@ def _in_range(version: Version, events: list[dict[str, str]]) -> bool:
 def _read_records(source: Path) -> Iterator[Record]:
     if source.is_dir():
         for path in sorted(source.rglob("*.json")):
-            yield from _decode(path.name, path.read_bytes())
+            yield from decode_record(path.name, path.read_bytes())
     elif source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             for member in archive.namelist():
                 if member.endswith(".json"):
-                    yield from _decode(member, archive.read(member))
+                    yield from decode_record(member, archive.read(member))
     else:
         raise InvalidRequest(
             f"OSV source {source} is neither a directory nor a zip file.",
@@ -211,8 +225,8 @@ def _read_records(source: Path) -> Iterator[Record]:
         )
 
 
-def _decode(name: str, raw: bytes) -> Iterator[Record]:
-    """One record; a broken file is skipped, as OSV's export may contain odd entries."""
+def decode_record(name: str, raw: bytes) -> Iterator[Record]:
+    """The record in one file, or nothing: OSV's export may contain odd entries, and they are skipped."""
     try:
         record = json.loads(raw)
     except ValueError as e:
@@ -341,6 +355,11 @@ class MirrorServer:
     def forward(self) -> Forward | None:
         """What a sandbox needs to reach it at `url`: None for a mirror on loopback TCP."""
         return Forward(SANDBOX_PORT, self.socket_path) if self.socket_path else None
+
+    @property
+    def source(self) -> OsvSource:
+        """What it answers from: the mirror's records, or the relay to OSV online."""
+        return self._server.mirror
 
     @property
     def query_url(self) -> str:

@@ -37,7 +37,12 @@ logger = logging.getLogger(__name__)
 
 _PARTIAL = ".slipway-partial-"  # a LocalStore write in progress; reserved so list() skips it
 _PAGE_SIZE = 1000  # keys per list_objects_v2 request, S3's maximum; tests lower it
-_TIMEOUTS = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3})
+_TIMEOUTS = Config(
+    connect_timeout=5,
+    read_timeout=60,
+    retries={"max_attempts": 3},
+    max_pool_connections=32,  # parallel readers (SBOMs, docs) each keep a connection
+)
 _NO_BUCKET = {"NoSuchBucket", "404", "NotFound"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _LIST_HINT = "list() the store to see which keys it holds"

@@ -23,7 +23,7 @@ from slipway.errors import CommandError, ScanError
 from slipway.process import installed_tool, run
 from tasks.scanners.base import Finding, Scanner, Severity
 
-__all__ = ["DependencyScanner", "parse_report"]
+__all__ = ["DependencyScanner", "first_fix", "parse_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +138,13 @@ def _finding(dep: dict[str, Any], vuln: dict[str, Any], requirements: str) -> Fi
         line=None,
         message=f"{name} {version} is affected by {vuln['id']}"
         + (f" ({aliases})" if aliases else ""),
-        fix_version=_first_fix(version, vuln.get("fix_versions", [])),
+        fix_version=first_fix(version, vuln.get("fix_versions", [])),
         aliases=known,
         help_uri=f"https://osv.dev/vulnerability/{vuln['id']}",
     )
 
 
-def _first_fix(installed: str, fixes: list[str]) -> str | None:
+def first_fix(installed: str, fixes: list[str]) -> str | None:
     """The lowest fixed version above the installed one, e.g. 1.26.17 rather than 2.0.6.
 
     An advisory with several intervals lists one fix per line of releases;

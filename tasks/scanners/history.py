@@ -29,6 +29,7 @@ __all__ = [
     "HISTORY_LENGTH",
     "DefaultBranchScan",
     "baseline_sha",
+    "default_branch_scans",
     "load_summary",
     "record_default_branch_scan",
     "save_scan",
@@ -125,6 +126,11 @@ def baseline_sha(store: ObjectStore, service: str, sha: str) -> str | None:
         if scan.sha != sha and store.exists(f"{scan_prefix(service, scan.sha)}/summary.json"):
             return scan.sha
     return None
+
+
+def default_branch_scans(store: ObjectStore, service: str) -> list[DefaultBranchScan]:
+    """The default branch's scanned commits, newest first; none when never scanned."""
+    return _read_history(store, service).scans
 
 
 def _read_history(store: ObjectStore, service: str) -> _History:

@@ -9,6 +9,7 @@ is the one record of a scan; the SARIF and the artifacts are views of it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "ToolRecord",
     "build_summary",
     "finding_rows",
+    "ordered",
     "render_markdown",
 ]
 
@@ -135,6 +137,10 @@ class ScanSummary(BaseModel):
     """Ids in accepted-risks.yaml whose expiry has passed."""
     accepted_risks_error: str | None = None
     """Why accepted-risks.yaml could not be read; nothing was accepted then."""
+    accepted_risks: tuple[AcceptedRisk, ...] = ()
+    """The commit's accepted-risks.yaml, kept to judge findings added after the scan."""
+    matched_advisories: tuple[str, ...] = ()
+    """Advisories added from the stored SBOM after the scan, when the vulnerability data changed."""
 
     @property
     def errored_tools(self) -> tuple[ToolRecord, ...]:
@@ -180,7 +186,6 @@ def build_summary(
 
     findings = [record(f, "new") for f in comparison.new]
     findings += [record(f, "unchanged") for f in comparison.unchanged]
-    findings.sort(key=lambda f: (-f.severity.rank, f.tool, f.file, f.line or 0, f.rule_id))
     return ScanSummary(
         service=service,
         sha=sha,
@@ -204,10 +209,18 @@ def build_summary(
             error=run.sbom.error,
             duration_seconds=round(run.sbom.duration_seconds, 3),
         ),
-        findings=tuple(findings),
+        findings=ordered(findings),
         fixed=tuple(FindingRecord.of(f, "fixed") for f in comparison.fixed),
         expired_acceptances=tuple(r.id for r in accepted.expired_entries(today)),
         accepted_risks_error=accepted_error,
+        accepted_risks=accepted.accepted_risks,
+    )
+
+
+def ordered(findings: Iterable[FindingRecord]) -> tuple[FindingRecord, ...]:
+    """Worst first, then by tool and place: the order every view shows."""
+    return tuple(
+        sorted(findings, key=lambda f: (-f.severity.rank, f.tool, f.file, f.line or 0, f.rule_id))
     )
 
 
@@ -272,6 +285,11 @@ def render_markdown(summary: ScanSummary, *, stored_at: str | None = None) -> st
         )
     if summary.accepted_risks_error:
         lines.append(f"accepted-risks.yaml was ignored: {summary.accepted_risks_error}")
+    if summary.matched_advisories:
+        lines.append(
+            "Added after the scan from its SBOM, when the vulnerability data changed: "
+            f"{', '.join(summary.matched_advisories)}."
+        )
     if stored_at:
         lines += ["", f"SARIF, SBOM and summary: `{stored_at}`"]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -347,7 +348,9 @@ def test_a_new_high_finding_alerts_once_per_commit(monkeypatch: pytest.MonkeyPat
     from tests.tasks.scanners.helpers import B404, B602, CKV, result, summary
 
     sent: list[str] = []
-    monkeypatch.setattr(module, "_emit", lambda scan, finding: sent.append(finding.rule_id))
+    monkeypatch.setattr(
+        module, "emit_finding", lambda service, sha, finding: sent.append(finding.rule_id)
+    )
     scan = summary(result("bandit", B602, B404), result("checkov", CKV), baseline=[CKV])
 
     module._alert_new(scan, seen=frozenset())  # B404 is LOW, CKV_AWS_20 is unchanged
@@ -403,6 +406,97 @@ def test_sync_installs_osv_data_and_the_catalog_from_http_and_keeps_them_on_a_ba
         sync_vulnerability_db(source=f"{url}/missing.zip", known_exploited=False)
     assert len(zipfile.ZipFile(mirror / "all.zip").namelist()) == 4
     assert sorted(p.name for p in mirror.iterdir()) == ["all.zip", KNOWN_EXPLOITED_FILE]
+
+
+def test_a_synced_advisory_lands_on_affected_scans_from_their_sboms_without_a_rescan(
+    scan_platform: Platform,
+    tmp_path: Path,
+    http_root: tuple[Path, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    prefect_server: str,
+):
+    root, url = http_root
+    mirror = VulnerabilitySource.load_default().mirror_path
+    assert mirror is not None
+    with zipfile.ZipFile(mirror / "all.zip", "w") as old:  # the data before: no PYSEC-2023-74
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            if record.stem != "PYSEC-2023-74":
+                old.write(record, record.name)
+    sha = add_service("impacted", INSECURE, 8306)
+    fixed = tmp_path / "fixed"
+    shutil.copytree(INSECURE, fixed)
+    (fixed / "requirements.txt").write_text("requests==2.31.0\nurllib3==1.26.17\n")
+    add_service("unaffected", fixed, 8307)
+    security_scan("impacted")
+    security_scan("unaffected")
+    store = open_store(ArtifactStore.load_default())
+    before = load_summary(store, "impacted", sha)
+    assert before is not None and "PYSEC-2023-74" not in rule_ids(before)["pip-audit"]
+    new = json.loads((OSV_RECORDS / "PYSEC-2023-74.json").read_text())
+    new["database_specific"] = {"severity": "HIGH"}  # as GitHub's records rate it
+    with zipfile.ZipFile(root / "all.zip", "w") as newer:
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            if record.stem != "PYSEC-2023-74":
+                newer.write(record, record.name)
+        newer.writestr("PYSEC-2023-74.json", json.dumps(new))
+
+    report = sync_vulnerability_db(source=f"{url}/all.zip", known_exploited=False)
+
+    assert report.changed == 1 and report.impact is not None
+    assert report.impact.sboms == 2 and not report.impact.unscanned
+    assert [
+        (v.service, v.sha, f.rule_id)
+        for v, f in zip(report.impact.added_to, report.impact.added, strict=True)
+    ] == [("impacted", sha, "PYSEC-2023-74")]
+    after = load_summary(store, "impacted", sha)
+    assert after is not None and after.matched_advisories == ("PYSEC-2023-74",)
+    added = next(f for f in after.findings if f.rule_id == "PYSEC-2023-74")
+    assert (added.state, added.severity.value) == ("new", "high")
+    sarif = json.loads(store.get(f"impacted/{sha}/scan.sarif"))
+    assert not list(Draft4Validator(sarif_schema()).iter_errors(sarif))
+    with pytest.raises(GateRefused, match="PYSEC-2023-74"):
+        enforce_gate("impacted", sha)
+    (event,) = [
+        e
+        for e in read_events(FINDING_EVENT, expected=1)
+        if e.payload.get("source") == "advisory-sync" and e.payload["service"] == "impacted"
+    ]
+    assert event.payload["rule_id"] == "PYSEC-2023-74"
+    assert event.resource["slipway.security.severity"] == "high"
+    rows = artifact("advisory-impact")
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert [(r["service"], r["finding"]) for r in rows] == [("impacted", "new")]
+
+    rescan = security_scan("impacted")  # the same finding, not another one
+    again = next(f for f in rescan.findings if f.rule_id == "PYSEC-2023-74")
+    assert (again.fingerprint, again.severity) == (added.fingerprint, added.severity)
+
+    from deployments.cli import main
+    from deployments.state import UpLock, UpState, write_state
+
+    home = scan_platform.home
+    lock = UpLock(home)
+    lock.acquire()
+    try:
+        write_state(
+            home,
+            UpState(
+                supervisor_pid=1,
+                marker="test",
+                started_at=datetime.now(UTC),
+                ports=scan_platform.ports.as_dict(),
+                project_dir=str(tmp_path),
+                api_url=prefect_server,
+            ),
+        )
+        monkeypatch.setenv("PREFECT_API_URL", prefect_server)  # restored after the CLI's change
+        assert main(["--home", str(home.root), "vuln", "affected", "CVE-2023-32681"]) == 0
+    finally:
+        lock.release()
+    printed = capsys.readouterr().out
+    assert "PYSEC-2023-74 (CVE-2023-32681): 1 of 2 services affected (impacted)" in printed
+    assert "requests 2.19.0" in printed and "2.31.0" in printed
 
 
 def test_sync_reads_osv_data_from_an_s3_object(platform: Platform, tmp_path: Path):
