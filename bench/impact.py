@@ -30,12 +30,15 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from s3_server import moto_server  # noqa: E402  # bench/, first on sys.path
 
 from tasks.osv_mirror import OsvMirror, serve  # noqa: E402
 from tasks.scanners.accepted import AcceptedRisks  # noqa: E402
@@ -165,37 +168,21 @@ def rescan_sample(sample: int, scratch: Path) -> float:
         return (time.monotonic() - started) / sample
 
 
-def open_bench_store(kind: str, scratch: Path) -> tuple[ObjectStore, Any]:
-    """The store, and for S3 the moto server process (its own, as S3 is not in ours)."""
-    if kind == "local":
-        return LocalStore(scratch / "store"), None
-    import socket
-    import subprocess
-
+def open_bench_store(kind: str, scratch: Path, endpoint: str | None) -> ObjectStore:
+    """A local store under ``scratch``, or a bucket on the moto server at ``endpoint``."""
+    if kind == "local" or endpoint is None:
+        return LocalStore(scratch / "store")
     from blocks.s3 import S3Connection
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    moto = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     connection = S3Connection(
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=endpoint,
         access_key_id="AKIABENCH",
         secret_access_key="bench-secret",
         path_style=True,
     )
     store = S3Store(bucket="bench-impact", prefix="", connection=connection)
-    for _ in range(100):
-        try:
-            store.ensure_bucket()
-            break
-        except Exception:
-            time.sleep(0.1)
-    return store, moto
+    store.ensure_bucket()
+    return store
 
 
 def main() -> int:
@@ -206,21 +193,19 @@ def main() -> int:
     parser.add_argument("--store", choices=["local", "s3"], default="local")
     parser.add_argument("--sample", type=int, default=3, help="services rescanned for the baseline")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="slipway-bench-impact-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="slipway-bench-impact-") as tmp,
+        moto_server() if args.store == "s3" else nullcontext(None) as endpoint,
+    ):
         scratch = Path(tmp)
-        store, moto = open_bench_store(args.store, scratch)
-        try:
-            names = populate(store, args.sboms, args.components)
-            records = advisories(args.advisories)
-            started = time.monotonic()
-            report = affected_by(store, records, names, {})
-            matched = time.monotonic() - started
-            added = record_impacts(store, report.impacts, repositories={}, today=date.today())
-            total = time.monotonic() - started
-        finally:
-            if moto is not None:
-                moto.terminate()
-                moto.wait()
+        store = open_bench_store(args.store, scratch, endpoint)
+        names = populate(store, args.sboms, args.components)
+        records = advisories(args.advisories)
+        started = time.monotonic()
+        report = affected_by(store, records, names, {})
+        matched = time.monotonic() - started
+        added = record_impacts(store, report.impacts, repositories={}, today=date.today())
+        total = time.monotonic() - started
         per_service = rescan_sample(args.sample, scratch)
     rescan = per_service * args.sboms
     affected = len({i.version for i in report.impacts})

@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks import ArtifactStore, GitServer
 from slipway.errors import InvalidRequest
-from slipway.home import HOST, Ports
+from slipway.home import HOST, Ports, SlipwayHome
 from slipway.names import check_dns_label
 from tasks.catalog import Catalog
 from tasks.git import checkout
@@ -32,6 +32,7 @@ from tasks.techdocs import (
     DocsMetadata,
     DocsSource,
     PublishedDocs,
+    RenderCache,
     already_published,
     build_site,
     describe_source,
@@ -49,12 +50,17 @@ _MAX_VERSIONS = 100
 
 
 @task(name="build-docs", cache_policy=NO_CACHE)
-def _build(root: Path, output: Path) -> BuiltSite:
-    """Refuse an unsafe configuration, then ``mkdocs build --strict``; warnings go to the run log."""
+def _build(root: Path, output: Path, service: str, source: DocsSource) -> BuiltSite:
+    """Refuse an unsafe configuration, then ``mkdocs build --strict``; warnings go to the run log.
+
+    Pages that did not change since this host's last build of the service
+    are taken from its render cache, so cost follows the change.
+    """
     log = get_run_logger()
     config = read_site_config(root)
     log.info("building %r (theme %s) from %s", config.site_name, config.theme, config.path.name)
-    return build_site(root, config, output, log=log)
+    cache = RenderCache(SlipwayHome.from_env().cache / "docs" / service)
+    return build_site(root, config, output, committed_at=source.committed_at, cache=cache, log=log)
 
 
 @task(name="upload-docs", cache_policy=NO_CACHE)
@@ -81,7 +87,7 @@ def publish_docs(
     Args:
         service: The catalog name of the service.
         commit: A sha, branch or tag; empty for the tip of the default branch.
-        keep_versions: How many version copies to keep under ``versions/``.
+        keep_versions: How many versions to keep under ``versions/``.
         force: Build and compare every file even when this commit is already published.
     """
     logger = get_run_logger()
@@ -109,7 +115,7 @@ def publish_docs(
             result = _unchanged(store, service, live, source, record=not live_is_newer)
         else:
             with tempfile.TemporaryDirectory(prefix=f"slipway-docs-{service}-") as scratch:
-                site = _build(co.path, Path(scratch) / "site")
+                site = _build(co.path, Path(scratch) / "site", service, source)
                 result = _upload(store, service, site, source, keep_versions, not live_is_newer)
     _report(result)
     return result
@@ -156,7 +162,7 @@ def _report(result: PublishedDocs) -> None:
     removed = len(result.live.deleted) if result.live else 0
     copied = len(result.version_copy.uploaded) if result.version_copy else 0
     logger.info(
-        "published %s: %d files sent, %d removed, version %s (%d files sent) at %s",
+        "published %s: %d files sent, %d removed, version %s (%d files sent, the rest shared) at %s",
         result.service,
         sent,
         removed,
@@ -170,7 +176,7 @@ def _report(result: PublishedDocs) -> None:
         f"[Open on the docs portal]({url}) · commit `{result.commit[:12]}` · version `{result.version}`",
         "",
         f"- current site: {sent} files sent, {removed} removed",
-        f"- version copy: {copied} files sent",
+        f"- version `{result.version}`: {copied} files sent, the rest shared with other versions",
     ]
     if result.pruned:
         lines.append(f"- old versions removed: {', '.join(result.pruned)}")

@@ -1,6 +1,6 @@
 """TechDocs: build a service's MkDocs site and publish it in Backstage's layout.
 
-Three steps, each its own module:
+Four modules, one step each:
 
 - :mod:`tasks.techdocs.config` reads ``mkdocs.yml`` and refuses, before
   anything runs, what would leave the repository or run its code, and any
@@ -9,8 +9,9 @@ Three steps, each its own module:
   without network that sees only the site's files, and names the commit a
   site comes from;
 - :mod:`tasks.techdocs.publish` uploads the site incrementally under
-  ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``
-  and a copy per version, and reads it back for the docs portal.
+  ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``;
+- :mod:`tasks.techdocs.versions` keeps the last versions as manifests over
+  files each stored once, and reads every site back for the docs portal.
 
 Example:
     ```python
@@ -25,6 +26,7 @@ from tasks.techdocs.build import (
     RESERVED,
     BuiltSite,
     DocsSource,
+    RenderCache,
     build_site,
     describe_source,
     is_ancestor,
@@ -49,6 +51,7 @@ from tasks.techdocs.publish import (
     update_metadata,
     write_version_entry,
 )
+from tasks.techdocs.versions import DocsReader
 
 __all__ = [
     "CONFIG_NAMES",
@@ -58,9 +61,11 @@ __all__ = [
     "SITES_PREFIX",
     "BuiltSite",
     "DocsMetadata",
+    "DocsReader",
     "DocsSource",
     "PublishInfo",
     "PublishedDocs",
+    "RenderCache",
     "SiteConfig",
     "SyncResult",
     "VersionEntry",
