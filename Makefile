@@ -1,12 +1,24 @@
 # The two commands of the README: `make run` and `make test`.
-# Both set up what they need first: a .venv with Slipway and its dependencies.
+#
+# Both run the whole set-up first, `make setup`, one idempotent path:
+#   system    Debian packages, a Docker engine and the base image (scripts/setup-system.sh);
+#             as root it does them, as another user it prints the one root command
+#             and goes on with the rest
+#   python    .venv with Slipway (pyproject.toml, constraints.txt) and the scanners'
+#             own environment .venv/scanners (scanners.lock), each remade when its
+#             pins change, with progress (scripts/venv.sh)
+# A second run checks and goes on in about a second.
 
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed-stamp
+SCANNERS := $(VENV)/scanners
+SCANNERS_STAMP := $(SCANNERS)/.installed-stamp
 
-.PHONY: run test setup lint docs bench clean
+export PYTHON
+
+.PHONY: run test setup system python lint docs bench clean
 
 run: setup
 	$(BIN)/slipway up
@@ -17,20 +29,28 @@ test: setup lint docs
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
-setup: $(STAMP)
+setup: system python
+
+system:
+	@bash scripts/setup-system.sh
+
+python: $(STAMP) $(SCANNERS_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	@bash scripts/venv.sh $(VENV) Slipway -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
 
-lint: setup
+# After the platform's venv, which it lives in (.venv/scanners).
+$(SCANNERS_STAMP): scanners.lock | $(STAMP)
+	@bash scripts/venv.sh $(SCANNERS) "Scanners" -r scanners.lock
+	@touch $(SCANNERS_STAMP)
+
+lint: python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-docs: setup
+docs: python
 	$(BIN)/mkdocs build --strict --site-dir $(VENV)/site-check
 
 bench: setup

@@ -14,6 +14,7 @@ from blocks.base import DEFAULT_DOCUMENT, Defaults, SlipwayBlock
 from blocks.container_registry import ContainerRegistry
 from blocks.deploy_target import DeployTarget
 from blocks.git_server import GitServer
+from blocks.monitoring import MonitoringSettings
 from blocks.platform import PlatformSettings
 from blocks.s3 import S3Connection
 from blocks.terraform_backend import TerraformBackend
@@ -28,6 +29,7 @@ __all__ = [
     "Defaults",
     "DeployTarget",
     "GitServer",
+    "MonitoringSettings",
     "PlatformSettings",
     "S3Connection",
     "SlipwayBlock",
@@ -48,6 +50,7 @@ ALL_BLOCKS: tuple[type[SlipwayBlock], ...] = (
     TerraformBackend,
     VulnerabilitySource,
     PlatformSettings,
+    MonitoringSettings,
 )
 """Every block type, nested ones first so their schemas exist when referenced."""
 

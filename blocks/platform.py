@@ -9,10 +9,13 @@ from pydantic import Field, field_validator
 from blocks.base import SlipwayBlock
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["DEFAULT_BASE_IMAGE", "PlatformSettings", "SeverityName"]
+__all__ = ["DEFAULT_BASE_IMAGE", "LOCAL_BASE_IMAGE", "PlatformSettings", "SeverityName"]
 
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 """What service images build FROM unless the platform team says otherwise."""
+
+LOCAL_BASE_IMAGE = "local/python-base:bookworm"
+"""The Debian 12 image with python3 that `make setup` builds where Docker Hub is out of reach."""
 
 SeverityName = Literal["critical", "high", "medium", "low", "unknown"]
 """A finding severity as the security gate settings name it."""
@@ -95,7 +98,12 @@ class PlatformSettings(SlipwayBlock):
 
     @classmethod
     def local_default(cls, home: SlipwayHome, ports: Ports) -> Self:
-        """``python:3.12-slim``, or ``$SLIPWAY_BASE_IMAGE`` where that image is built locally."""
-        import os
+        """Settings whose base image this machine has (see `tasks.base_image.local_base_image`).
 
-        return cls(base_image=os.environ.get("SLIPWAY_BASE_IMAGE", DEFAULT_BASE_IMAGE))
+        ``$SLIPWAY_BASE_IMAGE`` when set; else ``python:3.12-slim`` or, where
+        that cannot be pulled, the local image that `make setup` built.
+        """
+        from blocks.deploy_target import DeployTarget
+        from tasks.base_image import local_base_image
+
+        return cls(base_image=local_base_image(DeployTarget.local_default(home, ports)))

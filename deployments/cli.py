@@ -9,6 +9,9 @@
     slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
     slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
     slipway vuln affected ID                          services and versions an advisory affects
+    slipway logs SERVICE [--env ENV] [--since 10m] [--follow] [--grep TEXT]
+                                                      a service's container log
+    slipway settings base-image [IMAGE] [--no-check]  show or change the services' base image
 
 Errors print as one line with the fix, never as a traceback.
 """
@@ -16,6 +19,7 @@ Errors print as one line with the fix, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import replace
@@ -32,6 +36,7 @@ __all__ = ["main"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The checkout that holds prefect.yaml, flows/ and tasks/."""
+_PORT_FLAGS = tuple(Ports().as_dict())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start and supervise the platform on this machine")
-    for name in ("prefect", "docs", "registry", "bridge"):
+    for name in _PORT_FLAGS:
         up.add_argument(f"--{name}-port", type=int, help=f"loopback port of {name}")
     up.add_argument(
         "--project", type=Path, default=PROJECT_DIR, help="directory holding prefect.yaml"
@@ -63,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
 
     catalog_cli.add_commands(commands)
     vuln_cli.add_commands(commands)
+    logs = commands.add_parser("logs", help="print a service's container log")
+    logs.add_argument("service", help="the service's name")
+    logs.add_argument("--env", default="dev", help="its environment (default dev)")
+    logs.add_argument("--since", help="only newer lines: 10m, 2h, 1d or an ISO time")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--grep", help="only lines that contain this text")
+    settings = commands.add_parser("settings", help="platform settings (docs/configuration)")
+    image = settings.add_subparsers(dest="settings_command", required=True).add_parser(
+        "base-image", help="show, or change, the image service images build FROM"
+    )
+    image.add_argument("image", nargs="?", help="the new base image, e.g. python:3.12-slim")
+    image.add_argument(
+        "--no-check",
+        action="store_true",
+        help="save it without checking (or pulling) it in the deploy target's Docker engine",
+    )
     return parser
 
 
@@ -114,9 +135,22 @@ def _scale_out_arguments(up: argparse.ArgumentParser) -> None:
     )
 
 
+class _NoDrainProgress(logging.Filter):
+    """Drops Prefect's "EventsWorker - Still processing items" from a command's output.
+
+    Loading a block emits an event, which Prefect's events worker sends in the
+    background; as a short command exits, the worker sends what is left and
+    warns while it does. The events still go out: only the warning is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    logging.getLogger("EventsWorker").addFilter(_NoDrainProgress())
     try:
         if args.home is not None:
             os.environ["SLIPWAY_HOME"] = str(args.home.expanduser().resolve())
@@ -130,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "onboard":
             return _onboard(home, args)
+        if args.command == "logs":
+            from deployments.service_logs import run_logs
+
+            return run_logs(home, args)
         if args.command in ("catalog", "dora"):
             from deployments.catalog_cli import run_catalog, run_dora
 
@@ -138,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             from deployments.vuln_cli import run_vuln
 
             return run_vuln(home, args)
+        if args.command == "settings":
+            from deployments.settings import base_image
+
+            present = base_image(home, args.image, check=not args.no_check)
+            return 0 if present or args.image else 1
         return _status(home)
     except SlipwayError as e:
         print(f"slipway: {e}", file=sys.stderr)
@@ -152,7 +195,7 @@ def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
     ports = Ports.from_env()
     overrides = {
         name: getattr(args, f"{name}_port")
-        for name in ("prefect", "docs", "registry", "bridge")
+        for name in _PORT_FLAGS
         if getattr(args, f"{name}_port") is not None
     }
     project = args.project.resolve()

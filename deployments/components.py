@@ -212,6 +212,8 @@ class ProcessSpec:
     """Like `env`, for values that must not show in a repr or a log (database URLs)."""
     cwd: Path | None = None
     """Working directory; None for the data directory."""
+    stop_last: bool = False
+    """Stopped after every other child: a server the others talk to while they shut down."""
 
 
 def child_env(
@@ -231,10 +233,7 @@ def child_env(
             "PATH": os.pathsep.join([interpreter, *env.get("PATH", os.defpath).split(os.pathsep)]),
             "SLIPWAY_HOME": str(home.root),
             "SLIPWAY_SUPERVISOR": marker,
-            "SLIPWAY_PREFECT_PORT": str(ports.prefect),
-            "SLIPWAY_BRIDGE_PORT": str(ports.bridge),
-            "SLIPWAY_DOCS_PORT": str(ports.docs),
-            "SLIPWAY_REGISTRY_PORT": str(ports.registry),
+            **{f"SLIPWAY_{name.upper()}_PORT": str(port) for name, port in ports.as_dict().items()},
             "PREFECT_HOME": str(home.prefect_home),
             "PREFECT_API_URL": api,
             "PREFECT_UI_API_URL": api,
@@ -284,6 +283,7 @@ def prefect_server_spec(
         port=ports.prefect,
         env=env,
         secret_env=secret,
+        stop_last=True,
     )
 
 
@@ -349,6 +349,7 @@ def registry_spec(home: SlipwayHome, ports: Ports, binary: str) -> ProcessSpec:
         url=f"{HOST}:{ports.registry}",
         health_url=f"http://{HOST}:{ports.registry}/v2/",
         port=ports.registry,
+        stop_last=True,
     )
 
 

@@ -1,8 +1,8 @@
 """What `slipway up` starts on a host of each role, and in which order.
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
-  (on SQLite or PostgreSQL), the registry, then blocks, then the docs portal
-  and the bridge. Embedded serves the flows in-process; a server host applies
+  (on SQLite or PostgreSQL), the registry, then blocks, then the docs portal,
+  the bridge and monitoring (Prometheus, Alertmanager, blackbox, the monitor). Embedded serves the flows in-process; a server host applies
   them to the work pool instead (`deployments.pool`, a one-shot child), and
   ``all`` adds one worker on the same host.
 - ``worker`` waits until the server at ``--server`` answers and has its pool
@@ -36,6 +36,7 @@ from deployments.components import (
     serve_spec,
     worker_spec,
 )
+from deployments.monitoring import planned_monitoring, start_monitoring
 from deployments.pool import online_workers, server_heartbeat
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
@@ -56,12 +57,13 @@ def start_host(supervisor: Supervisor, began: float) -> None:
     ready = time.monotonic() - began
     supervisor.write_state(ready_seconds=ready)
 
-    from deployments.status import collect_status, format_table
+    from deployments.status import collect_status, format_table, verdict
 
-    report(format_table(collect_status(options.home)))
+    results = collect_status(options.home)
+    report(format_table(results))
     role = "" if options.role == "embedded" else f" (role {options.role})"
     report(
-        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s. "
+        f"Slipway is up on {options.home.root}{role} after {ready:.1f} s, {verdict(results)}. "
         "Stop it with Ctrl-C or `slipway down`."
     )
 
@@ -79,7 +81,8 @@ def _start_server_host(supervisor: Supervisor) -> None:
     )
     docs, bridge = docs_spec(ports), bridge_spec(ports, options.database)
     reg = registry_spec(home, ports, registry) if registry is not None else None
-    for spec in (server, docs, bridge, reg):
+    monitoring, missing = planned_monitoring(home, ports)
+    for spec in (server, docs, bridge, reg, *monitoring):
         if spec is not None and spec.port is not None:
             check_port_free(spec.name, spec.port)
     if options.database is not None:
@@ -108,10 +111,11 @@ def _start_server_host(supervisor: Supervisor) -> None:
     embedded = options.role == "embedded"
     for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
         supervisor.start(spec)
+    start_monitoring(supervisor, monitoring, missing)
     supervisor.write_state()
     if not embedded:
         _apply_to_pool(supervisor)
-    for spec in (reg, docs, bridge):
+    for spec in (reg, docs, bridge, *monitoring):
         if spec is not None and spec.health_url is not None:
             url = spec.health_url
             supervisor.wait_until(spec.name, functools.partial(_http_ok, url))

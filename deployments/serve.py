@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     from slipway.prefect_patches.forkserver import use_forkserver
 
     os.chdir(project_dir)  # entrypoints are relative to the project
+    _ship_logs()
     served = _served(project_dir)
     modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
     if use_forkserver(modules):
@@ -223,6 +224,18 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(runner.start())
     except (KeyboardInterrupt, TerminationSignal):
         print("shutting down", flush=True)
+
+
+def _ship_logs() -> None:
+    """Ship the runner's and its flow runs' logs to the team's OTLP collector, if one is set."""
+    from blocks.monitoring import MonitoringSettings
+    from slipway.errors import SlipwayError
+    from tasks.monitoring.otlp import ship_logs
+
+    try:
+        ship_logs(MonitoringSettings.load_default(), component="slipway-flows")
+    except SlipwayError as e:
+        logger.warning("platform logs are not shipped to OTLP: %s", e)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from deployments.state import UpState, read_state
 from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, SlipwayHome
 
-__all__ = ["bridge_health", "collect_status", "format_table", "registered_deployments"]
+__all__ = ["bridge_health", "collect_status", "format_table", "registered_deployments", "verdict"]
 
 # `slipway status` never shows a secret: the state file holds the database URL
 # with its password hidden (see `UpState.database`), and that is all it reads.
@@ -72,6 +72,9 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
                 f"`docker-registry` is not installed. Fix: {REGISTRY_HINT}",
             )
         )
+    from deployments.monitoring import monitoring_health
+
+    results.extend(monitoring_health(home, ports, {c.name for c in state.children}))
     if results[0].healthy:
         results.extend(_configured_systems(local_registry))
     return results
@@ -180,14 +183,22 @@ def _worker_host(state: UpState) -> list[ComponentHealth]:
 
 
 def _configured_systems(local_registry: str) -> list[ComponentHealth]:
-    """Git, Docker, artifacts (and a non-local registry) as the blocks configure them."""
-    from flows.platform_check import probe_configured_systems
+    """Git, Docker, artifacts (and a non-local registry) as the blocks configure them.
 
-    return [
+    Then the services' base image, which builds need in the deploy target's engine.
+    """
+    from blocks import Defaults, DeployTarget, PlatformSettings
+    from flows.platform_check import probe_configured_systems
+    from tasks.base_image import check_base_image
+
+    results = [
         r
         for r in probe_configured_systems()
         if not (r.name == "registry" and r.url == local_registry)
     ]
+    blocks = Defaults(DeployTarget, PlatformSettings)
+    results.append(check_base_image(blocks[DeployTarget], blocks[PlatformSettings].base_image))
+    return results
 
 
 def _alive(pid: int) -> bool:
@@ -208,3 +219,14 @@ def format_table(results: list[ComponentHealth]) -> str:
         word = "healthy" if r.healthy else ("unavailable" if not r.required else "UNHEALTHY")
         lines.append(f"  {r.name:<12} {r.url:<{width}}  {word:<11} {r.detail}")
     return "\n".join(lines)
+
+
+def verdict(results: list[ComponentHealth]) -> str:
+    """``all healthy``, or which parts are not: what `slipway up` ends its ready line with."""
+    unhealthy = [r.name for r in results if not r.healthy and r.required]
+    unavailable = [r.name for r in results if not r.healthy and not r.required]
+    if not unhealthy and not unavailable:
+        return "all healthy"
+    parts = [f"UNHEALTHY: {', '.join(unhealthy)}"] if unhealthy else []
+    parts += [f"unavailable: {', '.join(unavailable)}"] if unavailable else []
+    return "; ".join(parts) + " (see the table above for each fix)"

@@ -44,7 +44,8 @@ __all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"
 Report = Callable[[str], None]
 
 _MAX_RESTARTS = 5
-_STOP_GRACE_SECONDS = 15.0
+_STOP_GRACE_SECONDS = 10.0
+"""Seconds each tier of children gets between SIGTERM and SIGKILL."""
 
 
 @dataclass(frozen=True)
@@ -182,16 +183,37 @@ class Supervisor:
             time.sleep(0.25)
 
     def stop_all(self) -> None:
-        """SIGTERM every process group, newest first, then SIGKILL what remains."""
-        for child in reversed(list(self.children.values())):
-            _signal_group(child.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        for child in self.children.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            _signal_group(child.process.pid, signal.SIGKILL)
-            child.process.wait()
-            child.log.close()
+        """Stop the clients of Prefect and the registry first, then those two.
+
+        The runner pauses its deployments through Prefect's API when it gets
+        SIGTERM; with Prefect stopping at the same moment, it retried against
+        a dead server until the grace period ran out (15 s of every `down`).
+        Each tier gets SIGTERM, then SIGKILL for what is left after the grace;
+        each is reported, so a child that has to be killed is seen.
+        """
+        children = list(self.children.values())
+        began = time.monotonic()
+        for tier in (
+            [c for c in children if not c.spec.stop_last],
+            [c for c in children if c.spec.stop_last],
+        ):
+            for child in reversed(tier):
+                _signal_group(child.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + _STOP_GRACE_SECONDS
+            for child in tier:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if child.process.poll() is None:
+                    self.report(
+                        f"{child.spec.name} did not stop within {_STOP_GRACE_SECONDS:.0f} s "
+                        "of SIGTERM; killed it"
+                    )
+                _signal_group(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+                child.log.close()
+            if tier:
+                names = ", ".join(c.spec.name for c in tier)
+                self.report(f"stopped {names} ({time.monotonic() - began:.1f} s)")
         _kill_marked(self.marker)
 
     # -- state -------------------------------------------------------------

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import git
 from prefect import flow, get_client, get_run_logger
@@ -52,7 +52,7 @@ from blocks import (
     PlatformSettings,
 )
 from flows.security_scan import security_scan
-from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest
+from slipway.errors import AnalysisFailed, BuildError, DeployError, GateRefused, InvalidRequest
 from slipway.home import SlipwayHome
 from slipway.names import check_dns_label, check_git_ref, check_sha
 from tasks.catalog import Catalog, CatalogEntry
@@ -69,6 +69,8 @@ from tasks.images import (
     run_image_tests,
     test_inputs_digest,
 )
+from tasks.monitoring.events import emit_approval_waiting
+from tasks.monitoring.watch import analyse_release
 from tasks.release import (
     LiveContainer,
     Release,
@@ -416,6 +418,9 @@ def _release(
         )
         record_deployment(failed)
         raise
+    verdict = analyse_release(stage.client, release, watch=action != "rollback")
+    if verdict.failed:
+        _roll_back_after_analysis(stage, release, base, verdict.reason)
     record = DeploymentRecord.model_validate(
         {
             **base,
@@ -434,6 +439,51 @@ def _release(
         description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
     )
     return record
+
+
+def _roll_back_after_analysis(
+    stage: _Stage, release: Release, base: dict[str, str], reason: str
+) -> NoReturn:
+    """Record the release failed, return to the previous healthy one, and fail saying why."""
+    why = f"the new version failed its release analysis: {reason}"
+    record_deployment(
+        DeploymentRecord.model_validate(
+            {**base, "outcome": "failed", "at": datetime.now(UTC), "detail": why}
+        )
+    )
+    history = deployment_history(release.service, release.environment)
+    try:
+        chosen = rollback_target(history, current_digest=release.digest)
+    except InvalidRequest as e:
+        raise AnalysisFailed(
+            f"{why}; it keeps serving: {e.message}", hint="fix it and push again"
+        ) from e
+    back = Release(
+        release.service, release.environment, chosen.sha, chosen.image, stage.port, stage.env_vars
+    )
+    deployed = deploy_release(
+        stage.client,
+        back,
+        target=stage.target,
+        health_timeout=stage.settings.health_timeout_seconds,
+        reserved_ports=stage.reserved_ports,
+    )
+    analyse_release(stage.client, back, watch=False)  # Prometheus follows it back
+    record_deployment(
+        DeploymentRecord.model_validate(
+            {
+                **_record_base(back, "rollback", "release analysis"),
+                "outcome": "succeeded",
+                "at": datetime.now(UTC),
+                "url": deployed.url,
+                "detail": f"automatic, from {release.sha[:12]}: {why}",
+            }
+        )
+    )
+    raise AnalysisFailed(
+        f"{why}; rolled back to {chosen.sha[:12]}",
+        hint="see the logs artifact of this run, fix the cause and push again",
+    )
 
 
 def _record_base(release: Release, action: str, triggered_by: str, **extra: str) -> dict[str, str]:
@@ -539,6 +589,8 @@ def _prod_gate(
         f"Deploy `{service}` at `{sha[:12]}` to **{environment}**? "
         "Tick *Approve* and resume, or leave it unticked to reject."
     )
+    link = emit_approval_waiting(service, environment, sha)  # the team hears it waits
+    logger.info("Waiting for approval: %s", link)
     try:
         answer = pause_flow_run(
             wait_for_input=Approval.with_initial_data(description=description),

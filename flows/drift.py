@@ -36,6 +36,7 @@ from slipway.errors import DockerUnavailable, SlipwayError, TerraformError
 from slipway.home import SlipwayHome
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
+from tasks.monitoring.events import team_labels
 from tasks.runtime import (
     DesiredRuntime,
     Finding,
@@ -340,6 +341,7 @@ def publish_report(detected: list[EnvironmentStatus], final: list[EnvironmentSta
                 "prefect.resource.name": f"{status.service}/{status.environment}",
                 "slipway.service": status.service,
                 "slipway.environment": status.environment,
+                **team_labels(status.service),  # routes it to the team's channel
             },
             payload={
                 "reasons": list(status.reasons),

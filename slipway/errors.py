@@ -23,7 +23,9 @@ these.
     │   └── ServiceNotFound (KeyError)    ... because no entry has that name
     ├── BuildError                        an image build, its tests or its push failed
     ├── DeployError                       a deployment did not become healthy; the old one serves
+    │   └── AnalysisFailed                ... or its metrics went bad after the switch: rolled back
     ├── DocsBuildError                    mkdocs refused a service's docs
+    ├── MonitoringError                   Prometheus or Alertmanager refused or could not be reached
     ├── StorageError                      the artifact store refused a read or write
     │   └── ObjectNotFound (KeyError)     ... because the key does not exist
     └── ComponentError                    `slipway up` could not start or reach a part
@@ -35,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AnalysisFailed",
     "BuildError",
     "CatalogError",
     "DeployError",
@@ -50,6 +53,7 @@ __all__ = [
     "DockerUnavailable",
     "InvalidRequest",
     "MissingDependency",
+    "MonitoringError",
     "ObjectNotFound",
     "PortInUse",
     "SandboxUnavailable",
@@ -156,6 +160,14 @@ class BuildError(SlipwayError):
 
 class DeployError(SlipwayError):
     """A new deployment did not become healthy; the previous one keeps serving."""
+
+
+class AnalysisFailed(DeployError):
+    """The new version's metrics went bad after the switch, so it was rolled back."""
+
+
+class MonitoringError(SlipwayError):
+    """Prometheus or Alertmanager could not be reached, or refused a query or config."""
 
 
 class DocsBuildError(SlipwayError):

@@ -36,13 +36,21 @@ class Ports:
     """The docs portal."""
     registry: int = 5001
     """The OCI registry."""
+    prometheus: int = 9090
+    """Prometheus: metrics, rules and its UI."""
+    alertmanager: int = 9093
+    """Alertmanager: alert routing and silences."""
+    blackbox: int = 9115
+    """The blackbox exporter that probes services' health URLs."""
+    monitor: int = 4500
+    """The platform's metrics and Alertmanager's receiver (`deployments.monitor`)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Ports:
         """Read ``SLIPWAY_<NAME>_PORT`` overrides on top of the defaults."""
         env = os.environ if environ is None else environ
         values: dict[str, int] = {}
-        for name in ("prefect", "bridge", "docs", "registry"):
+        for name in _NAMES:
             raw = env.get(f"SLIPWAY_{name.upper()}_PORT")
             if raw is not None:
                 values[name] = _port(raw, f"SLIPWAY_{name.upper()}_PORT")
@@ -50,17 +58,25 @@ class Ports:
 
     def as_dict(self) -> dict[str, int]:
         """Name to port, in the order `slipway status` shows them."""
-        return {
-            "prefect": self.prefect,
-            "bridge": self.bridge,
-            "docs": self.docs,
-            "registry": self.registry,
-        }
+        return {name: getattr(self, name) for name in _NAMES}
 
     @property
     def prefect_api_url(self) -> str:
         """The URL that Prefect clients must be given."""
         return f"http://{HOST}:{self.prefect}/api"
+
+
+_NAMES = (
+    "prefect",
+    "bridge",
+    "docs",
+    "registry",
+    "prometheus",
+    "alertmanager",
+    "blackbox",
+    "monitor",
+)
+"""Every port's name, in the order `slipway status` shows them."""
 
 
 def _port(raw: str, name: str) -> int:
@@ -145,6 +161,11 @@ class SlipwayHome:
         """Build-time dependencies fetched for image builds, by requirements digest."""
         return self.root / "wheelhouses"
 
+    @property
+    def monitoring(self) -> Path:
+        """Prometheus', Alertmanager's and the blackbox exporter's config, targets and data."""
+        return self.root / "monitoring"
+
     def ensure(self) -> None:
         """Create the layout; safe to call on an existing home."""
         for path in (
@@ -158,5 +179,6 @@ class SlipwayHome:
             self.spool,
             self.intake,
             self.wheelhouses,
+            self.monitoring,
         ):
             path.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ __all__ = ["BWRAP_HINT", "SANDBOX_UID", "Forward", "Sandbox", "check_sandbox", "
 SANDBOX_UID = 65534
 """The uid and gid every sandboxed process runs as (``nobody``)."""
 BWRAP_HINT = (
-    "install bubblewrap (`apt-get install bubblewrap`; scripts/system-deps.sh does) and run "
+    "install bubblewrap (`apt-get install bubblewrap`; `make system` does) and run "
     "Slipway as root or where unprivileged user namespaces are enabled "
     "(`sysctl kernel.unprivileged_userns_clone=1`)"
 )

@@ -68,5 +68,16 @@ class NoMonitoring:
 
 
 def monitoring_view() -> MonitoringView:
-    """The platform's monitoring; `NoMonitoring` while none is configured."""
-    return NoMonitoring()
+    """The platform's monitoring; `NoMonitoring` while none is configured.
+
+    Configured means `slipway up` wrote Prometheus' config under this home
+    (`tasks.monitoring.view.PrometheusMonitoring` then asks it).
+    """
+    from tasks.monitoring.layout import MonitoringLayout
+
+    layout = MonitoringLayout.from_env()
+    if not layout.prometheus_config.exists():
+        return NoMonitoring()
+    from tasks.monitoring.view import PrometheusMonitoring
+
+    return PrometheusMonitoring(layout)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOCKER_HINT",
+    "LOG_CONFIG",
     "Confinement",
     "check_docker",
     "confinement",
@@ -43,6 +44,11 @@ _ROOT_HINT = (
     "user; name a numeric one if the image needs its own (USER 10001), and keep files the "
     "service writes under /tmp, the only writable path"
 )
+
+LOG_CONFIG: dict[str, Any] = {"type": "local", "config": {"max-size": "10m", "max-file": "3"}}
+"""``log_config=`` of every container the platform starts: the engine's ``local``
+driver rotates each log at 10 MB and keeps three files, compressed; ``docker logs``
+and `slipway logs` read them."""
 
 DOCKER_HINT = (
     "install the engine (`apt-get install docker.io`) and start it "

@@ -37,7 +37,7 @@ from prefect.exceptions import MissingContextError
 from blocks.deploy_target import DeployTarget
 from slipway.errors import BuildError, InvalidRequest
 from slipway.names import check_dns_label, check_host_port, check_sha
-from tasks.containers import confinement
+from tasks.containers import LOG_CONFIG, confinement
 from tasks.wheelhouse import WHEELHOUSE, Wheelhouse, prepare_wheelhouse
 
 if TYPE_CHECKING:
@@ -459,6 +459,7 @@ def run_image_tests(
             environment=_TEST_ENVIRONMENT,
             labels={"dev.slipway.purpose": "tests"},
             **confined.options(),
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
         )
     except DockerException as e:
         raise BuildError(f"the tests of {image} could not start: {e}") from e

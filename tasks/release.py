@@ -32,6 +32,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -41,7 +42,7 @@ from prefect.exceptions import MissingContextError
 
 from slipway.errors import BuildError, ConfigurationError, DeployError, InvalidRequest
 from slipway.names import check_dns_label, check_sha
-from tasks.containers import confinement, is_confined
+from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.images import content_digest, ensure_image
 
 if TYPE_CHECKING:
@@ -438,6 +439,7 @@ def _create(
             environment=environment,
             labels=labels,
             restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             **confined.options(),
         )
     except DockerException as e:
@@ -510,13 +512,15 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
     """Poll ``url`` until it answers 200 (and, when it reports one, the right version).
 
     Raises:
-        DeployError: The container exited, or ``timeout`` passed; carries the last
-            answer and the tail of the container's log.
+        DeployError: The container exited (saying with which code, after how
+            long), or ``timeout`` passed (with the last answer); either way it
+            carries the tail of the container's log.
     """
     from docker.errors import NotFound
 
-    deadline = time.monotonic() + timeout
-    fast_until = time.monotonic() + _POLL_FAST_SECONDS
+    began = time.monotonic()
+    deadline = began + timeout
+    fast_until = began + _POLL_FAST_SECONDS
     last = "no answer yet"
     with httpx.Client(timeout=2.0, trust_env=False) as http:
         while True:
@@ -524,9 +528,16 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
                 container.reload()
             except NotFound as e:
                 raise DeployError(f"{container.name} disappeared while starting") from e
-            if container.status in ("exited", "dead"):
-                last = f"the container exited with code {container.attrs['State']['ExitCode']}"
-                break
+            # A live container restarts on exit: a restart is an exit too.
+            if container.status in ("exited", "dead", "restarting") or container.attrs.get(
+                "RestartCount"
+            ):
+                exited = _exited(container, time.monotonic() - began, url)
+                raise DeployError(
+                    exited + _log_tail(container, why=exited),
+                    hint="fix the start-up error its log shows, then push again; "
+                    "the previous version keeps serving",
+                )
             try:
                 response = http.get(url)
                 if _healthy(response, sha):
@@ -542,12 +553,42 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
             # Close polling while a healthy start is likely: during the switch, every
             # moment between "up" and "seen up" is a moment the port refuses requests.
             time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
-    logs = container.logs(tail=20).decode(errors="replace").strip()
     raise DeployError(
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
-        + (f"\ncontainer log:\n{logs}" if logs else ""),
+        + _log_tail(container, why=last),
         hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
     )
+
+
+def _exited(container: Container, waited: float, url: str) -> str:
+    """``the container ... exited with code 1 after 0.4 s``, timed by Docker where it can be."""
+    state = container.attrs.get("State") or {}
+    ran = _seconds_between(state.get("StartedAt"), state.get("FinishedAt"))
+    seconds = ran if ran is not None else waited
+    restarts = container.attrs.get("RestartCount") or 0
+    again = f" (restarted {restarts}x by Docker, exiting each time)" if restarts else ""
+    return (
+        f"the container {container.name} exited with code {state.get('ExitCode')} after "
+        f"{seconds:.{2 if seconds < 10 else 0}f} s, before {url} answered{again}"
+    )
+
+
+def _seconds_between(started: object, finished: object) -> float | None:
+    """Seconds between two of Docker's timestamps (nanosecond RFC 3339), or None."""
+    try:  # Python 3.11 reads the Z and drops digits past the microsecond
+        times = [datetime.fromisoformat(str(t)) for t in (started, finished)]
+    except ValueError:
+        return None
+    seconds = (times[1] - times[0]).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+def _log_tail(container: Container, *, why: str, lines: int = 20) -> str:
+    """The last lines of the candidate's log for the error, also attached to the run as an artifact."""
+    from tasks.monitoring.logs import attach_log_tail  # it imports this module
+
+    logs = "\n".join(attach_log_tail(container, why=why).splitlines()[-lines:])
+    return f"\ncontainer log (last {lines} lines):\n{logs}"
 
 
 def _environment(release: Release, target: DeployTarget, port: int) -> dict[str, str]:

@@ -41,6 +41,7 @@ from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectN
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slipway.errors import InvalidRequest
+from tasks.monitoring.events import team_labels
 
 __all__ = [
     "DeploymentRecord",
@@ -129,6 +130,7 @@ def record_deployment(record: DeploymentRecord) -> None:
             "prefect.resource.id": f"slipway.service.{record.service}",
             "prefect.resource.name": record.service,
             "slipway.environment": record.environment,
+            **team_labels(record.service),  # routes it to the team's channel
         },
         payload=record.model_dump(mode="json"),
     )

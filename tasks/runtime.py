@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from slipway.errors import DeployError, InvalidRequest
-from tasks.containers import confinement, is_confined
+from tasks.containers import LOG_CONFIG, confinement, is_confined
 from tasks.release import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
@@ -313,6 +313,7 @@ def _replace(
             labels=labels,
             environment=env,
             restart_policy=restart if restart.get("Name") else None,
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             detach=True,
             **confined.options(),
         )

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -25,6 +26,45 @@ from slipway.home import Ports, SlipwayHome
 # Prefect's test server would otherwise send telemetry off the machine.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
+
+BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
+"""What test images build FROM: `make setup` builds the local one where Docker Hub is out of reach."""
+
+
+def in_ci() -> bool:
+    """Whether the suite runs in CI (``CI=true``), where every part must be there."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing_part(what: str, *, fix: str) -> NoReturn:
+    """Stop a test that needs a part this machine lacks: skipped locally, failed under CI.
+
+    Every test that needs Docker, the registry, PostgreSQL, Chromium,
+    Prometheus or the like goes through here, so CI never passes with a part
+    silently missing: `make setup` installs them all.
+
+    Args:
+        what: The missing part and how it was looked for.
+        fix: How to get it.
+    """
+    message = f"{what}. Fix: {fix}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing part fails the test, it is never skipped)")
+    pytest.skip(message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI, a skip from anywhere (a marker, a plugin, a forgotten `pytest.skip`) fails.
+
+    CI's summary must read 0 skipped: a part it lacks is a broken CI machine.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must not skip: {reason}"
 
 
 def free_port() -> int:
@@ -110,7 +150,8 @@ def configure_platform(root: Path) -> Platform:
 
     home = SlipwayHome(root / ".slipway")
     home.ensure()
-    ports = Ports(prefect=free_port(), bridge=free_port(), docs=free_port(), registry=free_port())
+    # Every part on a port of its own: a flow must never reach another checkout's Prometheus.
+    ports = Ports(**{name: free_port() for name in Ports().as_dict()})
     for block_type in ALL_BLOCKS:
         if block_type is not S3Connection:
             block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)

@@ -25,6 +25,9 @@ at its entry point:
   whose forkserver preloads `flow_run_process` (the flow-run patches);
 - a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``.
 
+`bench/patches.py` measures what each performance patch still buys against
+Prefect's own behaviour, in the same run.
+
 Every patch checks that Prefect's code is still what it was written for
 (`base.Patch`) and leaves Prefect alone, with a warning, when it is not; the
 tests in ``tests/slipway/prefect_patches`` fail then, so a Prefect upgrade

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect.events import emit_event
 
+from tasks.monitoring.events import team_labels
 from tasks.scanners.report import FindingRecord
 
 __all__ = ["FINDING_EVENT", "emit_finding"]
@@ -33,6 +34,7 @@ def emit_finding(service: str, sha: str, finding: FindingRecord, **extra: Any) -
             "prefect.resource.id": f"slipway.service.{service}",
             "prefect.resource.name": service,
             "slipway.security.severity": finding.severity.value,
+            **team_labels(service),  # routes it to the team's channel
         },
         payload={
             "service": service,

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from slipway.errors import CommandError, ScanError
-from slipway.process import installed_tool, run
+from slipway.process import run
 from tasks.scanners.base import Finding, Scanner, Severity
+from tasks.scanners.toolenv import SETUP_HINT
 
 __all__ = ["BanditScanner"]
 
 logger = logging.getLogger(__name__)
 
-_INSTALL_HINT = "install Slipway with its dependencies: pip install 'bandit[sarif]'"
 _QUOTES_SECRET = frozenset({"B105", "B106", "B107"})  # hardcoded_password_* rules
 _QUOTED = re.compile(r"'[^']*'\s*$")
 
@@ -31,23 +31,22 @@ class BanditScanner(Scanner):
     """Runs ``bandit -f json -r`` over a directory.
 
     Args:
-        executable: The bandit binary; found with `installed_tool` by default.
+        executable: A bandit binary to run instead of the scanners' environment's.
+        tools: The scanners' environment; `ToolEnvironment.default` when None.
     """
 
     name = "bandit"
-
-    def __init__(self, *, executable: str | None = None) -> None:
-        self.executable = executable or installed_tool("bandit")
+    distribution = "bandit"
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         root = path.resolve()
         if not root.exists():
             # bandit would exit 0 here; say plainly what is missing instead.
             raise ScanError(f"bandit cannot scan {root}: it does not exist.")
-        argv = [self.executable, "-f", "json", "-q", "-r", str(root)]
+        argv = [self._tool("bandit"), "-f", "json", "-q", "-r", str(root)]
         try:
             # bandit exits 1 when it finds issues, which is a success for us.
-            done = run(argv, timeout=timeout, check=False, hint=_INSTALL_HINT)
+            done = run(argv, timeout=timeout, check=False, hint=SETUP_HINT)
         except CommandError as e:
             raise ScanError(f"bandit failed on {root}: {e}") from e
         if done.returncode not in (0, 1):

@@ -31,6 +31,7 @@ import slipway
 import tasks
 from slipway.errors import MissingDependency, ScanError
 from slipway.sandbox import Forward, Sandbox
+from tasks.scanners.toolenv import ToolEnvironment
 
 __all__ = [
     "Finding",
@@ -151,6 +152,8 @@ class ScanResult:
     """Why the scan errored, in one message; ``None`` otherwise."""
     duration_seconds: float = 0.0
     """Wall time of the run, for the benchmark and the summary."""
+    version: str | None = None
+    """The tool's version, as installed in the scanners' environment; None when unknown."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,12 @@ class Scanner(ABC):
     Subclasses implement `_run`, which raises `ScanError` on any failure;
     `scan` runs it confined (`scan_sandbox`), turns a `ScanError` or a
     missing tool or sandbox into an ``errored`` result and measures the time.
+    The tool runs from the scanners' environment (`tasks.scanners.toolenv`)
+    unless `executable` names another.
+
+    Args:
+        executable: A binary to run instead of the scanners' environment's own.
+        tools: The scanners' environment; `ToolEnvironment.default` when None.
     """
 
     name: str
@@ -198,6 +207,35 @@ class Scanner(ABC):
     """Rough time of one scan on one core; the runner starts the slowest tools first."""
     reach: Reach = Reach()
     """What the tool reaches besides the checkout; the runner sets it where one needs more."""
+    distribution: str | None = None
+    """The tool's package in the scanners' environment, whose version reports record."""
+    executable: str | None = None
+    """A binary to run instead of the scanners' environment's own; its version is unknown."""
+    tools: ToolEnvironment | None = None
+    """The scanners' environment the tool runs from; `ToolEnvironment.default` when None."""
+
+    def __init__(
+        self, *, executable: str | None = None, tools: ToolEnvironment | None = None
+    ) -> None:
+        self.executable = executable
+        self.tools = tools
+
+    def _tool(self, script: str) -> str:
+        """The binary to run: `executable` when given, else ``script`` from `tools`.
+
+        Raises:
+            MissingDependency: the scanners' environment or the tool is missing.
+        """
+        if self.executable:
+            return self.executable
+        return (self.tools or ToolEnvironment.default()).executable(script)
+
+    @property
+    def version(self) -> str | None:
+        """The version of the tool that runs, from the scanners' environment."""
+        if self.executable or self.distribution is None:
+            return None
+        return (self.tools or ToolEnvironment.default()).version(self.distribution)
 
     def scan(self, path: Path, *, timeout: float) -> ScanResult:
         """Scan ``path`` and return a result; this never raises `ScanError`.
@@ -207,14 +245,17 @@ class Scanner(ABC):
             timeout: Seconds before the tool is killed and the scan errored.
         """
         started = time.monotonic()
+        version = self.version
         try:
             with scan_sandbox(path, self.reach).applied():
                 findings = self._run(path, timeout=timeout)
         except (ScanError, MissingDependency) as e:
             logger.warning("%s scan of %s errored: %s", self.name, path, e)
-            return ScanResult(self.name, ScanStatus.ERRORED, (), str(e), time.monotonic() - started)
+            return ScanResult(
+                self.name, ScanStatus.ERRORED, (), str(e), time.monotonic() - started, version
+            )
         status = ScanStatus.FINDINGS if findings else ScanStatus.CLEAN
-        return ScanResult(self.name, status, findings, None, time.monotonic() - started)
+        return ScanResult(self.name, status, findings, None, time.monotonic() - started, version)
 
     @abstractmethod
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:

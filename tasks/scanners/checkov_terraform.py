@@ -16,8 +16,14 @@ reason and an expiry.
 
 It never reaches the network: no module download, no policy metadata from
 Prisma Cloud, and the version check is off (``CKV_SKIP_PACKAGE_UPDATE_CHECK``
-from `IacScanner`). `IacScanner` runs it as
-``python -m tasks.scanners.checkov_terraform DIRECTORY``.
+from `IacScanner`).
+
+checkov lives in the scanners' own environment (`tasks.scanners.toolenv`),
+so `IacScanner` runs this file by path with that environment's interpreter,
+isolated: ``.venv/scanners/bin/python -I .../checkov_terraform.py DIRECTORY``.
+It therefore imports nothing of Slipway's, only the standard library and
+checkov, and ``-I`` keeps this directory (whose ``secrets.py`` would shadow
+the standard library's) and the checkout off ``sys.path``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ __all__ = ["main"]
 def main(argv: list[str]) -> int:
     """Scan the one directory in ``argv``, print checkov's JSON report and return the exit code."""
     if len(argv) != 1:
-        print("usage: python -m tasks.scanners.checkov_terraform DIRECTORY", file=sys.stderr)
+        print("usage: python -I checkov_terraform.py DIRECTORY", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         # As checkov's own console script does: its regexes warn on Python 3.12.

@@ -20,14 +20,13 @@ from packaging.version import InvalidVersion, Version
 
 from blocks.vulnerability_source import OSV_API
 from slipway.errors import CommandError, ScanError
-from slipway.process import installed_tool, run
+from slipway.process import run
 from tasks.scanners.base import Finding, Scanner, Severity
+from tasks.scanners.toolenv import SETUP_HINT, ToolEnvironment
 
 __all__ = ["DependencyScanner", "first_fix", "parse_report"]
 
 logger = logging.getLogger(__name__)
-
-_INSTALL_HINT = "install Slipway with its dependencies: pip install pip-audit"
 
 
 class DependencyScanner(Scanner):
@@ -39,11 +38,13 @@ class DependencyScanner(Scanner):
             unless absolute.
         ignore_vulns: Advisory ids accepted as risks; pip-audit drops them
             (an alias such as a CVE id works too).
-        executable: The pip-audit binary; found with `installed_tool` by default.
+        executable: A pip-audit binary to run instead of the scanners' environment's.
         cache_dir: pip-audit's HTTP cache; its default lives in the user's home.
+        tools: The scanners' environment; `ToolEnvironment.default` when None.
     """
 
     name = "pip-audit"
+    distribution = "pip-audit"
 
     def __init__(
         self,
@@ -53,11 +54,12 @@ class DependencyScanner(Scanner):
         ignore_vulns: Sequence[str] = (),
         executable: str | None = None,
         cache_dir: Path | None = None,
+        tools: ToolEnvironment | None = None,
     ) -> None:
         self.osv_url = osv_url
         self.requirements = Path(requirements)
         self.ignore_vulns = tuple(ignore_vulns)
-        self.executable = executable or installed_tool("pip-audit")
+        super().__init__(executable=executable, tools=tools)
         self.cache_dir = cache_dir
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
@@ -75,7 +77,7 @@ class DependencyScanner(Scanner):
 
     def _pip_audit(self, file: Path, *, timeout: float) -> str:
         argv = [
-            self.executable,
+            self._tool("pip-audit"),
             *("-r", str(file), "-s", "osv", "--osv-url", self.osv_url, "-f", "json"),
             *("--no-deps", "--disable-pip", "--progress-spinner", "off"),
             # pip-audit's socket timeout: one slow lookup must not use the whole budget.
@@ -88,7 +90,7 @@ class DependencyScanner(Scanner):
         try:
             # pip-audit exits 1 both when it finds vulnerabilities and when it
             # fails; only its JSON on stdout tells the two apart.
-            done = run(argv, env=_env(), timeout=timeout, check=False, hint=_INSTALL_HINT)
+            done = run(argv, env=_env(), timeout=timeout, check=False, hint=SETUP_HINT)
         except CommandError as e:
             raise ScanError(f"pip-audit failed on {file}: {e}") from e
         if not done.stdout.strip():

@@ -19,19 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from slipway.errors import CommandError, ScanError
 from slipway.process import run
 from tasks.scanners.base import Finding, Scanner, Severity
+from tasks.scanners.toolenv import SETUP_HINT, ToolEnvironment
 
 __all__ = ["SEVERITIES", "IacScanner", "parse_report"]
 
 logger = logging.getLogger(__name__)
-
-_INSTALL_HINT = "install Slipway with its dependencies: pip install checkov"
 
 SEVERITIES: dict[str, Severity] = {
     "CKV_AWS_20": Severity.HIGH,  # S3 ACL allows public READ
@@ -47,25 +45,37 @@ SEVERITIES: dict[str, Severity] = {
 
 _ENV_DROPPED = ("BC_API_KEY", "PRISMA_API_URL", "BC_API_URL")
 
+_RUNNER = Path(__file__).with_name("checkov_terraform.py")
+"""checkov's Terraform runner alone; a script the scanners' interpreter runs by path."""
+
 
 class IacScanner(Scanner):
     """Runs ``checkov --framework terraform --skip-download`` on one directory of a checkout.
 
-    By default checkov runs through `tasks.scanners.checkov_terraform` in this
-    interpreter: its Terraform runner alone, which starts in half the time of
-    its CLI.
+    By default checkov runs through `tasks.scanners.checkov_terraform`, a
+    script the scanners' interpreter runs by path, isolated (``-I``) from this
+    environment and from the checkout: checkov's Terraform runner alone, which
+    starts in half the time of its CLI.
 
     Args:
         directory: The Terraform directory, relative to the scanned checkout.
-        executable: A checkov binary to run instead, e.g. one from another environment.
+        executable: A checkov binary to run instead, with its CLI's arguments.
+        tools: The scanners' environment; `ToolEnvironment.default` when None.
     """
 
     name = "checkov"
+    distribution = "checkov"
     expected_seconds = 2.0  # mostly importing checkov's Terraform checks
 
-    def __init__(self, *, directory: str = "infra", executable: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        directory: str = "infra",
+        executable: str | None = None,
+        tools: ToolEnvironment | None = None,
+    ) -> None:
+        super().__init__(executable=executable, tools=tools)
         self.directory = directory
-        self.executable = executable
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         target = (path / self.directory).resolve()
@@ -87,19 +97,25 @@ class IacScanner(Scanner):
                 *("-o", "json", "--compact", "--soft-fail"),
             ]
             if self.executable
-            else [sys.executable, "-m", "tasks.scanners.checkov_terraform", str(target)]
+            else [str(self._interpreter()), "-I", str(_RUNNER), str(target)]
         )
         try:
-            done = run(argv, env=_env(), timeout=timeout, check=False, hint=_INSTALL_HINT)
+            done = run(argv, env=_env(), timeout=timeout, check=False, hint=SETUP_HINT)
         except CommandError as e:
             raise ScanError(f"checkov failed on {target}: {e}") from e
         if done.returncode != 0:
             missing = "checkov is not installed" in done.stderr
             raise ScanError(
                 f"checkov exited with {done.returncode}: {done.stderr.strip()[-500:]}",
-                hint=_INSTALL_HINT if missing else None,
+                hint=SETUP_HINT if missing else None,
             )
         return parse_report(done.stdout, directory=self.directory)
+
+    def _interpreter(self) -> Path:
+        """The scanners' interpreter, once checkov's console script shows it is installed there."""
+        tools = self.tools or ToolEnvironment.default()
+        tools.executable("checkov")
+        return tools.python
 
 
 def parse_report(text: str, *, directory: str) -> tuple[Finding, ...]:
@@ -158,9 +174,6 @@ def _finding(check: dict[str, Any], directory: str) -> Finding:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROPPED}
     env["CKV_SKIP_PACKAGE_UPDATE_CHECK"] = "true"
-    # `python -m` would put the working directory first on sys.path, where a
-    # `tasks` directory of the checkout could shadow ours.
-    env["PYTHONSAFEPATH"] = "1"
     # One process: the scan already runs beside the other tools and services, and
     # checkov's own forking only makes them fight over the same cores.
     env["CHECKOV_PARALLELIZATION_TYPE"] = "none"

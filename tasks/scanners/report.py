@@ -112,6 +112,8 @@ class ToolRecord(BaseModel):
     error: str | None = None
     duration_seconds: float = 0.0
     findings: int = 0
+    version: str | None = None
+    """The tool's version as the scanners' environment pins it (scanners.lock)."""
 
 
 class ScanSummary(BaseModel):
@@ -200,6 +202,7 @@ def build_summary(
                 error=r.error,
                 duration_seconds=round(r.duration_seconds, 3),
                 findings=len(r.findings),
+                version=r.version,
             )
             for r in run.results
         ),
@@ -208,6 +211,7 @@ def build_summary(
             status=run.sbom.status,
             error=run.sbom.error,
             duration_seconds=round(run.sbom.duration_seconds, 3),
+            version=run.sbom.version,
         ),
         findings=ordered(findings),
         fixed=tuple(FindingRecord.of(f, "fixed") for f in comparison.fixed),
@@ -259,13 +263,13 @@ def render_markdown(summary: ScanSummary, *, stored_at: str | None = None) -> st
         "|" + "---|" * len(counts),
         "| " + " | ".join(str(n) for n in counts.values()) + " |",
         "",
-        "| Tool | Status | Findings | Seconds | Error |",
-        "|---|---|---|---|---|",
+        "| Tool | Version | Status | Findings | Seconds | Error |",
+        "|---|---|---|---|---|---|",
     ]
     for tool in (*summary.tools, summary.sbom):
         error = (tool.error or "").replace("|", "\\|").replace("\n", " ")
         lines.append(
-            f"| {tool.tool} | {tool.status.value} | {tool.findings} "
+            f"| {tool.tool} | {tool.version or '?'} | {tool.status.value} | {tool.findings} "
             f"| {tool.duration_seconds:.1f} | {error} |"
         )
     lines += ["", f"## New findings ({len(new)})", ""]

@@ -31,6 +31,7 @@ from tasks.scanners.dependencies import DependencyScanner
 from tasks.scanners.iac import IacScanner
 from tasks.scanners.sbom import SbomGenerator, SbomResult
 from tasks.scanners.secrets import SecretsScanner
+from tasks.scanners.toolenv import ToolEnvironment
 
 __all__ = ["ScanRun", "default_scanners", "run_scanners"]
 
@@ -64,15 +65,24 @@ def default_scanners(
         osv_forward: How pip-audit's sandbox reaches ``osv_url`` (the mirror's
             socket, `tasks.scanners.vulnerability_data.osv_endpoint`); without
             it pip-audit reaches nothing and errors.
+
+    Raises:
+        MissingDependency: the scanners' tool environment does not exist; names the fix.
     """
+    tools = ToolEnvironment.default().require()
     dependencies: Scanner
     if osv_url is None:
         dependencies = UnavailableScanner("pip-audit", osv_error or "no OSV endpoint configured")
     else:
-        dependencies = DependencyScanner(osv_url, cache_dir=cache_dir)
+        dependencies = DependencyScanner(osv_url, cache_dir=cache_dir, tools=tools)
         forwards = (osv_forward,) if osv_forward else ()
         dependencies.reach = Reach(writable=(cache_dir,), forwards=forwards)
-    return [BanditScanner(), dependencies, SecretsScanner(), IacScanner()]
+    return [
+        BanditScanner(tools=tools),
+        dependencies,
+        SecretsScanner(tools=tools),
+        IacScanner(tools=tools),
+    ]
 
 
 _T = TypeVar("_T")

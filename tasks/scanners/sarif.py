@@ -88,6 +88,8 @@ def _run(
             {"level": "error", "message": {"text": tool.error or "the tool failed"}}
         ]
     driver: dict[str, Any] = {"name": tool.tool, "rules": list(rules.values())}
+    if tool.version:
+        driver["version"] = tool.version
     if tool.tool in _TOOL_URIS:
         driver["informationUri"] = _TOOL_URIS[tool.tool]
     run: dict[str, Any] = {

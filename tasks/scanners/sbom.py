@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from slipway.errors import CommandError, ScanError
-from slipway.process import installed_tool, run
+from slipway.errors import CommandError, MissingDependency, ScanError
+from slipway.process import run
 from tasks.scanners.base import ScanStatus
+from tasks.scanners.toolenv import SETUP_HINT, ToolEnvironment
 
 __all__ = ["SPEC_VERSION", "SbomGenerator", "SbomResult"]
 
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 SPEC_VERSION = "1.6"
 """The CycloneDX specification version written."""
-
-_INSTALL_HINT = "install Slipway with its dependencies: pip install cyclonedx-bom"
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,8 @@ class SbomResult:
     """Why it errored."""
     duration_seconds: float = 0.0
     """Wall time of the run."""
+    version: str | None = None
+    """cyclonedx-bom's version in the scanners' environment; None when unknown."""
 
 
 class SbomGenerator:
@@ -55,28 +56,41 @@ class SbomGenerator:
 
     Args:
         requirements: The requirements file, relative to the checkout.
-        executable: The cyclonedx-py binary; found with `installed_tool` by default.
+        executable: A cyclonedx-py binary to run instead of the scanners' environment's.
+        tools: The scanners' environment; `ToolEnvironment.default` when None.
     """
 
     tool = "cyclonedx-py"
 
     def __init__(
-        self, *, requirements: str = "requirements.txt", executable: str | None = None
+        self,
+        *,
+        requirements: str = "requirements.txt",
+        executable: str | None = None,
+        tools: ToolEnvironment | None = None,
     ) -> None:
         self.requirements = requirements
-        self.executable = executable or installed_tool("cyclonedx-py")
+        self.executable = executable
+        self.tools = tools or ToolEnvironment.default()
 
     def generate(self, path: Path, *, timeout: float) -> SbomResult:
         """Write the SBOM of ``path``; never raises `ScanError`."""
         started = time.monotonic()
+        version = None if self.executable else self.tools.version("cyclonedx-bom")
         try:
             document, components = self._generate(path.resolve(), timeout=timeout)
-        except ScanError as e:
+        except (ScanError, MissingDependency) as e:
             logger.warning("SBOM of %s errored: %s", path, e)
             return SbomResult(
-                self.tool, ScanStatus.ERRORED, error=str(e), duration_seconds=_since(started)
+                self.tool,
+                ScanStatus.ERRORED,
+                error=str(e),
+                duration_seconds=_since(started),
+                version=version,
             )
-        return SbomResult(self.tool, ScanStatus.CLEAN, document, components, None, _since(started))
+        return SbomResult(
+            self.tool, ScanStatus.CLEAN, document, components, None, _since(started), version
+        )
 
     def _generate(self, root: Path, *, timeout: float) -> tuple[bytes, int]:
         file = root / self.requirements
@@ -86,12 +100,12 @@ class SbomGenerator:
                 hint="add a requirements.txt with pinned versions (an empty one for stdlib-only services)",
             )
         argv = [
-            self.executable,
+            self.executable or self.tools.executable("cyclonedx-py"),
             *("requirements", str(file), "--sv", SPEC_VERSION, "--of", "JSON"),
             *("--output-reproducible", "--validate", "-o", "-"),
         ]
         try:
-            done = run(argv, cwd=root, timeout=timeout, hint=_INSTALL_HINT)
+            done = run(argv, cwd=root, timeout=timeout, hint=SETUP_HINT)
         except CommandError as e:
             raise ScanError(f"cyclonedx-py failed on {self.requirements}: {e}") from e
         try:

@@ -13,37 +13,67 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from slipway.errors import CommandError, ScanError
-from slipway.process import installed_tool, run
+from slipway.process import run
 from tasks.scanners.base import Finding, Scanner, Severity
+from tasks.scanners.toolenv import SETUP_HINT
 
-__all__ = ["SecretsScanner", "parse_report"]
+__all__ = ["PLUGINS", "SecretsScanner", "parse_report"]
 
 logger = logging.getLogger(__name__)
 
-_INSTALL_HINT = "install Slipway with its dependencies: pip install bc-detect-secrets"
 _EXCLUDED_FILES = r"(^|/)\.git/"
 """A checkout's own git database holds packed history, not the commit's files."""
 
 _GENERIC = frozenset({"Base64HighEntropyString", "HexHighEntropyString", "KeywordDetector"})
 """Heuristic plugins: a hit is likely but not certainly a secret, so it is MEDIUM."""
 
+PLUGINS: dict[str, str] = {
+    "AWS Access Key": "AWSKeyDetector",
+    "Artifactory Credentials": "ArtifactoryDetector",
+    "Azure Storage Account access key": "AzureStorageKeyDetector",
+    "Base64 High Entropy String": "Base64HighEntropyString",
+    "Basic Auth Credentials": "BasicAuthDetector",
+    "Cloudant Credentials": "CloudantDetector",
+    "Discord Bot Token": "DiscordBotTokenDetector",
+    "GitHub Token": "GitHubTokenDetector",
+    "Hex High Entropy String": "HexHighEntropyString",
+    "IBM COS HMAC Credentials": "IbmCosHmacDetector",
+    "IBM Cloud IAM Key": "IbmCloudIamDetector",
+    "JSON Web Token": "JwtTokenDetector",
+    "Mailchimp Access Key": "MailchimpDetector",
+    "NPM tokens": "NpmDetector",
+    "Private Key": "PrivateKeyDetector",
+    "Secret Keyword": "KeywordDetector",
+    "SendGrid API Key": "SendGridDetector",
+    "Slack Token": "SlackDetector",
+    "SoftLayer Credentials": "SoftlayerDetector",
+    "Square OAuth Secret": "SquareOAuthDetector",
+    "Stripe Access Key": "StripeDetector",
+    "Twilio API Key": "TwilioKeyDetector",
+}
+"""Secret type, as the report names it, to the plugin class that found it: the rule id.
+
+detect-secrets lives in the scanners' environment and is never imported here,
+so its mapping is written down for the pinned version (scanners.lock); a test
+compares it with the installed tool's, so an upgrade that adds a plugin fails
+it. A type missing here is its own rule id.
+"""
+
 
 class SecretsScanner(Scanner):
     """Runs ``detect-secrets scan --all-files --no-verify`` over a checkout.
 
     Args:
-        executable: The detect-secrets binary; found with `installed_tool` by default.
+        executable: A detect-secrets binary to run instead of the scanners' environment's.
+        tools: The scanners' environment; `ToolEnvironment.default` when None.
     """
 
     name = "detect-secrets"
-
-    def __init__(self, *, executable: str | None = None) -> None:
-        self.executable = executable or installed_tool("detect-secrets")
+    distribution = "bc-detect-secrets"
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         root = path.resolve()
@@ -52,11 +82,11 @@ class SecretsScanner(Scanner):
         # Run inside the checkout on ".": given an absolute path, detect-secrets
         # filters every file out and reports nothing, which would look clean.
         argv = [
-            self.executable,
+            self._tool("detect-secrets"),
             *("scan", "--all-files", "--no-verify", "--exclude-files", _EXCLUDED_FILES, "."),
         ]
         try:
-            done = run(argv, cwd=root, timeout=timeout, hint=_INSTALL_HINT)
+            done = run(argv, cwd=root, timeout=timeout, hint=SETUP_HINT)
         except CommandError as e:
             raise ScanError(f"detect-secrets failed on {root}: {e}") from e
         return parse_report(done.stdout)
@@ -78,7 +108,7 @@ def parse_report(text: str) -> tuple[Finding, ...]:
 
 def _finding(item: dict[str, Any]) -> Finding:
     secret_type = str(item.get("type", "secret"))
-    rule = _plugin_names().get(secret_type, secret_type)
+    rule = PLUGINS.get(secret_type, secret_type)
     line = item.get("line_number")
     return Finding(
         tool="detect-secrets",
@@ -89,14 +119,3 @@ def _finding(item: dict[str, Any]) -> Finding:
         # The hash tells two secrets apart without showing either.
         message=f"{secret_type} committed (secret sha1 {str(item.get('hashed_secret', '?'))[:12]})",
     )
-
-
-@cache
-def _plugin_names() -> dict[str, str]:
-    """Secret type ("AWS Access Key") to plugin class name ("AWSKeyDetector"), the rule id."""
-    try:
-        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    except ImportError as e:  # the CLI may live elsewhere; the type then serves as the id
-        logger.warning("detect-secrets is not importable (%s); using secret types as rule ids", e)
-        return {}
-    return {kind: cls.__name__ for kind, cls in get_mapping_from_secret_type_to_class().items()}

@@ -380,7 +380,11 @@ def test_local_defaults_point_at_the_home_and_the_loopback_ports(
     assert ContainerRegistry.local_default(home, ports).url == "127.0.0.1:5999"
     assert GitServer.local_default(home, ports).root == home.git_root
     assert ArtifactStore.local_default(home, ports).local_path == home.artifacts
-    assert PlatformSettings.local_default(home, ports).base_image == "python:3.12-slim"
+    # Which base image depends on the engine: tests/tasks/test_base_image.py.
+    assert PlatformSettings.local_default(home, ports).base_image in (
+        "python:3.12-slim",
+        "local/python-base:bookworm",
+    )
 
 
 def test_platform_settings_default_base_image_follows_the_environment(

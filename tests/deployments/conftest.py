@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from slipway.home import Ports
+from tests.conftest import free_port, missing_part
 
 __all__ = ["free_port"]  # re-exported: the deployment tests take it from here
 
@@ -147,7 +148,7 @@ def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
         extra_env: dict[str, str] | None = None,
         args: list[str] | None = None,
     ) -> Up:
-        ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
+        ports = {name: free_port() for name in Ports().as_dict()}
         up = Up(home or tmp_path / "home", ports, slipway_env(extra_env), args=list(args or []))
         started.append(up)
         return up
@@ -191,10 +192,7 @@ def postgres() -> Iterator[Postgres]:
     Missing PostgreSQL skips, except under ``CI=true``, where it fails.
     """
     if not (PG_BIN / "postgres").exists():
-        message = f"PostgreSQL 15 is not installed in {PG_BIN} (apt-get install postgresql-15)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part(f"PostgreSQL 15 is not installed in {PG_BIN}", fix="run `make setup` as root")
     # Not pytest's tmp_path: as root the cluster runs as `postgres`, which must reach it.
     directory = Path(tempfile.mkdtemp(prefix="slipway-pg-"))
     cluster = Postgres(free_port(), secrets.token_urlsafe(18))

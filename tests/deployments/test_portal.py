@@ -122,7 +122,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).is_file():
-        pytest.fail("chromium is not installed: run `bash scripts/system-deps.sh` as root")
+        pytest.fail("chromium is not installed: run `make system` as root")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield launched

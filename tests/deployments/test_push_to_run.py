@@ -17,12 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import BASE_IMAGE
 from tests.deployments.conftest import Up, free_port
 from tests.deployments.webhook_helpers import wait_for
+from tests.flows.delivery_fixtures import docker_or_skip
 
 pytestmark = pytest.mark.docker
 
-BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
 
 # Runs against the `up` instance's Prefect: creates the repository with the
 # platform's push hook, renders the service into a work tree and catalogues it.
@@ -78,12 +79,7 @@ def _runs(up: Up, deployment_flow: str) -> list[dict[str, Any]]:
 def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_that_commit(
     make_up: Any, tmp_path: Path
 ) -> None:
-    docker = pytest.importorskip("docker")
-    try:
-        engine = docker.from_env()
-        engine.images.get(BASE_IMAGE)
-    except Exception as e:
-        pytest.skip(f"needs the Docker engine and {BASE_IMAGE}: {e}")
+    engine = docker_or_skip()
     up: Up = make_up(extra_env={"SLIPWAY_BASE_IMAGE": BASE_IMAGE})
     up.start(timeout=240)
     name, port, work = f"push-{uuid.uuid4().hex[:8]}", free_port(), tmp_path / "work"

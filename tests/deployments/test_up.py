@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -14,13 +15,17 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from blocks import GitServer
+from blocks import DeployTarget, GitServer
+from slipway.errors import DockerUnavailable
 from tasks.catalog import Catalog, CatalogEntry
+from tasks.containers import docker_client
 from tasks.git import PushHook, create_repository
+from tests.conftest import in_ci, missing_part
 from tests.deployments.conftest import api_post, free_port, processes_of_home
 from tests.deployments.webhook_helpers import commit_and_push, events_for
 
 HAS_REGISTRY = shutil.which("docker-registry") is not None
+HAS_MONITORING = shutil.which("prometheus") is not None
 
 
 def _wait_for_terminal_run(up, run_id: str, timeout: float = 90) -> dict[str, object]:
@@ -48,17 +53,21 @@ def _run_deployment(up, name: str, parameters: dict[str, object]) -> dict[str, o
 
 
 def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up):
+    if not HAS_REGISTRY and in_ci():
+        missing_part("docker-registry is not installed", fix="run `make setup` as root")
     up = make_up()
     up.start()
     state = json.loads((up.home / "run" / "up.json").read_text())
     children = {c["name"] for c in state["children"]}
     assert {"prefect", "deployments", "docs"} <= children
     assert ("registry" in children) == HAS_REGISTRY
+    assert "monitor" in children
+    assert ("prometheus" in children) == HAS_MONITORING
 
     assert httpx.get(f"{up.api}/health", timeout=5).is_success
     deployment = _deployment(up, "platform-check")
     assert deployment["schedules"], "the cron schedule of prefect.yaml was not applied"
-    # ...and Prefect's scheduler turns it into runs (slipway.scheduled_runs; without it, none).
+    # ...and Prefect's scheduler turns it into runs.
     scheduled = {
         "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
         "deployments": {"id": {"any_": [deployment["id"]]}},
@@ -68,18 +77,41 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
         assert time.monotonic() < deadline, "Prefect's scheduler created no run of the schedule"
         time.sleep(1)
 
-    # The runner polls every second, so a run created through the API starts promptly.
-    run = _run_deployment(up, "platform-check", {"include_optional": False})
+    # Prefect's own CLI against the platform: a run it starts is served promptly (the
+    # runner polls every second), and it lists runs, artifacts, deployments and blocks.
+    started = prefect_cli(
+        up, "deployment", "run", "platform-check/platform-check", "-p", "include_optional=false"
+    )
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)  # type: ignore[union-attr]
+    run = _wait_for_terminal_run(up, run_id)
     assert run["state"]["type"] == ("COMPLETED" if HAS_REGISTRY else "FAILED"), run["state"]
+    assert run["name"] in prefect_cli(up, "flow-run", "ls", "--limit", "50")
+    assert "platform-health" in prefect_cli(up, "artifact", "ls")
+    listed = prefect_cli(up, "deployment", "ls")
+    for name in ("platform-check/platform-check", "build-test-deploy/build-test-deploy"):
+        assert name in listed, listed
+    assert "slipway-platform-settings/default" in prefect_cli(up, "block", "ls")
 
     status = up.cli("status")
     for name in ("prefect", "deployments", "docs", "registry", "git", "docker", "artifacts"):
         assert f"  {name} " in status.stdout, status.stdout
+    if docker_answers():
+        check_base_image_command(up)
+    elif in_ci():
+        missing_part("no Docker engine answers", fix="run `make setup` as root")
+    for name in ("prometheus", "alertmanager", "blackbox", "monitor"):
+        line = next(x for x in status.stdout.splitlines() if f"  {name} " in x)
+        assert ("healthy" in line.split()) == (HAS_MONITORING or name == "monitor"), line
+    targets = json.loads((up.home / "monitoring" / "targets" / "platform.json").read_text())
+    assert f"127.0.0.1:{up.ports['monitor']}" in targets[0]["targets"]
     docs = httpx.get(f"http://127.0.0.1:{up.ports['docs']}/", timeout=5)
     assert docs.status_code == 200 and "Slipway portal" in docs.text
 
     assert processes_of_home(up.home), "children should carry SLIPWAY_HOME"
     up.down()
+    # Prefect's clients stop first, while it still answers them: none has to be killed.
+    assert not [line for line in up.output if "killed it" in line], up.output
+    assert any(line.startswith("stopped prefect") for line in up.output), up.output
     assert processes_of_home(up.home) == []
     assert not (up.home / "run" / "up.json").exists()
     for port in up.ports.values():  # no listener is left (TIME_WAIT is fine)
@@ -182,10 +214,69 @@ def test_missing_registry_binary_is_named_and_up_still_starts(make_up, tmp_path)
     up.start()
     text = "".join(up.output)
     assert "apt-get install docker-registry" in text
+    assert "apt-get install prometheus prometheus-alertmanager" in text
     status = up.cli("status")
     registry = next(line for line in status.stdout.splitlines() if "  registry " in line)
     assert "docker-registry" in registry and "UNHEALTHY" in registry
+    prometheus = next(line for line in status.stdout.splitlines() if "  prometheus " in line)
+    assert "apt-get install prometheus" in prometheus and "UNHEALTHY" in prometheus
+    monitor = next(line for line in status.stdout.splitlines() if "  monitor " in line)
+    assert "healthy" in monitor.split(), monitor
     up.down()
+
+
+def docker_answers() -> bool:
+    try:
+        docker_client(DeployTarget(), timeout=10).close()
+    except DockerUnavailable:
+        return False
+    return True
+
+
+def check_base_image_command(up) -> None:
+    """`up` wrote a base image the engine has; one command shows and changes it, safely."""
+    ready = next(line for line in up.output if "Slipway is up" in line)
+    status = up.cli("status").stdout
+    shown = up.cli("settings", "base-image")
+    assert shown.returncode == 0 and "(present)" in shown.stdout, shown
+    # Loading blocks queued events; the events worker's drain warning stays out of the output.
+    assert "Still processing items" not in shown.stdout + shown.stderr, shown
+    image = shown.stdout.split()[2]
+    assert f"  base-image   {image}" in status and "in the engine" in status, status
+    if in_ci():
+        assert "all healthy" in ready, ready
+
+    bad = up.cli("settings", "base-image", "no such image")
+    assert bad.returncode == 1 and "is not an image reference" in bad.stderr, bad
+    absent = f"127.0.0.1:{free_port()}/absent:never"  # a registry on loopback that is not there
+    refused = up.cli("settings", "base-image", absent)
+    assert refused.returncode == 1 and "cannot be pulled" in refused.stderr, refused
+    assert "Traceback" not in refused.stderr and "Still processing" not in refused.stderr
+    assert up.cli("settings", "base-image").stdout.split()[2] == image  # nothing changed
+
+    forced = up.cli("settings", "base-image", absent, "--no-check")
+    assert forced.returncode == 0 and f"{image} -> {absent}" in forced.stdout, forced
+    line = next(x for x in up.cli("status").stdout.splitlines() if "  base-image " in x)
+    assert "unavailable" in line and "slipway settings base-image" in line, line
+    assert up.cli("settings", "base-image", image).returncode == 0
+    assert "(present)" in up.cli("settings", "base-image").stdout
+
+
+def prefect_cli(up, *args: str) -> str:
+    """Prefect's stock CLI against ``up``'s server; fails the test unless it succeeds cleanly."""
+    env = dict(up.env, PREFECT_API_URL=up.api, COLUMNS="300")
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    shown = f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, shown
+    assert "Traceback" not in done.stderr, shown
+    assert "Unprocessable" not in shown and "Input should be" not in shown, shown  # the 3.8 422
+    return done.stdout
 
 
 def subprocess_run(argv: list[str], env: dict[str, str]):

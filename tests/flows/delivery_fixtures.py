@@ -10,7 +10,6 @@ layer cache, so a build after the first takes about a second.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -28,9 +27,8 @@ import pytest
 from deployments.components import registry_binary, registry_spec
 from slipway.errors import DockerUnavailable
 from slipway.home import Ports, SlipwayHome
-from tests.conftest import free_port
+from tests.conftest import BASE_IMAGE, free_port, missing_part
 
-BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
 HEALTH_TIMEOUT = 10.0
 """Seconds a test deployment gets to answer /healthz; short, so failures fail fast."""
 
@@ -43,18 +41,17 @@ _MANIFESTS = ", ".join(
 
 
 def docker_or_skip():  # type: ignore[no-untyped-def]
-    """A client of the local engine, or skip: these tests need a real one."""
+    """A client of the local engine holding the base image; else skipped, or failed under CI."""
     from blocks import DeployTarget
+    from tasks.base_image import image_present
     from tasks.containers import docker_client
 
     try:
         client = docker_client(DeployTarget(), timeout=60)
     except DockerUnavailable as e:
-        pytest.skip(f"no Docker engine: {e.message}")
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:
-        pytest.skip(f"base image {BASE_IMAGE} is not built (CI builds it: .ci/run)")
+        missing_part(f"no Docker engine: {e.message}", fix="run `make setup` as root")
+    if not image_present(client, BASE_IMAGE):
+        missing_part(f"the base image {BASE_IMAGE} is not built", fix="run `make setup` as root")
     return client
 
 
@@ -63,7 +60,7 @@ def running_registry(root: Path) -> Iterator[str]:
     """Debian's docker-registry on a free loopback port, as `slipway up` starts it."""
     binary = registry_binary()
     if binary is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+        missing_part("docker-registry is not installed", fix="run `make setup` as root")
     home = SlipwayHome(root)
     home.ensure()
     spec = registry_spec(home, Ports(registry=free_port()), binary)

@@ -221,7 +221,7 @@ def test_a_failing_build_step_reports_the_log_tail(workshop: Workshop) -> None:
 def test_the_services_tests_pass_inside_the_image(workshop: Workshop) -> None:
     report = run_image_tests.fn(workshop.client, workshop.build().tag)
     assert report.passed and report.exit_code == 0
-    assert [c.result for c in report.cases] == ["passed"] * 3
+    assert [c.result for c in report.cases] == ["passed"] * 4
     assert all(c.name.startswith("tests.test_server.ServerTest.") for c in report.cases)
     assert report.rows()[0].keys() == {"test", "result"}
 

@@ -21,6 +21,7 @@ from tasks.templates import (
     ServiceAnswers,
     available_templates,
     render_service,
+    template_version,
     update_service,
 )
 from tests.templates.conftest import HOSTILE, run_python
@@ -35,6 +36,7 @@ EXPECTED_FILES = {
     "README.md",
     "app/__init__.py",
     "app/healthcheck.py",
+    "app/metrics.py",
     "app/server.py",
     "app/service.json",
     "catalog-info.yaml",
@@ -67,7 +69,7 @@ def test_answers_file_records_answers_and_template_version(
     assert recorded["service_name"] == "payments-api"
     assert recorded["port"] == 8081
     assert recorded["environments"] == ["dev", "staging"]
-    assert recorded["template_version"] == "1.0.0"
+    assert recorded["template_version"] == template_version("python-service")
     assert Path(recorded["_src_path"]).name == "python-service"
 
 
@@ -81,7 +83,7 @@ def test_catalog_info_is_a_backstage_component(render: Render, answers: ServiceA
         "slipway.dev/port": "8081",
         "slipway.dev/environments": "dev,staging",
         "slipway.dev/template": "python-service",
-        "slipway.dev/template-version": "1.0.0",
+        "slipway.dev/template-version": template_version("python-service"),
         "backstage.io/techdocs-ref": "dir:.",
     }
     assert entry["spec"] == {
@@ -107,10 +109,10 @@ def test_rendered_service_tests_pass_under_pytest_and_unittest(
     path = render(answers).path
     result = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider"], path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
     result = run_python(["-m", "unittest", "-v"], path)
     assert result.returncode == 0, result.stderr
-    assert "Ran 3 tests" in result.stderr
+    assert "Ran 4 tests" in result.stderr
 
 
 def test_hostile_description_is_data_everywhere(render: Render) -> None:
@@ -269,7 +271,7 @@ def test_update_rolls_a_new_template_version_out_and_keeps_service_changes(
     git(template, "init", "-q", "-b", "main")
     git(template, "add", "-A")
     git(template, "commit", "-q", "-m", "v1")
-    git(template, "tag", "v1.0.0")
+    git(template, "tag", f"v{template_version('python-service')}")
 
     service = render_service("python-service", tmp_path / "svc", answers, templates_root=root).path
     git(service, "init", "-q", "-b", "main")
@@ -280,17 +282,18 @@ def test_update_rolls_a_new_template_version_out_and_keeps_service_changes(
     git(service, "commit", "-q", "-m", "service work")
 
     config = template / "copier.yml"
-    config.write_text(config.read_text().replace('default: "1.0.0"', 'default: "1.1.0"'))
+    current = f'default: "{template_version("python-service")}"'
+    config.write_text(config.read_text().replace(current, 'default: "9.9.9"'))
     (template / "template/CHANGELOG.md").write_text("# Changes\n")
     git(template, "commit", "-q", "-am", "v1.1")
     git(template, "add", "-A")
     git(template, "commit", "-q", "-m", "changelog")
-    git(template, "tag", "v1.1.0")
+    git(template, "tag", "v9.9.9")
 
     updated = update_service(service)
     entry = yaml.safe_load((service / "catalog-info.yaml").read_text())
-    assert entry["metadata"]["annotations"]["slipway.dev/template-version"] == "1.1.0"
-    assert yaml.safe_load(updated.answers_file.read_text())["_commit"] == "v1.1.0"
+    assert entry["metadata"]["annotations"]["slipway.dev/template-version"] == "9.9.9"
+    assert yaml.safe_load(updated.answers_file.read_text())["_commit"] == "v9.9.9"
     assert Path("CHANGELOG.md") in updated.files
     assert (service / "app/extra.py").read_text() == "VALUE = 1\n"
     assert entry["metadata"]["description"] == answers.description

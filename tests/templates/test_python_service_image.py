@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,11 +13,10 @@ import pytest
 from slipway.errors import CommandError
 from slipway.process import run
 from tasks.templates import RenderedService, ServiceAnswers
+from tests.conftest import BASE_IMAGE, missing_part
 from tests.templates.conftest import HOSTILE, free_port
 
 pytestmark = pytest.mark.docker
-
-BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +24,9 @@ def docker() -> None:
     try:
         run(["docker", "info"], timeout=20)
     except CommandError as e:
-        pytest.skip(f"no Docker engine: `docker info` failed ({e.message})")
+        missing_part(
+            f"no Docker engine: `docker info` failed ({e.message})", fix="run `make setup` as root"
+        )
 
 
 @pytest.fixture
@@ -107,5 +107,5 @@ def test_service_tests_pass_inside_the_image_without_network(image: str) -> None
         ["docker", "run", "--rm", "--network", "none", image, "python3", "-m", "unittest", "-v"],
         timeout=60,
     )
-    assert "Ran 3 tests" in result.stderr
+    assert "Ran 4 tests" in result.stderr
     assert result.stderr.rstrip().endswith("OK")

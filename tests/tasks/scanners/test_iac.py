@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +8,7 @@ import pytest
 from slipway.errors import ScanError
 from tasks.scanners import ScanResult, ScanStatus, Severity
 from tasks.scanners.iac import IacScanner, _env, parse_report
+from tasks.scanners.toolenv import ToolEnvironment
 
 FIXTURE_CHECKS = {
     "CKV_AWS_20",
@@ -52,8 +51,7 @@ def test_finds_the_public_bucket_in_infra(insecure: Path):
 
 def test_checkovs_own_cli_finds_the_same(insecure: Path):
     # The default runs checkov's Terraform runner alone; its CLI must agree.
-    cli = shutil.which("checkov", path=str(Path(sys.executable).parent))
-    assert cli is not None, "checkov's console script is missing beside the interpreter"
+    cli = ToolEnvironment.default().executable("checkov")
 
     runner = IacScanner().scan(insecure, timeout=240)
     own = IacScanner(executable=cli).scan(insecure, timeout=240)

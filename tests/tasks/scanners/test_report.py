@@ -29,7 +29,7 @@ def test_markdown_counts_open_findings_by_severity_and_lists_the_new_ones():
     )
     assert "## New findings (2)" in text
     assert "- **high** bandit `B602` at `app/ops.py:8`" in text
-    assert "| pip-audit | errored | 0 | 0.5 | mirror not synced |" in text
+    assert "| pip-audit | ? | errored | 0 | 0.5 | mirror not synced |" in text
     assert scan.status == "errored"
 
 

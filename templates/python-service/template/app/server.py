@@ -2,6 +2,8 @@
 
 The service's name and description come from ``service.json`` next to this
 file, never from code, so nothing a user typed at onboarding is ever Python.
+Every request is counted and timed for Prometheus (``GET /metrics``, see
+``app/metrics.py``).
 
 Environment:
     HOST: Address to bind, default ``127.0.0.1`` (the platform's loopback rule).
@@ -16,13 +18,18 @@ import logging
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from app.metrics import CONTENT_TYPE, Metrics
+
 __all__ = ["Handler", "load_service", "main", "make_server"]
 
 SERVICE_FILE = Path(__file__).with_name("service.json")
+ROUTES = frozenset({"/", "/healthz", "/metrics"})
+"""The routes this service answers; any other path counts as ``other``."""
 
 log = logging.getLogger("app.server")
 
@@ -35,13 +42,22 @@ def load_service(path: Path = SERVICE_FILE) -> dict[str, Any]:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Answers ``GET /healthz`` and ``GET /`` with JSON."""
+    """Answers ``GET /healthz`` and ``GET /`` with JSON, ``GET /metrics`` for Prometheus."""
 
     service: dict[str, Any] = {}
+    metrics: Metrics  # set by make_server: one registry per server
     server_version = "service/1"
+    status = 0
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches on
+        started = time.perf_counter()
         route = self.path.split("?", 1)[0]
+        try:
+            self._get(route)
+        finally:
+            self.metrics.observe("GET", route, self.status, time.perf_counter() - started)
+
+    def _get(self, route: str) -> None:
         if route == "/healthz":
             self._send(200, {
                 "status": "ok",
@@ -53,13 +69,20 @@ class Handler(BaseHTTPRequestHandler):
                 "service": self.service["service"],
                 "description": self.service["description"],
             })
+        elif route == "/metrics":
+            status, raw = self.metrics.render()
+            self._send_raw(status, raw, CONTENT_TYPE)
         else:
             self._send(404, {"error": "not found", "path": route})
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self._send_raw(status, raw, "application/json; charset=utf-8")
+
+    def _send_raw(self, status: int, raw: bytes, content_type: str) -> None:
+        self.status = status
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
@@ -70,7 +93,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def make_server(host: str, port: int, service: dict[str, Any] | None = None) -> ThreadingHTTPServer:
     """A server bound to ``host:port``; port 0 picks a free one (tests use that)."""
-    handler = type("BoundHandler", (Handler,), {"service": service or load_service()})
+    bound = {"service": service or load_service(), "metrics": Metrics(ROUTES)}
+    handler = type("BoundHandler", (Handler,), bound)
     return ThreadingHTTPServer((host, port), handler)
 
 

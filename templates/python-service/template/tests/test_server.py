@@ -1,4 +1,4 @@
-"""The service answers /healthz and / on a free loopback port.
+"""The service answers /healthz, / and /metrics on a free loopback port.
 
 Written with unittest so it runs with ``python3 -m unittest`` inside the image,
 which has no pip, and unchanged under pytest.
@@ -13,6 +13,7 @@ import unittest
 import urllib.error
 import urllib.request
 
+from app import metrics
 from app.server import load_service, make_server
 
 
@@ -33,12 +34,16 @@ class ServerTest(unittest.TestCase):
         cls.server.server_close()
         cls.thread.join(timeout=5)
 
-    def get(self, path: str) -> tuple[int, dict]:
+    def get_raw(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(self.base + path, timeout=5) as response:
-                return response.status, json.loads(response.read().decode("utf-8"))
+                return response.status, response.read().decode("utf-8")
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode("utf-8"))
+            return e.code, e.read().decode("utf-8")
+
+    def get(self, path: str) -> tuple[int, dict]:
+        status, text = self.get_raw(path)
+        return status, json.loads(text)
 
     def test_healthz_reports_ok_with_name_and_version(self) -> None:
         status, body = self.get("/healthz")
@@ -57,6 +62,24 @@ class ServerTest(unittest.TestCase):
         status, body = self.get("/nope")
         self.assertEqual(status, 404)
         self.assertEqual(body["error"], "not found")
+
+    def test_metrics_count_requests_by_route_and_status(self) -> None:
+        self.get("/")
+        self.get("/no/such/page")
+        status, text = self.get_raw("/metrics")
+        if not metrics.AVAILABLE:  # an image built without requirements.txt
+            self.assertEqual(status, 503)
+            self.assertIn("prometheus-client is not installed", text)
+            return
+        self.assertEqual(status, 200)
+        self.assertRegex(
+            text, r'http_requests_total\{method="GET",route="/",status="200"\} [1-9]'
+        )
+        self.assertRegex(
+            text, r'http_requests_total\{method="GET",route="other",status="404"\} [1-9]'
+        )
+        self.assertIn('http_request_duration_seconds_bucket{le="0.005",method="GET",route="/"}', text)
+        self.assertNotIn("/no/such/page", text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,195 @@
+"""The monitoring parts that `slipway up` runs: Prometheus, Alertmanager, the blackbox exporter, the monitor.
+
+The first three are Debian's packages, started here bound to loopback with
+their config and data under ``<home>/monitoring`` (`tasks.monitoring.layout`);
+Alertmanager runs without clustering. The monitor is Slipway's own process
+(`deployments.monitor`). A missing package is reported with the fix, like the
+registry, and the rest of the platform starts without it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from deployments.components import ProcessSpec
+from slipway.health import ComponentHealth, http_health
+from slipway.home import HOST, Ports, SlipwayHome
+from tasks.monitoring.layout import MonitoringLayout
+
+if TYPE_CHECKING:
+    from deployments.supervisor import Supervisor
+
+__all__ = [
+    "MONITORING_HINT",
+    "MonitoringBinaries",
+    "monitor_spec",
+    "monitoring_health",
+    "monitoring_specs",
+    "planned_monitoring",
+    "start_monitoring",
+]
+
+MONITORING_HINT = (
+    "install Debian's monitoring packages: "
+    "`apt-get install prometheus prometheus-alertmanager prometheus-blackbox-exporter`"
+)
+
+
+@dataclass(frozen=True)
+class MonitoringBinaries:
+    """Where Debian's monitoring binaries are; None for one that is not installed."""
+
+    prometheus: str | None
+    alertmanager: str | None
+    blackbox: str | None
+
+    @classmethod
+    def find(cls) -> MonitoringBinaries:
+        """Look them up on PATH."""
+        return cls(
+            shutil.which("prometheus"),
+            shutil.which("prometheus-alertmanager"),
+            shutil.which("prometheus-blackbox-exporter"),
+        )
+
+    def missing(self) -> list[str]:
+        """The names of those not installed."""
+        names = ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter")
+        found = (self.prometheus, self.alertmanager, self.blackbox)
+        return [name for name, path in zip(names, found, strict=True) if path is None]
+
+
+def monitoring_specs(
+    layout: MonitoringLayout, binaries: MonitoringBinaries, *, retention_days: int = 15
+) -> list[ProcessSpec]:
+    """The specs of the installed parts; config files must have been written already."""
+    ports = layout.ports
+    specs = []
+    if binaries.blackbox is not None:
+        url = f"http://{HOST}:{ports.blackbox}"
+        specs.append(
+            ProcessSpec(
+                name="blackbox",
+                argv=(
+                    binaries.blackbox,
+                    f"--config.file={layout.blackbox_config}",
+                    f"--web.listen-address={HOST}:{ports.blackbox}",
+                ),
+                url=url,
+                health_url=f"{url}/-/healthy",
+                port=ports.blackbox,
+            )
+        )
+    if binaries.alertmanager is not None:
+        url = layout.alertmanager_url
+        manager = (
+            binaries.alertmanager,
+            f"--config.file={layout.alertmanager_config}",
+            f"--storage.path={layout.alertmanager_data}",
+            f"--web.listen-address={HOST}:{ports.alertmanager}",
+            f"--web.external-url={url}",
+            "--cluster.listen-address=",  # one instance: no gossip port
+        )
+        specs.append(
+            ProcessSpec("alertmanager", manager, url, f"{url}/-/ready", ports.alertmanager)
+        )
+    if binaries.prometheus is not None:
+        url = layout.prometheus_url
+        prometheus = (
+            binaries.prometheus,
+            f"--config.file={layout.prometheus_config}",
+            f"--storage.tsdb.path={layout.prometheus_data}",
+            f"--storage.tsdb.retention.time={retention_days}d",
+            f"--web.listen-address={HOST}:{ports.prometheus}",
+            f"--web.external-url={url}",
+            "--web.enable-lifecycle",  # the monitor reloads rules when services come and go
+        )
+        specs.append(ProcessSpec("prometheus", prometheus, url, f"{url}/-/ready", ports.prometheus))
+    return specs
+
+
+def monitor_spec(ports: Ports) -> ProcessSpec:
+    """The platform's metrics and Alertmanager's receiver (`deployments.monitor`)."""
+    url = f"http://{HOST}:{ports.monitor}"
+    return ProcessSpec(
+        name="monitor",
+        argv=(sys.executable, "-m", "deployments.monitor", "--port", str(ports.monitor)),
+        url=f"{url}/metrics",
+        health_url=f"{url}/healthz",
+        port=ports.monitor,
+    )
+
+
+def monitoring_health(home: SlipwayHome, ports: Ports, running: set[str]) -> list[ComponentHealth]:
+    """`slipway status` lines of the monitoring parts; a missing package says how to install it.
+
+    Args:
+        home: The data directory.
+        ports: Its ports.
+        running: The names of the components `slipway up` started.
+    """
+    layout = MonitoringLayout.of(home, ports)
+    results = []
+    for name, url, health in (
+        ("prometheus", layout.prometheus_url, f"{layout.prometheus_url}/-/ready"),
+        ("alertmanager", layout.alertmanager_url, f"{layout.alertmanager_url}/-/ready"),
+        (
+            "blackbox",
+            f"http://{HOST}:{ports.blackbox}",
+            f"http://{HOST}:{ports.blackbox}/-/healthy",
+        ),
+    ):
+        if name in running:
+            results.append(http_health(name, url, health))
+        else:
+            results.append(
+                ComponentHealth(
+                    name, url, False, f"not installed, so not running. Fix: {MONITORING_HINT}"
+                )
+            )
+    monitor = f"{layout.monitor_url}"
+    results.append(http_health("monitor", f"{monitor}/metrics", f"{monitor}/healthz"))
+    return results
+
+
+def planned_monitoring(home: SlipwayHome, ports: Ports) -> tuple[list[ProcessSpec], list[str]]:
+    """The monitoring specs `slipway up` will start, and the packages that are missing."""
+    binaries = MonitoringBinaries.find()
+    layout = MonitoringLayout.of(home, ports)
+    return [*monitoring_specs(layout, binaries), monitor_spec(ports)], binaries.missing()
+
+
+def start_monitoring(supervisor: Supervisor, specs: list[ProcessSpec], missing: list[str]) -> None:
+    """Write the configs, targets and automations, then start the parts (Prefect is up).
+
+    Waiting for their health is the caller's, with the other components'.
+    """
+    from blocks.monitoring import MonitoringSettings
+    from blocks.notifications import EmailNotification
+    from tasks.catalog import Catalog
+    from tasks.monitoring.automations import ensure_notification_automations
+    from tasks.monitoring.config import write_configs
+    from tasks.monitoring.sync import sync_monitoring
+
+    options, report = supervisor.options, supervisor.report
+    if missing:
+        report(
+            f"monitoring: {', '.join(missing)} not installed, so no alerts. Fix: {MONITORING_HINT}"
+        )
+    settings = MonitoringSettings.load_default()
+    layout = MonitoringLayout.of(options.home, options.ports)
+    write_configs(layout, settings, sorted(Catalog.load_default().names()))
+    sync_monitoring(layout, reload_rules=False)
+    retention = {"--storage.tsdb.retention.time": f"{settings.retention_days}d"}
+    for spec in specs:
+        argv = tuple(
+            f"{flag}={retention[flag]}" if (flag := arg.partition("=")[0]) in retention else arg
+            for arg in spec.argv
+        )
+        supervisor.start(replace(spec, argv=argv))
+    EmailNotification.register_type_and_schema()
+    for change in ensure_notification_automations(settings.ui_url):
+        report(f"notifications: {change}")

@@ -1,0 +1,149 @@
+"""Release analysis, after Argo Rollouts: watch the new version for a while after the switch.
+
+For `MonitoringSettings.analysis_window_seconds` after the switch, every
+``analysis_interval_seconds``, Prometheus is asked three things about the
+new version (its series carry the commit as ``sha``):
+
+1. Does an alert of the service's environment fire that became active after
+   the switch (``ALERTS`` and ``ALERTS_FOR_STATE``)?
+2. Is its 5xx ratio over the service's threshold (once it has had requests)?
+3. Has its health probe failed ``analysis_probe_failures`` times in a row?
+
+The first yes ends the analysis as failed, with the reason; the caller rolls
+back. When Prometheus cannot be asked (not installed, not running, or it
+stops answering for three looks in a row) the analysis is *inconclusive*:
+the release stays, and the run says loudly that it was not watched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from blocks.monitoring import MonitoringSettings
+from slipway.errors import MonitoringError
+from tasks.monitoring.prometheus import Prometheus
+from tasks.monitoring.rules import duration
+
+__all__ = ["Verdict", "analyse"]
+
+logger = logging.getLogger(__name__)
+
+_ERROR_LIMIT = 3
+"""Looks in a row that Prometheus may fail before the analysis is inconclusive."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the new version did."""
+
+    outcome: Literal["passed", "failed", "inconclusive", "skipped"]
+    reason: str
+    """Why, in one sentence, for the run's log, the record and the notification."""
+    looks: int = 0
+    """How many times Prometheus was asked."""
+    seconds: float = 0.0
+    """How long the analysis watched."""
+
+    @property
+    def failed(self) -> bool:
+        """Whether the release must be rolled back."""
+        return self.outcome == "failed"
+
+
+@dataclass(frozen=True)
+class _Queries:
+    alerts: str
+    errors: str
+    requests: str
+    probe: str
+
+
+def _queries(service: str, environment: str, sha: str, window: str, since: float) -> _Queries:
+    where = f'service="{service}", environment="{environment}"'
+    new = f'{where}, sha="{sha[:12]}"'
+    requests = f"sum(increase(http_requests_total{{{new}}}[{window}]))"
+    # Alerts that became active after the switch: one that fired before it is
+    # not the new version's doing, and rolling back would not end it.
+    started = f'ALERTS_FOR_STATE{{{where}, audience="team"}} >= {since:.3f}'
+    firing = f'ALERTS{{{where}, alertstate="firing"}}'
+    return _Queries(
+        alerts=f"({started}) and on(alertname) {firing}",
+        errors=f'sum(increase(http_requests_total{{{new}, status=~"5.."}}[{window}]))',
+        requests=requests,
+        probe=f'min(probe_success{{{where}, sha="{sha[:12]}"}})',
+    )
+
+
+def analyse(
+    prometheus: Prometheus,
+    settings: MonitoringSettings,
+    *,
+    service: str,
+    environment: str,
+    sha: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Verdict:
+    """Watch the new version of ``service`` in ``environment`` for the analysis window."""
+    window = settings.analysis_window_seconds
+    if window <= 0:
+        return Verdict("skipped", "release analysis is off (analysis window 0)")
+    if not prometheus.ready():
+        return Verdict(
+            "inconclusive",
+            f"Prometheus at {prometheus.url} does not answer, so the new version was not "
+            "watched; check `slipway status`",
+        )
+    ratio_limit, _ = settings.thresholds(service)
+    q = _queries(service, environment, sha, duration(settings.rate_window_seconds), time.time())
+    began = time.monotonic()
+    looks = errors = probe_failures = 0
+    while True:
+        looks += 1
+        try:
+            reason, probe_failed = _look(prometheus, q, ratio_limit)
+            errors = 0
+        except MonitoringError as e:
+            errors += 1
+            logger.warning("analysis look %d of %s/%s failed: %s", looks, service, environment, e)
+            if errors >= _ERROR_LIMIT:
+                return Verdict(
+                    "inconclusive",
+                    f"Prometheus stopped answering: {e.message}",
+                    looks,
+                    time.monotonic() - began,
+                )
+            reason, probe_failed = None, False
+        probe_failures = probe_failures + 1 if probe_failed else 0
+        if reason is None and probe_failures >= settings.analysis_probe_failures:
+            reason = f"its health probe failed {probe_failures} times in a row"
+        elapsed = time.monotonic() - began
+        if reason is not None:
+            return Verdict("failed", reason, looks, elapsed)
+        if elapsed >= window:
+            return Verdict(
+                "passed", f"no alert, 5xx ratio and probe fine for {elapsed:.0f} s", looks, elapsed
+            )
+        sleep(min(settings.analysis_interval_seconds, max(0.0, window - elapsed)))
+
+
+def _look(prometheus: Prometheus, q: _Queries, ratio_limit: float) -> tuple[str | None, bool]:
+    """One look: the reason to fail now (or None), and whether the probe failed."""
+    firing = sorted({labels.get("alertname", "?") for labels in prometheus.series(q.alerts)})
+    if firing:
+        return f"the alert {', '.join(firing)} fired after the switch", False
+    requests = prometheus.value(q.requests)
+    if requests:
+        failed = prometheus.value(q.errors) or 0.0
+        ratio = failed / requests
+        if ratio > ratio_limit:
+            return (
+                f"{ratio:.0%} of its answers were 5xx ({failed:.0f} of {requests:.0f}), "
+                f"over the {ratio_limit:.1%} threshold",
+                False,
+            )
+    probe = prometheus.value(q.probe)
+    return None, probe == 0

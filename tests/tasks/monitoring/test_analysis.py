@@ -1,0 +1,156 @@
+"""Release analysis against real Prometheus and blackbox, watching the real template service.
+
+The service is the python-service template rendered and run on the host (its
+/metrics needs prometheus-client, which this environment has), registered as
+a scrape and probe target the way `tasks.monitoring.targets` writes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tasks.monitoring.analysis import analyse
+from tasks.monitoring.prometheus import Prometheus
+from tasks.monitoring.targets import ServiceTarget, write_targets
+from tests.conftest import free_port
+from tests.tasks.monitoring.stack import FAST, Stack, monitoring_stack, wait_for
+
+SHA = "a" * 40
+BROKEN_ROOT = """        elif route == "/":
+            self._send(500, {"error": "broken release"})
+        elif route == "/unused":"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # No Prefect here: the analysis only asks Prometheus.
+    with monitoring_stack(tmp_path_factory.mktemp("stack"), api_url="http://127.0.0.1:9/api") as s:
+        yield s
+
+
+def rendered_service(root: Path, *, broken: bool) -> Path:
+    from tasks.templates import ServiceAnswers, render_service
+
+    answers = ServiceAnswers(service_name="watched", owner="group:x", port=8080)
+    path = render_service("python-service", root, answers).path
+    if broken:  # / answers 500 while /healthz stays fine: it passes its health check
+        server = path / "app" / "server.py"
+        code = server.read_text()
+        patched = code.replace('        elif route == "/":', BROKEN_ROOT, 1)
+        assert patched != code
+        server.write_text(patched)
+    return path
+
+
+class Traffic:
+    """Requests to / every 50 ms while the analysis watches."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self._stop = url, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2) as http:
+            while not self._stop.wait(0.05):
+                with contextlib.suppress(httpx.HTTPError):
+                    http.get(self.url)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def serve(stack: Stack, root: Path, *, broken: bool) -> Iterator[tuple[str, int]]:
+    port, service = free_port(), f"svc-{uuid.uuid4().hex[:6]}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.server"],
+        cwd=rendered_service(root, broken=broken),
+        env={"PORT": str(port), "GIT_SHA": SHA, "PATH": ""},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(f"{base}/healthz"), timeout=20, what="the service")
+        target = ServiceTarget(service, "dev", SHA, "x", f"127.0.0.1:{port}")
+        write_targets(stack.layout, [target])
+        wait_for(
+            lambda: stack.query(f'up{{service="{service}"}} == 1'), timeout=20, what="a scrape"
+        )
+        yield service, port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        write_targets(stack.layout, [])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_version_that_answers_500_fails_its_analysis_with_the_reason(
+    stack: Stack, tmp_path: Path
+) -> None:
+    for service, port in serve(stack, tmp_path / "svc", broken=True):
+        with Traffic(f"http://127.0.0.1:{port}/"):
+            began = time.monotonic()
+            verdict = analyse(
+                Prometheus(stack.layout.prometheus_url),
+                FAST,
+                service=service,
+                environment="dev",
+                sha=SHA,
+            )
+        assert verdict.failed, verdict
+        # /healthz (the probe's) answers 200, so not quite all answers are 5xx.
+        assert re.match(r"(\d+)% of its answers were 5xx", verdict.reason), verdict.reason
+        assert int(verdict.reason.partition("%")[0]) > 50
+        assert time.monotonic() - began < FAST.analysis_window_seconds + 2
+
+
+def test_a_healthy_version_passes_after_the_whole_window(stack: Stack, tmp_path: Path) -> None:
+    for service, port in serve(stack, tmp_path / "svc", broken=False):
+        with Traffic(f"http://127.0.0.1:{port}/"):
+            verdict = analyse(
+                Prometheus(stack.layout.prometheus_url),
+                FAST,
+                service=service,
+                environment="dev",
+                sha=SHA,
+            )
+        assert verdict.outcome == "passed", verdict
+        assert verdict.seconds >= FAST.analysis_window_seconds
+        assert verdict.looks >= FAST.analysis_window_seconds / FAST.analysis_interval_seconds
+
+
+def test_without_prometheus_the_analysis_is_inconclusive_and_says_so() -> None:
+    verdict = analyse(
+        Prometheus(f"http://127.0.0.1:{free_port()}"), FAST, service="s", environment="dev", sha=SHA
+    )
+    assert verdict.outcome == "inconclusive" and not verdict.failed
+    assert "does not answer" in verdict.reason
+
+
+def test_analysis_window_zero_turns_it_off() -> None:
+    off = FAST.model_copy(update={"analysis_window_seconds": 0})
+    verdict = analyse(
+        Prometheus("http://127.0.0.1:9"), off, service="s", environment="dev", sha=SHA
+    )
+    assert verdict.outcome == "skipped"
