@@ -40,21 +40,24 @@ from tasks.scanners.base import Severity
 from tasks.scanners.compare import compare
 from tasks.scanners.history import (
     baseline_sha,
+    last_default_branch_scan,
+    load_sbom,
     load_summary,
     record_default_branch_scan,
     save_scan,
     scan_prefix,
 )
+from tasks.scanners.incremental import PreviousScan, run_incrementally
 from tasks.scanners.report import (
     ScanSummary,
     build_summary,
     finding_rows,
     render_markdown,
 )
-from tasks.scanners.runner import default_scanners, run_scanners
+from tasks.scanners.runner import default_scanners
 from tasks.scanners.sarif import to_sarif, validate_sarif
-from tasks.scanners.vulnerability_data import osv_endpoint
-from tasks.storage import open_store
+from tasks.scanners.vulnerability_data import data_revision, osv_endpoint
+from tasks.storage import ObjectStore, open_store
 
 __all__ = ["FINDING_EVENT", "nightly_security_scan", "scan_service", "security_scan"]
 
@@ -70,24 +73,34 @@ class _Osv:
     error: str | None
     source: OsvSource | None = None
     """Where pip-audit's advisories come from, to rate their severity."""
+    revision: str | None = None
+    """The revision of the advisories served, so an unchanged service's result carries over."""
 
 
 @contextmanager
 def _osv(source: VulnerabilitySource) -> Iterator[_Osv]:
     """The configured OSV source, served to the scans' sandboxes while the context lasts."""
     with ExitStack() as stack:
+        revision = data_revision(source)  # before the mirror loads: a sync after it never matches
         try:
             server = stack.enter_context(osv_endpoint(source))
         except ConfigurationError as e:
             # Only the dependency scan needs OSV: the others run, pip-audit shows errored.
             yield _Osv(None, None, str(e))
             return
-        yield _Osv(server.query_url, server.forward, None, server.source)
+        yield _Osv(server.query_url, server.forward, None, server.source, revision)
 
 
 @task(name="scan-service", cache_policy=NO_CACHE)
-def scan_service(service: str, commit: str | None, *, osv: _Osv, timeout: float) -> ScanSummary:
-    """Scan one commit of ``service`` and store the SARIF, SBOM and summary."""
+def scan_service(
+    service: str, commit: str | None, *, osv: _Osv, timeout: float, incremental: bool = False
+) -> ScanSummary:
+    """Scan one commit of ``service`` and store the SARIF, SBOM and summary.
+
+    ``incremental`` takes each tool's result from the service's last
+    default-branch scan when the tool's inputs are the same
+    (`tasks.scanners.incremental`); otherwise every tool runs.
+    """
     logger = get_run_logger()
     server = GitServer.load_default()
     store = open_store(ArtifactStore.load_default())
@@ -98,9 +111,14 @@ def scan_service(service: str, commit: str | None, *, osv: _Osv, timeout: float)
     ):
         logger.info("scanning %s at %s (%s)", service, tree.sha[:12], tree.ref)
         scanners = default_scanners(
-            osv_url=osv.url, osv_forward=osv.forward, osv_error=osv.error, cache_dir=Path(scratch)
+            osv_url=osv.url,
+            osv_forward=osv.forward,
+            osv_error=osv.error,
+            cache_dir=Path(scratch),
+            advisories=osv.revision,
         )
-        run = run_scanners(tree.path, scanners, timeout=timeout)
+        previous = _previous_scan(store, service) if incremental else None
+        run = run_incrementally(tree.path, scanners, previous=previous, timeout=timeout)
         if osv.source is not None:  # pip-audit names no severity; its advisories do
             run = replace(run, results=rate_findings(run.results, osv.source.record))
         accepted, accepted_error = _accepted_risks(tree.path)
@@ -127,6 +145,11 @@ def scan_service(service: str, commit: str | None, *, osv: _Osv, timeout: float)
     if on_default_branch:
         record_default_branch_scan(store, summary)
     for tool in summary.tools:
+        if tool.carried_from:
+            logger.info(
+                "%s: carried over from %s, its inputs unchanged", tool.tool, tool.carried_from[:12]
+            )
+            continue
         log = logger.error if tool.error else logger.info
         log(
             "%s: %s, %d findings in %.1f s",
@@ -144,6 +167,12 @@ def scan_service(service: str, commit: str | None, *, osv: _Osv, timeout: float)
             "SBOM: %d components in %.1f s", run.sbom.components, summary.sbom.duration_seconds
         )
     return summary
+
+
+def _previous_scan(store: ObjectStore, service: str) -> PreviousScan | None:
+    """What the service's last default-branch scan can lend the next one."""
+    last = last_default_branch_scan(store, service)
+    return PreviousScan.of(last, load_sbom(store, service, last.sha)) if last else None
 
 
 def _accepted_risks(root: Path) -> tuple[AcceptedRisks, str | None]:
@@ -203,8 +232,12 @@ def security_scan(service: str, commit: str | None = None) -> ScanSummary:
 
 
 @flow(name="nightly-security-scan", log_prints=False)
-def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
+def nightly_security_scan(max_parallel: int | None = None, full: bool = False) -> list[ScanSummary]:
     """Scan every catalog service's default branch, a few at a time, and rank them.
+
+    A tool whose inputs (the files it reads, its version and rules, the
+    advisories) are the same as at the service's last scan is not run
+    again: its result is carried over, and the report says from which commit.
 
     Emits a ``slipway.security.finding`` event for each new HIGH or CRITICAL
     finding that the previous scan of the same commit did not have, so a
@@ -213,6 +246,7 @@ def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
     Args:
         max_parallel: Services scanned at once; the platform settings'
             ``nightly_scan_concurrency`` when empty.
+        full: Run every tool on every service, carrying nothing over.
 
     Raises:
         ScanError: Some services could not be scanned or errored; the others
@@ -233,7 +267,11 @@ def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
             while waiting and len(running) < limit:
                 name = waiting.pop(0)
                 future = scan_service.submit(
-                    name, None, osv=osv, timeout=settings.scan_timeout_seconds
+                    name,
+                    None,
+                    osv=osv,
+                    timeout=settings.scan_timeout_seconds,
+                    incremental=not full,
                 )
                 running[future] = name
             done = next(as_completed(list(running)))

@@ -30,6 +30,8 @@ __all__ = [
     "DefaultBranchScan",
     "baseline_sha",
     "default_branch_scans",
+    "last_default_branch_scan",
+    "load_sbom",
     "load_summary",
     "record_default_branch_scan",
     "save_scan",
@@ -102,6 +104,27 @@ def load_summary(store: ObjectStore, service: str, sha: str) -> ScanSummary | No
             f"the scan summary of {service} at {sha[:12]} is not readable: {e}",
             hint="scan the commit again: security_scan(service, commit=sha)",
         ) from e
+
+
+def load_sbom(store: ObjectStore, service: str, sha: str) -> bytes | None:
+    """The stored CycloneDX SBOM of ``service`` at ``sha``; None when it has none."""
+    try:
+        return store.get(f"{scan_prefix(service, sha)}/sbom.cdx.json")
+    except ObjectNotFound:
+        return None
+
+
+def last_default_branch_scan(store: ObjectStore, service: str) -> ScanSummary | None:
+    """The newest stored scan of the default branch, whatever its commit; None when there is none."""
+    for scan in _read_history(store, service).scans:
+        try:
+            summary = load_summary(store, service, scan.sha)
+        except StorageError as e:  # costs a full scan, nothing else
+            logger.warning("ignoring the last scan of %s: %s", service, e)
+            return None
+        if summary is not None:
+            return summary
+    return None
 
 
 def record_default_branch_scan(store: ObjectStore, summary: ScanSummary) -> None:

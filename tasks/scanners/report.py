@@ -114,6 +114,10 @@ class ToolRecord(BaseModel):
     findings: int = 0
     version: str | None = None
     """The tool's version as the scanners' environment pins it (scanners.lock)."""
+    input_key: str | None = None
+    """What the result depends on (`tasks.scanners.inputs`); a later scan with the same key reuses it."""
+    carried_from: str | None = None
+    """The commit whose scan this tool's result was carried over from; None when the tool ran."""
 
 
 class ScanSummary(BaseModel):
@@ -203,6 +207,8 @@ def build_summary(
                 duration_seconds=round(r.duration_seconds, 3),
                 findings=len(r.findings),
                 version=r.version,
+                input_key=run.input_keys.get(r.tool),
+                carried_from=r.carried_from,
             )
             for r in run.results
         ),
@@ -212,6 +218,8 @@ def build_summary(
             error=run.sbom.error,
             duration_seconds=round(run.sbom.duration_seconds, 3),
             version=run.sbom.version,
+            input_key=run.input_keys.get(run.sbom.tool),
+            carried_from=run.sbom.carried_from,
         ),
         findings=ordered(findings),
         fixed=tuple(FindingRecord.of(f, "fixed") for f in comparison.fixed),
@@ -268,8 +276,11 @@ def render_markdown(summary: ScanSummary, *, stored_at: str | None = None) -> st
     ]
     for tool in (*summary.tools, summary.sbom):
         error = (tool.error or "").replace("|", "\\|").replace("\n", " ")
+        status = tool.status.value
+        if tool.carried_from:
+            status += f" (carried over from `{tool.carried_from[:12]}`: inputs unchanged)"
         lines.append(
-            f"| {tool.tool} | {tool.version or '?'} | {tool.status.value} | {tool.findings} "
+            f"| {tool.tool} | {tool.version or '?'} | {status} | {tool.findings} "
             f"| {tool.duration_seconds:.1f} | {error} |"
         )
     lines += ["", f"## New findings ({len(new)})", ""]

@@ -343,6 +343,55 @@ def test_nightly_scan_ranks_every_service_alerts_new_high_findings_and_reports_f
     }
 
 
+def test_the_nightly_scan_reruns_only_the_tools_whose_inputs_changed_and_says_so(
+    scan_platform: Platform, tmp_path: Path
+):
+    add_service("steady", INSECURE, 8306)
+    everything = ("bandit", "pip-audit", "detect-secrets", "checkov", "cyclonedx-py")
+
+    def carried(scan: ScanSummary) -> dict[str, str | None]:
+        return {t.tool: t.carried_from for t in (*scan.tools, scan.sbom)}
+
+    (first,) = nightly_security_scan()
+    assert carried(first) == dict.fromkeys(everything)
+    assert all(t.input_key for t in (*first.tools, first.sbom))
+
+    (second,) = nightly_security_scan()  # nothing changed: nothing runs
+    assert second.sha == first.sha and carried(second) == dict.fromkeys(everything, first.sha)
+    assert rule_ids(second) == EXPECTED_FIRST and second.status == "findings"
+    assert f"carried over from `{first.sha[:12]}`" in artifact("security-scan-steady")
+
+    tree = Path(shutil.copytree(INSECURE, tmp_path / "changed"))
+    ops = tree / "app" / "ops.py"
+    ops.write_text(ops.read_text() + "\n\ndef run(x):\n    return eval(x)\n")
+    sha = publish_directory(GitServer.load_default(), "steady", tree, message="add eval")
+    (third,) = nightly_security_scan()
+    assert third.sha == sha
+    assert carried(third) == {
+        "bandit": None,
+        "pip-audit": first.sha,
+        "detect-secrets": None,
+        "checkov": first.sha,
+        "cyclonedx-py": first.sha,
+    }
+    assert {(f.rule_id, f.state) for f in third.findings if f.tool == "bandit"} >= {("B307", "new")}
+    assert rule_ids(third)["checkov"] == EXPECTED_FIRST["checkov"]
+
+    # New advisory data: pip-audit runs again (here, with one advisory withdrawn).
+    mirror = VulnerabilitySource.load_default().archive_path
+    assert mirror is not None
+    with zipfile.ZipFile(mirror, "w") as archive:
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            if record.stem != "PYSEC-2018-28":
+                archive.write(record, record.name)
+    (fourth,) = nightly_security_scan()
+    assert carried(fourth)["pip-audit"] is None and carried(fourth)["bandit"] == sha
+    assert "PYSEC-2018-28" not in rule_ids(fourth)["pip-audit"]
+
+    (full,) = nightly_security_scan(full=True)
+    assert carried(full) == dict.fromkeys(everything)
+
+
 def test_a_new_high_finding_alerts_once_per_commit(monkeypatch: pytest.MonkeyPatch):
     import flows.security_scan as module
     from tests.tasks.scanners.helpers import B404, B602, CKV, result, summary
