@@ -42,13 +42,13 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import httpx  # noqa: E402
 
 from blocks.monitoring import MonitoringSettings  # noqa: E402
-from tests.tasks.monitoring.stack import (  # noqa: E402
+from testkit.monitoring import (  # noqa: E402
     Stack,
     WebhookReceiver,
     monitoring_stack,
     run_service_container,
-    wait_for,
 )
+from testkit.platform import wait_for  # noqa: E402
 
 GOAL_SECONDS = 30.0
 
@@ -175,7 +175,7 @@ def main() -> int:
         stack = stack_of.enter_context(
             monitoring_stack(Path(tmp), api_url=str(PREFECT_API_URL.value()), settings=settings)
         )
-        from tests.conftest import free_port
+        from testkit.platform import free_port
 
         port = free_port()
         client = docker_client(__import__("blocks").DeployTarget())

@@ -29,7 +29,7 @@ base image is cached, as on any build host):
 
 The flow runs in this process against a temporary Prefect server, a registry
 (Debian's ``docker-registry``) and a local git root, as the delivery tests set
-them up (`tests.flows.delivery_fixtures`). How fast a push *event* becomes a
+them up (`testkit.delivery`). How fast a push *event* becomes a
 running flow is bench/webhook_load.py's job, not this one's. Before the
 rounds, one untimed build-test-deploy of a warm-up service pushes the base
 image's layers to the registry (later pushes mount them, for both sides) and
@@ -172,7 +172,7 @@ class Bench:
         """The template's wheelhouse, as the flow fetches and caches it (untimed)."""
         from blocks import DeployTarget
         from tasks.wheelhouse import WHEELHOUSE, prepare_wheelhouse
-        from tests.flows.delivery_fixtures import BASE_IMAGE
+        from testkit.delivery import BASE_IMAGE
 
         context = self.scratch / "wheelhouse-context"
         if not (context / WHEELHOUSE).is_dir():
@@ -190,14 +190,14 @@ class Bench:
 
     def new_service(self, kind: str, port: int) -> tuple[str, Path]:
         """A new service name (so its layers are not cached) and its rendered source."""
-        from tests.flows.delivery_fixtures import render_source
+        from testkit.delivery import render_source
 
         name = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
         self.services.append(name)
         return name, render_source(self.scratch / name / "source", name, port)
 
     def remove_all(self) -> None:
-        from tests.flows.delivery_fixtures import remove_service_containers, remove_service_images
+        from testkit.delivery import remove_service_containers, remove_service_images
 
         for name in self.services:
             try:
@@ -211,8 +211,8 @@ def plain_first_build(bench: Bench) -> Timing:
     """The baseline: the plain script from a pushed commit to a healthy container."""
     from blocks import DeployTarget, GitServer
     from tasks.git import create_repository, publish_directory, repository_url
-    from tests.conftest import free_port
-    from tests.flows.delivery_fixtures import BASE_IMAGE
+    from testkit.delivery import BASE_IMAGE
+    from testkit.platform import free_port
 
     port = free_port()
     name, source = bench.new_service("plain", port)
@@ -253,8 +253,8 @@ def platform_builds(bench: Bench, *, rebuild: bool = True) -> list[Timing]:
     """build-test-deploy of a new service's first commit, of a docs-only commit, and of it again."""
     from blocks import GitServer
     from tasks.git import head_commit, publish_directory
-    from tests.conftest import free_port
-    from tests.flows.delivery_fixtures import catalogue_service
+    from testkit.delivery import catalogue_service
+    from testkit.platform import free_port
 
     ports = {"dev": free_port(), "staging": free_port(), "prod": free_port()}
     name, source = bench.new_service("slip", ports["dev"])
@@ -279,13 +279,12 @@ def timed_deploy(service: str, sha: str, port: int, *, outcome: str = "succeeded
     An ``unchanged`` run finds ``sha`` serving already; it is healthy when it returns.
     """
     from flows.delivery import build_test_deploy
-    from tasks.release_history import DeploymentRecord
 
     began = time.monotonic()
     watch = HealthWatch(port, sha, began) if outcome == "succeeded" else None
     record = build_test_deploy(service, sha, REF, triggered_by="bench")
     seconds = time.monotonic() - began
-    if not isinstance(record, DeploymentRecord) or record.outcome != outcome:
+    if record.outcome != outcome:
         raise SystemExit(
             f"build-test-deploy of {service} {sha[:12]} did not end {outcome}: {record}"
         )
@@ -310,7 +309,7 @@ def platform(scratch: Path) -> Iterator[Bench]:
     from blocks import DEFAULT_DOCUMENT, DeployTarget, PlatformSettings, register_block_types
     from deployments.components import registry_binary
     from tasks.containers import docker_client
-    from tests.flows.delivery_fixtures import BASE_IMAGE, configure_platform, running_registry
+    from testkit.delivery import BASE_IMAGE, configure_delivery, running_registry
 
     if registry_binary() is None:
         raise SystemExit("docker-registry is not installed (apt-get install docker-registry)")
@@ -323,7 +322,7 @@ def platform(scratch: Path) -> Iterator[Bench]:
         registry = stack.enter_context(running_registry(scratch / "registry"))
         stack.enter_context(prefect_test_harness(server_startup_timeout=180))
         register_block_types()
-        home = configure_platform(scratch, registry)
+        home = configure_delivery(scratch, registry)
         PlatformSettings(base_image=BASE_IMAGE, health_timeout_seconds=HEALTH_TIMEOUT).save(
             DEFAULT_DOCUMENT, overwrite=True
         )

@@ -35,13 +35,12 @@ sys.path.insert(0, str(REPO))
 from blocks.deploy_target import DeployTarget  # noqa: E402
 from blocks.git_server import GitServer  # noqa: E402
 from blocks.terraform_backend import TerraformBackend  # noqa: E402
-from flows.drift import Target, survey  # noqa: E402
 from slipway.errors import DockerUnavailable  # noqa: E402
-from tasks.catalog import Catalog, CatalogEntry  # noqa: E402
+from tasks.catalog import Catalog, CatalogEntry, EnvironmentRecord  # noqa: E402
 from tasks.containers import docker_client  # noqa: E402
+from tasks.drift import Target, survey  # noqa: E402
 from tasks.terraform import (  # noqa: E402
     BUNDLED_MODULE,
-    EnvironmentRecord,
     Terraform,
     in_parallel,
     record_outputs,
@@ -63,7 +62,7 @@ def set_up(root: Path, count: int, workers: int) -> tuple[Terraform, list[Target
         (f"bench-{s:03d}", f"env-{e:02d}") for s in range(services) for e in range(PER_SERVICE)
     ][:count]
 
-    def provision(numbered: tuple[int, tuple[str, str]]) -> dict[str, str]:
+    def provision(numbered: tuple[int, tuple[str, str]]) -> EnvironmentRecord:
         number, (service, environment) = numbered
         ws = tf.workspace(BUNDLED_MODULE, service, environment)
         variables = {"service": service, "environment": environment, "port": 20000 + number}
@@ -71,7 +70,7 @@ def set_up(root: Path, count: int, workers: int) -> tuple[Terraform, list[Target
         return record_outputs(tf.output(ws), variables, state=state_location(backend, ws))
 
     records = in_parallel(provision, list(enumerate(wanted)), max_workers=workers)
-    by_service: dict[str, dict[str, dict[str, str]]] = {}
+    by_service: dict[str, dict[str, EnvironmentRecord]] = {}
     for (service, environment), record in zip(wanted, records, strict=True):
         if isinstance(record, Exception):
             raise record
@@ -89,10 +88,9 @@ def set_up(root: Path, count: int, workers: int) -> tuple[Terraform, list[Target
     targets = []
     for entry in catalog.entries():
         for environment in entry.environments:
-            record = EnvironmentRecord.of(entry, environment)
-            assert record is not None
+            record = entry.outputs[environment]
             ws = tf.workspace(BUNDLED_MODULE, entry.name, environment)
-            targets.append(Target(ws, record.variables(), record))
+            targets.append(Target(ws, record.applied_variables(), record))
     return tf, targets
 
 

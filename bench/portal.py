@@ -84,7 +84,7 @@ def configure(scratch: Path) -> None:
 
 def history(releases: int) -> None:
     """``releases`` records over 90 days, as delivery writes them: a build to dev, then onwards."""
-    from tasks.release_history import DeploymentRecord, record_deployment
+    from tasks.release import DeploymentRecord, record_deployment
 
     now = datetime.now(UTC)
     step = timedelta(days=90) / releases
@@ -150,8 +150,8 @@ def scan(findings: int) -> None:
 def catalog() -> None:
     from blocks import GitServer
     from tasks.catalog import Catalog, CatalogEntry
-    from tasks.catalog_entities import GroupEntity
-    from tasks.catalog_model import CatalogModel
+    from tasks.catalog.entities import GroupEntity
+    from tasks.catalog.model import CatalogModel
 
     server = GitServer.load_default()
     CatalogModel(Catalog(server)).save(

@@ -98,12 +98,14 @@ class PlatformSettings(SlipwayBlock):
 
     @classmethod
     def local_default(cls, home: SlipwayHome, ports: Ports) -> Self:
-        """Settings whose base image this machine has (see `tasks.base_image.local_base_image`).
+        """``$SLIPWAY_BASE_IMAGE`` when set, else ``python:3.12-slim``.
 
-        ``$SLIPWAY_BASE_IMAGE`` when set; else ``python:3.12-slim`` or, where
-        that cannot be pulled, the local image that `make setup` built.
+        Which image this machine's engine holds is a question for the engine:
+        `slipway up` asks it (`tasks.base_image.local_base_image`) when it
+        writes these settings for a new platform.
         """
-        from blocks.deploy_target import DeployTarget
-        from tasks.base_image import local_base_image
+        import os
 
-        return cls(base_image=local_base_image(DeployTarget.local_default(home, ports)))
+        return cls(
+            base_image=os.environ.get("SLIPWAY_BASE_IMAGE", "").strip() or DEFAULT_BASE_IMAGE
+        )

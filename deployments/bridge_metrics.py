@@ -26,7 +26,12 @@ class BridgeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._count_requests(self.registry)
+        self._count_forwarding(self.registry)
+        self._gauge_queue(self.registry)
+
+    def _count_requests(self, r: CollectorRegistry) -> None:
+        """What the webhook endpoint answered."""
         self.accepted = Counter(
             "slipway_bridge_accepted", "Signed pushes stored in the intake queue.", registry=r
         )
@@ -56,6 +61,9 @@ class BridgeMetrics:
             "Pushes answered 503 because the intake queue could not store them.",
             registry=r,
         )
+
+    def _count_forwarding(self, r: CollectorRegistry) -> None:
+        """What became of accepted pushes on their way to Prefect."""
         self.forwarded = Counter(
             "slipway_intake_forwarded", "Push events posted to Prefect (first time).", registry=r
         )
@@ -77,6 +85,9 @@ class BridgeMetrics:
             "Forwarder steps that failed (Prefect or the queue unreachable).",
             registry=r,
         )
+
+    def _gauge_queue(self, r: CollectorRegistry) -> None:
+        """How much waits in the intake queue, and for how long."""
         self.last_delivered = Gauge(
             "slipway_intake_last_delivered_timestamp_seconds",
             "When a push last became its runs (Unix time).",

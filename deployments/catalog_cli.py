@@ -26,7 +26,7 @@ from slipway.errors import InvalidRequest
 from slipway.home import SlipwayHome
 
 if TYPE_CHECKING:
-    from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
+    from tasks.catalog.entities import ApiEntity, GroupEntity, SystemEntity
 
 __all__ = ["add_commands", "run_catalog", "run_dora"]
 
@@ -82,7 +82,7 @@ def run_catalog(home: SlipwayHome, args: argparse.Namespace) -> int:
     if command == "validate":
         return _validate()
     if command == "sync":
-        from tasks.catalog_model import CatalogModel
+        from tasks.catalog.model import CatalogModel
 
         commit = CatalogModel.load_default().sync(message="Rewrite the derived entities (CLI)")
         print(f"rewritten in {commit[:12]}" if commit else "the derived entities are up to date")
@@ -128,7 +128,7 @@ def _change(args: argparse.Namespace) -> tuple[str, dict[str, Any], str]:
 
 def _entity(args: argparse.Namespace) -> GroupEntity | SystemEntity | ApiEntity:
     """The Group, System or API that ``slipway catalog group|system|api`` describes, checked."""
-    from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
+    from tasks.catalog.entities import ApiEntity, GroupEntity, SystemEntity
 
     if args.catalog_command == "group":
         return validated(
@@ -170,7 +170,7 @@ def _read(path: Path) -> str:
 def catalog_list() -> str:
     """Every entity of the catalog as tables, or a line saying it is empty."""
     from tasks.catalog import catalog_rows
-    from tasks.catalog_model import CatalogModel
+    from tasks.catalog.model import CatalogModel
 
     snapshot = CatalogModel.load_default().read()
     if not snapshot.components and not snapshot.groups:
@@ -200,7 +200,7 @@ def _part_of(snapshot: Any, ref: str) -> str:
 
 
 def _validate() -> int:
-    from tasks.catalog_model import CatalogModel, validate
+    from tasks.catalog.model import CatalogModel, validate
 
     model = CatalogModel.load_default()
     snapshot = model.read()
@@ -220,9 +220,9 @@ def run_dora(home: SlipwayHome, args: argparse.Namespace) -> int:
     from prefect import get_client
 
     from blocks import ArtifactStore
-    from tasks.catalog_model import CatalogModel, owner_group
-    from tasks.dora import dora_report
-    from tasks.insights import dora_rows, service_facts
+    from tasks.catalog.model import CatalogModel, owner_group
+    from tasks.insights.dora import dora_report
+    from tasks.insights.measure import dora_rows, service_facts
     from tasks.storage import open_store
 
     snapshot = CatalogModel.load_default().read()
@@ -232,7 +232,7 @@ def run_dora(home: SlipwayHome, args: argparse.Namespace) -> int:
         services = [c.name for c in snapshot.owned_by(subject.removeprefix("group:"))]
         if not services:
             raise InvalidRequest(f"{subject} owns no service in the catalog")
-        subjects = {subject: services}
+        subjects: dict[str, list[str]] = {subject: list(services)}
     elif subject:
         if subject not in names:
             known = ", ".join(sorted(names)) or "none"

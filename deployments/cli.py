@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
-    from deployments.supervisor import UpOptions, up
+    from deployments.roles import up
+    from deployments.supervisor import UpOptions
 
     ports = Ports.from_env()
     overrides = {

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -35,16 +34,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from deployments.monitor_metrics import CONTENT_TYPE, FINAL_STATES, RELEASE_FLOWS, PlatformMetrics
+from deployments.monitor_metrics import CONTENT_TYPE, PlatformMetrics
 from tasks.monitoring.events import AlertNotice, alert_event
 
-__all__ = ["MAX_BODY_BYTES", "build_app", "follow_events", "main"]
+__all__ = ["MAX_BODY_BYTES", "build_app", "main"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Alertmanager's notifications are small; anything larger is refused."""
-_TARGET_EVENTS = ("slipway.deployment.", "slipway.environment.", "prefect.flow-run.Completed")
 
 
 def build_app(
@@ -65,40 +63,7 @@ def build_app(
         background: Coroutines run for the app's lifetime (event following, syncs).
     """
     client = httpx.AsyncClient(base_url=api_url, timeout=10.0)
-    expected = f"Bearer {token.get_secret_value()}".encode()
-
-    async def alerts(request: Request) -> JSONResponse:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            logger.warning("alert notification without the receiver's token refused")
-            return JSONResponse({"status": "refused", "reason": "bad token"}, status_code=401)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"status": "refused", "reason": "too large"}, status_code=413)
-        try:
-            notice = AlertNotice.model_validate_json(body)
-        except ValidationError as e:
-            return JSONResponse({"status": "refused", "reason": str(e)[:500]}, status_code=400)
-        events = [alert_event(a, alertmanager_url=alertmanager_url) for a in notice.alerts]
-        try:
-            response = await client.post("/events", json=events)
-            response.raise_for_status()
-        except httpx.HTTPError as e:
-            logger.error("Prefect did not accept %d alert events: %s", len(events), e)
-            return JSONResponse(
-                {"status": "unavailable", "reason": "Prefect is not reachable; retry"},
-                status_code=503,
-            )
-        for alert in notice.alerts:
-            metrics.alerts.labels(alert.status).inc()
-            logger.info(
-                "alert %s %s for %s/%s",
-                alert.labels.get("alertname"),
-                alert.status,
-                alert.labels.get("service", "-"),
-                alert.labels.get("environment", "-"),
-            )
-        return JSONResponse({"status": "accepted", "events": [e["id"] for e in events]})
+    receiver = _AlertReceiver(client, token, alertmanager_url, metrics)
 
     async def render(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -117,7 +82,7 @@ def build_app(
 
     return Starlette(
         routes=[
-            Route("/alerts", alerts, methods=["POST"]),
+            Route("/alerts", receiver.receive, methods=["POST"]),
             Route("/metrics", render, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
@@ -125,84 +90,60 @@ def build_app(
     )
 
 
-async def follow_events(
-    metrics: PlatformMetrics,
-    *,
-    api_url: str,
-    on_change: Callable[[], None],
-    forward: Callable[[Any], None] | None = None,
-) -> None:
-    """Count Prefect's flow-run and Slipway events into ``metrics``, reconnecting forever.
+class _AlertReceiver:
+    """``POST /alerts``: Alertmanager's notifications, made Prefect events."""
 
-    ``on_change`` is called (it must not block) when an event may have changed
-    what runs, so the scrape targets follow; ``forward`` gets every event (OTLP).
-    """
-    from prefect.events.clients import get_events_subscriber
-    from prefect.events.filters import EventFilter, EventNameFilter
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        token: SecretStr,
+        alertmanager_url: str,
+        metrics: PlatformMetrics,
+    ) -> None:
+        self._client = client
+        self._expected = f"Bearer {token.get_secret_value()}".encode()
+        self._alertmanager_url = alertmanager_url
+        self._metrics = metrics
 
-    wanted = EventFilter(event=EventNameFilter(prefix=["prefect.flow-run.", "slipway."]))
-    async with httpx.AsyncClient(base_url=api_url, timeout=10.0) as client:
-        while True:
-            try:
-                async with get_events_subscriber(filter=wanted) as events:
-                    metrics.events_connected.set(1)
-                    async for event in events:
-                        await _count(metrics, client, event)
-                        if event.event.startswith(_TARGET_EVENTS):
-                            on_change()
-                        if forward is not None:
-                            forward(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the stream must outlive Prefect restarts
-                metrics.events_connected.set(0)
-                logger.warning("lost Prefect's event stream (%s); reconnecting", e)
-                await asyncio.sleep(2)
-
-
-async def _count(metrics: PlatformMetrics, client: httpx.AsyncClient, event: Any) -> None:
-    related = [dict(r) for r in event.related]
-    resource = dict(event.resource)
-    metrics.observe(event.event, resource, related, dict(event.payload), event.occurred.timestamp())
-    state = event.event.removeprefix("prefect.flow-run.")
-    flow = next(
-        (
-            r.get("prefect.resource.name", "")
-            for r in related
-            if r.get("prefect.resource.role") == "flow"
-        ),
-        "",
-    )
-    if state in FINAL_STATES and flow in RELEASE_FLOWS:
-        run_id = resource.get("prefect.resource.id", "").removeprefix("prefect.flow-run.")
+    async def receive(self, request: Request) -> JSONResponse:
+        """Check the token and the body, then post one Prefect event per alert."""
+        notice = await self._notice(request)
+        if isinstance(notice, JSONResponse):
+            return notice
+        events = [alert_event(a, alertmanager_url=self._alertmanager_url) for a in notice.alerts]
         try:
-            run = (await client.get(f"/flow_runs/{run_id}")).raise_for_status().json()
+            response = await self._client.post("/events", json=events)
+            response.raise_for_status()
         except httpx.HTTPError as e:
-            logger.warning("could not read release run %s: %s", run_id, e)
-            return
-        seconds = float(run.get("total_run_time") or 0.0)
-        metrics.observe_release(flow, run.get("parameters") or {}, state, seconds)
+            logger.error("Prefect did not accept %d alert events: %s", len(events), e)
+            return JSONResponse(
+                {"status": "unavailable", "reason": "Prefect is not reachable; retry"},
+                status_code=503,
+            )
+        for alert in notice.alerts:
+            self._metrics.alerts.labels(alert.status).inc()
+            logger.info(
+                "alert %s %s for %s/%s",
+                alert.labels.get("alertname"),
+                alert.status,
+                alert.labels.get("service", "-"),
+                alert.labels.get("environment", "-"),
+            )
+        return JSONResponse({"status": "accepted", "events": [e["id"] for e in events]})
 
-
-async def every(
-    seconds: float, job: Callable[[], None], *, wake: asyncio.Event | None = None
-) -> None:
-    """Run the blocking ``job`` in a thread every ``seconds``, or sooner when ``wake`` is set."""
-    while True:
-        began = time.monotonic()
+    async def _notice(self, request: Request) -> AlertNotice | JSONResponse:
+        """The notification, or the answer refusing it (bad token, too large, malformed)."""
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            logger.warning("alert notification without the receiver's token refused")
+            return JSONResponse({"status": "refused", "reason": "bad token"}, status_code=401)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"status": "refused", "reason": "too large"}, status_code=413)
         try:
-            await asyncio.to_thread(job)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # the next round tries again
-            logger.warning("%s failed: %s", getattr(job, "__name__", "job"), e)
-        left = max(0.0, seconds - (time.monotonic() - began))
-        if wake is None:
-            await asyncio.sleep(left)
-            continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=left)
-        wake.clear()
+            return AlertNotice.model_validate_json(body)
+        except ValidationError as e:
+            return JSONResponse({"status": "refused", "reason": str(e)[:500]}, status_code=400)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,16 +11,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from deployments.monitor import every, follow_events
-from deployments.monitor_metrics import PlatformMetrics
+import httpx
+
+from deployments.monitor_metrics import FINAL_STATES, RELEASE_FLOWS, PlatformMetrics
 from tasks.monitoring.layout import MonitoringLayout
 
-__all__ = ["SLOW_SECONDS", "SYNC_SECONDS", "background_jobs", "open_findings"]
+__all__ = [
+    "SLOW_SECONDS",
+    "SYNC_SECONDS",
+    "background_jobs",
+    "every",
+    "follow_events",
+    "open_findings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +38,7 @@ SYNC_SECONDS = 10.0
 """Fallback period of the target sync; deployment events trigger it at once."""
 SLOW_SECONDS = 60.0
 """Period of the automation sync and of the findings gauge."""
+_TARGET_EVENTS = ("slipway.deployment.", "slipway.environment.", "prefect.flow-run.Completed")
 
 
 def background_jobs(
@@ -82,3 +93,83 @@ def open_findings() -> dict[str, dict[str, int]]:
         if summary is not None:
             counts[service] = summary.counts_by_severity(today)
     return counts
+
+
+async def follow_events(
+    metrics: PlatformMetrics,
+    *,
+    api_url: str,
+    on_change: Callable[[], None],
+    forward: Callable[[Any], None] | None = None,
+) -> None:
+    """Count Prefect's flow-run and Slipway events into ``metrics``, reconnecting forever.
+
+    ``on_change`` is called (it must not block) when an event may have changed
+    what runs, so the scrape targets follow; ``forward`` gets every event (OTLP).
+    """
+    from prefect.events.clients import get_events_subscriber
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    wanted = EventFilter(event=EventNameFilter(prefix=["prefect.flow-run.", "slipway."]))
+    async with httpx.AsyncClient(base_url=api_url, timeout=10.0) as client:
+        while True:
+            try:
+                async with get_events_subscriber(filter=wanted) as events:
+                    metrics.events_connected.set(1)
+                    async for event in events:
+                        await _count(metrics, client, event)
+                        if event.event.startswith(_TARGET_EVENTS):
+                            on_change()
+                        if forward is not None:
+                            forward(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the stream must outlive Prefect restarts
+                metrics.events_connected.set(0)
+                logger.warning("lost Prefect's event stream (%s); reconnecting", e)
+                await asyncio.sleep(2)
+
+
+async def _count(metrics: PlatformMetrics, client: httpx.AsyncClient, event: Any) -> None:
+    related = [dict(r) for r in event.related]
+    resource = dict(event.resource)
+    metrics.observe(event.event, resource, related, dict(event.payload), event.occurred.timestamp())
+    state = event.event.removeprefix("prefect.flow-run.")
+    flow = next(
+        (
+            r.get("prefect.resource.name", "")
+            for r in related
+            if r.get("prefect.resource.role") == "flow"
+        ),
+        "",
+    )
+    if state in FINAL_STATES and flow in RELEASE_FLOWS:
+        run_id = resource.get("prefect.resource.id", "").removeprefix("prefect.flow-run.")
+        try:
+            run = (await client.get(f"/flow_runs/{run_id}")).raise_for_status().json()
+        except httpx.HTTPError as e:
+            logger.warning("could not read release run %s: %s", run_id, e)
+            return
+        seconds = float(run.get("total_run_time") or 0.0)
+        metrics.observe_release(flow, run.get("parameters") or {}, state, seconds)
+
+
+async def every(
+    seconds: float, job: Callable[[], None], *, wake: asyncio.Event | None = None
+) -> None:
+    """Run the blocking ``job`` in a thread every ``seconds``, or sooner when ``wake`` is set."""
+    while True:
+        began = time.monotonic()
+        try:
+            await asyncio.to_thread(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the next round tries again
+            logger.warning("%s failed: %s", getattr(job, "__name__", "job"), e)
+        left = max(0.0, seconds - (time.monotonic() - began))
+        if wake is None:
+            await asyncio.sleep(left)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=left)
+        wake.clear()

@@ -68,6 +68,12 @@ class PlatformMetrics:
         self.drift_last = Gauge(
             "slipway_drift_last_timestamp_seconds", "When drift was last found.", env, registry=r
         )
+        self._security(r)
+        self._monitor(r)
+        self._active: dict[str, tuple[str, str, str]] = {}
+
+    def _security(self, r: CollectorRegistry) -> None:
+        """The security scans' findings: new ones reported, and what the newest scan holds."""
         finding = ["service", "severity"]
         self.findings_new = Counter(
             "slipway_security_findings_new", "New findings reported.", finding, registry=r
@@ -84,6 +90,9 @@ class PlatformMetrics:
             finding,
             registry=r,
         )
+
+    def _monitor(self, r: CollectorRegistry) -> None:
+        """The monitor's own work: alerts turned into events, and the event stream."""
         self.alerts = Counter(
             "slipway_alert_notifications",
             "Alerts received from Alertmanager and turned into events.",
@@ -95,7 +104,6 @@ class PlatformMetrics:
             "1 while the monitor follows Prefect's event stream.",
             registry=r,
         )
-        self._active: dict[str, tuple[str, str, str]] = {}
 
     def observe(
         self,

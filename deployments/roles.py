@@ -1,4 +1,4 @@
-"""What `slipway up` starts on a host of each role, and in which order.
+"""`slipway up`: what it starts on a host of each role, in which order, then supervises.
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
   (on SQLite or PostgreSQL), the registry, then blocks, then the docs portal,
@@ -11,14 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import subprocess  # nosec B404 - one-shot child with a fixed argv
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from types import FrameType
 
 import httpx
 
@@ -38,13 +42,53 @@ from deployments.components import (
 )
 from deployments.monitoring import planned_monitoring, start_monitoring
 from deployments.pool import online_workers, server_heartbeat
+from deployments.state import UpLock
+from deployments.supervisor import Report, Stopped, Supervisor, UpOptions
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
-if TYPE_CHECKING:
-    from deployments.supervisor import Supervisor
+__all__ = ["start_host", "up"]
 
-__all__ = ["start_host"]
+
+def up(options: UpOptions, report: Report = print) -> None:
+    """Start every component, report when all are healthy, and supervise until stopped.
+
+    Raises:
+        ComponentError: a port is taken, Slipway already runs on this home, or
+            a component did not become healthy. Nothing is left running.
+    """
+    home = options.home
+    home.ensure()
+    lock = UpLock(home)
+    lock.acquire()
+    began = time.monotonic()
+    supervisor = Supervisor(options, uuid.uuid4().hex, report)
+    try:
+        with _stop_on_signals(supervisor):
+            start_host(supervisor, began)
+            supervisor.watch()
+    except Stopped:
+        pass
+    finally:
+        report("stopping Slipway ...")
+        supervisor.stop_all()
+        with contextlib.suppress(FileNotFoundError):
+            (home.run / "up.json").unlink()
+        lock.release()
+        report("Slipway stopped.")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        supervisor.stopping = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def start_host(supervisor: Supervisor, began: float) -> None:
@@ -97,17 +141,7 @@ def _start_server_host(supervisor: Supervisor) -> None:
         )
     supervisor.write_state(started=datetime.now(UTC))
 
-    _use_embedded_prefect(supervisor.env)
-    import blocks  # imports Prefect while the server boots
-    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
-
-    supervisor.wait_until("prefect", lambda: _http_ok(f"{server.url}/api/health"))
-    blocks.register_block_types()
-    for slug in blocks.ensure_default_documents(home, ports):
-        report(f"wrote default block document {slug}/default")
-    if ensure_webhook_secret():
-        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
-
+    _configure_blocks(supervisor, server.url)
     embedded = options.role == "embedded"
     for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
         supervisor.start(spec)
@@ -121,17 +155,56 @@ def _start_server_host(supervisor: Supervisor) -> None:
             supervisor.wait_until(spec.name, functools.partial(_http_ok, url))
 
     _reconnect_local_git(home, ports)
+    _wait_for_deployments(supervisor)
+    if options.role == "all":
+        _start_worker(supervisor)
 
+
+def _configure_blocks(supervisor: Supervisor, server_url: str) -> None:
+    """Once Prefect answers: the block types, their default documents and the webhook secret."""
+    home, ports, report = supervisor.options.home, supervisor.options.ports, supervisor.report
+    _use_embedded_prefect(supervisor.env)
+    import blocks  # imports Prefect while the server boots
+    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
+
+    supervisor.wait_until("prefect", lambda: _http_ok(f"{server_url}/api/health"))
+    blocks.register_block_types()
+    written = blocks.ensure_default_documents(home, ports)
+    for slug in written:
+        report(f"wrote default block document {slug}/default")
+    if blocks.PlatformSettings.get_block_type_slug() in written:
+        _choose_base_image(home, ports)
+    if ensure_webhook_secret():
+        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
+
+
+def _choose_base_image(home: SlipwayHome, ports: Ports) -> None:
+    """Give a new platform's settings a base image this machine's engine holds.
+
+    ``python:3.12-slim`` where it is there (or pullable), else the local image
+    `make setup` builds where Docker Hub is out of reach; ``$SLIPWAY_BASE_IMAGE``
+    when set.
+    """
+    from blocks import DEFAULT_DOCUMENT, DeployTarget, PlatformSettings
+    from tasks.base_image import local_base_image
+
+    image = local_base_image(DeployTarget.local_default(home, ports))
+    settings = PlatformSettings.load_default()
+    if settings.base_image != image:
+        settings.model_copy(update={"base_image": image}).save(DEFAULT_DOCUMENT, overwrite=True)
+
+
+def _wait_for_deployments(supervisor: Supervisor) -> None:
+    """Until every deployment that prefect.yaml declares is registered: served, or applied."""
     from deployments.serve import declared_deployments
     from deployments.status import registered_deployments
 
+    options = supervisor.options
     wanted = {d.name for d in declared_deployments(options.project_dir)}
     supervisor.wait_until(
-        "prefect" if not embedded else "deployments",
-        lambda: wanted <= registered_deployments(ports.prefect_api_url, wanted),
+        "prefect" if options.role != "embedded" else "deployments",
+        lambda: wanted <= registered_deployments(options.ports.prefect_api_url, wanted),
     )
-    if options.role == "all":
-        _start_worker(supervisor)
 
 
 def _apply_to_pool(supervisor: Supervisor) -> None:

@@ -188,8 +188,8 @@ def _configured_systems(local_registry: str) -> list[ComponentHealth]:
     Then the services' base image, which builds need in the deploy target's engine.
     """
     from blocks import Defaults, DeployTarget, PlatformSettings
-    from flows.platform_check import probe_configured_systems
     from tasks.base_image import check_base_image
+    from tasks.platform_health import probe_configured_systems
 
     results = [
         r

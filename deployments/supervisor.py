@@ -18,12 +18,10 @@ import os
 import signal
 import subprocess  # nosec B404 - long-running children; argv lists only
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 from deployments.components import (
@@ -39,7 +37,7 @@ from deployments.state import ChildRecord, UpLock, UpState, read_state, write_st
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["Report", "Supervisor", "UpOptions", "down", "marked_processes", "up"]
+__all__ = ["Report", "Stopped", "Supervisor", "UpOptions", "down", "marked_processes"]
 
 Report = Callable[[str], None]
 
@@ -90,7 +88,7 @@ class _Child:
     given_up: bool = False
 
 
-class _Stop(Exception):
+class Stopped(Exception):
     """Raised inside waits when a stop was requested."""
 
 
@@ -137,7 +135,7 @@ class Supervisor:
     def check_stopping(self) -> None:
         """Leave a start-up wait when Ctrl-C or SIGTERM arrived."""
         if self.stopping:
-            raise _Stop
+            raise Stopped
 
     def wait_until(self, name: str, ready: Callable[[], bool]) -> None:
         """Wait for ``ready``; fail with the log tail if ``name`` exits or times out."""
@@ -252,49 +250,6 @@ class Supervisor:
                 ],
             ),
         )
-
-
-def up(options: UpOptions, report: Report = print) -> None:
-    """Start every component, report when all are healthy, and supervise until stopped.
-
-    Raises:
-        ComponentError: a port is taken, Slipway already runs on this home, or
-            a component did not become healthy. Nothing is left running.
-    """
-    home = options.home
-    home.ensure()
-    lock = UpLock(home)
-    lock.acquire()
-    began = time.monotonic()
-    supervisor = Supervisor(options, uuid.uuid4().hex, report)
-    try:
-        with _stop_on_signals(supervisor):
-            from deployments.roles import start_host
-
-            start_host(supervisor, began)
-            supervisor.watch()
-    except _Stop:
-        pass
-    finally:
-        report("stopping Slipway ...")
-        supervisor.stop_all()
-        with contextlib.suppress(FileNotFoundError):
-            (home.run / "up.json").unlink()
-        lock.release()
-        report("Slipway stopped.")
-
-
-@contextlib.contextmanager
-def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        supervisor.stopping = True
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def down(home: SlipwayHome, report: Report = print, *, timeout: float = 40.0) -> bool:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from slipway.errors import InvalidRequest
 from slipway.names import EnvironmentName, ServiceName
-from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
-from tasks.catalog_model import CatalogModel
+from tasks.catalog import Catalog, CatalogEntry, update_entry
+from tasks.catalog.entities import ApiEntity, GroupEntity, SystemEntity
+from tasks.catalog.model import save_entity
 from tasks.handoff import HandOff, hand_off
 
 __all__ = [
@@ -73,26 +72,6 @@ class Relations(BaseModel):
     )
     provides_apis: tuple[str, ...] = Field(default=(), title="Provides APIs")
     consumes_apis: tuple[str, ...] = Field(default=(), title="Consumes APIs")
-
-
-@task(name="save-entity", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def save_entity(entity: GroupEntity | SystemEntity | ApiEntity) -> str | None:
-    """Write one hand-kept entity; returns the catalog commit, or None when unchanged."""
-    model = CatalogModel.load_default()
-    verb = "Update" if model.exists(entity) else "Add"
-    commit = model.save(entity, message=f"{verb} {entity.ref}")
-    get_run_logger().info("%s %s: %s", verb, entity.ref, commit or "no change")
-    return commit
-
-
-@task(name="update-entry", cache_policy=NO_CACHE)
-def update_entry(service: str, changes: dict[str, Any], *, message: str) -> CatalogEntry:
-    """Change fields of one catalog entry atomically; a concurrent change is never lost."""
-    return Catalog.load_default().update(
-        service,
-        lambda e: CatalogEntry.model_validate({**e.model_dump(), **changes}),
-        message=message,
-    )
 
 
 def _report(key: str, title: str, lines: list[str]) -> None:

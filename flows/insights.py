@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from blocks import ArtifactStore, GitServer
 from slipway.names import ServiceName
 from tasks.catalog import Catalog
-from tasks.catalog_model import CatalogModel, owner_group
-from tasks.insights import (
+from tasks.catalog.model import CatalogModel, owner_group
+from tasks.insights.measure import (
     collect_health_events,
     measure_service,
     measure_team,
@@ -28,7 +28,7 @@ from tasks.insights import (
     publish_insights,
     score_service,
 )
-from tasks.scorecards import Scorecard
+from tasks.insights.scorecards import Scorecard
 from tasks.storage import open_store
 
 __all__ = ["InsightsSummary", "evaluate_service", "nightly_insights"]

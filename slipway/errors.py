@@ -24,6 +24,7 @@ these.
     ├── BuildError                        an image build, its tests or its push failed
     ├── DeployError                       a deployment did not become healthy; the old one serves
     │   └── AnalysisFailed                ... or its metrics went bad after the switch: rolled back
+    ├── Superseded                        a newer push of the same target took over; nothing deployed
     ├── DocsBuildError                    mkdocs refused a service's docs
     ├── MonitoringError                   Prometheus or Alertmanager refused or could not be reached
     ├── StorageError                      the artifact store refused a read or write
@@ -61,6 +62,7 @@ __all__ = [
     "ScanError",
     "StateLocked",
     "StorageError",
+    "Superseded",
     "TemplateError",
     "TerraformError",
 ]
@@ -164,6 +166,14 @@ class DeployError(SlipwayError):
 
 class AnalysisFailed(DeployError):
     """The new version's metrics went bad after the switch, so it was rolled back."""
+
+
+class Superseded(SlipwayError):
+    """A newer push of the same service and environment took over, so this run deploys nothing.
+
+    Not a failure: build-test-deploy ends Cancelled with this message, and the
+    newer run delivers.
+    """
 
 
 class MonitoringError(SlipwayError):

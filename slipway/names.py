@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Self
 
+import yaml
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
@@ -26,6 +27,7 @@ __all__ = [
     "EnvironmentName",
     "GitRef",
     "GitSha",
+    "NameDumper",
     "ServiceName",
     "check_dns_label",
     "check_git_ref",
@@ -151,9 +153,12 @@ class _CheckedName(str):
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         # InvalidRequest is a ValueError, so pydantic reports it as a validation error.
-        return core_schema.no_info_after_validator_function(
-            cls.parse,
-            core_schema.str_schema(),
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.no_info_after_validator_function(
+                cls.parse, core_schema.str_schema()
+            ),
+            # `parse` takes a value of this type as it is: it passed its check where it entered.
+            python_schema=core_schema.no_info_plain_validator_function(cls.parse),
             serialization=core_schema.to_string_ser_schema(),
         )
 
@@ -197,15 +202,19 @@ class EnvironmentName(_CheckedName):
 
 
 class GitSha(_CheckedName):
-    """A commit id: 7 to 40 lower-case hex digits."""
+    """A commit id: 7 to 40 lower-case hex digits.
+
+    Surrounding space is dropped and upper-case hex lowered first, as a sha
+    pasted into a form often comes.
+    """
 
     what = "commit"
-    pattern = _SHA.pattern
+    pattern = r"^\s*[0-9a-fA-F]{7,40}\s*$"
 
     @classmethod
     def check(cls, value: str) -> str:
-        """Refuse anything but lower-case hex of 7 to 40 digits."""
-        return check_sha(value, what=cls.what)
+        """The sha in lower case; refuses anything but hex of 7 to 40 digits."""
+        return check_sha(value.strip().lower(), what=cls.what)
 
 
 class GitRef(_CheckedName):
@@ -223,3 +232,14 @@ class GitRef(_CheckedName):
     def branch(self) -> str | None:
         """The branch a ``refs/heads/...`` ref names, else None."""
         return self.removeprefix("refs/heads/") if self.startswith("refs/heads/") else None
+
+
+class NameDumper(yaml.SafeDumper):
+    """Safe YAML that writes a typed name (`ServiceName`, ...) as the plain string it is.
+
+    PyYAML's safe dumper refuses a subclass of ``str``; every YAML the
+    platform writes (the catalog, Prometheus' rules and config) may hold names.
+    """
+
+
+NameDumper.add_multi_representer(str, yaml.representer.SafeRepresenter.represent_str)

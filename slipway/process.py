@@ -159,6 +159,25 @@ def run(
             )
         finally:
             _route.reset(token)
+    proc = _spawn(args, cwd=cwd, env=env, timeout=timeout, input_text=input_text, hint=hint)
+    done = CompletedCommand(args, proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise CommandError(
+            args, returncode=proc.returncode, stderr=proc.stderr, stdout=proc.stdout, hint=hint
+        )
+    return done
+
+
+def _spawn(
+    args: tuple[str, ...],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+    input_text: str | None,
+    hint: str | None,
+) -> subprocess.CompletedProcess[str]:
+    """One child process, run to its end; a missing program or a timeout is a typed error."""
     try:
         proc = subprocess.run(  # nosec B603 - list argv, no shell
             args,
@@ -183,12 +202,7 @@ def run(
             message=f"`{' '.join(args[:3])}` did not finish within {timeout} s",
             hint=hint,
         ) from e
-    done = CompletedCommand(args, proc.returncode, proc.stdout, proc.stderr)
-    if check and proc.returncode != 0:
-        raise CommandError(
-            args, returncode=proc.returncode, stderr=proc.stderr, stdout=proc.stdout, hint=hint
-        )
-    return done
+    return proc
 
 
 def _text(raw: bytes | str | None) -> str:

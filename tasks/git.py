@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
 from slipway.home import HOST, Ports, SlipwayHome
-from slipway.names import check_dns_label, check_git_ref
+from slipway.names import GitSha, ServiceName, check_dns_label, check_git_ref
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
@@ -43,6 +44,11 @@ __all__ = [
 ]
 
 
+def _repository_name(name: str) -> str:
+    """A repository's name: a service's, checked where it entered, or any other checked now."""
+    return name if isinstance(name, ServiceName) else check_dns_label(name, what="repository name")
+
+
 @dataclass(frozen=True)
 class Author:
     """Who a commit that Slipway makes is attributed to."""
@@ -57,10 +63,14 @@ class Checkout:
 
     path: Path
     """The working tree; removed when the ``checkout`` context ends."""
-    sha: str
+    sha: GitSha
     """The full commit id that is checked out."""
     ref: str
     """What was asked for: a sha, a branch or the default branch's name."""
+
+    def committed_at(self) -> datetime:
+        """When the checked-out commit was made, in UTC."""
+        return git.Repo(self.path).commit(self.sha).committed_datetime.astimezone(UTC)
 
 
 _PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -113,7 +123,7 @@ def create_repository(server: GitServer, name: str, *, hook: PushHook | None = N
     Idempotent: an existing repository is kept as it is, with its hook
     refreshed. A half-made repository is removed again when creation fails.
     """
-    check_dns_label(name, what="repository name")
+    _repository_name(name)
     path = _local_root(server) / f"{name}.git"
     if not path.exists():
         try:
@@ -159,13 +169,13 @@ def install_push_hook(repository: Path, hook: PushHook) -> None:
 
 def repository_url(server: GitServer, name: str) -> str:
     """The URL that ``git clone`` takes for the repository ``name``."""
-    check_dns_label(name, what="repository name")
+    _repository_name(name)
     return str(_local_root(server) / f"{name}.git")
 
 
 def repository_exists(server: GitServer, name: str) -> bool:
     """Whether the repository ``name`` exists on the server."""
-    check_dns_label(name, what="repository name")
+    _repository_name(name)
     return (_local_root(server) / f"{name}.git" / "HEAD").is_file()
 
 
@@ -174,7 +184,7 @@ def delete_repository(server: GitServer, name: str) -> bool:
 
     Used to undo a failed onboarding, so it never raises for a missing one.
     """
-    check_dns_label(name, what="repository name")
+    _repository_name(name)
     path = _local_root(server) / f"{name}.git"
     if not path.exists():
         return False
@@ -253,7 +263,7 @@ def checkout(server: GitServer, name: str, commit: str | None = None) -> Iterato
                 f"could not check out {wanted!r} of {name}: {e.stderr.strip() or e}",
                 hint="check the commit exists: `git ls-remote " + url + "`",
             ) from e
-        yield Checkout(path=workspace / name, sha=target, ref=wanted)
+        yield Checkout(path=workspace / name, sha=GitSha.parse(target), ref=wanted)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 

@@ -29,8 +29,7 @@ import json
 import logging
 import re
 import threading
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -42,14 +41,16 @@ from typing import Any, Protocol, Self
 
 from packaging.version import InvalidVersion, Version
 
-from slipway.errors import ComponentError, InvalidRequest, PortInUse
+from slipway.errors import ComponentError, PortInUse
 from slipway.sandbox import Forward
+from tasks.osv_records import Record, decode_record, read_records
 
 __all__ = [
     "SANDBOX_PORT",
     "MirrorServer",
     "OsvMirror",
     "OsvSource",
+    "Record",
     "affects",
     "decode_record",
     "normalize_name",
@@ -58,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Record = dict[str, Any]
 """One OSV record, as its JSON decodes."""
 
 _MAX_BODY = 1 << 20
@@ -101,7 +101,7 @@ class OsvMirror:
     @classmethod
     def load(cls, source: Path | str) -> OsvMirror:
         """A mirror of the records in ``source``, a directory or a zip of JSON files."""
-        return cls(_read_records(Path(source)))
+        return cls(read_records(Path(source)))
 
     def sync_from(self, source: Path | str) -> int:
         """Replace every record with those in ``source`` and return how many were loaded.
@@ -112,7 +112,7 @@ class OsvMirror:
         Raises:
             InvalidRequest: ``source`` is missing, or is not a directory or a zip file.
         """
-        records = list(_read_records(Path(source)))
+        records = list(read_records(Path(source)))
         self._replace(records)
         logger.info("OSV mirror synced %d records from %s", len(records), source)
         return len(records)
@@ -207,35 +207,6 @@ def _in_range(version: Version, events: list[dict[str, str]]) -> bool:
         ):
             affected = False
     return affected
-
-
-def _read_records(source: Path) -> Iterator[Record]:
-    if source.is_dir():
-        for path in sorted(source.rglob("*.json")):
-            yield from decode_record(path.name, path.read_bytes())
-    elif source.is_file() and zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as archive:
-            for member in archive.namelist():
-                if member.endswith(".json"):
-                    yield from decode_record(member, archive.read(member))
-    else:
-        raise InvalidRequest(
-            f"OSV source {source} is neither a directory nor a zip file.",
-            hint="point it at a directory of OSV JSON records or at OSV's PyPI all.zip",
-        )
-
-
-def decode_record(name: str, raw: bytes) -> Iterator[Record]:
-    """The record in one file, or nothing: OSV's export may contain odd entries, and they are skipped."""
-    try:
-        record = json.loads(raw)
-    except ValueError as e:
-        logger.warning("skipping %s: not JSON (%s)", name, e)
-        return
-    if isinstance(record, dict) and isinstance(record.get("id"), str):
-        yield record
-    else:
-        logger.warning("skipping %s: not an OSV record", name)
 
 
 def _normalize_timestamps(record: Record) -> Record:

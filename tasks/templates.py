@@ -16,19 +16,20 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import copier
 import yaml
 from copier.errors import CopierError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
 
 from blocks.platform import DEFAULT_BASE_IMAGE
 from slipway.errors import InvalidRequest, TemplateError
-from slipway.names import check_dns_label
+from slipway.names import EnvironmentName, ServiceName
 
 __all__ = [
     "ANSWERS_FILE",
@@ -41,6 +42,7 @@ __all__ = [
     "check_description",
     "check_owner",
     "publish_template",
+    "release_template",
     "render_service",
     "template_version",
     "templates_root",
@@ -81,10 +83,6 @@ _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
 _MODULE_SOURCE = re.compile(r"[A-Za-z0-9./][A-Za-z0-9+:/._?=&@~-]{0,499}")
 
 
-def _dns_label(value: str) -> str:
-    return check_dns_label(value, what="environment")
-
-
 def check_description(value: str) -> str:
     """Free text that stays data in YAML: printable characters, tabs and newlines."""
     if not _TEXT.fullmatch(value):
@@ -114,7 +112,7 @@ class ServiceAnswers(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    service_name: str = Field(
+    service_name: ServiceName = Field(
         title="Service name",
         description="A DNS-1123 label (lower-case letters, digits and '-', at most 63).",
     )
@@ -131,8 +129,8 @@ class ServiceAnswers(BaseModel):
     port: int = Field(
         default=8080, ge=1024, le=65535, title="Port", description="The port it listens on."
     )
-    environments: tuple[Annotated[str, AfterValidator(_dns_label)], ...] = Field(
-        default=("dev",),
+    environments: tuple[EnvironmentName, ...] = Field(
+        default=(EnvironmentName.parse("dev"),),
         min_length=1,
         title="Environments",
         description="The environments to create, each a DNS-1123 label.",
@@ -147,11 +145,6 @@ class ServiceAnswers(BaseModel):
         title="Environment module source",
         description="Terraform module source that infra/main.tf uses.",
     )
-
-    @field_validator("service_name")
-    @classmethod
-    def _name_is_dns_label(cls, value: str) -> str:
-        return check_dns_label(value, what="service name")
 
     @field_validator("description")
     @classmethod
@@ -326,6 +319,12 @@ def publish_template(
             hint=f"raise template_version in templates/{template}/copier.yml",
         )
     return release
+
+
+@task(name="publish-template", retries=2, retry_delay_seconds=1)
+def release_template(server: GitServer, template: str) -> TemplateRelease:
+    """The template's current version as a tagged repository, so `copier update` works later."""
+    return publish_template(server, template)
 
 
 def update_service(path: Path, *, vcs_ref: str | None = None) -> RenderedService:

@@ -1,4 +1,4 @@
-"""Passed test runs in the artifact store, so an identical image is not tested twice.
+"""An image's tests, run once per identical image: passed runs are kept in the artifact store.
 
 A commit that changes nothing the image contains (only ``docs/``, say) builds
 an image with the same layers and runtime configuration as the one before it;
@@ -14,15 +14,32 @@ was the machine's and not the code's.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ValidationError
 
-from slipway.errors import ObjectNotFound, StorageError
-from slipway.names import check_dns_label
-from tasks.images import TestCase, TestReport
+from slipway.errors import BuildError, ObjectNotFound, StorageError
+from slipway.names import ServiceName
+from slipway.run_log import run_logger
+from tasks.images import (
+    BuiltImage,
+    TestCase,
+    TestReport,
+    describe_report,
+    run_image_tests,
+    test_inputs_digest,
+)
 from tasks.storage import ObjectStore
 
-__all__ = ["load_passed_tests", "save_passed_tests"]
+if TYPE_CHECKING:
+    import docker
+
+    from blocks.deploy_target import DeployTarget
+
+__all__ = ["load_passed_tests", "save_passed_tests", "verify_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +55,7 @@ class _Record(BaseModel):
 
 
 def _key(service: str, digest: str) -> str:
-    check_dns_label(service, what="service")
+    ServiceName.parse(service)
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"{digest!r} is not a test-inputs digest")
     return f"{service}/tests/{digest}.json"
@@ -90,3 +107,55 @@ def save_passed_tests(
         store.put(key, record.model_dump_json().encode(), content_type="application/json")
     except StorageError as e:
         logger.warning("Could not keep the test run %s: %s", key, e)
+
+
+@task(name="verify-image", cache_policy=NO_CACHE)
+def verify_image(
+    client: docker.DockerClient,
+    store: ObjectStore,
+    built: BuiltImage,
+    *,
+    target: DeployTarget,
+    reuse: bool,
+) -> TestReport:
+    """The image's tests: an identical image's passed run when ``reuse`` finds one, else a run now.
+
+    Either way the table of the run, each test with its result, becomes the
+    artifact ``tests-<service>``.
+
+    Raises:
+        BuildError: The tests failed, or none ran; the report's tail says why.
+    """
+    digest = _test_inputs(client, built) if reuse else None
+    report = load_passed_tests(store, built.service, digest) if digest else None
+    if report is not None:
+        run_logger(__name__).info(
+            "Not running the tests of %s again: its image is identical to that of %s, "
+            "whose tests passed",
+            built.tag,
+            str(report.reused_from)[:12],
+        )
+    else:
+        report = run_image_tests(client, built.tag, target=target)
+        if digest:
+            save_passed_tests(store, built.service, digest, report, sha=built.sha)
+    create_table_artifact(
+        table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
+        key=f"tests-{built.service}",
+        description=f"`{built.service}` at `{built.sha[:12]}`: " + describe_report(report),
+    )
+    if not report.passed:
+        raise BuildError(
+            f"the tests of {built.service} at {built.sha[:12]} failed; nothing was pushed or deployed:\n{report.tail}",
+            hint="fix the tests (see the tests artifact) and push again",
+        )
+    return report
+
+
+def _test_inputs(client: docker.DockerClient, built: BuiltImage) -> str | None:
+    """The image's test-inputs digest, or None (the tests simply run) when it cannot be read."""
+    try:
+        return test_inputs_digest(client, built.image_id)
+    except BuildError as e:
+        run_logger(__name__).warning("Running the tests: %s", e.message)
+        return None

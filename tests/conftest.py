@@ -10,47 +10,30 @@ store and Terraform state while sharing the server.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
-from slipway.home import Ports, SlipwayHome
+from testkit.parts import BASE_IMAGE, in_ci, missing_part
+from testkit.platform import Platform, configure_platform, free_port
+
+__all__ = [
+    "BASE_IMAGE",
+    "Platform",
+    "configure_platform",
+    "free_port",
+    "in_ci",
+    "missing_part",
+]
 
 # Only loopback is reachable here, and nothing may try another address:
 # Prefect's test server would otherwise send telemetry off the machine.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
-
-BASE_IMAGE = os.environ.get("SLIPWAY_BASE_IMAGE", "local/python-base:bookworm")
-"""What test images build FROM: `make setup` builds the local one where Docker Hub is out of reach."""
-
-
-def in_ci() -> bool:
-    """Whether the suite runs in CI (``CI=true``), where every part must be there."""
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def missing_part(what: str, *, fix: str) -> NoReturn:
-    """Stop a test that needs a part this machine lacks: skipped locally, failed under CI.
-
-    Every test that needs Docker, the registry, PostgreSQL, Chromium,
-    Prometheus or the like goes through here, so CI never passes with a part
-    silently missing: `make setup` installs them all.
-
-    Args:
-        what: The missing part and how it was looked for.
-        fix: How to get it.
-    """
-    message = f"{what}. Fix: {fix}"
-    if in_ci():
-        pytest.fail(f"{message} (CI=true: a missing part fails the test, it is never skipped)")
-    pytest.skip(message)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -65,13 +48,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which must not skip: {reason}"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 LOOPBACK_SECRET = "TOPSECRET-loopback-7f3a"
@@ -129,34 +105,6 @@ def prefect_server() -> Iterator[str]:
     with prefect_test_harness(server_startup_timeout=120):
         register_block_types()
         yield str(PREFECT_API_URL.value())
-
-
-@dataclass(frozen=True)
-class Platform:
-    """A configured platform: its data directory and the ports its blocks name."""
-
-    home: SlipwayHome
-    ports: Ports
-
-
-def configure_platform(root: Path) -> Platform:
-    """Save the ``default`` document of every block for a new home under ``root``.
-
-    Needs a Prefect server (``prefect_server``). The caller points
-    ``SLIPWAY_HOME`` at ``home.root`` where flows need it.
-    """
-    from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
-    from blocks.webhook import ensure_webhook_secret
-
-    home = SlipwayHome(root / ".slipway")
-    home.ensure()
-    # Every part on a port of its own: a flow must never reach another checkout's Prometheus.
-    ports = Ports(**{name: free_port() for name in Ports().as_dict()})
-    for block_type in ALL_BLOCKS:
-        if block_type is not S3Connection:
-            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
-    ensure_webhook_secret()
-    return Platform(home=home, ports=ports)
 
 
 @pytest.fixture(scope="session")

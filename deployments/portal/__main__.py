@@ -11,7 +11,9 @@ import logging
 from datetime import timedelta
 
 from slipway.home import HOST
-from tasks.docs_freshness import DEFAULT_STALE_AFTER
+from tasks.insights.docs_freshness import DEFAULT_STALE_AFTER
+
+__all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     from deployments.portal.health import HealthBoard
     from deployments.portal.sources import CatalogCache, PortalSources
     from slipway import heap
-    from tasks.alert_view import monitoring_view
+    from tasks.monitoring.view import monitoring_view
     from tasks.storage import open_store
 
     store = open_store(ArtifactStore.load_default())

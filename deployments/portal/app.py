@@ -46,7 +46,7 @@ from deployments.portal.service_view import HISTORY_PAGE, history_rows, service_
 from deployments.portal.sources import PortalSources, environment_port
 from slipway.errors import InvalidRequest, ObjectNotFound, ServiceNotFound, SlipwayError
 from slipway.names import GitSha, ServiceName
-from tasks.delivery_records import latest_everywhere
+from tasks.insights.records import latest_everywhere
 from tasks.scanners.history import scan_prefix
 from tasks.techdocs import DOCS_PREFIX, DocsReader
 
@@ -228,7 +228,7 @@ async def _probe_forever(sources: PortalSources, board: HealthBoard) -> None:
 def _targets(sources: PortalSources) -> dict[tuple[str, str], str]:
     """Every environment that was provisioned or deployed, and its ``/healthz`` URL."""
     deployed = latest_everywhere(sources.client)
-    found = {}
+    found: dict[tuple[str, str], str] = {}
     for entry in sources.catalog.snapshot().components:
         for name in entry.environment_names:
             if name in entry.outputs or (entry.name, name) in deployed:

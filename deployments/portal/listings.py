@@ -16,14 +16,14 @@ from deployments.portal.health import HealthBoard, Probe
 from deployments.portal.sources import PortalSources
 from slipway.errors import SlipwayError
 from tasks.catalog import CatalogEntry
-from tasks.catalog_entities import GroupEntity
-from tasks.catalog_model import owner_group
-from tasks.docs_freshness import Freshness, freshness, latest_commit
-from tasks.dora import DoraReport
-from tasks.insights_store import load_dora, load_levels
-from tasks.scorecards import load_spec
+from tasks.catalog.entities import GroupEntity
+from tasks.catalog.model import owner_group
+from tasks.insights.docs_freshness import Freshness, freshness, latest_commit
+from tasks.insights.dora import DoraReport
+from tasks.insights.scorecards import load_spec
+from tasks.insights.store import load_dora, load_levels
 from tasks.techdocs import DocsMetadata, read_metadata, read_versions, site_prefix
-from tasks.techdocs.publish import DOCS_PREFIX
+from tasks.techdocs.metadata import DOCS_PREFIX
 
 __all__ = [
     "DocsRow",

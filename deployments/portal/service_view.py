@@ -21,21 +21,21 @@ from deployments.portal.health import HealthBoard, Probe
 from deployments.portal.sources import PortalSources
 from slipway.errors import ServiceNotFound, SlipwayError
 from slipway.names import is_preview
-from tasks.alert_view import FiringAlert
 from tasks.catalog import CatalogEntry
-from tasks.catalog_model import owner_group
-from tasks.delivery_records import LatestArtifact, latest_artifacts, latest_records, recent_records
-from tasks.docs_freshness import Freshness, freshness, latest_commit
-from tasks.dora import DoraReport
-from tasks.insights_store import load_dora, load_scorecard
-from tasks.release_history import DeploymentRecord, history_key
+from tasks.catalog.model import owner_group
+from tasks.insights.docs_freshness import Freshness, freshness, latest_commit
+from tasks.insights.dora import DoraReport
+from tasks.insights.facts import DRIFT_REPORT
+from tasks.insights.records import LatestArtifact, latest_artifacts, latest_records, recent_records
+from tasks.insights.scorecards import Scorecard
+from tasks.insights.store import load_dora, load_scorecard
+from tasks.monitoring.view import FiringAlert
+from tasks.release import DeploymentRecord, history_key
 from tasks.scanners.base import Severity
 from tasks.scanners.history import baseline_sha, load_summary
 from tasks.scanners.report import FindingRecord, ScanSummary
-from tasks.scorecard_facts import DRIFT_REPORT
-from tasks.scorecards import Scorecard
 from tasks.techdocs import read_metadata, site_prefix
-from tasks.techdocs.publish import DOCS_PREFIX
+from tasks.techdocs.metadata import DOCS_PREFIX
 
 __all__ = [
     "HISTORY_PAGE",
@@ -167,7 +167,7 @@ def _environments(
     names += sorted(set(latest) - set(names))  # deployed but since removed from the entry
     rows = []
     for name in names:
-        outputs = entry.outputs.get(name, {})
+        record = entry.outputs.get(name)
         running = next(
             (
                 h.record
@@ -176,14 +176,14 @@ def _environments(
             ),
             latest[name] if name in latest and latest[name].outcome == "succeeded" else None,
         )
-        live = bool(outputs) or name in latest
+        live = record is not None or name in latest
         rows.append(
             EnvironmentRow(
                 name=name,
                 preview=is_preview(name),
                 declared=name in entry.environments,
-                provisioned=bool(outputs),
-                expires_at=outputs.get("expires_at", ""),
+                provisioned=record is not None,
+                expires_at=record.expires_at.isoformat() if record and record.expires_at else "",
                 url=sources.service_url(entry, name) if live else None,
                 health=health.get(entry.name, name),
                 running=running,

@@ -17,9 +17,9 @@ from uuid import UUID
 
 from prefect.exceptions import ObjectNotFound
 
-from tasks.alert_view import MonitoringView
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_model import CatalogModel, CatalogSnapshot
+from tasks.catalog.model import CatalogModel, CatalogSnapshot
+from tasks.monitoring.view import MonitoringView
 from tasks.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ class CatalogCache:
 
 def environment_port(entry: CatalogEntry, environment: str) -> int:
     """The port an environment serves on: its provisioned one, else the service's."""
-    port = entry.outputs.get(environment, {}).get("port", "")
-    return int(port) if port.isdigit() else entry.port
+    record = entry.outputs.get(environment)
+    return record.port if record is not None and record.port else entry.port
 
 
 @dataclass

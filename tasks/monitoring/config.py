@@ -24,6 +24,7 @@ import yaml
 from blocks.monitoring import MonitoringSettings
 from slipway.errors import MonitoringError
 from slipway.home import HOST
+from slipway.names import NameDumper
 from tasks.monitoring.layout import MonitoringLayout, write_atomically
 from tasks.monitoring.rules import duration, platform_rules, service_rules, to_yaml
 
@@ -153,7 +154,7 @@ def write_configs(
         (layout.alertmanager_config, alertmanager_config(layout, settings)),
         (layout.blackbox_config, blackbox_config()),
     ):
-        write_atomically(path, yaml.safe_dump(config, sort_keys=False, width=1000))
+        write_atomically(path, yaml.dump(config, Dumper=NameDumper, sort_keys=False, width=1000))
     write_rules(layout, settings, services)
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from slipway.errors import InvalidRequest, ServiceNotFound
-from tasks.release import LABEL_ENVIRONMENT, LABEL_LIVE, LABEL_SERVICE
+from tasks.release.contract import LABEL_ENVIRONMENT, LABEL_LIVE, LABEL_SERVICE
 
 if TYPE_CHECKING:
     import docker

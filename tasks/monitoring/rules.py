@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from blocks.monitoring import MonitoringSettings
+from slipway.names import NameDumper
 
 __all__ = ["SERVICE_DOWN", "duration", "platform_rules", "service_rules", "to_yaml"]
 
@@ -63,12 +64,19 @@ def _alert(
     }
 
 
+_WHERE = "{{ $labels.service }} in {{ $labels.environment }}"
+
+
 def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
     """Service down (every service) and the platform's own alerts."""
-    window = duration(settings.event_alert_seconds)
-    since = f"time() - {{}} < {settings.event_alert_seconds:g}"
-    where = "{{ $labels.service }} in {{ $labels.environment }}"
-    rules = [
+    rules = [*_every_service(settings), *_platform_events(settings), *_platform_parts(settings)]
+    return {"groups": [{"name": "slipway-platform", "rules": rules}]}
+
+
+def _every_service(settings: MonitoringSettings) -> list[dict[str, Any]]:
+    """What each service's team hears of, whatever the service: down, or no /metrics."""
+    where = _WHERE
+    return [
         _alert(
             SERVICE_DOWN,
             'probe_success{job="probes"} == 0',
@@ -89,6 +97,15 @@ def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
             description="Prometheus cannot scrape {{ $labels.instance }}/metrics: update the "
             "service to the current template (update-service-template) and redeploy.",
         ),
+    ]
+
+
+def _platform_events(settings: MonitoringSettings) -> list[dict[str, Any]]:
+    """The platform team hears of a failed deployment, a drift or a new finding."""
+    window = duration(settings.event_alert_seconds)
+    since = f"time() - {{}} < {settings.event_alert_seconds:g}"
+    where = _WHERE
+    return [
         _alert(
             "SlipwayDeployFailed",
             since.format('slipway_deployment_last_timestamp_seconds{outcome="failed"}'),
@@ -118,6 +135,12 @@ def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
             summary="New {{ $labels.severity }} finding in {{ $labels.service }}",
             description=f"The security scan found a new finding within the last {window}.",
         ),
+    ]
+
+
+def _platform_parts(settings: MonitoringSettings) -> list[dict[str, Any]]:
+    """The platform's own parts: the webhook queue, signatures, a component that is down."""
+    return [
         _alert(
             "SlipwayWebhookQueueStuck",
             f"max(slipway_intake_oldest_waiting_seconds) > {settings.webhook_queue_stuck_seconds:g}",
@@ -149,7 +172,6 @@ def platform_rules(settings: MonitoringSettings) -> dict[str, Any]:
             description="Prometheus cannot scrape {{ $labels.instance }}; see `slipway status`.",
         ),
     ]
-    return {"groups": [{"name": "slipway-platform", "rules": rules}]}
 
 
 def service_rules(settings: MonitoringSettings, services: Iterable[str]) -> dict[str, Any]:
@@ -196,4 +218,4 @@ def service_rules(settings: MonitoringSettings, services: Iterable[str]) -> dict
 
 def to_yaml(rules: dict[str, Any]) -> str:
     """A rule file as Prometheus reads it."""
-    return yaml.safe_dump(rules, sort_keys=False, width=1000)
+    return yaml.dump(rules, Dumper=NameDumper, sort_keys=False, width=1000)

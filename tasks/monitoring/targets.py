@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from slipway.home import HOST
 from tasks.monitoring.layout import MonitoringLayout, write_atomically
 from tasks.monitoring.teams import team_of
-from tasks.release import LABEL_ENVIRONMENT, LABEL_LIVE, LABEL_PORT, LABEL_SERVICE, LABEL_SHA
+from tasks.release.contract import (
+    LABEL_ENVIRONMENT,
+    LABEL_LIVE,
+    LABEL_PORT,
+    LABEL_SERVICE,
+    LABEL_SHA,
+)
 
 if TYPE_CHECKING:
     import docker

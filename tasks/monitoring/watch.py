@@ -18,12 +18,11 @@ from slipway.errors import SlipwayError
 from tasks.monitoring.analysis import Verdict, analyse
 from tasks.monitoring.layout import MonitoringLayout
 from tasks.monitoring.prometheus import Prometheus
-from tasks.monitoring.sync import sync_monitoring
 
 if TYPE_CHECKING:
     import docker
 
-    from tasks.release import Release
+    from tasks.release.contract import Release
 
 __all__ = ["analyse_release"]
 
@@ -37,6 +36,10 @@ def analyse_release(
     A rollback passes ``watch=False``: it is how an incident ends, and is not
     second-guessed, but Prometheus must still follow it.
     """
+    # Imported here: the sync reads the release contract, whose package holds
+    # the rollout that calls this task.
+    from tasks.monitoring.sync import sync_monitoring
+
     logger = get_run_logger()
     layout = MonitoringLayout.from_env()
     try:

@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks import ArtifactStore
 from tasks.catalog import Catalog
-from tasks.delivery_records import latest_everywhere
+from tasks.insights.records import latest_everywhere
 from tasks.osv_mirror import Record
 from tasks.scanners.accepted import AcceptedRisks
 from tasks.scanners.alerts import emit_finding
@@ -173,7 +173,7 @@ def match_advisories(records: list[Record]) -> ImpactReport:
     entries = Catalog.load_default().entries()
     report = affected_by(store, records, [e.name for e in entries], deployed_versions())
     today = datetime.now(UTC).date()
-    repositories = {e.name: e.repository for e in entries}
+    repositories: dict[str, str] = {e.name: e.repository for e in entries}
     added = record_impacts(store, report.impacts, repositories=repositories, today=today)
     for version, finding in added:
         if not finding.accepted_on(today):

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from slipway.errors import GateRefused
@@ -140,6 +142,17 @@ def _describe(findings: list[FindingRecord]) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
+@task(name="scanned", cache_policy=NO_CACHE)
+def scanned(service: str, sha: str) -> bool:
+    """Whether a scan of ``service`` at commit ``sha`` is stored, for the gate to read."""
+    from blocks import ArtifactStore
+    from tasks.scanners.history import load_summary
+    from tasks.storage import open_store
+
+    return load_summary(open_store(ArtifactStore.load_default()), service, sha) is not None
+
+
+@task(name="security-gate", cache_policy=NO_CACHE)
 def enforce_gate(service: str, sha: str) -> None:
     """Refuse ``service`` at commit ``sha`` for prod unless its scan passes the platform's policy.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -138,6 +138,8 @@ def run_scanners(
     started = time.monotonic()
 
     def confined_sbom(path: Path, *, timeout: float) -> SbomResult:
+        if carried_sbom is not None:  # still holds: nothing to generate
+            return carried_sbom
         try:
             with scan_sandbox(path).applied():
                 return generator.generate(path, timeout=timeout)
@@ -146,7 +148,7 @@ def run_scanners(
 
     if not parallel:
         results = tuple(s.scan(path, timeout=timeout) for s in scanners)
-        bom = carried_sbom or confined_sbom(path, timeout=timeout)
+        bom = confined_sbom(path, timeout=timeout)
         return ScanRun(results, bom, time.monotonic() - started)
     slowest_first = sorted(
         range(len(scanners)), key=lambda i: scanners[i].expected_seconds, reverse=True
@@ -162,11 +164,7 @@ def run_scanners(
         futures = {
             i: pool.submit(in_slot, scanners[i].scan, path, timeout=timeout) for i in slowest_first
         }
-        if carried_sbom is None:
-            sbom_future = pool.submit(in_slot, confined_sbom, path, timeout=timeout)
-        else:
-            sbom_future = Future()
-            sbom_future.set_result(carried_sbom)
+        sbom_future = pool.submit(in_slot, confined_sbom, path, timeout=timeout)
         results = tuple(futures[i].result() for i in range(len(scanners)))
         bom = sbom_future.result()
     return ScanRun(results, bom, time.monotonic() - started)

@@ -1,6 +1,6 @@
 """TechDocs: build a service's MkDocs site and publish it in Backstage's layout.
 
-Four modules, one step each:
+The steps, each its own module:
 
 - :mod:`tasks.techdocs.config` reads ``mkdocs.yml`` and refuses, before
   anything runs, what would leave the repository or run its code, and any
@@ -9,9 +9,13 @@ Four modules, one step each:
   without network that sees only the site's files, and names the commit a
   site comes from;
 - :mod:`tasks.techdocs.publish` uploads the site incrementally under
-  ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``;
+  ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``
+  (:mod:`tasks.techdocs.metadata`) and a version per build;
 - :mod:`tasks.techdocs.versions` keeps the last versions as manifests over
-  files each stored once, and reads every site back for the docs portal.
+  files each stored once (:mod:`tasks.techdocs.layout`), and reads every
+  site back for the docs portal (`DocsReader`);
+- :mod:`tasks.techdocs.live` compares a commit with the live site, and
+  records or links what is published.
 
 Example:
     ```python
@@ -27,28 +31,32 @@ from tasks.techdocs.build import (
     BuiltSite,
     DocsSource,
     RenderCache,
+    build_docs,
     build_site,
     describe_source,
     is_ancestor,
 )
 from tasks.techdocs.config import CONFIG_NAMES, SiteConfig, read_site_config
-from tasks.techdocs.publish import (
+from tasks.techdocs.live import LiveDocs, compare_with_live, record_unchanged_docs, report_docs
+from tasks.techdocs.metadata import (
     DOCS_PREFIX,
     METADATA_FILE,
     SITES_PREFIX,
     DocsMetadata,
-    PublishedDocs,
     PublishInfo,
+    read_metadata,
+    site_prefix,
+    update_metadata,
+)
+from tasks.techdocs.publish import (
+    PublishedDocs,
     SyncResult,
     VersionEntry,
     already_published,
     prune_versions,
     publish_site,
-    read_metadata,
     read_versions,
-    site_prefix,
     sync_site,
-    update_metadata,
     write_version_entry,
 )
 from tasks.techdocs.versions import DocsReader
@@ -63,6 +71,7 @@ __all__ = [
     "DocsMetadata",
     "DocsReader",
     "DocsSource",
+    "LiveDocs",
     "PublishInfo",
     "PublishedDocs",
     "RenderCache",
@@ -70,7 +79,9 @@ __all__ = [
     "SyncResult",
     "VersionEntry",
     "already_published",
+    "build_docs",
     "build_site",
+    "compare_with_live",
     "describe_source",
     "is_ancestor",
     "prune_versions",
@@ -78,6 +89,8 @@ __all__ = [
     "read_metadata",
     "read_site_config",
     "read_versions",
+    "record_unchanged_docs",
+    "report_docs",
     "site_prefix",
     "sync_site",
     "update_metadata",

@@ -34,18 +34,22 @@ from pathlib import Path
 from typing import Any
 
 import git
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import CommandError, DocsBuildError
+from slipway.home import SlipwayHome
 from slipway.process import CompletedCommand, installed_tool
 from slipway.sandbox import Sandbox
 from tasks.git import Checkout
-from tasks.techdocs.config import SiteConfig
+from tasks.techdocs.config import SiteConfig, read_site_config
 
 __all__ = [
     "RESERVED",
     "BuiltSite",
     "DocsSource",
     "RenderCache",
+    "build_docs",
     "build_site",
     "describe_source",
     "is_ancestor",
@@ -274,3 +278,17 @@ def _environment_fingerprint() -> str:
     """The installed packages and their versions: a new theme release rebuilds every site."""
     names = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+@task(name="build-docs", cache_policy=NO_CACHE)
+def build_docs(root: Path, output: Path, service: str, source: DocsSource) -> BuiltSite:
+    """Refuse an unsafe configuration, then ``mkdocs build --strict``; warnings go to the run log.
+
+    Pages that did not change since this host's last build of the service
+    are taken from its render cache, so cost follows the change.
+    """
+    log = get_run_logger()
+    config = read_site_config(root)
+    log.info("building %r (theme %s) from %s", config.site_name, config.theme, config.path.name)
+    cache = RenderCache(SlipwayHome.from_env().cache / "docs" / service)
+    return build_site(root, config, output, committed_at=source.committed_at, cache=cache, log=log)

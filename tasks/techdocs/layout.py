@@ -14,30 +14,12 @@ Under the store's ``techdocs/`` prefix (a Backstage instance with
 from __future__ import annotations
 
 from tasks.techdocs.build import RESERVED
+from tasks.techdocs.metadata import DOCS_PREFIX, SITES_PREFIX, site_prefix
 
-__all__ = [
-    "DOCS_PREFIX",
-    "METADATA_FILE",
-    "OBJECTS_PREFIX",
-    "SITES_PREFIX",
-    "objects_prefix",
-    "site_prefix",
-    "version_prefix",
-]
+__all__ = ["OBJECTS_PREFIX", "SITES_PREFIX", "objects_prefix", "site_prefix", "version_prefix"]
 
-DOCS_PREFIX = "techdocs/"
-"""Where published sites start inside the artifact store."""
-SITES_PREFIX = f"{DOCS_PREFIX}default/component/"
-"""TechDocs' ``<namespace>/<kind>/`` for every Slipway service."""
-METADATA_FILE = "techdocs_metadata.json"
-"""TechDocs' description of a site; Backstage reads it before any page."""
 OBJECTS_PREFIX = f"{DOCS_PREFIX}.objects/"
 """Where the files of every service's versions are kept, by content."""
-
-
-def site_prefix(service: str) -> str:
-    """The key prefix of a service's current site."""
-    return f"{SITES_PREFIX}{service}/"
 
 
 def version_prefix(service: str, label: str) -> str:

@@ -14,7 +14,6 @@ that sees new metadata also sees the new pages.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import mimetypes
 from collections.abc import Callable, Mapping
@@ -22,17 +21,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from slipway.errors import ObjectNotFound, StorageError
 from tasks.storage import ObjectStore
 from tasks.techdocs.build import RESERVED, BuiltSite, DocsSource
-from tasks.techdocs.layout import (
+from tasks.techdocs.layout import version_prefix
+from tasks.techdocs.metadata import (
     DOCS_PREFIX,
     METADATA_FILE,
-    SITES_PREFIX,
+    DocsMetadata,
+    PublishInfo,
+    metadata_json,
     site_prefix,
-    version_prefix,
 )
 from tasks.techdocs.versions import (
     MANIFEST,
@@ -45,66 +46,19 @@ from tasks.techdocs.versions import (
 )
 
 __all__ = [
-    "DOCS_PREFIX",
-    "METADATA_FILE",
-    "SITES_PREFIX",
-    "DocsMetadata",
-    "PublishInfo",
+    "PublishedDocs",
     "SyncResult",
     "VersionEntry",
     "already_published",
-    "PublishedDocs",
+    "build_metadata",
     "prune_versions",
     "publish_site",
-    "read_metadata",
     "read_versions",
-    "site_prefix",
     "sync_site",
-    "update_metadata",
     "write_version_entry",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class PublishInfo(BaseModel):
-    """What Slipway adds to TechDocs' metadata: where the site came from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    service: str
-    commit: str = Field(description="The full sha the site was built from.")
-    ref: str = Field(description="What was asked for: branch, tag or sha.")
-    version: str = Field(description="The name of this build's version under versions/.")
-    commit_timestamp: int = Field(description="Committer time of `commit`, ms since the epoch.")
-    build_key: str = Field(description="Hash of the commit's tree and the build's packages.")
-
-
-class DocsMetadata(BaseModel):
-    """``techdocs_metadata.json``: TechDocs' keys, plus Slipway's under ``slipway``."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    site_name: str
-    site_description: str = ""
-    build_timestamp: int = Field(description="ms since the epoch, as TechDocs writes it.")
-    files: tuple[str, ...] = Field(
-        default=(), description="Every file of the site, relative to its root."
-    )
-    etag: str = Field(
-        default="", description="The commit sha, as Backstage's git sources report it."
-    )
-    slipway: PublishInfo | None = None
-
-    @property
-    def built_at(self) -> datetime:
-        """``build_timestamp`` as a time."""
-        return datetime.fromtimestamp(self.build_timestamp / 1000, UTC)
-
-    @property
-    def commit(self) -> str:
-        """The commit the site was built from (TechDocs' etag for sites Slipway did not build)."""
-        return self.slipway.commit if self.slipway else self.etag
 
 
 @dataclass(frozen=True)
@@ -173,7 +127,7 @@ def sync_site(
     changed = sorted(rel for rel, digests in local.items() if stored.get(rel) != digests.md5)
     removed = sorted(set(stored) - set(local))
     parallel(lambda rel: _put_file(store, prefix + rel, site / rel), changed)
-    store.put(prefix + METADATA_FILE, _json(metadata), content_type="application/json")
+    store.put(prefix + METADATA_FILE, metadata_json(metadata), content_type="application/json")
     parallel(lambda rel: store.delete(prefix + rel), removed)
     logger.info(
         "%s: %d sent, %d removed, %d unchanged",
@@ -211,6 +165,7 @@ class PublishedDocs:
     """Why less than a full publish happened, if it did."""
 
 
+@task(name="upload-docs", cache_policy=NO_CACHE)
 def publish_site(
     store: ObjectStore,
     service: str,
@@ -227,7 +182,7 @@ def publish_site(
         service: The catalog name, which is also TechDocs' entity name.
         site: The output of a strict build.
         source: The commit it was built from.
-        keep_versions: How many version copies to keep, newest build first.
+        keep_versions: How many versions to keep, newest build first.
         update_live: False keeps the current site as it is (it shows a newer commit).
     """
     local = _local_files(site.path)
@@ -279,7 +234,7 @@ def _publish_version(
     prefix = version_prefix(service, metadata.slipway.version)
     files = {rel: d.sha256 for rel, d in local.items() if rel != METADATA_FILE}
     sent, shared = put_version(store, service, prefix, site, files)
-    store.put(prefix + METADATA_FILE, _json(metadata), content_type="application/json")
+    store.put(prefix + METADATA_FILE, metadata_json(metadata), content_type="application/json")
     own = {prefix + MANIFEST, prefix + METADATA_FILE}
     stale = [key for key in store.keys(prefix) if key not in own]  # from a full copy
     parallel(store.delete, stale)
@@ -307,44 +262,6 @@ def already_published(
     return any(v.name == source.label for v in read_versions(store, service))
 
 
-def update_metadata(store: ObjectStore, service: str, metadata: DocsMetadata) -> None:
-    """Replace only the current site's metadata, e.g. to record a newer commit of the same tree."""
-    key = site_prefix(service) + METADATA_FILE
-    store.put(key, _json(metadata), content_type="application/json")
-
-
-def read_metadata(
-    store: ObjectStore, service: str, version: str | None = None, *, strict: bool = True
-) -> DocsMetadata | None:
-    """The metadata of the current site (or of one version), or None when none is published.
-
-    Args:
-        store: The artifact store.
-        service: The service.
-        version: A version's label; None for the current site.
-        strict: Raise on metadata that is not TechDocs' JSON; False treats it as absent,
-            so that a publish can replace it.
-
-    Raises:
-        StorageError: The store failed, or (``strict``) the stored metadata is unreadable.
-    """
-    base = site_prefix(service) + (f"{RESERVED}/{version}/" if version else "")
-    try:
-        raw = store.get(base + METADATA_FILE)
-    except ObjectNotFound:
-        return None
-    try:
-        return DocsMetadata.model_validate_json(raw)
-    except ValidationError as e:
-        problem = f"{base}{METADATA_FILE} is not TechDocs metadata: {e.errors()[0]['msg']}"
-        if not strict:
-            logger.warning("%s; it will be replaced", problem)
-            return None
-        raise StorageError(
-            problem, hint=f"publish the docs again: run the publish-docs deployment for {service}"
-        ) from e
-
-
 @dataclass(frozen=True)
 class _Digests:
     md5: str
@@ -369,7 +286,3 @@ def _local_files(site: Path) -> dict[str, _Digests]:
 def _put_file(store: ObjectStore, key: str, path: Path) -> None:
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     store.put(key, path.read_bytes(), content_type=kind)
-
-
-def _json(metadata: DocsMetadata) -> bytes:
-    return json.dumps(metadata.model_dump(mode="json", exclude_none=True), indent=2).encode()

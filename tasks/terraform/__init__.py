@@ -22,7 +22,6 @@ from tasks.terraform.config import BackendConfig, ensure_state_bucket, render_ba
 from tasks.terraform.environments import (
     BUNDLED_MODULE,
     PREVIEW_PREFIX,
-    EnvironmentRecord,
     environment_module,
     is_preview,
     open_terraform,
@@ -47,7 +46,6 @@ __all__ = [
     "BUNDLED_MODULE",
     "PREVIEW_PREFIX",
     "BackendConfig",
-    "EnvironmentRecord",
     "OutputValue",
     "PlanResult",
     "PlanSummary",

@@ -3,13 +3,10 @@
 An environment is one Terraform workspace per service and environment name,
 built from the environment module (the block's ``module``, else
 ``infra/modules/local-docker-env``). What provisioning applied is kept in the
-catalog entry's ``outputs[environment]``, as strings, so that drift checks and
-later runs can plan the same variables again on any machine:
-
-- every module output (numbers, maps and lists as JSON);
-- ``variables``: the JSON of every variable that was applied;
-- ``state``: where Terraform keeps the environment's state;
-- ``expires_at``: for a preview environment, when it is destroyed (ISO 8601, UTC).
+catalog entry's ``outputs[environment]`` (`tasks.catalog.EnvironmentRecord`),
+so that drift checks and later runs can plan the same variables again on any
+machine: every module output, the variables that were applied, where
+Terraform keeps the state and, for a preview, when it expires.
 """
 
 from __future__ import annotations
@@ -21,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slipway.errors import ConfigurationError, InvalidRequest
-from slipway.names import PREVIEW_PREFIX, check_dns_label, is_preview, preview_environment
+from slipway.names import PREVIEW_PREFIX, EnvironmentName, is_preview, preview_environment
+from tasks.catalog.entry import EnvironmentOutputs, EnvironmentRecord
 from tasks.terraform.config import render_backend
 from tasks.terraform.inputs import Variables, check_variables, declared_variables
 from tasks.terraform.models import OutputValue
@@ -35,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BUNDLED_MODULE",
     "PREVIEW_PREFIX",
-    "EnvironmentRecord",
     "environment_module",
     "is_preview",
     "open_terraform",
@@ -50,7 +47,6 @@ BUNDLED_MODULE = Path(__file__).resolve().parents[2] / "infra" / "modules" / "lo
 
 
 _SET_BY_FLOW = ("service", "environment")
-_SENSITIVE = "(sensitive)"
 
 
 def environment_module(backend: TerraformBackend) -> Path:
@@ -90,7 +86,7 @@ def resolve_variables(
     Raises:
         InvalidRequest: naming the rule that was broken.
     """
-    check_dns_label(environment, what="environment")
+    environment = EnvironmentName.parse(environment)
     if environment not in entry.environments and not is_preview(environment):
         known = ", ".join(entry.environments) or "none"
         raise InvalidRequest(
@@ -112,64 +108,21 @@ def resolve_variables(
     return resolved
 
 
-class EnvironmentRecord:
-    """What the catalog keeps about one provisioned environment (its ``outputs`` strings)."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
-
-    @classmethod
-    def of(cls, entry: CatalogEntry, environment: str) -> EnvironmentRecord | None:
-        """The record of ``environment``, or None when it was never provisioned."""
-        values = entry.outputs.get(environment)
-        return cls(values) if values is not None else None
-
-    def variables(self) -> dict[str, object]:
-        """The variables that were applied last.
-
-        Raises:
-            ConfigurationError: the record was edited into something unreadable.
-        """
-        try:
-            found = json.loads(self.values["variables"])
-        except (KeyError, ValueError) as e:
-            raise ConfigurationError(
-                "the catalog's record of this environment has no readable `variables`",
-                hint="provision the environment again with provision-environment",
-            ) from e
-        if not isinstance(found, dict):
-            raise ConfigurationError("the recorded `variables` are not a JSON object")
-        return found
-
-    def expires_at(self) -> datetime | None:
-        """When a preview environment expires; None when it never does."""
-        raw = self.values.get("expires_at")
-        if not raw:
-            return None
-        try:
-            when = datetime.fromisoformat(raw)
-        except ValueError as e:
-            raise ConfigurationError(f"expires_at {raw!r} is not an ISO 8601 time") from e
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def record_outputs(
     outputs: Mapping[str, OutputValue],
     variables: Variables,
     *,
     state: str,
     expires_at: datetime | None = None,
-) -> dict[str, str]:
-    """The catalog's record of an environment: outputs as strings, sensitive ones hidden."""
-    record = {
-        name: _SENSITIVE if out.sensitive else _text(out.value) for name, out in outputs.items()
-    }
-    record["variables"] = json.dumps(dict(variables), sort_keys=True)
-    record["state"] = state
-    if expires_at is not None:
-        record["expires_at"] = expires_at.astimezone(UTC).isoformat(timespec="seconds")
-    return record
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+) -> EnvironmentRecord:
+    """The catalog's record of an environment: its outputs, typed; sensitive ones only named."""
+    found = EnvironmentOutputs.of(
+        {name: out.value for name, out in outputs.items()},
+        sensitive=[name for name, out in outputs.items() if out.sensitive],
+    )
+    return EnvironmentRecord(
+        **dict(found),
+        variables=json.loads(json.dumps(dict(variables))),  # as JSON keeps them
+        state=state,
+        expires_at=expires_at.astimezone(UTC).replace(microsecond=0) if expires_at else None,
+    )

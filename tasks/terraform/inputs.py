@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from slipway.errors import InvalidRequest
-from slipway.names import check_dns_label
+from slipway.names import EnvironmentName, ServiceName
 
 __all__ = ["Variables", "check_variables", "check_workspace_names", "declared_variables"]
 
@@ -28,8 +28,8 @@ _NAME_HINT = "use letters, digits, '_' and '-', starting with a letter or '_'"
 
 def check_workspace_names(service: str, environment: str) -> None:
     """Refuse a service or environment (e.g. ``preview-<branch>``) that is not a DNS label."""
-    check_dns_label(service, what="service")
-    check_dns_label(environment, what="environment")
+    ServiceName.parse(service)
+    EnvironmentName.parse(environment)
 
 
 def declared_variables(module: Path) -> dict[str, str | None]:

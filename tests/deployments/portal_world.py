@@ -24,9 +24,9 @@ from prefect.artifacts import create_table_artifact
 from blocks import GitServer
 from slipway.process import run
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import GroupEntity, SystemEntity
-from tasks.catalog_model import CatalogModel
-from tasks.release_history import DeploymentRecord, record_deployment
+from tasks.catalog.entities import GroupEntity, SystemEntity
+from tasks.catalog.model import CatalogModel
+from tasks.release import DeploymentRecord, record_deployment
 from tasks.scanners.base import ScanStatus, Severity
 from tasks.scanners.history import record_default_branch_scan, save_scan
 from tasks.scanners.report import FindingRecord, ScanSummary, ToolRecord

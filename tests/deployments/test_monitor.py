@@ -13,10 +13,10 @@ from prefect import flow
 from prefect.events import emit_event
 from pydantic import SecretStr
 
-from deployments.monitor import build_app, follow_events
+from deployments.monitor import build_app
+from deployments.monitor_jobs import follow_events
 from deployments.monitor_metrics import PlatformMetrics
-from tests.conftest import free_port
-from tests.tasks.monitoring.stack import wait_for
+from testkit.platform import free_port, wait_for
 
 
 @flow(name="promote")

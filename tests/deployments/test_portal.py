@@ -31,7 +31,7 @@ from deployments.portal.headers import DOCS_CSP, PORTAL_CSP
 from deployments.portal.health import HealthBoard
 from deployments.portal.sources import CatalogCache, PortalSources
 from flows.insights import evaluate_service
-from tasks.alert_view import NoMonitoring
+from tasks.monitoring.view import NoMonitoring
 from tasks.storage import ObjectStore, open_store
 from tests.conftest import configure_platform, free_port
 from tests.deployments.portal_world import (

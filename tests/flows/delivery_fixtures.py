@@ -1,7 +1,8 @@
 """Real parts for the delivery tests: a registry, a configured platform and a service repository.
 
 Imported by the delivery tests (flows and tasks) rather than put in a conftest,
-so other test modules in these directories are not affected.
+so other test modules in these directories are not affected. What the
+delivery bench needs too lives in `testkit.delivery`.
 
 Everything is module-scoped: one registry, one service repository and its
 catalog entry per test module; every image of the module reuses the engine's
@@ -11,26 +12,48 @@ layer cache, so a build after the first takes about a second.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from deployments.components import registry_binary, registry_spec
-from slipway.errors import DockerUnavailable
-from slipway.home import Ports, SlipwayHome
-from tests.conftest import BASE_IMAGE, free_port, missing_part
+from slipway.errors import DockerUnavailable, MissingDependency
+from slipway.home import SlipwayHome
+from testkit.delivery import (
+    BASE_IMAGE,
+    HEALTH_TIMEOUT,
+    catalogue_service,
+    configure_delivery,
+    remove_service_containers,
+    remove_service_images,
+    render_source,
+    running_registry,
+)
+from testkit.platform import free_port, wait_for
+from tests.conftest import missing_part
 
-HEALTH_TIMEOUT = 10.0
-"""Seconds a test deployment gets to answer /healthz; short, so failures fail fast."""
+__all__ = [
+    "BASE_IMAGE",
+    "HEALTH_TIMEOUT",
+    "Delivery",
+    "Poller",
+    "delivery_platform",
+    "docker_or_skip",
+    "manifest_digest",
+    "remove_service_containers",
+    "remove_service_images",
+    "render_source",
+    "shared_registry",
+    "variant",
+    "wait_for",
+]
 
 _MANIFESTS = ", ".join(
     [
@@ -55,38 +78,6 @@ def docker_or_skip():  # type: ignore[no-untyped-def]
     return client
 
 
-@contextmanager
-def running_registry(root: Path) -> Iterator[str]:
-    """Debian's docker-registry on a free loopback port, as `slipway up` starts it."""
-    binary = registry_binary()
-    if binary is None:
-        missing_part("docker-registry is not installed", fix="run `make setup` as root")
-    home = SlipwayHome(root)
-    home.ensure()
-    spec = registry_spec(home, Ports(registry=free_port()), binary)
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(str(spec.health_url), timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (root / "registry.log").read_text()
-            assert time.monotonic() < deadline, "registry did not start"
-            time.sleep(0.1)
-        yield spec.url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
 _SHARED: dict[str, str] = {}
 
 
@@ -99,7 +90,10 @@ def shared_registry(request: pytest.FixtureRequest, factory: pytest.TempPathFact
     """
     if "url" not in _SHARED:
         stack = ExitStack()
-        _SHARED["url"] = stack.enter_context(running_registry(factory.mktemp("registry")))
+        try:
+            _SHARED["url"] = stack.enter_context(running_registry(factory.mktemp("registry")))
+        except MissingDependency as e:
+            missing_part(e.message, fix=e.hint or "run `make setup` as root")
 
         def stop() -> None:
             _SHARED.clear()
@@ -140,21 +134,6 @@ class NetworkTest(unittest.TestCase):
     def test_reaches_the_host(self):
         socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
 """
-
-
-def render_source(destination: Path, name: str, port: int) -> Path:
-    """The python-service template rendered for ``name``."""
-    from tasks.templates import ServiceAnswers, render_service
-
-    answers = ServiceAnswers(
-        service_name=name,
-        owner="group:delivery",
-        description="Delivery test service.",
-        port=port,
-        environments=("dev", "staging", "prod"),
-        base_image=BASE_IMAGE,
-    )
-    return render_service("python-service", destination, answers).path
 
 
 INSECURE_CODE = """import subprocess
@@ -239,61 +218,6 @@ class Delivery:
         return publish_directory(GitServer.load_default(), self.service, tree, message=marker)
 
 
-def configure_platform(root: Path, registry: str) -> SlipwayHome:
-    """Save the default block documents for a home under ``root``, using ``registry``."""
-    from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
-    from tests.conftest import configure_platform as configure_defaults
-
-    home = configure_defaults(root).home
-    ContainerRegistry(url=registry).save(DEFAULT_DOCUMENT, overwrite=True)
-    # The known-exploited catalog is synced by a flow of its own; its gate is
-    # covered by the security-scan tests. Everything else of the gate stays on.
-    PlatformSettings(
-        base_image=BASE_IMAGE,
-        health_timeout_seconds=HEALTH_TIMEOUT,
-        gate_block_known_exploited=False,
-    ).save(DEFAULT_DOCUMENT, overwrite=True)
-    return home
-
-
-def catalogue_service(home: SlipwayHome, name: str, source: Path, ports: dict[str, int]) -> None:
-    """Create the service's repository with its first commit, and its catalog entry."""
-    from blocks import GitServer
-    from tasks.catalog import Catalog, CatalogEntry
-    from tasks.git import create_repository, publish_directory, repository_url
-
-    server = GitServer.load_default()
-    create_repository(server, name)
-    publish_directory(server, name, source, message="Initial commit")
-    Catalog(server).save(
-        CatalogEntry(
-            name=name,
-            owner="group:delivery",
-            repository=repository_url(server, name),
-            port=ports["dev"],
-            environments=("dev", "staging", "prod"),
-            outputs={env: {"port": str(port)} for env, port in ports.items() if env != "dev"},
-        ),
-        message=f"Add {name}",
-    )
-
-
-def remove_service_containers(client, service: str) -> None:  # type: ignore[no-untyped-def]
-    for container in client.containers.list(
-        all=True, filters={"label": [f"dev.slipway.service={service}"]}
-    ):
-        container.remove(force=True)
-
-
-def remove_service_images(client, repository: str) -> None:  # type: ignore[no-untyped-def]
-    for image in client.images.list(name=repository):
-        for tag in image.tags:
-            with suppress(Exception):
-                client.images.remove(tag, force=True)
-        with suppress(Exception):
-            client.images.remove(image.id, force=True)
-
-
 @contextmanager
 def delivery_platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -307,7 +231,7 @@ def delivery_platform(
     name = f"dlv-{uuid.uuid4().hex[:8]}"
     registry = shared_registry(request, tmp_path_factory)
     with pytest.MonkeyPatch.context() as env:
-        home = configure_platform(root, registry)
+        home = configure_delivery(root, registry)
         env.setenv("SLIPWAY_HOME", str(home.root))
         ports = {"dev": free_port(), "staging": free_port(), "prod": free_port()}
         source = render_source(root / "source", name, ports["dev"])
@@ -371,17 +295,3 @@ class Poller:
         if not self.failures:
             return 0.0
         return self.failures[-1][0] - self.failures[0][0]
-
-
-def wait_for(
-    check: Callable[[], object], *, timeout: float = 60, what: str = "condition"
-) -> object:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)

@@ -21,8 +21,8 @@ from flows.catalog import (
 from flows.onboard_service import ServiceRequest, onboard_service
 from slipway.errors import InvalidRequest, ServiceNotFound
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity
-from tasks.catalog_model import CatalogModel, validate
+from tasks.catalog.entities import ApiEntity, GroupEntity, SystemEntity
+from tasks.catalog.model import CatalogModel, validate
 from tasks.terraform.environments import BUNDLED_MODULE, resolve_variables
 from tests.conftest import Platform
 from tests.flows.test_onboard_service import freeze_pushes

@@ -17,6 +17,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ParameterTypeError
 from prefect.flow_runs import resume_flow_run
 
 from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
@@ -24,8 +25,7 @@ from deployments.serve import declared_deployments
 from flows.delivery import build_test_deploy, promote, rollback
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest, ServiceNotFound
 from tasks.images import LABEL_REVISION
-from tasks.release import LiveContainer, live_container
-from tasks.release_history import deploy_slot, deployment_history
+from tasks.release import LiveContainer, deploy_slot, deployment_history, live_container
 from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
@@ -323,22 +323,23 @@ def test_a_serving_release_missing_from_the_history_is_recorded_when_built_again
 def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> None:
     before = ensure_live(delivery)
     sha = delivery.commit()
-    cases: list[tuple[dict[str, str], type[Exception]]] = [
-        ({"ref": "--upload-pack=x"}, InvalidRequest),
-        ({"ref": "refs/heads/$(id)"}, InvalidRequest),
-        ({"ref": "main;rm -rf /"}, InvalidRequest),
-        ({"commit": "$(id)"}, InvalidRequest),
-        ({"commit": "--upload-pack=x"}, InvalidRequest),
-        ({"commit": "main"}, InvalidRequest),
-        ({"service": "../x"}, InvalidRequest),
-        ({"service": "--rm"}, InvalidRequest),
-        ({"environment": "$(id)"}, InvalidRequest),
-        ({"environment": "qa"}, InvalidRequest),
-        ({"service": "no-such-service"}, ServiceNotFound),
+    # Refused as the run's parameters, by the rule each broke, before the flow body runs.
+    cases: list[tuple[dict[str, str], type[Exception], str]] = [
+        ({"ref": "--upload-pack=x"}, ParameterTypeError, "ref: .* is not a valid git ref"),
+        ({"ref": "refs/heads/$(id)"}, ParameterTypeError, "ref: .* is not a valid git ref"),
+        ({"ref": "main;rm -rf /"}, ParameterTypeError, "ref: .* is not a valid git ref"),
+        ({"commit": "$(id)"}, ParameterTypeError, "commit: .* is not a commit id"),
+        ({"commit": "--upload-pack=x"}, ParameterTypeError, "commit: .* is not a commit id"),
+        ({"commit": "main"}, ParameterTypeError, "commit: .* is not a commit id"),
+        ({"service": "../x"}, ParameterTypeError, "service: .* not a DNS-1123 label"),
+        ({"service": "--rm"}, ParameterTypeError, "service: .* not a DNS-1123 label"),
+        ({"environment": "$(id)"}, ParameterTypeError, "environment: .* not a DNS-1123 label"),
+        ({"environment": "qa"}, InvalidRequest, "has no environment 'qa'"),
+        ({"service": "no-such-service"}, ServiceNotFound, "no service 'no-such-service'"),
     ]
-    for change, error in cases:
+    for change, error, rule in cases:
         arguments = {"service": delivery.service, "commit": sha, "ref": REF, **change}
-        with pytest.raises(error):
+        with pytest.raises(error, match=rule):
             build_test_deploy(**arguments)
     assert live(delivery) == before
     assert manifest_digest(delivery.registry, delivery.service, sha) is None
@@ -449,3 +450,31 @@ def test_the_deployments_are_declared_and_build_on_default_branch_pushes() -> No
     assert trigger["expect"] == ["slipway.git.push"]
     assert trigger["match"]["slipway.git.default-branch"] == "true"
     assert trigger["parameters"]["commit"] == "{{ event.payload.after }}"
+
+
+class _CountingLabels:
+    """Stands in for the DNS-1123 pattern and counts the names it is asked to check."""
+
+    def __init__(self, pattern: Any) -> None:
+        self.pattern = pattern
+        self.checked: list[str] = []
+
+    def fullmatch(self, value: str) -> Any:
+        self.checked.append(value)
+        return self.pattern.fullmatch(value)
+
+
+def test_one_push_checks_its_service_name_where_it_enters_and_trusts_it_after(
+    delivery: Delivery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import slipway.names
+
+    sha = delivery.commit(uuid.uuid4().hex)
+    counting = _CountingLabels(slipway.names._DNS_LABEL)
+    monkeypatch.setattr(slipway.names, "_DNS_LABEL", counting)
+    record = build_test_deploy(delivery.service, sha, REF)
+    assert record.outcome == "succeeded"
+    # Once as the run's parameter; once as the name in its catalog file, read from git for
+    # the release; once as Prometheus' targets are rewritten from the whole catalog after
+    # the switch (release analysis).
+    assert counting.checked.count(delivery.service) == 3, counting.checked

@@ -247,7 +247,7 @@ def test_terraform_state_changed_or_lost_outside_slipway_is_detected_and_reappli
     assert any("Terraform state has no resources" in r for r in lost.reasons), lost.reasons
     healed = status_of(detect_drift(reconcile=True), service, "dev")
     assert healed.status == "InSync", healed.reasons
-    assert catalog_entry(service).outputs["dev"]["port"] == str(port)
+    assert catalog_entry(service).outputs["dev"].port == port
 
 
 def test_a_terraform_error_fails_the_run_with_the_diagnostic_and_reports_unknown(

@@ -21,6 +21,7 @@ import boto3
 import pytest
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ParameterTypeError
 
 from blocks.s3 import S3Connection
 from blocks.terraform_backend import TerraformBackend
@@ -109,12 +110,13 @@ def test_an_environment_is_planned_applied_recorded_and_destroyed_on_s3_state(
     assert result.plan == "1 to add, 0 to change, 0 to destroy"
 
     record = catalog_entry(service).outputs["dev"]
-    assert record["port"] == "8123" and record["replicas"] == "2"
-    assert json.loads(record["env_vars"]) == {"MODE": "blue"}
-    assert record["container_name"] == f"{service}-dev"
+    assert record.port == 8123 and record.replicas == 2
+    assert record.env_vars == {"MODE": "blue"}
+    assert record.other["container_name"] == f"{service}-dev"
     key = f"slipway/{service}/dev.tfstate"
-    assert record["state"] == f"s3://{bucket}/{key}"
-    assert json.loads(record["variables"])["replicas"] == 2
+    assert record.state == f"s3://{bucket}/{key}"
+    assert record.applied_variables()["replicas"] == 2
+    assert result.outputs == record
     state = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert [r["type"] for r in state["resources"]] == ["terraform_data"]
     assert client.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
@@ -138,7 +140,7 @@ def test_an_environment_is_planned_applied_recorded_and_destroyed_on_s3_state(
     versions = client.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
     assert len(versions) >= 2  # the bucket keeps the state as it was before the destroy
     assert SECRET not in caplog.text
-    assert SECRET not in json.dumps(catalog_entry(service).model_dump())
+    assert SECRET not in catalog_entry(service).model_dump_json()
 
 
 def test_a_prod_plan_waits_for_approval_rejection_applies_nothing_approval_applies_it(
@@ -163,7 +165,7 @@ def test_a_prod_plan_waits_for_approval_rejection_applies_nothing_approval_appli
     approved.join()
     assert approved.error is None, approved.error
     assert approved.result.approval == "approved: CAB-42"
-    assert catalog_entry(service).outputs["prod"]["replicas"] == "3"
+    assert catalog_entry(service).outputs["prod"].replicas == 3
     assert len(local_state(platform, service, "prod")["resources"]) == 1
     plans = list((platform.home.terraform / "workspaces" / service / "prod").glob("*.tfplan"))
     assert plans == []  # applied or rejected, no saved plan (with its values) stays behind
@@ -171,9 +173,10 @@ def test_a_prod_plan_waits_for_approval_rejection_applies_nothing_approval_appli
 
 BAD_REQUESTS: list[tuple[str | None, str, dict[str, Any], type[Exception], str]] = [
     ("ghost", "dev", {}, ServiceNotFound, "no service 'ghost'"),
-    (None, "Prod", {}, InvalidRequest, "not a DNS-1123 label"),
+    # Names are refused as the run's parameters, before the flow body runs.
+    (None, "Prod", {}, ParameterTypeError, "environment: .* not a DNS-1123 label"),
     (None, "qa", {}, InvalidRequest, "has no environment 'qa'"),
-    (None, "preview/../../etc", {}, InvalidRequest, "not a DNS-1123 label"),
+    (None, "preview/../../etc", {}, ParameterTypeError, "environment: .* not a DNS-1123 label"),
     (None, "dev", {"undeclared": 1}, InvalidRequest, "not declared by the module"),
     (None, "dev", {"replicas": "two"}, InvalidRequest, "must be a number, not str"),
     (None, "dev", {"env_vars": {"A": 1}}, InvalidRequest, "element that must be a string"),
@@ -270,7 +273,7 @@ def test_concurrent_provisions_of_one_environment_give_one_state_locked_and_inta
     inputs = {r["name"]: r["instances"][0]["attributes"]["input"] for r in state["resources"]}
     assert inputs["rollout"]["value"] == 1  # terraform_data keeps {"value", "type"}
     assert inputs["environment"]["value"]["replicas"] == 1
-    assert catalog_entry(service).outputs["dev"]["replicas"] == "1"
+    assert catalog_entry(service).outputs["dev"].replicas == 1
     with pytest.raises(client.exceptions.NoSuchKey):
         client.get_object(Bucket=bucket, Key=f"{key}.tflock")
 
@@ -281,19 +284,20 @@ def test_a_preview_environment_expires_and_the_nightly_flow_destroys_it_without_
     environment = preview_environment("feature/Fix_Login")
     assert environment == "preview-feature-fix-login"
     provision_environment(service, environment, {}, ttl_hours=1)
-    expires = datetime.fromisoformat(catalog_entry(service).outputs[environment]["expires_at"])
+    expires = catalog_entry(service).outputs[environment].expires_at
+    assert expires is not None
     now = datetime.now(UTC)
     assert now + timedelta(minutes=55) < expires <= now + timedelta(hours=1)
     assert expire_preview_environments() == []
 
-    past = (now - timedelta(minutes=5)).isoformat(timespec="seconds")
+    past = (now - timedelta(minutes=5)).replace(microsecond=0)
     Catalog.load_default().update(
         service,
         lambda e: e.model_copy(
             update={
                 "outputs": {
                     **e.outputs,
-                    environment: {**e.outputs[environment], "expires_at": past},
+                    environment: e.outputs[environment].model_copy(update={"expires_at": past}),
                 }
             }
         ),

@@ -17,12 +17,17 @@ from blocks import ArtifactStore, GitServer
 from flows.catalog import set_group
 from flows.insights import evaluate_service, nightly_insights
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import GroupEntity
-from tasks.dora import DoraMetrics, ProdRelease
-from tasks.health_log import HEALTH_FAILED_EVENT, HealthEvent, health_key, load_health_events
-from tasks.insights_store import load_dora, load_levels, load_scorecard
-from tasks.release_history import DeploymentRecord, record_deployment
-from tasks.scorecard_facts import approvals_fact
+from tasks.catalog.entities import GroupEntity
+from tasks.insights.dora import DoraMetrics, ProdRelease
+from tasks.insights.facts import approvals_fact
+from tasks.insights.health_log import (
+    HEALTH_FAILED_EVENT,
+    HealthEvent,
+    health_key,
+    load_health_events,
+)
+from tasks.insights.store import load_dora, load_levels, load_scorecard
+from tasks.release import DeploymentRecord, record_deployment
 from tasks.storage import open_store
 from tests.conftest import Platform
 from tests.tasks.test_dora import BILLING, NOW, PAYMENTS, PAYMENTS_30_DAYS

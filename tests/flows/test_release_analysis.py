@@ -23,9 +23,9 @@ import pytest
 from blocks import DEFAULT_DOCUMENT
 from flows.delivery import build_test_deploy
 from slipway.errors import AnalysisFailed
-from tasks.release_history import deployment_history
+from tasks.release import deployment_history
+from testkit.monitoring import FAST, Stack, monitoring_stack
 from tests.flows.delivery_fixtures import Delivery, delivery_platform, wait_for
-from tests.tasks.monitoring.stack import FAST, Stack, monitoring_stack
 
 pytestmark = pytest.mark.docker
 

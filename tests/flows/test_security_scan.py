@@ -296,15 +296,17 @@ def test_an_unknown_service_is_refused_before_any_scan(platform: Platform):
         security_scan("ghost")
 
 
-def read_events(name: str, expected: int, timeout: float = 30) -> list[Any]:
+def read_events(name: str, service: str, expected: int, timeout: float = 30) -> list[Any]:
+    """The events ``name`` about ``service`` (other tests' services have theirs), once there are enough."""
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
+    about = EventResourceFilter(id=[f"slipway.service.{service}"])
     deadline, events = time.monotonic() + timeout, []
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             page = client.read_events(
-                filter=EventFilter(event=EventNameFilter(name=[name])), limit=50
+                filter=EventFilter(event=EventNameFilter(name=[name]), resource=about), limit=50
             )
             events = page.events
             if len(events) >= expected:
@@ -330,7 +332,7 @@ def test_nightly_scan_ranks_every_service_alerts_new_high_findings_and_reports_f
     assert [r["service"] for r in rows] == ["nightly-insecure", "nightly-broken"]
     assert rows[0]["open findings"] == 16 and rows[0]["high"] == 3
     assert rows[1]["status"] == "errored"
-    events = read_events(FINDING_EVENT, expected=3)
+    events = read_events(FINDING_EVENT, "nightly-insecure", expected=3)
     alerted = {
         (e.payload["service"], e.payload["rule_id"])
         for e in events
@@ -393,7 +395,7 @@ def test_the_nightly_scan_reruns_only_the_tools_whose_inputs_changed_and_says_so
 
 
 def test_a_new_high_finding_alerts_once_per_commit(monkeypatch: pytest.MonkeyPatch):
-    import flows.security_scan as module
+    import tasks.scanners.scan as module
     from tests.tasks.scanners.helpers import B404, B602, CKV, result, summary
 
     sent: list[str] = []
@@ -402,8 +404,9 @@ def test_a_new_high_finding_alerts_once_per_commit(monkeypatch: pytest.MonkeyPat
     )
     scan = summary(result("bandit", B602, B404), result("checkov", CKV), baseline=[CKV])
 
-    module._alert_new(scan, seen=frozenset())  # B404 is LOW, CKV_AWS_20 is unchanged
-    module._alert_new(scan, seen=frozenset({B602.fingerprint}))  # last night's scan had it
+    alert = module.alert_new_findings.fn
+    alert(scan, seen=frozenset())  # B404 is LOW, CKV_AWS_20 is unchanged
+    alert(scan, seen=frozenset({B602.fingerprint}))  # last night's scan had it
 
     assert sent == ["B602"]
 
@@ -508,7 +511,7 @@ def test_a_synced_advisory_lands_on_affected_scans_from_their_sboms_without_a_re
         enforce_gate("impacted", sha)
     (event,) = [
         e
-        for e in read_events(FINDING_EVENT, expected=1)
+        for e in read_events(FINDING_EVENT, "impacted", expected=1)
         if e.payload.get("source") == "advisory-sync" and e.payload["service"] == "impacted"
     ]
     assert event.payload["rule_id"] == "PYSEC-2023-74"

@@ -114,3 +114,45 @@ def test_typed_names_validate_as_pydantic_fields_and_flow_parameters():
     assert schema["type"] == "string" and schema["pattern"].startswith("^[a-z0-9]")
     with pytest.raises(ValidationError, match="DNS-1123"):
         Form.model_validate({"service": "Bad Name", "commit": "a" * 40})
+
+
+def test_a_typed_name_passes_a_pydantic_field_as_itself_without_a_second_check(monkeypatch):
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel, TypeAdapter
+
+    import slipway.names
+    from slipway.names import EnvironmentName, ServiceName
+
+    checked: list[str] = []
+    real = slipway.names._DNS_LABEL
+
+    @dataclass
+    class Counting:
+        def fullmatch(self, value: str) -> object:
+            checked.append(value)
+            return real.fullmatch(value)
+
+    monkeypatch.setattr(slipway.names, "_DNS_LABEL", Counting())
+
+    class Record(BaseModel):
+        service: ServiceName
+        environment: EnvironmentName
+
+    name = ServiceName.parse("payments-api")
+    assert checked == ["payments-api"]
+    record = Record(service=name, environment="dev")
+    assert record.service is name and checked == ["payments-api", "dev"]
+    assert Record.model_validate_json('{"service": "api", "environment": "dev"}').service == "api"
+    assert checked[-2:] == ["api", "dev"]  # what arrives as text is checked
+    assert TypeAdapter(ServiceName).validate_python(name) is name
+    with pytest.raises(ValueError, match="DNS-1123"):
+        Record(service="Bad Name", environment="dev")
+
+
+def test_a_sha_is_taken_as_git_prints_it_whatever_case_and_space_it_came_in():
+    from slipway.names import GitSha
+
+    assert GitSha.parse("  ABCDEF1\n") == "abcdef1"
+    with pytest.raises(InvalidRequest, match="not a commit id"):
+        GitSha.parse("main")

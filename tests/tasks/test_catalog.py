@@ -140,3 +140,39 @@ def test_rows_for_the_table_artifact(catalog: Catalog) -> None:
 def test_the_catalog_lives_in_its_own_repository(catalog: Catalog, tmp_path: Path) -> None:
     catalog.save(entry(), message="Onboard")
     assert Path(catalog.url) == tmp_path / "git" / f"{CATALOG_REPOSITORY}.git"
+
+
+def test_environment_records_written_as_strings_are_still_read() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from slipway.errors import ConfigurationError
+
+    document = entry().to_document()
+    notes = document["metadata"]["annotations"]
+    notes["slipway.dev/outputs.dev"] = json.dumps(
+        {
+            "port": "8123",
+            "replicas": "2",
+            "env_vars": '{"MODE": "blue"}',
+            "container_name": "payments-api-dev",
+            "token": "(sensitive)",
+            "variables": '{"replicas": 2}',
+            "state": "/s/payments-api/dev.tfstate",
+            "expires_at": "2026-01-02T03:04:05+00:00",
+        }
+    )
+    notes["slipway.dev/outputs.qa"] = json.dumps({"port": "x", "variables": "{not json"})
+    read = CatalogEntry.from_document(document)
+
+    dev = read.outputs["dev"]
+    assert (dev.port, dev.replicas, dev.env_vars) == (8123, 2, {"MODE": "blue"})
+    assert dev.other == {"container_name": "payments-api-dev"} and dev.sensitive == ("token",)
+    assert dev.applied_variables() == {"replicas": 2}
+    assert dev.state == "/s/payments-api/dev.tfstate"
+    assert dev.expires_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    qa = read.outputs["qa"]
+    assert qa.port is None and qa.other == {"port": "x"}
+    with pytest.raises(ConfigurationError, match="no readable `variables`"):
+        qa.applied_variables()
+    assert CatalogEntry.from_document(yaml.safe_load(read.to_yaml())) == read  # typed from now on

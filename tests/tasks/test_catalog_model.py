@@ -12,9 +12,9 @@ import yaml
 from blocks import GitServer
 from slipway.errors import InvalidRequest
 from tasks.catalog import Catalog
-from tasks.catalog_entities import ApiEntity, GroupEntity, SystemEntity, resource_name
-from tasks.catalog_model import CatalogModel, validate
-from tasks.entity_refs import EntityRef
+from tasks.catalog.entities import ApiEntity, GroupEntity, SystemEntity, resource_name
+from tasks.catalog.model import CatalogModel, validate
+from tasks.catalog.refs import EntityRef
 from tests.tasks.test_catalog import entry
 
 BACKSTAGE_NAME = re.compile(r"^[A-Za-z0-9]+([-_.][A-Za-z0-9]+)*$")
@@ -81,7 +81,7 @@ def test_a_destroyed_environment_leaves_the_resources_and_a_removed_service_the_
     catalog.save(entry(name="billing"), message="onboard billing")
     catalog.update(
         "payments-api",
-        lambda e: e.model_copy(update={"outputs": {"dev": {"url": "u"}}}),
+        lambda e: e.model_copy(update={"outputs": {"dev": e.outputs["dev"]}}),
         message="destroy preview-a",
     )
     files = tree_documents(catalog)

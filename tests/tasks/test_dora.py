@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.dora import (
+from tasks.insights.dora import (
     DoraMetrics,
     HealthFailure,
     ProdRelease,
@@ -15,7 +15,7 @@ from tasks.dora import (
     dora_report,
     prod_releases,
 )
-from tasks.release_history import DeploymentRecord
+from tasks.release import DeploymentRecord
 
 NOW = datetime(2025, 3, 31, tzinfo=UTC)
 

@@ -11,12 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from blocks import ContainerRegistry, DeployTarget
-from slipway.errors import DeployError, InvalidRequest
+from slipway.errors import DeployError, InvalidRequest, Superseded
 from tasks.containers import is_confined
 from tasks.images import build_image, image_repository, push_image
 from tasks.release import (
@@ -26,16 +27,14 @@ from tasks.release import (
     LABEL_PORT,
     LABEL_SERVICE,
     LABEL_SHA,
+    DeploymentRecord,
     Release,
     already_serving,
     container_name,
     deploy_release,
-    live_container,
-)
-from tasks.release_history import (
-    DeploymentRecord,
     deploy_slot,
     deployment_history,
+    live_container,
     record_deployment,
     rollback_target,
 )
@@ -360,30 +359,54 @@ def test_the_history_reads_back_newest_first_and_rollback_skips_what_runs(
     ]
 
 
-def test_the_slot_admits_one_holder_and_a_waiter_can_give_up(prefect_server: str) -> None:
+def test_the_slot_admits_one_holder_and_a_waiting_push_gives_way_to_a_newer_one(
+    prefect_server: str,
+) -> None:
+    from prefect import flow, get_client
+    from prefect.client.schemas.objects import StateType
+
     service = f"slot-{uuid.uuid4().hex[:8]}"
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with deploy_slot(service, "dev") as reason:
-            assert reason is None
+        with deploy_slot(service, "dev"):
             held.set()
-            release.wait(30)
+            release.wait(60)
+
+    @flow(name="build-test-deploy")
+    def push(service: str, commit: str, environment: str = "dev") -> str:
+        with deploy_slot(service, environment, give_way=True, poll_seconds=0.5):
+            return "deployed"
 
     thread = threading.Thread(target=holder)
     thread.start()
     assert held.wait(30)
-    asked: list[float] = []
-
-    def give_up() -> str | None:
-        asked.append(time.monotonic())
-        return "a newer push" if len(asked) >= 3 else None
-
-    with deploy_slot(service, "dev", give_up=give_up, poll_seconds=0.5) as reason:
-        assert reason == "a newer push"
-    release.set()
-    thread.join(30)
+    waiting: dict[str, Any] = {}
+    older = threading.Thread(
+        target=lambda: waiting.update(state=push(service, "a" * 40, return_state=True))
+    )
+    older.start()
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 30
+        while not [
+            r
+            for r in client.read_flow_runs(limit=50, offset=0)
+            if r.parameters.get("service") == service and r.state_type == StateType.RUNNING
+        ]:
+            assert time.monotonic() < deadline, "the older push never started waiting"
+            time.sleep(0.1)
+        newer = client.create_flow_run(push, parameters={"service": service, "commit": "b" * 40})
+    try:
+        older.join(30)
+        error = waiting["state"].result(raise_on_failure=False)
+        assert isinstance(error, Superseded), error
+        assert error.message == f"superseded by the newer run {newer.name} of bbbbbbbbbbbb"
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_flow_run(newer.id)
+        release.set()
+        thread.join(30)
     began = time.monotonic()
-    with deploy_slot(service, "dev") as reason:
-        assert reason is None
+    with deploy_slot(service, "dev"):
+        pass
     assert time.monotonic() - began < 10

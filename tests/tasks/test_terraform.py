@@ -18,7 +18,6 @@ from blocks.terraform_backend import TerraformBackend
 from slipway.errors import ConfigurationError, InvalidRequest, StateLocked, TerraformError
 from tasks.catalog import CatalogEntry
 from tasks.terraform import (
-    EnvironmentRecord,
     OutputValue,
     PlanResult,
     PriorState,
@@ -443,10 +442,11 @@ def test_what_the_catalog_keeps_hides_sensitive_outputs_and_records_variables():
         "password": OutputValue("hunter2", True),
     }
     record = record_outputs(outputs, VARS, state="/s/payments/dev.tfstate")
-    assert record["port"] == "8080" and record["env_vars"] == '{"A": "1", "B": "2"}'
-    assert record["password"] == "(sensitive)" and "hunter2" not in json.dumps(record)
-    assert EnvironmentRecord(record).variables() == VARS
-    assert EnvironmentRecord(record).expires_at() is None
+    assert record.port == 8080 and record.env_vars == {"A": "1", "B": "2"}
+    assert record.sensitive == ("password",) and "password" not in record.other
+    assert "hunter2" not in record.model_dump_json()
+    assert record.applied_variables() == VARS
+    assert record.state == "/s/payments/dev.tfstate" and record.expires_at is None
 
 
 def test_requests_for_environments_a_service_does_not_have_are_refused():

@@ -22,9 +22,7 @@ from tasks.monitoring.automations import ensure_notification_automations
 from tasks.monitoring.prometheus import firing_alerts
 from tasks.monitoring.sync import sync_monitoring
 from tasks.monitoring.view import PrometheusMonitoring
-from tests.conftest import Platform, free_port
-from tests.flows.delivery_fixtures import BASE_IMAGE, docker_or_skip
-from tests.tasks.monitoring.stack import (
+from testkit.monitoring import (
     FAST,
     SmtpInbox,
     Stack,
@@ -33,6 +31,8 @@ from tests.tasks.monitoring.stack import (
     run_service_container,
     wait_for,
 )
+from testkit.platform import Platform, free_port
+from tests.flows.delivery_fixtures import BASE_IMAGE, docker_or_skip
 
 pytestmark = pytest.mark.docker
 

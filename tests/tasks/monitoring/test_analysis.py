@@ -23,8 +23,8 @@ import pytest
 from tasks.monitoring.analysis import analyse
 from tasks.monitoring.prometheus import Prometheus
 from tasks.monitoring.targets import ServiceTarget, write_targets
-from tests.conftest import free_port
-from tests.tasks.monitoring.stack import FAST, Stack, monitoring_stack, wait_for
+from testkit.monitoring import FAST, Stack, monitoring_stack
+from testkit.platform import free_port, wait_for
 
 SHA = "a" * 40
 BROKEN_ROOT = """        elif route == "/":

@@ -23,7 +23,7 @@ from tasks.monitoring.layout import MonitoringLayout
 from tasks.monitoring.rules import duration, service_rules
 from tasks.monitoring.targets import ServiceTarget, write_targets
 from tasks.monitoring.teams import team_of
-from tests.conftest import free_port
+from testkit.platform import free_port
 
 
 def promtool() -> str:
@@ -130,7 +130,7 @@ def test_an_alert_becomes_an_event_on_the_service_for_its_team() -> None:
 def test_the_portal_sees_monitoring_once_up_has_configured_it(
     layout: MonitoringLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.alert_view import NoMonitoring, monitoring_view
+    from tasks.monitoring.view import NoMonitoring, monitoring_view
 
     monkeypatch.setenv("SLIPWAY_HOME", str(layout.root.parent))
     nobody = str(free_port())  # nothing listens: every answer is "unknown"

@@ -16,9 +16,9 @@ import pytest
 from deployments.cli import main
 from slipway.errors import InvalidRequest, ServiceNotFound
 from tasks.monitoring.logs import attach_log_tail, log_lines, parse_since, service_container
-from tests.conftest import free_port
+from testkit.monitoring import run_service_container
+from testkit.platform import free_port, wait_for
 from tests.flows.delivery_fixtures import BASE_IMAGE, docker_or_skip
-from tests.tasks.monitoring.stack import run_service_container, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -23,9 +23,9 @@ from prefect.blocks.notifications import (
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.monitoring.automations import AUTOMATION_PREFIX, ensure_notification_automations
 from tasks.monitoring.events import emit_approval_waiting
-from tasks.release_history import DeploymentRecord, record_deployment
-from tests.conftest import Platform
-from tests.tasks.monitoring.stack import WebhookReceiver, wait_for
+from tasks.release import DeploymentRecord, record_deployment
+from testkit.monitoring import WebhookReceiver
+from testkit.platform import Platform, wait_for
 
 UI = "http://ui.example.invalid:4200"
 

@@ -1,7 +1,7 @@
 """DORA's five metrics, from the platform's own history of releases to production.
 
 The inputs are what Slipway already records: every release attempt to
-``prod`` (`tasks.release_history.DeploymentRecord`: build-test-deploy and
+``prod`` (`tasks.release.history.DeploymentRecord`: build-test-deploy and
 promote are *changes*, rollback is not), the commit time of each change, and
 health failures seen in prod (`HealthFailure`, from monitoring). From them,
 per service (`classify`), then over a window for a service or a team
@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.release_history import DeploymentRecord
+from tasks.release import DeploymentRecord
 
 __all__ = [
     "PRODUCTION",

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import email
-import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from blocks.monitoring import MonitoringSettings
 from deployments.monitor import build_app
@@ -31,7 +29,8 @@ from deployments.monitoring import MonitoringBinaries, monitoring_specs
 from slipway.home import Ports
 from tasks.monitoring.config import write_configs
 from tasks.monitoring.layout import MonitoringLayout
-from tests.conftest import free_port
+from testkit.parts import missing_part
+from testkit.platform import free_port
 
 FAST = MonitoringSettings(
     scrape_interval_seconds=1,
@@ -50,10 +49,9 @@ def require_binaries() -> MonitoringBinaries:
     """Debian's monitoring binaries; skip without them, but fail under CI."""
     binaries = MonitoringBinaries.find()
     if binaries.missing():
-        message = f"not installed: {', '.join(binaries.missing())} (run `make system` as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part(
+            f"not installed: {', '.join(binaries.missing())}", fix="run `make system` as root"
+        )
     return binaries
 
 
@@ -67,6 +65,7 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
+        """Prometheus' instant query result for ``promql``."""
         response = httpx.get(
             f"{self.layout.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5
         )
@@ -164,6 +163,7 @@ class WebhookReceiver:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the receiver."""
         self._server.shutdown()
         self._server.server_close()
 
@@ -187,19 +187,8 @@ class SmtpInbox:
         self._controller.start()
 
     def close(self) -> None:
+        """Stop the SMTP server."""
         self._controller.stop()
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, poll: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
 
 
 SERVICE_CODE = """

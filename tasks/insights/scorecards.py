@@ -3,9 +3,9 @@
 After Backstage's Tech Insights and Port's scorecards: a *fact* is a value
 the platform knows about a service (how many members its team has, whether
 its docs are fresh, its open HIGH findings, its lead time...), gathered by
-`tasks.scorecard_facts`; a *check* compares one fact with a threshold; a
+`tasks.insights.facts`; a *check* compares one fact with a threshold; a
 *level* (bronze, silver, gold) is reached when every check of it and of
-each level below passes. The checks live in ``tasks/scorecards.yaml``, so a
+each level below passes. The checks live in ``tasks/insights/scorecards.yaml``, so a
 platform team changes the bar without touching code.
 
 A check whose fact is missing or whose source is not set up does not pass,
@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slipway.errors import ConfigurationError
-from tasks.dora import WINDOWS
+from tasks.insights.dora import WINDOWS
 
 __all__ = [
     "DEFAULT_SCORECARDS",

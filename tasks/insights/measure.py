@@ -2,7 +2,7 @@
 
 Each step reads once from where the platform records things (Prefect's
 release records and artifacts, the artifact store, the catalog), keeps its
-result in the artifact store (`tasks.insights_store`) and returns it. The
+result in the artifact store (`tasks.insights.store`) and returns it. The
 ``nightly-insights`` and ``evaluate-service`` flows tell the story.
 """
 
@@ -18,12 +18,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from tasks.alert_view import monitoring_view
 from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_model import CatalogModel
-from tasks.delivery_records import all_records, latest_artifacts
-from tasks.docs_freshness import DEFAULT_STALE_AFTER
-from tasks.dora import (
+from tasks.catalog.model import CatalogModel
+from tasks.insights.docs_freshness import DEFAULT_STALE_AFTER
+from tasks.insights.dora import (
     PRODUCTION,
     ChangeFacts,
     DoraReport,
@@ -32,11 +30,19 @@ from tasks.dora import (
     dora_report,
     prod_releases,
 )
-from tasks.health_log import ingest_health_events, load_health_events
-from tasks.insights_store import load_scorecard, save_dora, save_scorecard
-from tasks.release_history import DeploymentRecord
-from tasks.scorecard_facts import DRIFT_REPORT, FactSources, gather_facts, tests_key
-from tasks.scorecards import LEVEL_CHANGED_EVENT, Scorecard, ScorecardSpec, evaluate, load_spec
+from tasks.insights.facts import DRIFT_REPORT, FactSources, gather_facts, tests_key
+from tasks.insights.health_log import ingest_health_events, load_health_events
+from tasks.insights.records import all_records, latest_artifacts
+from tasks.insights.scorecards import (
+    LEVEL_CHANGED_EVENT,
+    Scorecard,
+    ScorecardSpec,
+    evaluate,
+    load_spec,
+)
+from tasks.insights.store import load_scorecard, save_dora, save_scorecard
+from tasks.monitoring.view import monitoring_view
+from tasks.release import DeploymentRecord
 from tasks.storage import ObjectStore
 
 if TYPE_CHECKING:

@@ -16,16 +16,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from slipway.errors import SlipwayError
-from tasks.alert_view import MonitoringView
 from tasks.catalog import CatalogEntry
-from tasks.catalog_model import CatalogSnapshot, owner_group
-from tasks.delivery_records import LatestArtifact, approval_of
-from tasks.docs_freshness import freshness, latest_commit
-from tasks.dora import PRODUCTION, DoraReport
-from tasks.release_history import DeploymentRecord
+from tasks.catalog.model import CatalogSnapshot, owner_group
+from tasks.insights.docs_freshness import freshness, latest_commit
+from tasks.insights.dora import PRODUCTION, DoraReport
+from tasks.insights.records import LatestArtifact, approval_of
+from tasks.insights.scorecards import DORA_METRICS, Fact
+from tasks.monitoring.view import MonitoringView
+from tasks.release import DeploymentRecord
 from tasks.scanners.base import Severity
 from tasks.scanners.history import baseline_sha, load_summary
-from tasks.scorecards import DORA_METRICS, Fact
 from tasks.storage import ObjectStore
 from tasks.techdocs import read_metadata
 

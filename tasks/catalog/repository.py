@@ -11,7 +11,6 @@ later one retries on top of the earlier.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,16 +19,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import git
 import yaml
 from gitdb import IStream  # type: ignore[import-untyped]
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import CatalogError, ServiceNotFound
-from slipway.names import check_dns_label
-from tasks.entity_refs import canonical_ref, canonical_refs
+from slipway.names import ServiceName
+from tasks.catalog.entities import with_derived_files
+from tasks.catalog.entry import (
+    ANNOTATION_PREFIX,
+    API_VERSION,
+    CatalogEntry,
+    EnvironmentOutputs,
+    EnvironmentRecord,
+    record_strings,
+)
 from tasks.git import Author, create_repository, repository_url
 
 if TYPE_CHECKING:
@@ -37,160 +45,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANNOTATION_PREFIX",
+    "API_VERSION",
     "CATALOG_REPOSITORY",
     "Catalog",
     "CatalogChange",
     "CatalogEntry",
+    "EnvironmentOutputs",
+    "EnvironmentRecord",
     "catalog_rows",
+    "find_service",
+    "list_services",
+    "update_entry",
+    "record_strings",
 ]
 
 CATALOG_REPOSITORY = "platform-catalog"
 """The repository on the git server that holds the catalog."""
 
-ANNOTATION_PREFIX = "slipway.dev/"
-"""Every annotation Slipway writes starts with this."""
-
-API_VERSION = "backstage.io/v1alpha1"
 _ENTRY_FILE = "catalog-info.yaml"
 _RETRIES = 20
-
-
-def _environment(value: str) -> str:
-    return check_dns_label(value, what="environment")
-
-
-class CatalogEntry(BaseModel):
-    """One service in the catalog, as Slipway reads it back from Backstage's format.
-
-    Example:
-        ```python
-        CatalogEntry(name="payments-api", owner="group:payments", port=8101,
-                     repository="/srv/git/payments-api.git")
-        ```
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(description="The service's DNS-1123 name; also its repository's name.")
-    description: str = Field(default="", max_length=500)
-    owner: str = Field(description="The owning team, as a Backstage entity reference.")
-    type: str = Field(default="service", description="Backstage's spec.type.")
-    lifecycle: Literal["experimental", "production", "deprecated"] = "experimental"
-    repository: str = Field(description="Where `git clone` finds the service.")
-    port: int = Field(ge=1024, le=65535, description="The port the service listens on.")
-    environments: tuple[Annotated[str, AfterValidator(_environment)], ...] = ("dev",)
-    template: str = "python-service"
-    template_version: str = ""
-    outputs: dict[str, dict[str, str]] = Field(
-        default_factory=dict,
-        description="Per environment, what provisioning reported (URL, container, ...).",
-    )
-    system: Annotated[str, AfterValidator(canonical_ref("system"))] = Field(
-        default="", description="The System it is part of (partOf), if any."
-    )
-    depends_on: Annotated[tuple[str, ...], AfterValidator(canonical_refs(None))] = Field(
-        default=(), description="Components and Resources it needs (dependsOn), as kind:name."
-    )
-    provides_apis: Annotated[tuple[str, ...], AfterValidator(canonical_refs("api"))] = Field(
-        default=(), description="The APIs it serves (providesApi)."
-    )
-    consumes_apis: Annotated[tuple[str, ...], AfterValidator(canonical_refs("api"))] = Field(
-        default=(), description="The APIs it calls (consumesApi)."
-    )
-
-    @property
-    def environment_names(self) -> tuple[str, ...]:
-        """Every environment it has: the declared ones, then provisioned ones such as previews."""
-        return (*self.environments, *sorted(set(self.outputs) - set(self.environments)))
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_dns_label(cls, value: str) -> str:
-        return check_dns_label(value, what="service name")
-
-    @field_validator("outputs")
-    @classmethod
-    def _output_environments_are_labels(
-        cls, value: dict[str, dict[str, str]]
-    ) -> dict[str, dict[str, str]]:
-        for environment in value:
-            _environment(environment)
-        return value
-
-    def to_document(self) -> dict[str, Any]:
-        """The Backstage ``Component`` entity of this service."""
-        annotations = {
-            f"{ANNOTATION_PREFIX}repository": self.repository,
-            f"{ANNOTATION_PREFIX}port": str(self.port),
-            f"{ANNOTATION_PREFIX}environments": ",".join(self.environments),
-            f"{ANNOTATION_PREFIX}template": self.template,
-            f"{ANNOTATION_PREFIX}template-version": self.template_version,
-        }
-        for environment, values in sorted(self.outputs.items()):
-            annotations[f"{ANNOTATION_PREFIX}outputs.{environment}"] = json.dumps(
-                values, sort_keys=True
-            )
-        spec: dict[str, Any] = {"type": self.type, "lifecycle": self.lifecycle, "owner": self.owner}
-        relations = {
-            "system": self.system,
-            "dependsOn": list(self.depends_on),
-            "providesApis": list(self.provides_apis),
-            "consumesApis": list(self.consumes_apis),
-        }
-        spec.update({key: value for key, value in relations.items() if value})
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "Component",
-            "metadata": {
-                "name": self.name,
-                "description": self.description,
-                "annotations": annotations,
-            },
-            "spec": spec,
-        }
-
-    def to_yaml(self) -> str:
-        """The file as it is committed: safe YAML, keys in a stable order."""
-        return yaml.safe_dump(self.to_document(), sort_keys=False, allow_unicode=True)
-
-    @classmethod
-    def from_document(cls, document: object, *, source: str = "catalog entry") -> CatalogEntry:
-        """Read a ``Component`` entity; refuses anything that is not Slipway's shape."""
-        try:
-            if not isinstance(document, dict):
-                raise TypeError("not a mapping")
-            if document.get("apiVersion") != API_VERSION or document.get("kind") != "Component":
-                raise ValueError(f"must be apiVersion {API_VERSION}, kind Component")
-            metadata, spec = document["metadata"], document["spec"]
-            notes: dict[str, str] = metadata.get("annotations") or {}
-            outputs = {
-                key.removeprefix(f"{ANNOTATION_PREFIX}outputs."): json.loads(value)
-                for key, value in notes.items()
-                if key.startswith(f"{ANNOTATION_PREFIX}outputs.")
-            }
-            environments = notes.get(f"{ANNOTATION_PREFIX}environments", "")
-            return cls(
-                name=metadata["name"],
-                description=metadata.get("description") or "",
-                owner=spec["owner"],
-                type=spec.get("type", "service"),
-                lifecycle=spec.get("lifecycle", "experimental"),
-                repository=notes[f"{ANNOTATION_PREFIX}repository"],
-                port=int(notes[f"{ANNOTATION_PREFIX}port"]),
-                environments=tuple(e for e in environments.split(",") if e),
-                template=notes.get(f"{ANNOTATION_PREFIX}template", "python-service"),
-                template_version=notes.get(f"{ANNOTATION_PREFIX}template-version", ""),
-                outputs=outputs,
-                system=spec.get("system") or "",
-                depends_on=tuple(spec.get("dependsOn") or ()),
-                provides_apis=tuple(spec.get("providesApis") or ()),
-                consumes_apis=tuple(spec.get("consumesApis") or ()),
-            )
-        except (KeyError, TypeError, ValueError, ValidationError) as e:
-            raise CatalogError(
-                f"{source} is not a valid Slipway catalog entry: {e}",
-                hint="fix the file in the platform-catalog repository, or remove it",
-            ) from e
 
 
 @dataclass(frozen=True)
@@ -217,6 +90,28 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, str]]:
         }
         for e in entries
     ]
+
+
+@task(name="find-service", cache_policy=NO_CACHE)
+def find_service(name: ServiceName) -> CatalogEntry:
+    """The catalog entry of ``name``; `ServiceNotFound` names the services there are."""
+    return Catalog.load_default().get(name)
+
+
+@task(name="update-entry", cache_policy=NO_CACHE)
+def update_entry(service: str, changes: dict[str, Any], *, message: str) -> CatalogEntry:
+    """Change fields of one catalog entry atomically; a concurrent change is never lost."""
+    return Catalog.load_default().update(
+        service,
+        lambda e: CatalogEntry.model_validate({**e.model_dump(), **changes}),
+        message=message,
+    )
+
+
+@task(name="list-services", cache_policy=NO_CACHE)
+def list_services() -> list[CatalogEntry]:
+    """Every service in the catalog, sorted by name."""
+    return Catalog.load_default().entries()
 
 
 class Catalog:
@@ -283,7 +178,7 @@ class Catalog:
 
     def find(self, name: str) -> CatalogEntry | None:
         """The entry of ``name``, or None."""
-        check_dns_label(name, what="service name")
+        ServiceName.parse(name)
         repo, tip = self._tip()
         if tip is None:
             return None
@@ -309,7 +204,7 @@ class Catalog:
         repo, tip = self._tip()
         if tip is None:
             return []
-        paths = [f"{check_dns_label(name, what='service name')}/{_ENTRY_FILE}"] if name else []
+        paths = [f"{ServiceName.parse(name)}/{_ENTRY_FILE}"] if name else []
         return [
             CatalogChange(
                 sha=str(c.hexsha),
@@ -370,7 +265,7 @@ class Catalog:
 
     def remove(self, name: str, *, message: str, author: Author | None = None) -> str | None:
         """Remove the entry of ``name``; returns the commit, or None when there was none."""
-        check_dns_label(name, what="service name")
+        ServiceName.parse(name)
         return self._commit({f"{name}/{_ENTRY_FILE}": None}, message, author)
 
     # -- plumbing ----------------------------------------------------------
@@ -409,8 +304,6 @@ class Catalog:
         sha (or None for an empty catalog) it commits only if the branch is
         still there, and returns None otherwise, for `update` to re-read.
         """
-        from tasks.catalog_model import with_derived_files  # it reads entries: import late
-
         who = author or Author()
         for _ in range(_RETRIES):
             repo, tip = self._tip()

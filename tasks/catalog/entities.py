@@ -25,17 +25,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
+import git
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slipway.errors import CatalogError
-from tasks.catalog import ANNOTATION_PREFIX, API_VERSION, CatalogEntry
-from tasks.entity_refs import canonical_ref, check_entity_name
+from slipway.names import NameDumper
+from tasks.catalog.entry import (
+    ANNOTATION_PREFIX,
+    API_VERSION,
+    CatalogEntry,
+    record_strings,
+)
+from tasks.catalog.refs import canonical_ref, check_entity_name
 
 __all__ = [
     "ENVIRONMENTS_FILE",
+    "HAND_KEPT",
     "LOCATION_FILE",
     "ApiEntity",
     "GroupEntity",
@@ -44,6 +53,7 @@ __all__ = [
     "resource_documents",
     "resource_name",
     "to_yaml",
+    "with_derived_files",
 ]
 
 LOCATION_FILE = "catalog-info.yaml"
@@ -235,7 +245,8 @@ class ApiEntity(_Entity):
 
 def to_yaml(*documents: dict[str, Any]) -> bytes:
     """Documents as committed: safe YAML, stable key order, ``---`` between several."""
-    return yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True).encode()
+    dumped = yaml.dump_all(documents, Dumper=NameDumper, sort_keys=False, allow_unicode=True)
+    return dumped.encode()
 
 
 def resource_name(service: str, environment: str) -> str:
@@ -254,7 +265,8 @@ def resource_documents(entry: CatalogEntry) -> list[dict[str, Any]]:
     """One Resource per environment of ``entry``, previews included, with its Terraform outputs."""
     documents = []
     for environment in entry.environment_names:
-        outputs = entry.outputs.get(environment, {})
+        record = entry.outputs.get(environment)
+        outputs = record_strings(record) if record is not None else {}
         metadata: dict[str, Any] = {
             "name": resource_name(entry.name, environment),
             "title": f"{entry.name} in {environment}",
@@ -262,7 +274,7 @@ def resource_documents(entry: CatalogEntry) -> list[dict[str, Any]]:
             "annotations": {
                 f"{ANNOTATION_PREFIX}service": entry.name,
                 f"{ANNOTATION_PREFIX}environment": environment,
-                f"{ANNOTATION_PREFIX}provisioned": str(bool(outputs)).lower(),
+                f"{ANNOTATION_PREFIX}provisioned": str(record is not None).lower(),
                 f"{ANNOTATION_PREFIX}outputs": json.dumps(outputs, sort_keys=True),
             },
         }
@@ -293,3 +305,59 @@ def location_document(paths: list[str]) -> dict[str, Any]:
         # No `type`: relative targets take the type of however Backstage reads this file.
         "spec": {"targets": [f"./{p}" for p in sorted(paths)]},
     }
+
+
+# -- what follows from the entries: Resources and the root Location --------------
+
+
+HAND_KEPT: tuple[type[GroupEntity] | type[SystemEntity] | type[ApiEntity], ...] = (
+    GroupEntity,
+    SystemEntity,
+    ApiEntity,
+)
+"""The kinds people keep, each in a directory of its own."""
+
+_ENTRY_FILE = "catalog-info.yaml"
+
+
+def _is_entity_file(path: str) -> bool:
+    top, slash, rest = path.partition("/")
+    if not slash or "/" in rest:
+        return False
+    if top in {kind.directory for kind in HAND_KEPT}:
+        return rest.endswith(".yaml")
+    return rest in (_ENTRY_FILE, ENVIRONMENTS_FILE)
+
+
+def _paths(repo: git.Repo, tip: str | None) -> set[str]:
+    """Every file at ``tip`` down to the depth the catalog uses (two levels)."""
+    if tip is None:
+        return set()
+    root = repo.commit(tip).tree
+    return {str(b.path) for b in root.blobs} | {str(b.path) for t in root.trees for b in t.blobs}
+
+
+def derived_resources(path: str, data: bytes | None) -> bytes | None:
+    """The ``environments.yaml`` that belongs next to the entry file ``path`` holding ``data``."""
+    if data is None:
+        return None
+    entry = CatalogEntry.from_document(yaml.safe_load(data), source=path)
+    documents = resource_documents(entry)
+    return to_yaml(*documents) if documents else None
+
+
+def with_derived_files(
+    repo: git.Repo, tip: str | None, files: Mapping[str, bytes | None]
+) -> dict[str, bytes | None]:
+    """``files`` plus what follows from them: changed services' Resources and the root Location."""
+    changes = dict(files)
+    for path, data in files.items():
+        service, _, name = path.partition("/")
+        if name == _ENTRY_FILE:
+            changes[f"{service}/{ENVIRONMENTS_FILE}"] = derived_resources(path, data)
+    paths = _paths(repo, tip)
+    paths |= {p for p, d in changes.items() if d is not None}
+    paths -= {p for p, d in changes.items() if d is None}
+    entities = sorted(p for p in paths if _is_entity_file(p))
+    changes[LOCATION_FILE] = to_yaml(location_document(entities))
+    return changes

@@ -1,4 +1,4 @@
-"""The history of releases, kept in Prefect, and the slot that serialises them.
+"""The history of releases, kept in Prefect.
 
 Every deployment attempt becomes a `DeploymentRecord`:
 
@@ -9,56 +9,46 @@ Every deployment attempt becomes a `DeploymentRecord`:
   the resource ``slipway.service.<name>``, whose payload is the record, for
   automations and metrics.
 
-`deploy_slot` is a Prefect global concurrency limit of 1 per service and
-environment: build-test-deploy, promote and rollback all take it before they
-touch that environment's containers.
+A record starts as an `Attempt` (who asked which action to release what), made
+once by the flow, and becomes a record with its outcome.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
-import httpx
-from prefect import get_client, get_run_logger, task
+from prefect import get_client, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.objects import Artifact, ConcurrencyLeaseHolder
+from prefect.client.schemas.objects import Artifact
 from prefect.client.schemas.sorting import ArtifactSort
-from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
-from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slipway.errors import InvalidRequest
+from slipway.names import EnvironmentName, GitSha, ServiceName
+from slipway.run_log import run_logger
 from tasks.monitoring.events import team_labels
+from tasks.release.contract import Release
 
 __all__ = [
+    "Action",
+    "Attempt",
     "DeploymentRecord",
-    "deploy_slot",
+    "Outcome",
     "deployment_history",
     "history_key",
     "record_deployment",
     "rollback_target",
-    "slot_name",
 ]
 
-
-def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
+Action = Literal["build-test-deploy", "promote", "rollback"]
+Outcome = Literal["succeeded", "failed", "unchanged"]
 
 
 class DeploymentRecord(BaseModel):
@@ -71,12 +61,12 @@ class DeploymentRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    service: str
-    environment: str
-    sha: str = Field(description="The full commit id that was deployed.")
+    service: ServiceName
+    environment: EnvironmentName
+    sha: GitSha = Field(description="The full commit id that was deployed.")
     image: str = Field(description="``<registry>/<service>@sha256:...``.")
-    action: Literal["build-test-deploy", "promote", "rollback"]
-    outcome: Literal["succeeded", "failed", "unchanged"] = Field(
+    action: Action
+    outcome: Outcome = Field(
         description="``unchanged``: it already ran there, so nothing was restarted. "
         "Such a run returns its record but adds nothing to the history."
     )
@@ -112,8 +102,12 @@ def history_key(service: str, environment: str) -> str:
 
 
 @task(name="record-deployment", cache_policy=NO_CACHE)
-def record_deployment(record: DeploymentRecord) -> None:
-    """Add ``record`` to the history and emit its ``slipway.deployment.*`` event."""
+def record_deployment(record: DeploymentRecord, *, team: str | None = None) -> None:
+    """Add ``record`` to the history and emit its ``slipway.deployment.*`` event.
+
+    The event is labelled with the owning ``team`` (whose channel hears it);
+    without one, the catalog is read for it.
+    """
     if record.outcome == "unchanged":
         raise InvalidRequest("an unchanged release deployed nothing, so there is nothing to record")
     create_table_artifact(
@@ -130,7 +124,8 @@ def record_deployment(record: DeploymentRecord) -> None:
             "prefect.resource.id": f"slipway.service.{record.service}",
             "prefect.resource.name": record.service,
             "slipway.environment": record.environment,
-            **team_labels(record.service),  # routes it to the team's channel
+            # routes it to the team's channel
+            **({"slipway.team": team} if team else team_labels(record.service)),
         },
         payload=record.model_dump(mode="json"),
     )
@@ -160,7 +155,7 @@ def deployment_history(
             rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
             found = [DeploymentRecord.model_validate(row) for row in rows or []]
         except (ValueError, TypeError, ValidationError):
-            _log().warning("Skipping unreadable deployment record %s", artifact.id)
+            run_logger(__name__).warning("Skipping unreadable deployment record %s", artifact.id)
             continue
         records += [r for r in found if (r.service, r.environment) == (service, environment)]
     return sorted(records, key=lambda r: r.at, reverse=True)
@@ -197,97 +192,55 @@ def rollback_target(
     )
 
 
-# -- one release at a time per service and environment -------------------------
+@dataclass(frozen=True)
+class Attempt:
+    """Who asked which action to release what: what every record of one attempt says."""
+
+    release: Release
+    action: Action
+    triggered_by: str = ""
+    """Who or what started it; empty for the flow run's creator."""
+    ref: str = ""
+    """The git ref pushed, for build-test-deploy."""
+    committed_at: str = ""
+    """The commit's time (ISO 8601): lead time starts here."""
+    from_environment: str = ""
+    """Where a promotion came from."""
+    detail: str = ""
+    """The action's own note, e.g. what a rollback rolled back from."""
+
+    def record(
+        self, outcome: Outcome, *, detail: str, url: str = "", image: str | None = None
+    ) -> DeploymentRecord:
+        """The record of this attempt with its ``outcome``, as of now."""
+        release = self.release
+        return DeploymentRecord(
+            service=release.service,
+            environment=release.environment,
+            sha=release.sha,
+            image=image or release.image,
+            action=self.action,
+            outcome=outcome,
+            at=datetime.now(UTC),
+            triggered_by=self.triggered_by or _run_creator(),
+            ref=self.ref,
+            committed_at=self.committed_at,
+            from_environment=self.from_environment,
+            url=url,
+            flow_run_id=_run_id(),
+            detail=detail,
+        )
 
 
-LEASE_SECONDS = 120
-"""A dead holder's slot frees itself after this long; a live one renews it."""
-
-
-def slot_name(service: str, environment: str) -> str:
-    """The global concurrency limit that serialises releases of one service environment."""
-    return f"slipway-deploy:{service}:{environment}"
-
-
-@contextmanager
-def deploy_slot(
-    service: str,
-    environment: str,
-    *,
-    give_up: Callable[[], str | None] = lambda: None,
-    poll_seconds: float = 2.0,
-) -> Iterator[str | None]:
-    """Hold the one release slot of ``service`` in ``environment``.
-
-    Yields None once the slot is held. While waiting, ``give_up`` is asked
-    before each attempt; when it returns a reason, that reason is yielded
-    instead and the slot is never taken (a newer push superseded this one).
-    Attempts start 0.1 s apart and back off to ``poll_seconds``: a slot that
-    the previous release is just handing back is taken at once, a long
-    release is not polled hard.
-    The slot is a Prefect global concurrency limit of 1, created when
-    missing; its lease expires if the holder dies.
-
-    Each attempt is a single request (no server-side wait that a timeout could
-    cut short after the slot was granted, which would strand a lease).
-    """
-    name = slot_name(service, environment)
-    held = ExitStack()
-    pause = min(0.1, poll_seconds)
-    looked_for_limit = False  # created at the first release, not read before every one
-    while True:
-        reason = give_up()
-        if reason is not None:
-            yield reason
-            return
-        try:
-            held.enter_context(
-                concurrency(
-                    name,
-                    occupy=1,
-                    max_retries=0,
-                    lease_duration=LEASE_SECONDS,
-                    strict=True,
-                    holder=_holder(),
-                    # A renewal that fails once under load must not kill a release midway.
-                    raise_on_lease_renewal_failure=False,
-                )
-            )
-            break
-        except ConcurrencySlotAcquisitionError as e:
-            if not _locked(e):
-                if looked_for_limit:
-                    raise
-                _ensure_limit(name)  # strict: refused because the limit does not exist yet
-                looked_for_limit = True
-                continue
-        time.sleep(pause)
-        pause = min(pause * 2, poll_seconds)
-    _log().info("Holding the release slot %s", name)
-    with held:
-        yield None
-
-
-def _locked(error: ConcurrencySlotAcquisitionError) -> bool:
-    """Whether the slot was refused because another run holds it (HTTP 423)."""
-    cause = error.__cause__
-    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
-
-
-def _ensure_limit(name: str) -> None:
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-            return
-        except ObjectNotFound:
-            pass
-        with contextlib.suppress(ObjectAlreadyExists):  # another run created it first
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-
-
-def _holder() -> ConcurrencyLeaseHolder | None:
-    """The flow run holding the slot, so the UI shows who has it."""
+def _run_id() -> str:
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return None
-    return ConcurrencyLeaseHolder(type="flow_run", id=context.flow_run.id)
+    return str(context.flow_run.id) if context and context.flow_run else ""
+
+
+def _run_creator() -> str:
+    """Who started the run when no one was named: its creator, else 'manual'."""
+    context = FlowRunContext.get()
+    created_by = context.flow_run.created_by if context and context.flow_run else None
+    if created_by is not None and created_by.display_value:
+        return str(created_by.display_value)
+    return "manual"

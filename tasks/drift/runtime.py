@@ -1,6 +1,6 @@
 """What actually runs on the deploy target, compared with what an environment should run.
 
-Containers are read through the release contract of `tasks.release` (names
+Containers are read through the release contract of `tasks.release.contract` (names
 ``<service>-<environment>-<sha12>``, ``dev.slipway.*`` labels, ``live="true"``
 on the serving one); this module never invents containers of its own. What an
 environment should run comes from its Terraform state (port, replicas,
@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from slipway.errors import DeployError, InvalidRequest
+from tasks.catalog.entry import EnvironmentOutputs
 from tasks.containers import LOG_CONFIG, confinement, is_confined
-from tasks.release import (
+from tasks.release.contract import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
     LABEL_LIVE,
@@ -127,22 +128,15 @@ class DesiredRuntime:
 
     @classmethod
     def from_outputs(
-        cls, service: str, environment: str, outputs: Mapping[str, object], image: str | None
+        cls, service: str, environment: str, outputs: EnvironmentOutputs, image: str | None
     ) -> DesiredRuntime:
         """From an environment module's outputs: ``port``, ``replicas``, ``env_vars``."""
-        port, replicas, env_vars = (
-            outputs.get("port"),
-            outputs.get("replicas", 1),
-            outputs.get("env_vars"),
-        )
         return cls(
             service=service,
             environment=environment,
-            port=int(port) if isinstance(port, int | float) else 0,
-            replicas=int(replicas) if isinstance(replicas, int | float) else 1,
-            env_vars={str(k): str(v) for k, v in env_vars.items()}
-            if isinstance(env_vars, dict)
-            else {},
+            port=outputs.port or 0,
+            replicas=1 if outputs.replicas is None else outputs.replicas,
+            env_vars=outputs.env_vars,
             image=image,
         )
 

@@ -19,9 +19,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from slipway.errors import ObjectNotFound
-from tasks.dora import DoraReport
-from tasks.entity_refs import EntityRef
-from tasks.scorecards import Scorecard
+from tasks.catalog.refs import EntityRef
+from tasks.insights.dora import DoraReport
+from tasks.insights.scorecards import Scorecard
 from tasks.storage import ObjectStore
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 `CatalogModel` reads Components (through `tasks.catalog.Catalog`), Groups,
 Systems and APIs, and writes the hand-kept kinds. Every commit to the
-catalog, whoever makes it, also rewrites what is derived (`with_derived_files`):
+catalog, whoever makes it, also rewrites what is derived
+(`tasks.catalog.entities.with_derived_files`):
 a service's Resources whenever its entry changes, and the root Location
 whenever a file comes or goes, in the same commit, so the repository is
 always one a real Backstage can ingest as it is.
@@ -14,31 +15,29 @@ command that fixes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import git
-import yaml
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import Transaction, get_transaction
 
 from slipway.errors import CatalogError, InvalidRequest
-from tasks.catalog import Catalog, CatalogEntry
-from tasks.catalog_entities import (
-    ENVIRONMENTS_FILE,
-    LOCATION_FILE,
+from tasks.catalog.entities import (
+    HAND_KEPT,
     ApiEntity,
     GroupEntity,
     SystemEntity,
-    location_document,
-    resource_documents,
     resource_name,
     to_yaml,
+    with_derived_files,
 )
-from tasks.entity_refs import EntityRef
+from tasks.catalog.entry import CatalogEntry
+from tasks.catalog.refs import EntityRef
+from tasks.catalog.repository import Catalog
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
@@ -50,62 +49,13 @@ __all__ = [
     "CatalogSnapshot",
     "Problem",
     "ensure_owner_group",
+    "save_entity",
     "validate",
     "with_derived_files",
 ]
 
-HAND_KEPT: tuple[type[GroupEntity] | type[SystemEntity] | type[ApiEntity], ...] = (
-    GroupEntity,
-    SystemEntity,
-    ApiEntity,
-)
-"""The kinds people keep, each in a directory of its own."""
-
 _ENTRY_FILE = "catalog-info.yaml"
 E = TypeVar("E", GroupEntity, SystemEntity, ApiEntity)
-
-
-def _is_entity_file(path: str) -> bool:
-    top, slash, rest = path.partition("/")
-    if not slash or "/" in rest:
-        return False
-    if top in {kind.directory for kind in HAND_KEPT}:
-        return rest.endswith(".yaml")
-    return rest in (_ENTRY_FILE, ENVIRONMENTS_FILE)
-
-
-def _paths(repo: git.Repo, tip: str | None) -> set[str]:
-    """Every file at ``tip`` down to the depth the catalog uses (two levels)."""
-    if tip is None:
-        return set()
-    root = repo.commit(tip).tree
-    return {str(b.path) for b in root.blobs} | {str(b.path) for t in root.trees for b in t.blobs}
-
-
-def derived_resources(path: str, data: bytes | None) -> bytes | None:
-    """The ``environments.yaml`` that belongs next to the entry file ``path`` holding ``data``."""
-    if data is None:
-        return None
-    entry = CatalogEntry.from_document(yaml.safe_load(data), source=path)
-    documents = resource_documents(entry)
-    return to_yaml(*documents) if documents else None
-
-
-def with_derived_files(
-    repo: git.Repo, tip: str | None, files: Mapping[str, bytes | None]
-) -> dict[str, bytes | None]:
-    """``files`` plus what follows from them: changed services' Resources and the root Location."""
-    changes = dict(files)
-    for path, data in files.items():
-        service, _, name = path.partition("/")
-        if name == _ENTRY_FILE:
-            changes[f"{service}/{ENVIRONMENTS_FILE}"] = derived_resources(path, data)
-    paths = _paths(repo, tip)
-    paths |= {p for p, d in changes.items() if d is not None}
-    paths -= {p for p, d in changes.items() if d is None}
-    entities = sorted(p for p in paths if _is_entity_file(p))
-    changes[LOCATION_FILE] = to_yaml(location_document(entities))
-    return changes
 
 
 @dataclass(frozen=True)
@@ -355,3 +305,13 @@ def _remove_new_group(txn: Transaction) -> None:
     if name:
         CatalogModel.load_default().remove(GroupEntity, name, message=f"Roll back group {name}")
         get_run_logger().warning("rolled back: removed group %s", name)
+
+
+@task(name="save-entity", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
+def save_entity(entity: GroupEntity | SystemEntity | ApiEntity) -> str | None:
+    """Write one hand-kept entity; returns the catalog commit, or None when unchanged."""
+    model = CatalogModel.load_default()
+    verb = "Update" if model.exists(entity) else "Add"
+    commit = model.save(entity, message=f"{verb} {entity.ref}")
+    get_run_logger().info("%s %s: %s", verb, entity.ref, commit or "no change")
+    return commit

@@ -1,6 +1,6 @@
 """Reading what delivery recorded in Prefect: release records, the latest reports, approvals.
 
-`tasks.release_history` writes one table artifact version per release
+`tasks.release.history` writes one table artifact version per release
 attempt under ``deployments-<service>--<environment>``. DORA needs all of a
 service's records, the portal only the newest few and the latest per
 environment, and the scorecards whether a prod change was approved; each
@@ -21,7 +21,7 @@ from uuid import UUID
 from prefect.client.schemas.sorting import ArtifactSort
 from pydantic import BaseModel, ValidationError
 
-from tasks.release_history import DeploymentRecord, history_key
+from tasks.release import DeploymentRecord, history_key
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient

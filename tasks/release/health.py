@@ -1,0 +1,112 @@
+"""Waiting for a started container to answer healthy, and saying why it did not.
+
+A release's new container is polled at ``/healthz`` (closely at first, when
+a healthy start is likely); one that exits or restarts, or does not answer
+in time, fails the release with how it ended and the tail of its log, which
+is also attached to the run.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import httpx
+
+from slipway.errors import DeployError
+from tasks.release.contract import healthy, reported_version
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+__all__ = ["wait_healthy"]
+
+_POLL_FAST, _POLL_SLOW = 0.05, 0.2
+"""Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
+_POLL_FAST_SECONDS = 3.0
+
+
+def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200 (and, when it reports one, the right version).
+
+    Raises:
+        DeployError: The container exited (saying with which code, after how
+            long), or ``timeout`` passed (with the last answer); either way it
+            carries the tail of the container's log.
+    """
+    from docker.errors import NotFound
+
+    began = time.monotonic()
+    deadline = began + timeout
+    fast_until = began + _POLL_FAST_SECONDS
+    last = "no answer yet"
+    with httpx.Client(timeout=2.0, trust_env=False) as http:
+        while True:
+            try:
+                container.reload()
+            except NotFound as e:
+                raise DeployError(f"{container.name} disappeared while starting") from e
+            # A live container restarts on exit: a restart is an exit too.
+            if container.status in ("exited", "dead", "restarting") or container.attrs.get(
+                "RestartCount"
+            ):
+                exited = _exited(container, time.monotonic() - began, url)
+                raise DeployError(
+                    exited + _log_tail(container, why=exited),
+                    hint="fix the start-up error its log shows, then push again; "
+                    "the previous version keeps serving",
+                )
+            try:
+                response = http.get(url)
+                if healthy(response, sha):
+                    return
+                version = reported_version(response)
+                last = f"HTTP {response.status_code}: {response.text[:300]}"
+                if version not in (None, sha):
+                    last = f"{url} reports version {version}, not {sha[:12]}"
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+            if time.monotonic() > deadline:
+                break
+            # Close polling while a healthy start is likely: during the switch, every
+            # moment between "up" and "seen up" is a moment the port refuses requests.
+            time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
+    raise DeployError(
+        f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
+        + _log_tail(container, why=last),
+        hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
+    )
+
+
+def _exited(container: Container, waited: float, url: str) -> str:
+    """``the container ... exited with code 1 after 0.4 s``, timed by Docker where it can be."""
+    state = container.attrs.get("State") or {}
+    ran = _seconds_between(state.get("StartedAt"), state.get("FinishedAt"))
+    seconds = ran if ran is not None else waited
+    restarts = container.attrs.get("RestartCount") or 0
+    again = f" (restarted {restarts}x by Docker, exiting each time)" if restarts else ""
+    return (
+        f"the container {container.name} exited with code {state.get('ExitCode')} after "
+        f"{seconds:.{2 if seconds < 10 else 0}f} s, before {url} answered{again}"
+    )
+
+
+def _seconds_between(started: object, finished: object) -> float | None:
+    """Seconds between two of Docker's timestamps (nanosecond RFC 3339), or None."""
+    try:  # Python 3.11 reads the Z and drops digits past the microsecond
+        times = [datetime.fromisoformat(str(t)) for t in (started, finished)]
+    except ValueError:
+        return None
+    seconds = (times[1] - times[0]).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+def _log_tail(container: Container, *, why: str, lines: int = 20) -> str:
+    """The last lines of the candidate's log for the error, also attached to the run as an artifact."""
+    # Imported here: tasks.monitoring.logs reads the release contract, and the
+    # release package must be importable before it.
+    from tasks.monitoring.logs import attach_log_tail
+
+    logs = "\n".join(attach_log_tail(container, why=why).splitlines()[-lines:])
+    return f"\ncontainer log (last {lines} lines):\n{logs}"

@@ -1,0 +1,237 @@
+"""Rolling a release out to its stage, and recording what happened either way.
+
+A release that already runs, healthy, from an identical image is left alone,
+as Argo CD leaves a synced application alone: restarting it would change
+nothing but cost a start during which its port refuses requests. Its record
+says ``unchanged``.
+
+After the switch the new version is watched in Prometheus (release analysis,
+as Argo Rollouts' AnalysisRun); one whose metrics go bad is rolled back by
+itself to the previous healthy deployment, and the run fails `AnalysisFailed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.artifacts import create_link_artifact
+from prefect.cache_policies import NO_CACHE
+
+from slipway.errors import AnalysisFailed, DeployError, InvalidRequest
+from slipway.names import EnvironmentName, GitSha
+from slipway.run_log import run_logger
+from tasks.images import BuiltImage
+from tasks.monitoring.watch import analyse_release
+from tasks.release.blue_green import deploy_release
+from tasks.release.contract import LiveContainer, Release, already_serving, live_container
+from tasks.release.history import (
+    Attempt,
+    DeploymentRecord,
+    deployment_history,
+    record_deployment,
+    rollback_target,
+)
+from tasks.release.stage import Stage
+
+__all__ = [
+    "Serving",
+    "live_release",
+    "record_unchanged",
+    "roll_out",
+    "roll_back_failed_analysis",
+    "rollback_attempt",
+    "serving_build",
+]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A release that already runs, healthy, and the container that serves it."""
+
+    release: Release
+    live: LiveContainer
+
+
+@task(name="roll-out", cache_policy=NO_CACHE)
+def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
+    """Deploy blue-green, watch it, record the outcome either way, and link the service.
+
+    A release that already runs, healthy, is left alone (`record_unchanged`);
+    a rollback is not watched: it is how an incident ends.
+
+    Raises:
+        DeployError: The new version did not become healthy; the old one still
+            serves, and the failure is recorded.
+        AnalysisFailed: The new version's metrics went bad after the switch; it
+            was rolled back (`roll_back_failed_analysis`).
+    """
+    release = attempt.release
+    live = already_serving(stage.client, release, target=stage.target)
+    if live is not None:
+        return record_unchanged(stage, attempt, live)
+    try:
+        deployed = deploy_release(
+            stage.client,
+            release,
+            target=stage.target,
+            health_timeout=stage.settings.health_timeout_seconds,
+            reserved_ports=stage.reserved_ports,
+        )
+    except DeployError as e:
+        record_deployment(attempt.record("failed", detail=e.message[:2000]), team=stage.team)
+        raise
+    verdict = analyse_release(stage.client, release, watch=attempt.action != "rollback")
+    if verdict.failed:
+        roll_back_failed_analysis(stage, attempt, verdict.reason)
+    replaced = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
+    record = attempt.record("succeeded", detail=attempt.detail or replaced, url=deployed.url)
+    record_deployment(record, team=stage.team)
+    create_link_artifact(
+        key=f"service-{release.service}--{release.environment}",
+        link=deployed.url,
+        link_text=f"{release.service} in {release.environment} ({release.sha[:12]})",
+        description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
+    )
+    return record
+
+
+@task(name="roll-back-failed-analysis", cache_policy=NO_CACHE)
+def roll_back_failed_analysis(stage: Stage, attempt: Attempt, reason: str) -> None:
+    """Record the release failed, return to the previous healthy one, and fail saying why.
+
+    Never returns (typed ``None``: Prefect's task types take ``NoReturn`` for a
+    coroutine).
+
+    Raises:
+        AnalysisFailed: Always: rolled back, or kept serving when the history
+            has nothing healthy to return to.
+    """
+    release = attempt.release
+    why = f"the new version failed its release analysis: {reason}"
+    record_deployment(attempt.record("failed", detail=why), team=stage.team)
+    history = deployment_history(release.service, release.environment)
+    try:
+        chosen = rollback_target(history, current_digest=release.digest)
+    except InvalidRequest as e:
+        raise AnalysisFailed(
+            f"{why}; it keeps serving: {e.message}", hint="fix it and push again"
+        ) from e
+    back = Attempt(
+        stage.release(chosen.sha, chosen.image),
+        "rollback",
+        "release analysis",
+        detail=f"automatic, from {release.sha[:12]}: {why}",
+    )
+    deployed = deploy_release(
+        stage.client,
+        back.release,
+        target=stage.target,
+        health_timeout=stage.settings.health_timeout_seconds,
+        reserved_ports=stage.reserved_ports,
+    )
+    analyse_release(stage.client, back.release, watch=False)  # Prometheus follows it back
+    record_deployment(
+        back.record("succeeded", detail=back.detail, url=deployed.url), team=stage.team
+    )
+    raise AnalysisFailed(
+        f"{why}; rolled back to {chosen.sha[:12]}",
+        hint="see the logs artifact of this run, fix the cause and push again",
+    )
+
+
+@task(name="record-unchanged", cache_policy=NO_CACHE)
+def record_unchanged(stage: Stage, attempt: Attempt, live: LiveContainer) -> DeploymentRecord:
+    """The record of a release that already ran, healthy: nothing is restarted.
+
+    Nor is it another deployment to count: the record is returned as
+    ``unchanged`` and not added to the history. Unless the history lacks it
+    (a run that deployed it died before recording): drift and rollback read
+    the history, so then it is recorded now, as succeeded.
+    """
+    logger = run_logger(__name__)
+    release = attempt.release
+    logger.info(
+        "%s already serves %s in %s, healthy, from an identical image: nothing to restart",
+        live.name,
+        release.sha[:12],
+        release.environment,
+    )
+    record = attempt.record(
+        "unchanged",
+        detail=f"{live.name} already served it and answered /healthz",
+        url=stage.url,
+        image=live.image,
+    )
+    history = deployment_history(release.service, release.environment, limit=20)
+    newest = next((r for r in history if r.outcome == "succeeded"), None)
+    if newest is not None and newest.image == live.image:
+        return record
+    logger.warning("The deployment history lacks %s: recording it now", live.image)
+    recorded = record.model_copy(
+        update={"outcome": "succeeded", "detail": f"{record.detail}; recorded late"}
+    )
+    record_deployment(recorded, team=stage.team)
+    return recorded
+
+
+@task(name="find-serving-build", cache_policy=NO_CACHE)
+def serving_build(stage: Stage, built: BuiltImage) -> Serving | None:
+    """The live release, when it already runs ``built``'s commit from an identical image.
+
+    Checked before the push: such a build is neither pushed (the registry
+    holds the image that runs, in the same repository) nor released.
+    """
+    live = live_container(stage.client, built.service, stage.environment)
+    if live is None or live.sha != built.sha:
+        return None
+    if live.image.partition("@")[0] != built.tag.rpartition(":")[0]:
+        return None  # another registry or repository: this one has not got it
+    try:
+        release = stage.release(GitSha.parse(built.sha), live.image)
+    except DeployError:  # a live label not pinned by digest: release properly
+        return None
+    found = already_serving(stage.client, release, target=stage.target, content_of=built.image_id)
+    return Serving(release, found) if found is not None else None
+
+
+@task(name="find-live-release", cache_policy=NO_CACHE)
+def live_release(stage: Stage, environment: EnvironmentName) -> LiveContainer:
+    """What serves the stage's service in ``environment`` now, e.g. to promote it.
+
+    Raises:
+        InvalidRequest: Nothing of the service runs there.
+    """
+    live = live_container(stage.client, stage.service, environment)
+    if live is None:
+        raise InvalidRequest(
+            f"nothing of {stage.service} runs in {environment}, so there is nothing to promote",
+            hint=f"deploy to {environment} first (push to the default branch)",
+        )
+    return live
+
+
+@task(name="choose-rollback", cache_policy=NO_CACHE)
+def rollback_attempt(stage: Stage, *, to: GitSha | None, triggered_by: str) -> Attempt:
+    """The rollback of the stage to its previous healthy deployment, or to the sha ``to``.
+
+    Raises:
+        InvalidRequest: The history has no such deployment.
+    """
+    live = live_container(stage.client, stage.service, stage.environment)
+    history = deployment_history(stage.service, stage.environment)
+    current = live.image.partition("@")[2] if live else None
+    chosen = rollback_target(history, current_digest=current, to=to)
+    run_logger(__name__).info(
+        "Rolling %s in %s back to %s (%s)",
+        stage.service,
+        stage.environment,
+        chosen.sha[:12],
+        chosen.image,
+    )
+    return Attempt(
+        stage.release(chosen.sha, chosen.image),
+        "rollback",
+        triggered_by,
+        detail=f"from {live.sha[:12]}" if live else "nothing was running",
+    )

@@ -1,0 +1,193 @@
+"""One release at a time per service and environment, and a push that gives way.
+
+`deploy_slot` is a Prefect global concurrency limit of 1 per service and
+environment: build-test-deploy, promote and rollback all take it before they
+touch that environment's containers.
+
+A push that is still waiting for the slot when a newer push of the same
+service and environment arrives gives way: `Superseded` is raised, the slot is
+never taken, and build-test-deploy ends Cancelled. So is a push whose newer
+push arrived while it was built (`give_way_to_newer_push`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Final
+
+import httpx
+from prefect import get_client, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+from slipway.errors import Superseded
+from slipway.run_log import run_logger
+
+__all__ = [
+    "BUILD_FLOW",
+    "DEFAULT_ENVIRONMENT",
+    "LEASE_SECONDS",
+    "deploy_slot",
+    "give_way_to_newer_push",
+    "slot_name",
+]
+
+BUILD_FLOW: Final = "build-test-deploy"
+"""The flow whose runs give way to newer runs of the same service and environment."""
+DEFAULT_ENVIRONMENT = "dev"
+"""Where build-test-deploy releases when no environment is given."""
+LEASE_SECONDS = 120
+"""A dead holder's slot frees itself after this long; a live one renews it."""
+_WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+
+
+def slot_name(service: str, environment: str) -> str:
+    """The global concurrency limit that serialises releases of one service environment."""
+    return f"slipway-deploy:{service}:{environment}"
+
+
+@contextmanager
+def deploy_slot(
+    service: str, environment: str, *, give_way: bool = False, poll_seconds: float = 2.0
+) -> Iterator[None]:
+    """Hold the one release slot of ``service`` in ``environment``.
+
+    Attempts start 0.1 s apart and back off to ``poll_seconds``: a slot that
+    the previous release is just handing back is taken at once, a long
+    release is not polled hard. The slot is a Prefect global concurrency
+    limit of 1, created when missing; its lease expires if the holder dies.
+    Each attempt is a single request (no server-side wait that a timeout could
+    cut short after the slot was granted, which would strand a lease).
+
+    Raises:
+        Superseded: With ``give_way``, a newer push of the same service and
+            environment arrived while this run waited; the slot was not taken.
+    """
+    name = slot_name(service, environment)
+    held = ExitStack()
+    pause = min(0.1, poll_seconds)
+    looked_for_limit = False  # created at the first release, not read before every one
+    while True:
+        if give_way and (newer := _newer_push(service, environment)) is not None:
+            raise Superseded(newer)
+        try:
+            held.enter_context(
+                concurrency(
+                    name,
+                    occupy=1,
+                    max_retries=0,
+                    lease_duration=LEASE_SECONDS,
+                    strict=True,
+                    holder=_holder(),
+                    # A renewal that fails once under load must not kill a release midway.
+                    raise_on_lease_renewal_failure=False,
+                )
+            )
+            break
+        except ConcurrencySlotAcquisitionError as e:
+            if not _locked(e):
+                if looked_for_limit:
+                    raise
+                _ensure_limit(name)  # strict: refused because the limit does not exist yet
+                looked_for_limit = True
+                continue
+        time.sleep(pause)
+        pause = min(pause * 2, poll_seconds)
+    run_logger(__name__).info("Holding the release slot %s", name)
+    with held:
+        yield
+
+
+@task(name="give-way-to-newer-push", cache_policy=NO_CACHE)
+def give_way_to_newer_push(service: str, environment: str, *, note: str = "") -> None:
+    """Raise `Superseded` when a newer push of ``service`` to ``environment`` arrived.
+
+    Args:
+        service: The service this run releases.
+        environment: Where it releases it.
+        note: What this run did already, added to the reason.
+    """
+    newer = _newer_push(service, environment)
+    if newer is not None:
+        raise Superseded(f"{newer}; {note}" if note else newer)
+
+
+def _newer_push(service: str, environment: str) -> str | None:
+    """Why this build-test-deploy should give way: a newer run of the same target exists.
+
+    Newer means created later, for the same service and environment, and still
+    waiting, running or already completed; a failed or cancelled newer run
+    does not stop an older one from delivering.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None
+    me = context.flow_run
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[BUILD_FLOW])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[*_WAITING, StateType.COMPLETED])
+                )
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=100,
+            offset=0,
+        )
+    for run in runs:
+        if (
+            run.id == me.id
+            or run.created is None
+            or me.created is None
+            or run.created <= me.created
+        ):
+            continue
+        wanted = run.parameters
+        if (
+            wanted.get("service") == service
+            and wanted.get("environment", DEFAULT_ENVIRONMENT) == environment
+        ):
+            return f"superseded by the newer run {run.name} of {str(wanted.get('commit', ''))[:12]}"
+    return None
+
+
+def _locked(error: ConcurrencySlotAcquisitionError) -> bool:
+    """Whether the slot was refused because another run holds it (HTTP 423)."""
+    cause = error.__cause__
+    return isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423
+
+
+def _ensure_limit(name: str) -> None:
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return
+        except ObjectNotFound:
+            pass
+        with contextlib.suppress(ObjectAlreadyExists):  # another run created it first
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+
+
+def _holder() -> ConcurrencyLeaseHolder | None:
+    """The flow run holding the slot, so the UI shows who has it."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None
+    return ConcurrencyLeaseHolder(type="flow_run", id=context.flow_run.id)

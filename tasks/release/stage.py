@@ -1,0 +1,119 @@
+"""Where a release of one service goes: its environment, port, variables, engine and blocks.
+
+build-test-deploy, promote and rollback each open the stage of the service
+and environment they release to first: it refuses an environment that the
+service does not have before anything is built, pulled or started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks import (
+    ArtifactStore,
+    ContainerRegistry,
+    Defaults,
+    DeployTarget,
+    GitServer,
+    PlatformSettings,
+)
+from slipway.errors import InvalidRequest
+from slipway.names import EnvironmentName, GitSha, ServiceName
+from tasks.catalog import Catalog, CatalogEntry
+from tasks.containers import docker_client
+from tasks.images import image_repository
+from tasks.monitoring.teams import team_of
+from tasks.release.contract import Release, service_url
+from tasks.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    import docker
+
+__all__ = ["Stage", "open_stage"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything a release to one environment of one service needs."""
+
+    entry: CatalogEntry
+    """The service's catalog entry."""
+    environment: EnvironmentName
+    port: int
+    """The environment's provisioned port, else the catalog's."""
+    env_vars: Mapping[str, str]
+    """The environment's provisioned variables."""
+    reserved_ports: frozenset[int]
+    """Every service's ports: never a spare port for a candidate."""
+    target: DeployTarget
+    settings: PlatformSettings
+    registry: ContainerRegistry
+    git: GitServer
+    store: ObjectStore
+    client: docker.DockerClient = field(repr=False)
+
+    @property
+    def service(self) -> ServiceName:
+        """The service's name."""
+        return self.entry.name
+
+    @property
+    def team(self) -> str:
+        """The owning team, whose channel hears of the service's releases."""
+        return team_of(self.entry.owner)
+
+    @property
+    def repository(self) -> str:
+        """``<registry>/<service>``, where the service's images go."""
+        return image_repository(self.registry, self.service)
+
+    @property
+    def url(self) -> str:
+        """Where the service answers in this environment."""
+        return service_url(self.target, self.port)
+
+    def release(self, sha: GitSha, image: str) -> Release:
+        """The release of ``image`` (built from ``sha``) to this stage."""
+        return Release(self.service, self.environment, sha, image, self.port, self.env_vars)
+
+
+@task(name="open-stage", cache_policy=NO_CACHE)
+def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
+    """The catalog entry, blocks and engine for a release; refuses an unknown environment.
+
+    Raises:
+        ServiceNotFound: The catalog has no such service.
+        InvalidRequest: The service has no such environment.
+    """
+    blocks = Defaults(GitServer, DeployTarget, PlatformSettings, ContainerRegistry, ArtifactStore)
+    catalog = Catalog(blocks[GitServer])
+    entries = catalog.entries()  # one read: the entry, and every port that is taken
+    entry = next((e for e in entries if e.name == service), None) or catalog.get(service)
+    if environment not in entry.environments and environment not in entry.outputs:
+        raise InvalidRequest(
+            f"{service} has no environment {environment!r} (it has: {', '.join(entry.environments)})",
+            hint="add the environment to the service (provision-environment) first",
+        )
+    provisioned = entry.outputs.get(environment)
+    target = blocks[DeployTarget]
+    return Stage(
+        entry=entry,
+        environment=environment,
+        port=provisioned.port if provisioned and provisioned.port else entry.port,
+        env_vars=provisioned.env_vars if provisioned else {},
+        reserved_ports=frozenset(
+            {e.port for e in entries}
+            | {o.port for e in entries for o in e.outputs.values() if o.port}
+        ),
+        target=target,
+        settings=blocks[PlatformSettings],
+        registry=blocks[ContainerRegistry],
+        git=blocks[GitServer],
+        store=open_store(blocks[ArtifactStore]),
+        client=docker_client(target),
+    )

@@ -1,0 +1,69 @@
+"""A platform's configuration on a Prefect server, for a new data directory; free ports; waiting."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from slipway.home import Ports, SlipwayHome
+
+__all__ = ["Platform", "configure_platform", "free_port", "wait_for"]
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = 60,
+    what: str = "condition",
+    poll: float = 0.1,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A configured platform: its data directory and the ports its blocks name."""
+
+    home: SlipwayHome
+    ports: Ports
+
+
+def configure_platform(root: Path) -> Platform:
+    """Save the ``default`` document of every block for a new home under ``root``.
+
+    Needs a Prefect server. The caller points ``SLIPWAY_HOME`` at ``home.root``
+    where flows need it.
+    """
+    from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, S3Connection
+    from blocks.webhook import ensure_webhook_secret
+
+    home = SlipwayHome(root / ".slipway")
+    home.ensure()
+    # Every part on a port of its own: a flow must never reach another checkout's Prometheus.
+    ports = Ports(**{name: free_port() for name in Ports().as_dict()})
+    for block_type in ALL_BLOCKS:
+        if block_type is not S3Connection:
+            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT, overwrite=True)
+    ensure_webhook_secret()
+    return Platform(home=home, ports=ports)
