@@ -1,7 +1,7 @@
 """The drift check over N environments, in parallel, against a serial loop of the same plans.
 
 Both figures come from one run on one machine and the same code path as the
-`detect-drift` flow (`flows.drift.survey`): per environment, a refresh-only
+`detect-drift` flow (`tasks.drift.survey`): per environment, a refresh-only
 plan and a normal plan, each with its ``show``, in one Terraform process, then
 one look at the Docker engine (when it answers) for every environment at once.
 Only ``max_parallel`` differs.
