@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess  # nosec B404 - the registry, started as `slipway up` starts it
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 HEALTH_TIMEOUT = 10.0
+OSV_RECORDS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "osv"
+"""Real advisories (OSV JSON) that the delivery platform's mirror serves."""
 """Seconds a deployment gets to answer /healthz; short, so failures fail fast."""
 _REGISTRY_SECONDS = 30
 
@@ -100,10 +103,21 @@ def render_source(destination: Path, name: str, port: int) -> Path:
 
 def configure_delivery(root: Path, registry: str) -> SlipwayHome:
     """Save the default block documents for a home under ``root``, using ``registry``."""
-    from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
+    from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings, VulnerabilitySource
+    from blocks.vulnerability_source import MIRROR_ARCHIVE
 
     home = configure_platform(root).home
     ContainerRegistry(url=registry).save(DEFAULT_DOCUMENT, overwrite=True)
+    # No OSV online here: pip-audit asks a synced mirror of real advisories,
+    # so the gate sees a clean dependency scan rather than an errored one.
+    mirror = root / "osv-mirror"
+    mirror.mkdir(exist_ok=True)
+    with zipfile.ZipFile(mirror / MIRROR_ARCHIVE, "w") as archive:
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            archive.write(record, record.name)
+    VulnerabilitySource(kind="mirror", mirror_path=mirror, known_exploited_url=None).save(
+        DEFAULT_DOCUMENT, overwrite=True
+    )
     # The known-exploited catalog is synced by a flow of its own; its gate is
     # covered by the security-scan tests. Everything else of the gate stays on.
     PlatformSettings(

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import expect
 from prefect import get_client
 from starlette.applications import Starlette
 
@@ -276,7 +277,9 @@ def test_a_docs_page_runs_its_script_only_in_a_sandbox_that_cannot_reach_the_por
     link = page.locator('tr[data-service="wallet-api"] a.docs-link').get_attribute("href")
     assert link == "/default/component/wallet-api/"
     page.goto(f"{portal.url}{link}")
-    page.wait_for_function("document.getElementById('verdict').textContent !== 'waiting'")
+    # A locator's assertion runs in Playwright's own world, where the page's
+    # CSP (no eval) does not apply; wait_for_function would need eval.
+    expect(page.locator("#verdict")).not_to_have_text("waiting", timeout=30_000)
     verdict = page.inner_text("#verdict").split()
     # The docs' own script ran, but in an opaque origin of its own: the
     # portal's cookies, storage and pages are out of its reach.
