@@ -1,13 +1,17 @@
-"""How long publish-docs takes for a 200-page site: first publish against a no-change rerun.
+"""How long publish-docs takes for a 200-page site: the first publish against what follows.
 
 The real flow runs on a temporary Prefect server against a local git server
-and an artifact store (a local directory, or S3 on moto with ``--store s3``).
-The site uses the material theme and links its pages to each other. Three
-publishes are timed: the first (everything built and sent), the same commit
-again (nothing to do), and a commit that changes one page (one page sent).
+and an artifact store (a local directory, or S3 on moto, in its own process,
+with ``--store s3``), with the flow-run patches every platform flow run has
+(`slipway.prefect_patches.apply_flow_run_patches`). The site uses the
+material theme and links its pages to each other. Three publishes are
+timed: the first (everything built and sent), the same commit again
+(nothing to do), and a commit that changes one page (that page rendered,
+and only the files it changed sent, for the current site and its version).
 The server's start is not counted.
 
-Target: the no-change rerun takes at most 20% of the first publish.
+Targets: the no-change rerun takes at most 20% of the first publish, and
+the one-page change at most 25%.
 
     python bench/docs.py [--pages 200] [--store local|s3]
 """
@@ -19,11 +23,15 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
+
+from s3_server import moto_server  # bench/, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-TARGET = 0.20
+RERUN_TARGET = 0.20
+CHANGE_TARGET = 0.25
 
 
 def site_files(pages: int) -> dict[str, str]:
@@ -61,16 +69,19 @@ def main() -> int:
     from prefect.testing.utilities import prefect_test_harness
 
     from blocks import register_block_types
+    from slipway.prefect_patches import apply_flow_run_patches
 
+    apply_flow_run_patches()  # as every flow run of the platform does
     with (
         tempfile.TemporaryDirectory(prefix="slipway-bench-docs-") as scratch,
         prefect_test_harness(server_startup_timeout=180),
+        moto_server() if args.store == "s3" else nullcontext(None) as endpoint,
     ):
         register_block_types()
-        return run(Path(scratch), args.pages, args.store)
+        return run(Path(scratch), args.pages, endpoint)
 
 
-def run(scratch: Path, pages: int, kind: str) -> int:
+def run(scratch: Path, pages: int, endpoint: str | None) -> int:
     from blocks import ALL_BLOCKS, DEFAULT_DOCUMENT, ArtifactStore, GitServer, S3Connection
     from flows.publish_docs import publish_docs
     from slipway.home import Ports, SlipwayHome
@@ -79,23 +90,15 @@ def run(scratch: Path, pages: int, kind: str) -> int:
 
     home = SlipwayHome(scratch / "home")
     home.ensure()
+    os.environ["SLIPWAY_HOME"] = str(home.root)  # the flow's render cache lives there
     for block_type in ALL_BLOCKS:
         if block_type is not S3Connection:
             block_type.local_default(home, Ports()).save(DEFAULT_DOCUMENT, overwrite=True)
-    moto = None
-    if kind == "s3":
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
+    if endpoint is not None:
         from tasks.storage import S3Store
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
-        host, port = moto.get_host_and_port()
         s3 = S3Connection(
-            endpoint_url=f"http://{host}:{port}",
+            endpoint_url=endpoint,
             access_key_id="AKIABENCH",
             secret_access_key="bench-secret",
             path_style=True,
@@ -122,25 +125,27 @@ def run(scratch: Path, pages: int, kind: str) -> int:
         sent = len(result.live.uploaded) if result.live else 0
         copied = len(result.version_copy.uploaded) if result.version_copy else 0
         print(
-            f"{label:<22} {elapsed:7.2f} s   site files sent {sent:4d}   version copy {copied:4d}"
+            f"{label:<22} {elapsed:7.2f} s   site files sent {sent:4d}   version files sent {copied:4d}"
         )
         return elapsed
 
-    try:
-        print(f"publish-docs, {pages} pages, {kind} store")
-        first = timed("first publish")
-        rerun = timed("no-change rerun")
-        page = source / "docs" / "section-3" / "page-3.md"
-        page.write_text(page.read_text() + "\nOne more sentence.\n")
-        publish_directory(server, "bench", source, message="change one page")
-        timed("one page changed")
-    finally:
-        if moto is not None:
-            moto.stop()
-    ratio = rerun / first
-    verdict = "ok" if ratio <= TARGET else "OVER TARGET"
-    print(f"rerun / first = {ratio:.1%} (target <= {TARGET:.0%}): {verdict}")
-    return 0 if ratio <= TARGET else 1
+    print(f"publish-docs, {pages} pages, {'s3' if endpoint else 'local'} store")
+    first = timed("first publish")
+    rerun = timed("no-change rerun")
+    page = source / "docs" / "section-3" / "page-3.md"
+    page.write_text(page.read_text() + "\nOne more sentence.\n")
+    publish_directory(server, "bench", source, message="change one page")
+    changed = timed("one page changed")
+    failed = 0
+    for label, seconds, target in (
+        ("rerun", rerun, RERUN_TARGET),
+        ("one page changed", changed, CHANGE_TARGET),
+    ):
+        ratio = seconds / first
+        failed += ratio > target
+        verdict = "ok" if ratio <= target else "OVER TARGET"
+        print(f"{label} / first = {ratio:.1%} (target <= {target:.0%}): {verdict}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
     slipway catalog list|validate|add-environment|... the catalog (deployments/catalog_cli.py)
     slipway dora [SERVICE|group:TEAM]                 DORA metrics over 7, 30 and 90 days
     slipway approver issue|revoke NAME, list          approvers' tokens for approval forms
+    slipway vuln affected ID                          services and versions an advisory affects
     slipway logs SERVICE [--env ENV] [--since 10m] [--follow] [--grep TEXT]
                                                       a service's container log
     slipway settings base-image [IMAGE] [--no-check]  show or change the services' base image
@@ -69,9 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     tokens.add_parser("issue", help="give NAME a new token (printed once)").add_argument("name")
     tokens.add_parser("revoke", help="take NAME's token away").add_argument("name")
     tokens.add_parser("list", help="who holds a token, and since when")
-    from deployments.catalog_cli import add_commands
+    from deployments import catalog_cli, vuln_cli
 
-    add_commands(commands)
+    catalog_cli.add_commands(commands)
+    vuln_cli.add_commands(commands)
     logs = commands.add_parser("logs", help="print a service's container log")
     logs.add_argument("service", help="the service's name")
     logs.add_argument("--env", default="dev", help="its environment (default dev)")
@@ -181,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             from deployments.catalog_cli import run_catalog, run_dora
 
             return (run_catalog if args.command == "catalog" else run_dora)(home, args)
+        if args.command == "vuln":
+            from deployments.vuln_cli import run_vuln
+
+            return run_vuln(home, args)
         if args.command == "settings":
             from deployments.settings import base_image
 

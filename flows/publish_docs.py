@@ -1,8 +1,8 @@
 """Publish a service's docs: check out, build strictly, upload what changed, show on the portal.
 
 The site lands in the artifact store in Backstage TechDocs' layout
-(``techdocs/default/component/<service>/``), with a copy per version under
-``versions/``. A push that touches ``docs/`` or ``mkdocs.yml`` on the default
+(``techdocs/default/component/<service>/``), with the last versions under
+``versions/``, each sharing unchanged files with the others. A push that touches ``docs/`` or ``mkdocs.yml`` on the default
 branch runs it (prefect.yaml's trigger); so can the UI, and onboarding.
 
 Publishing again a commit whose site is already current sends nothing. A
@@ -46,7 +46,7 @@ def publish_docs(
     Args:
         service: The catalog name of the service.
         commit: A sha, branch or tag; empty for the tip of the default branch.
-        keep_versions: How many version copies to keep under ``versions/``.
+        keep_versions: How many versions to keep under ``versions/``.
         force: Build and compare every file even when this commit is already published.
     """
     if not 1 <= keep_versions <= _MAX_VERSIONS:
@@ -61,7 +61,7 @@ def publish_docs(
         if seen.unchanged:
             return report_docs(record_unchanged_docs(store, seen))
         with tempfile.TemporaryDirectory(prefix=f"slipway-docs-{service}-") as scratch:
-            site = build_docs(co.path, Path(scratch) / "site")
+            site = build_docs(co.path, Path(scratch) / "site", service, seen.source)
             published = publish_site(
                 store,
                 service,

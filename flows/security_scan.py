@@ -62,7 +62,7 @@ def security_scan(service: ServiceName, commit: str | None = None) -> ScanSummar
 
 
 @flow(name="nightly-security-scan", log_prints=False)
-def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
+def nightly_security_scan(max_parallel: int | None = None, full: bool = False) -> list[ScanSummary]:
     """Scan every catalog service's default branch, a few at a time, and rank them.
 
     Emits a ``slipway.security.finding`` event for each new HIGH or CRITICAL
@@ -72,6 +72,8 @@ def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
     Args:
         max_parallel: Services scanned at once; the platform settings'
             ``nightly_scan_concurrency`` when empty.
+        full: Run every tool; by default a tool whose inputs are unchanged
+            since the service's last scan does not run, its result carried over.
 
     Raises:
         ScanError: Some services could not be scanned or errored; the others
@@ -92,7 +94,11 @@ def nightly_security_scan(max_parallel: int | None = None) -> list[ScanSummary]:
             while waiting and len(running) < limit:
                 name = waiting.pop(0)
                 future = scan_service.submit(
-                    name, None, osv=osv, timeout=settings.scan_timeout_seconds
+                    name,
+                    None,
+                    osv=osv,
+                    timeout=settings.scan_timeout_seconds,
+                    incremental=not full,
                 )
                 running[future] = name
             done = next(as_completed(list(running)))

@@ -162,6 +162,11 @@ class SlipwayHome:
         return self.root / "intake"
 
     @property
+    def cache(self) -> Path:
+        """What this host keeps to go faster and may lose at any time: the docs' rendered pages."""
+        return self.root / "cache"
+
+    @property
     def wheelhouses(self) -> Path:
         """Build-time dependencies fetched for image builds, by requirements digest."""
         return self.root / "wheelhouses"

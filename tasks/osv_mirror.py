@@ -29,8 +29,7 @@ import json
 import logging
 import re
 import threading
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -42,22 +41,24 @@ from typing import Any, Protocol, Self
 
 from packaging.version import InvalidVersion, Version
 
-from slipway.errors import ComponentError, InvalidRequest, PortInUse
+from slipway.errors import ComponentError, PortInUse
 from slipway.sandbox import Forward
+from tasks.osv_records import Record, decode_record, read_records
 
 __all__ = [
     "SANDBOX_PORT",
     "MirrorServer",
     "OsvMirror",
     "OsvSource",
+    "Record",
     "affects",
+    "decode_record",
     "normalize_name",
     "serve",
 ]
 
 logger = logging.getLogger(__name__)
 
-Record = dict[str, Any]
 """One OSV record, as its JSON decodes."""
 
 _MAX_BODY = 1 << 20
@@ -73,7 +74,10 @@ class OsvSource(Protocol):
         """The records affecting ``name`` at ``version``."""
 
     def get(self, vuln_id: str) -> Record | None:
-        """One record by id, or None."""
+        """One record by id for a sandbox's ``GET /v1/vulns/<id>``, or None."""
+
+    def record(self, vuln_id: str) -> Record | None:
+        """One record by id for the platform itself, or None."""
 
     def __len__(self) -> int: ...
 
@@ -97,7 +101,7 @@ class OsvMirror:
     @classmethod
     def load(cls, source: Path | str) -> OsvMirror:
         """A mirror of the records in ``source``, a directory or a zip of JSON files."""
-        return cls(_read_records(Path(source)))
+        return cls(read_records(Path(source)))
 
     def sync_from(self, source: Path | str) -> int:
         """Replace every record with those in ``source`` and return how many were loaded.
@@ -108,7 +112,7 @@ class OsvMirror:
         Raises:
             InvalidRequest: ``source`` is missing, or is not a directory or a zip file.
         """
-        records = list(_read_records(Path(source)))
+        records = list(read_records(Path(source)))
         self._replace(records)
         logger.info("OSV mirror synced %d records from %s", len(records), source)
         return len(records)
@@ -130,6 +134,16 @@ class OsvMirror:
         """The record with this id, or ``None``."""
         with self._lock:
             return self._by_id.get(vuln_id)
+
+    def record(self, vuln_id: str) -> Record | None:
+        """The record with this id, or ``None``: the same as `get`."""
+        return self.get(vuln_id)
+
+    def by_alias(self, alias: str) -> Record | None:
+        """The first record (by id) that lists ``alias``, e.g. a CVE id; a pass over them all."""
+        with self._lock:
+            ordered = sorted(self._by_id.items())
+        return next((r for _, r in ordered if alias in (r.get("aliases") or ())), None)
 
     def _replace(self, records: Iterable[Record]) -> None:
         by_package: dict[tuple[str, str], list[Record]] = {}
@@ -193,35 +207,6 @@ def _in_range(version: Version, events: list[dict[str, str]]) -> bool:
         ):
             affected = False
     return affected
-
-
-def _read_records(source: Path) -> Iterator[Record]:
-    if source.is_dir():
-        for path in sorted(source.rglob("*.json")):
-            yield from _decode(path.name, path.read_bytes())
-    elif source.is_file() and zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as archive:
-            for member in archive.namelist():
-                if member.endswith(".json"):
-                    yield from _decode(member, archive.read(member))
-    else:
-        raise InvalidRequest(
-            f"OSV source {source} is neither a directory nor a zip file.",
-            hint="point it at a directory of OSV JSON records or at OSV's PyPI all.zip",
-        )
-
-
-def _decode(name: str, raw: bytes) -> Iterator[Record]:
-    """One record; a broken file is skipped, as OSV's export may contain odd entries."""
-    try:
-        record = json.loads(raw)
-    except ValueError as e:
-        logger.warning("skipping %s: not JSON (%s)", name, e)
-        return
-    if isinstance(record, dict) and isinstance(record.get("id"), str):
-        yield record
-    else:
-        logger.warning("skipping %s: not an OSV record", name)
 
 
 def _normalize_timestamps(record: Record) -> Record:
@@ -341,6 +326,11 @@ class MirrorServer:
     def forward(self) -> Forward | None:
         """What a sandbox needs to reach it at `url`: None for a mirror on loopback TCP."""
         return Forward(SANDBOX_PORT, self.socket_path) if self.socket_path else None
+
+    @property
+    def source(self) -> OsvSource:
+        """What it answers from: the mirror's records, or the relay to OSV online."""
+        return self._server.mirror
 
     @property
     def query_url(self) -> str:

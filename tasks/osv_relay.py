@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ __all__ = ["OsvRelay"]
 logger = logging.getLogger(__name__)
 
 _TIMEOUT = 15.0
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
 class OsvRelay:
@@ -64,8 +66,30 @@ class OsvRelay:
         return [v for v in vulns or [] if isinstance(v, dict)]
 
     def get(self, vuln_id: str) -> dict[str, Any] | None:
-        """Records by id are not relayed: pip-audit asks only ``/v1/query``."""
+        """Records by id are not relayed for a sandbox: pip-audit asks only ``/v1/query``."""
         return None
+
+    def record(self, vuln_id: str) -> dict[str, Any] | None:
+        """OSV's record ``vuln_id`` (``GET /v1/vulns/<id>`` beside the query URL), or None.
+
+        The platform's own lookup, to rate a finding or answer ``slipway vuln``.
+
+        Raises:
+            ValueError: OSV did not answer with its JSON, or the id is not one.
+        """
+        if not _ID.fullmatch(vuln_id):
+            raise ValueError(f"{vuln_id!r} is not an advisory id")
+        url = f"{self.query_url.rstrip('/').removesuffix('/query')}/vulns/{vuln_id}"
+        try:
+            response = httpx.get(url, timeout=self.timeout)
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            record = response.json()
+        except (httpx.HTTPError, ValueError) as e:
+            logger.warning("OSV at %s did not answer for %s: %s", url, vuln_id, e)
+            raise ValueError(f"OSV online did not answer: {type(e).__name__}") from e
+        return record if isinstance(record, dict) else None
 
     def __len__(self) -> int:
         return 0

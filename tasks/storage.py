@@ -8,6 +8,7 @@ one to the other keeps both. Get one with ``open_store(ArtifactStore.load("defau
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import os
@@ -37,7 +38,12 @@ logger = logging.getLogger(__name__)
 
 _PARTIAL = ".slipway-partial-"  # a LocalStore write in progress; reserved so list() skips it
 _PAGE_SIZE = 1000  # keys per list_objects_v2 request, S3's maximum; tests lower it
-_TIMEOUTS = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3})
+_TIMEOUTS = Config(
+    connect_timeout=5,
+    read_timeout=60,
+    retries={"max_attempts": 3},
+    max_pool_connections=32,  # parallel readers (SBOMs, docs) each keep a connection
+)
 _NO_BUCKET = {"NoSuchBucket", "404", "NotFound"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _LIST_HINT = "list() the store to see which keys it holds"
@@ -112,6 +118,10 @@ class ObjectStore(ABC):
     def list(self, prefix: str = "") -> list[StoredObject]:
         """Every object whose key starts with ``prefix``, at any depth, sorted by key."""
 
+    def keys(self, prefix: str = "") -> builtins.list[str]:
+        """The keys `list` would give, sorted; a store that must read objects for ETags skips that."""
+        return [o.key for o in self.list(prefix)]
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object under ``key``; a missing key is not an error."""
@@ -179,6 +189,18 @@ class LocalStore(ObjectStore):
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[StoredObject]:  # noqa: D102
+        found = []
+        for key, path in self._walk(prefix):
+            with suppress(FileNotFoundError), path.open("rb") as f:  # deleted since
+                md5 = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False))
+                found.append(StoredObject(key, f.tell(), md5.hexdigest()))
+        return found
+
+    def keys(self, prefix: str = "") -> builtins.list[str]:  # noqa: D102
+        return [key for key, _ in self._walk(prefix)]
+
+    def _walk(self, prefix: str) -> builtins.list[tuple[str, Path]]:
+        """The key and file of every object under ``prefix``, sorted by key."""
         base = _check_prefix(prefix).rpartition("/")[0]  # the directory holding every match
         root, found = self._root.resolve(), []
         try:  # os.walk never enters a symlinked directory below its start
@@ -187,12 +209,10 @@ class LocalStore(ObjectStore):
                     key = path.relative_to(root).as_posix()
                     inside = path.resolve().is_relative_to(root)
                     if key.startswith(prefix) and inside and not _problem(key):  # not partials
-                        with suppress(FileNotFoundError), path.open("rb") as f:  # deleted since
-                            md5 = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False))
-                            found.append(StoredObject(key, f.tell(), md5.hexdigest()))
+                        found.append((key, path))
         except OSError as e:
             raise self._fail("list", prefix, e) from e
-        return sorted(found, key=lambda o: o.key)
+        return sorted(found)
 
     def delete(self, key: str) -> None:  # noqa: D102
         path = self._path(key)

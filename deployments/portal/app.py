@@ -48,7 +48,7 @@ from slipway.errors import InvalidRequest, ObjectNotFound, ServiceNotFound, Slip
 from slipway.names import GitSha, ServiceName
 from tasks.insights.records import latest_everywhere
 from tasks.scanners.history import scan_prefix
-from tasks.techdocs import DOCS_PREFIX
+from tasks.techdocs import DOCS_PREFIX, DocsReader
 
 __all__ = ["build_app"]
 
@@ -76,6 +76,7 @@ class _Pages:
         self.sources = sources
         self.board = board
         self.templates = _templates()
+        self.docs = DocsReader(sources.store)
 
     def page(self, request: Request, name: str, code: int = 200, **context: Any) -> Response:
         context.setdefault("problems", [])
@@ -136,7 +137,7 @@ class _Pages:
         return self.page(request, "docs.html", rows=rows, problems=problems, stale=stale)
 
     async def docs_file(self, request: Request) -> Response:
-        return await run_in_threadpool(_docs_file, self.sources, request.url.path)
+        return await run_in_threadpool(_docs_file, self.docs, request.url.path)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -195,15 +196,15 @@ def _service_name(request: Request) -> str:
         raise HTTPException(404, str(e)) from e
 
 
-def _docs_file(sources: PortalSources, path: str) -> Response:
-    """One file of a published site; a directory gives its index.html."""
+def _docs_file(docs: DocsReader, path: str) -> Response:
+    """One file of a published site or of one of its versions; a directory gives its index.html."""
     key = DOCS_PREFIX + path.lstrip("/")
     if key.endswith("/"):
         key += "index.html"
     try:
-        body = sources.store.get(key)
+        body = docs.get(key)
     except ObjectNotFound:
-        if not path.endswith("/") and sources.store.exists(f"{key}/index.html"):
+        if not path.endswith("/") and docs.exists(f"{key}/index.html"):
             return RedirectResponse(path + "/", status_code=301)
         return PlainTextResponse("not found\n", status_code=404)
     except InvalidRequest:

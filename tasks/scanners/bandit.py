@@ -38,6 +38,10 @@ class BanditScanner(Scanner):
     name = "bandit"
     distribution = "bandit"
 
+    def reads(self, relative: str) -> bool:
+        """Python files, and a ``.bandit`` file, which bandit reads for its settings."""
+        return relative.endswith((".py", ".pyw")) or relative.rsplit("/", 1)[-1] == ".bandit"
+
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         root = path.resolve()
         if not root.exists():

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import slipway
 import tasks
 from slipway.errors import MissingDependency, ScanError
 from slipway.sandbox import Forward, Sandbox
+from tasks.scanners.inputs import input_key, tree_digest
 from tasks.scanners.toolenv import ToolEnvironment
 
 __all__ = [
@@ -154,6 +156,8 @@ class ScanResult:
     """Wall time of the run, for the benchmark and the summary."""
     version: str | None = None
     """The tool's version, as installed in the scanners' environment; None when unknown."""
+    carried_from: str | None = None
+    """The commit whose scan this result was taken from, its inputs being the same; None when run."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,24 @@ class Scanner(ABC):
             return None
         return (self.tools or ToolEnvironment.default()).version(self.distribution)
 
+    def input_key(self, files: Mapping[str, bytes]) -> str | None:
+        """What this tool's result depends on (`tasks.scanners.inputs`); None when it cannot say.
+
+        Args:
+            files: The checkout's `tasks.scanners.inputs.inventory`. The tool
+                reads every file by default; one that reads fewer says which in
+                `reads`, and one with settings of its own adds them in `rules`.
+        """
+        return input_key(self.name, self.version, tree_digest(files, self.reads), *self.rules())
+
+    def reads(self, relative: str) -> bool:
+        """Whether the tool reads the checkout's file at ``relative``: every file by default."""
+        return True
+
+    def rules(self) -> tuple[str, ...]:
+        """The adapter's settings that change what the tool reports; none by default."""
+        return ()
+
     def scan(self, path: Path, *, timeout: float) -> ScanResult:
         """Scan ``path`` and return a result; this never raises `ScanError`.
 
@@ -276,6 +298,9 @@ class UnavailableScanner(Scanner):
     def __init__(self, name: str, error: str) -> None:
         self.name = name
         self.error = error
+
+    def input_key(self, files: Mapping[str, bytes]) -> str | None:  # noqa: D102  # it never ran: run it again
+        return None
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         raise ScanError(self.error)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,10 @@ from blocks.vulnerability_source import OSV_API
 from slipway.errors import CommandError, ScanError
 from slipway.process import run
 from tasks.scanners.base import Finding, Scanner, Severity
+from tasks.scanners.inputs import file_digest
 from tasks.scanners.toolenv import SETUP_HINT, ToolEnvironment
 
-__all__ = ["DependencyScanner", "parse_report"]
+__all__ = ["DependencyScanner", "first_fix", "parse_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class DependencyScanner(Scanner):
         executable: A pip-audit binary to run instead of the scanners' environment's.
         cache_dir: pip-audit's HTTP cache; its default lives in the user's home.
         tools: The scanners' environment; `ToolEnvironment.default` when None.
+        advisories: The revision of the vulnerability data the OSV endpoint
+            answers from (`tasks.scanners.vulnerability_data.data_revision`);
+            without one the result cannot be reused, as the data may change.
     """
 
     name = "pip-audit"
@@ -55,12 +59,29 @@ class DependencyScanner(Scanner):
         executable: str | None = None,
         cache_dir: Path | None = None,
         tools: ToolEnvironment | None = None,
+        advisories: str | None = None,
     ) -> None:
         self.osv_url = osv_url
+        self.advisories = advisories
         self.requirements = Path(requirements)
         self.ignore_vulns = tuple(ignore_vulns)
         super().__init__(executable=executable, tools=tools)
         self.cache_dir = cache_dir
+
+    def input_key(self, files: Mapping[str, bytes]) -> str | None:
+        """The requirements file and the advisories; None when the data's revision is unknown."""
+        return None if self.advisories is None else super().input_key(files)
+
+    def reads(self, relative: str) -> bool:
+        """Only the requirements file: ``--no-deps --disable-pip`` reads nothing else."""
+        return relative == self.requirements.as_posix()
+
+    def rules(self) -> tuple[str, ...]:
+        """The data's revision and the ignored ids; a file outside the checkout counts by content."""
+        outside = ""
+        if self.requirements.is_absolute():  # a platform file, not the checkout's
+            outside = file_digest(self.requirements)
+        return (str(self.advisories), ",".join(sorted(self.ignore_vulns)), outside)
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         root = path.resolve()
@@ -140,13 +161,13 @@ def _finding(dep: dict[str, Any], vuln: dict[str, Any], requirements: str) -> Fi
         line=None,
         message=f"{name} {version} is affected by {vuln['id']}"
         + (f" ({aliases})" if aliases else ""),
-        fix_version=_first_fix(version, vuln.get("fix_versions", [])),
+        fix_version=first_fix(version, vuln.get("fix_versions", [])),
         aliases=known,
         help_uri=f"https://osv.dev/vulnerability/{vuln['id']}",
     )
 
 
-def _first_fix(installed: str, fixes: list[str]) -> str | None:
+def first_fix(installed: str, fixes: list[str]) -> str | None:
     """The lowest fixed version above the installed one, e.g. 1.26.17 rather than 2.0.6.
 
     An advisory with several intervals lists one fix per line of releases;

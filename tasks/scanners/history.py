@@ -29,6 +29,9 @@ __all__ = [
     "HISTORY_LENGTH",
     "DefaultBranchScan",
     "baseline_sha",
+    "default_branch_scans",
+    "last_default_branch_scan",
+    "load_sbom",
     "load_summary",
     "record_default_branch_scan",
     "save_scan",
@@ -103,6 +106,27 @@ def load_summary(store: ObjectStore, service: str, sha: str) -> ScanSummary | No
         ) from e
 
 
+def load_sbom(store: ObjectStore, service: str, sha: str) -> bytes | None:
+    """The stored CycloneDX SBOM of ``service`` at ``sha``; None when it has none."""
+    try:
+        return store.get(f"{scan_prefix(service, sha)}/sbom.cdx.json")
+    except ObjectNotFound:
+        return None
+
+
+def last_default_branch_scan(store: ObjectStore, service: str) -> ScanSummary | None:
+    """The newest stored scan of the default branch, whatever its commit; None when there is none."""
+    for scan in _read_history(store, service).scans:
+        try:
+            summary = load_summary(store, service, scan.sha)
+        except StorageError as e:  # costs a full scan, nothing else
+            logger.warning("ignoring the last scan of %s: %s", service, e)
+            return None
+        if summary is not None:
+            return summary
+    return None
+
+
 def record_default_branch_scan(store: ObjectStore, summary: ScanSummary) -> None:
     """Add a scan of the default branch's tip to the service's history.
 
@@ -125,6 +149,11 @@ def baseline_sha(store: ObjectStore, service: str, sha: str) -> str | None:
         if scan.sha != sha and store.exists(f"{scan_prefix(service, scan.sha)}/summary.json"):
             return scan.sha
     return None
+
+
+def default_branch_scans(store: ObjectStore, service: str) -> list[DefaultBranchScan]:
+    """The default branch's scanned commits, newest first; none when never scanned."""
+    return _read_history(store, service).scans
 
 
 def _read_history(store: ObjectStore, service: str) -> _History:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from tasks.scanners.toolenv import SETUP_HINT, ToolEnvironment
 __all__ = ["SEVERITIES", "IacScanner", "parse_report"]
 
 logger = logging.getLogger(__name__)
+
+_SETTINGS = r"CKV_[A-Z_]+|CHECKOV_[A-Z_]+"
+"""checkov's own settings in its environment, which change what it checks."""
 
 SEVERITIES: dict[str, Severity] = {
     "CKV_AWS_20": Severity.HIGH,  # S3 ACL allows public READ
@@ -76,6 +80,16 @@ class IacScanner(Scanner):
     ) -> None:
         super().__init__(executable=executable, tools=tools)
         self.directory = directory
+
+    def reads(self, relative: str) -> bool:
+        """The files of the Terraform directory, which is all checkov is given."""
+        return relative.startswith(f"{self.directory.strip('/')}/")
+
+    def rules(self) -> tuple[str, ...]:
+        """The directory, and the checkov settings passed in from the environment."""
+        settings = sorted(f"{k}={v}" for k, v in _env().items() if re.fullmatch(_SETTINGS, k))
+        severities = ",".join(f"{k}={v.value}" for k, v in sorted(SEVERITIES.items()))
+        return (self.directory, severities, *settings)
 
     def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
         target = (path / self.directory).resolve()

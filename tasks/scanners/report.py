@@ -9,6 +9,7 @@ is the one record of a scan; the SARIF and the artifacts are views of it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "ToolRecord",
     "build_summary",
     "finding_rows",
+    "ordered",
     "render_markdown",
 ]
 
@@ -112,6 +114,10 @@ class ToolRecord(BaseModel):
     findings: int = 0
     version: str | None = None
     """The tool's version as the scanners' environment pins it (scanners.lock)."""
+    input_key: str | None = None
+    """What the result depends on (`tasks.scanners.inputs`); a later scan with the same key reuses it."""
+    carried_from: str | None = None
+    """The commit whose scan this tool's result was carried over from; None when the tool ran."""
 
 
 class ScanSummary(BaseModel):
@@ -137,6 +143,10 @@ class ScanSummary(BaseModel):
     """Ids in accepted-risks.yaml whose expiry has passed."""
     accepted_risks_error: str | None = None
     """Why accepted-risks.yaml could not be read; nothing was accepted then."""
+    accepted_risks: tuple[AcceptedRisk, ...] = ()
+    """The commit's accepted-risks.yaml, kept to judge findings added after the scan."""
+    matched_advisories: tuple[str, ...] = ()
+    """Advisories added from the stored SBOM after the scan, when the vulnerability data changed."""
 
     @property
     def errored_tools(self) -> tuple[ToolRecord, ...]:
@@ -182,7 +192,6 @@ def build_summary(
 
     findings = [record(f, "new") for f in comparison.new]
     findings += [record(f, "unchanged") for f in comparison.unchanged]
-    findings.sort(key=lambda f: (-f.severity.rank, f.tool, f.file, f.line or 0, f.rule_id))
     return ScanSummary(
         service=service,
         sha=sha,
@@ -198,6 +207,8 @@ def build_summary(
                 duration_seconds=round(r.duration_seconds, 3),
                 findings=len(r.findings),
                 version=r.version,
+                input_key=run.input_keys.get(r.tool),
+                carried_from=r.carried_from,
             )
             for r in run.results
         ),
@@ -207,11 +218,21 @@ def build_summary(
             error=run.sbom.error,
             duration_seconds=round(run.sbom.duration_seconds, 3),
             version=run.sbom.version,
+            input_key=run.input_keys.get(run.sbom.tool),
+            carried_from=run.sbom.carried_from,
         ),
-        findings=tuple(findings),
+        findings=ordered(findings),
         fixed=tuple(FindingRecord.of(f, "fixed") for f in comparison.fixed),
         expired_acceptances=tuple(r.id for r in accepted.expired_entries(today)),
         accepted_risks_error=accepted_error,
+        accepted_risks=accepted.accepted_risks,
+    )
+
+
+def ordered(findings: Iterable[FindingRecord]) -> tuple[FindingRecord, ...]:
+    """Worst first, then by tool and place: the order every view shows."""
+    return tuple(
+        sorted(findings, key=lambda f: (-f.severity.rank, f.tool, f.file, f.line or 0, f.rule_id))
     )
 
 
@@ -255,8 +276,11 @@ def render_markdown(summary: ScanSummary, *, stored_at: str | None = None) -> st
     ]
     for tool in (*summary.tools, summary.sbom):
         error = (tool.error or "").replace("|", "\\|").replace("\n", " ")
+        status = tool.status.value
+        if tool.carried_from:
+            status += f" (carried over from `{tool.carried_from[:12]}`: inputs unchanged)"
         lines.append(
-            f"| {tool.tool} | {tool.version or '?'} | {tool.status.value} | {tool.findings} "
+            f"| {tool.tool} | {tool.version or '?'} | {status} | {tool.findings} "
             f"| {tool.duration_seconds:.1f} | {error} |"
         )
     lines += ["", f"## New findings ({len(new)})", ""]
@@ -276,6 +300,11 @@ def render_markdown(summary: ScanSummary, *, stored_at: str | None = None) -> st
         )
     if summary.accepted_risks_error:
         lines.append(f"accepted-risks.yaml was ignored: {summary.accepted_risks_error}")
+    if summary.matched_advisories:
+        lines.append(
+            "Added after the scan from its SBOM, when the vulnerability data changed: "
+            f"{', '.join(summary.matched_advisories)}."
+        )
     if stored_at:
         lines += ["", f"SARIF, SBOM and summary: `{stored_at}`"]
     return "\n".join(lines) + "\n"

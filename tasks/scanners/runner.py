@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +46,8 @@ class ScanRun:
     """The SBOM, or why there is none."""
     duration_seconds: float
     """Wall time of the whole run."""
+    input_keys: Mapping[str, str | None] = field(default_factory=dict)
+    """Each tool's and the SBOM's input key (`tasks.scanners.inputs`), when known."""
 
 
 def default_scanners(
@@ -54,6 +56,7 @@ def default_scanners(
     cache_dir: Path,
     osv_error: str | None = None,
     osv_forward: Forward | None = None,
+    advisories: str | None = None,
 ) -> list[Scanner]:
     """bandit, pip-audit, detect-secrets and checkov, as every scan runs them.
 
@@ -65,6 +68,10 @@ def default_scanners(
         osv_forward: How pip-audit's sandbox reaches ``osv_url`` (the mirror's
             socket, `tasks.scanners.vulnerability_data.osv_endpoint`); without
             it pip-audit reaches nothing and errors.
+        advisories: The revision of the data behind ``osv_url``
+            (`tasks.scanners.vulnerability_data.data_revision`), so a later
+            scan can reuse pip-audit's result while neither it nor the
+            requirements changed.
 
     Raises:
         MissingDependency: the scanners' tool environment does not exist; names the fix.
@@ -74,7 +81,9 @@ def default_scanners(
     if osv_url is None:
         dependencies = UnavailableScanner("pip-audit", osv_error or "no OSV endpoint configured")
     else:
-        dependencies = DependencyScanner(osv_url, cache_dir=cache_dir, tools=tools)
+        dependencies = DependencyScanner(
+            osv_url, cache_dir=cache_dir, tools=tools, advisories=advisories
+        )
         forwards = (osv_forward,) if osv_forward else ()
         dependencies.reach = Reach(writable=(cache_dir,), forwards=forwards)
     return [
@@ -107,6 +116,7 @@ def run_scanners(
     sbom: SbomGenerator | None = None,
     timeout: float,
     parallel: bool = True,
+    carried_sbom: SbomResult | None = None,
 ) -> ScanRun:
     """Scan ``path`` with each scanner and build its SBOM; never raises for a tool's failure.
 
@@ -122,11 +132,14 @@ def run_scanners(
         sbom: The SBOM generator; a default `SbomGenerator` when ``None``.
         timeout: Seconds each tool may take before it is killed and errored.
         parallel: Run the tools at the same time (the default) or one after another.
+        carried_sbom: An earlier SBOM that still holds; none is generated then.
     """
     generator = sbom or SbomGenerator()
     started = time.monotonic()
 
     def confined_sbom(path: Path, *, timeout: float) -> SbomResult:
+        if carried_sbom is not None:  # still holds: nothing to generate
+            return carried_sbom
         try:
             with scan_sandbox(path).applied():
                 return generator.generate(path, timeout=timeout)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.errors import CommandError, MissingDependency, ScanError
 from slipway.process import run
 from tasks.scanners.base import ScanStatus
+from tasks.scanners.inputs import input_key, tree_digest
 from tasks.scanners.toolenv import SETUP_HINT, ToolEnvironment
 
 __all__ = ["SPEC_VERSION", "SbomGenerator", "SbomResult"]
@@ -49,6 +51,8 @@ class SbomResult:
     """Wall time of the run."""
     version: str | None = None
     """cyclonedx-bom's version in the scanners' environment; None when unknown."""
+    carried_from: str | None = None
+    """The commit whose SBOM this is, the requirements being the same; None when generated."""
 
 
 class SbomGenerator:
@@ -72,6 +76,12 @@ class SbomGenerator:
         self.requirements = requirements
         self.executable = executable
         self.tools = tools or ToolEnvironment.default()
+
+    def input_key(self, files: Mapping[str, bytes]) -> str | None:
+        """What the SBOM depends on: the requirements file in ``files`` (an inventory), the version."""
+        version = None if self.executable else self.tools.version("cyclonedx-bom")
+        digest = tree_digest(files, lambda relative: relative == self.requirements)
+        return input_key(self.tool, version, self.requirements, SPEC_VERSION, digest)
 
     def generate(self, path: Path, *, timeout: float) -> SbomResult:
         """Write the SBOM of ``path``; never raises `ScanError`."""

@@ -10,45 +10,47 @@ accepted risks, and stores ``scan.sarif``, ``sbom.cdx.json`` and
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 
 from blocks import ArtifactStore, GitServer, VulnerabilitySource
 from slipway.errors import ConfigurationError, InvalidRequest
 from slipway.sandbox import Forward
 from tasks.catalog import Catalog
 from tasks.git import checkout, head_commit
-from tasks.monitoring.events import team_labels
+from tasks.osv_mirror import OsvSource
 from tasks.scanners.accepted import AcceptedRisks, load_accepted_risks
+from tasks.scanners.advisories import rate_findings
+from tasks.scanners.alerts import FINDING_EVENT, emit_finding
 from tasks.scanners.base import Severity
 from tasks.scanners.compare import compare
 from tasks.scanners.history import (
     baseline_sha,
+    last_default_branch_scan,
+    load_sbom,
     load_summary,
     record_default_branch_scan,
     save_scan,
     scan_prefix,
 )
+from tasks.scanners.incremental import PreviousScan, run_incrementally
 from tasks.scanners.report import (
-    FindingRecord,
     ScanSummary,
     build_summary,
     finding_rows,
     render_markdown,
 )
-from tasks.scanners.runner import default_scanners, run_scanners
+from tasks.scanners.runner import ScanRun, default_scanners
 from tasks.scanners.sarif import to_sarif, validate_sarif
-from tasks.scanners.vulnerability_data import osv_endpoint
-from tasks.storage import open_store
+from tasks.scanners.vulnerability_data import data_revision, osv_endpoint
+from tasks.storage import ObjectStore, open_store
 
 __all__ = [
     "FINDING_EVENT",
@@ -62,9 +64,6 @@ __all__ = [
     "scan_service",
 ]
 
-FINDING_EVENT = "slipway.security.finding"
-"""Emitted by the nightly scan for each new HIGH or CRITICAL finding."""
-
 _ALERT = frozenset({Severity.CRITICAL, Severity.HIGH})
 
 
@@ -75,26 +74,36 @@ class OsvAccess:
     url: str | None
     forward: Forward | None
     error: str | None
+    source: OsvSource | None = None
+    """Where pip-audit's advisories come from, to rate their severity."""
+    revision: str | None = None
+    """The revision of the advisories served, so an unchanged service's result carries over."""
 
 
 @contextmanager
 def osv_access(source: VulnerabilitySource) -> Iterator[OsvAccess]:
     """The configured OSV source, served to the scans' sandboxes while the context lasts."""
     with ExitStack() as stack:
+        revision = data_revision(source)  # before the mirror loads: a sync after it never matches
         try:
             server = stack.enter_context(osv_endpoint(source))
         except ConfigurationError as e:
             # Only the dependency scan needs OSV: the others run, pip-audit shows errored.
             yield OsvAccess(None, None, str(e))
             return
-        yield OsvAccess(server.query_url, server.forward, None)
+        yield OsvAccess(server.query_url, server.forward, None, server.source, revision)
 
 
 @task(name="scan-service", cache_policy=NO_CACHE)
 def scan_service(
-    service: str, commit: str | None, *, osv: OsvAccess, timeout: float
+    service: str, commit: str | None, *, osv: OsvAccess, timeout: float, incremental: bool = False
 ) -> ScanSummary:
-    """Scan one commit of ``service`` and store the SARIF, SBOM and summary."""
+    """Scan one commit of ``service`` and store the SARIF, SBOM and summary.
+
+    ``incremental`` takes each tool's result from the service's last
+    default-branch scan when the tool's inputs are the same
+    (`tasks.scanners.incremental`); otherwise every tool runs.
+    """
     logger = get_run_logger()
     server = GitServer.load_default()
     store = open_store(ArtifactStore.load_default())
@@ -104,10 +113,8 @@ def scan_service(
         tempfile.TemporaryDirectory(prefix="slipway-scan-") as scratch,
     ):
         logger.info("scanning %s at %s (%s)", service, tree.sha[:12], tree.ref)
-        scanners = default_scanners(
-            osv_url=osv.url, osv_forward=osv.forward, osv_error=osv.error, cache_dir=Path(scratch)
-        )
-        run = run_scanners(tree.path, scanners, timeout=timeout)
+        previous = _previous_scan(store, service) if incremental else None
+        run = _run_tools(tree.path, Path(scratch), osv, previous, timeout)
         accepted, accepted_error = _accepted_risks(tree.path)
         on_default_branch = head_commit(server, service) == tree.sha
     base = baseline_sha(store, service, tree.sha)
@@ -131,7 +138,36 @@ def scan_service(
     save_scan(store, summary, sarif=sarif, sbom=run.sbom.document)
     if on_default_branch:
         record_default_branch_scan(store, summary)
+    _log_tools(summary, run)
+    return summary
+
+
+def _run_tools(
+    path: Path, scratch: Path, osv: OsvAccess, previous: PreviousScan | None, timeout: float
+) -> ScanRun:
+    """Every tool whose result ``previous`` cannot lend, with pip-audit's findings rated."""
+    scanners = default_scanners(
+        osv_url=osv.url,
+        osv_forward=osv.forward,
+        osv_error=osv.error,
+        cache_dir=scratch,
+        advisories=osv.revision,
+    )
+    run = run_incrementally(path, scanners, previous=previous, timeout=timeout)
+    if osv.source is not None:  # pip-audit names no severity; its advisories do
+        run = replace(run, results=rate_findings(run.results, osv.source.record))
+    return run
+
+
+def _log_tools(summary: ScanSummary, run: ScanRun) -> None:
+    """One line per tool on the run's log: what it found, or where its result came from."""
+    logger = get_run_logger()
     for tool in summary.tools:
+        if tool.carried_from:
+            logger.info(
+                "%s: carried over from %s, inputs unchanged", tool.tool, tool.carried_from[:12]
+            )
+            continue
         log = logger.error if tool.error else logger.info
         log(
             "%s: %s, %d findings in %.1f s",
@@ -148,7 +184,12 @@ def scan_service(
         logger.info(
             "SBOM: %d components in %.1f s", run.sbom.components, summary.sbom.duration_seconds
         )
-    return summary
+
+
+def _previous_scan(store: ObjectStore, service: str) -> PreviousScan | None:
+    """What the service's last default-branch scan can lend the next one."""
+    last = last_default_branch_scan(store, service)
+    return PreviousScan.of(last, load_sbom(store, service, last.sha)) if last else None
 
 
 def _accepted_risks(root: Path) -> tuple[AcceptedRisks, str | None]:
@@ -202,34 +243,7 @@ def alert_new_findings(summary: ScanSummary, seen: frozenset[str]) -> None:
             and finding.severity in _ALERT
             and finding.fingerprint not in seen
         ):
-            _emit(summary, finding)
-
-
-def _emit(summary: ScanSummary, finding: FindingRecord) -> None:
-    emit_event(
-        event=FINDING_EVENT,
-        resource={
-            "prefect.resource.id": f"slipway.service.{summary.service}",
-            "prefect.resource.name": summary.service,
-            "slipway.security.severity": finding.severity.value,
-            **team_labels(summary.service),  # routes it to the team's channel
-        },
-        payload={
-            "service": summary.service,
-            "sha": summary.sha,
-            "tool": finding.tool,
-            "rule_id": finding.rule_id,
-            "severity": finding.severity.value,
-            "file": finding.file,
-            "line": finding.line,
-            "message": finding.message,
-            "fix_version": finding.fix_version,
-        },
-        # One event per finding and commit, even if the run is retried.
-        id=uuid.uuid5(
-            uuid.NAMESPACE_URL, f"slipway:{summary.service}:{summary.sha}:{finding.fingerprint}"
-        ),
-    )
+            emit_finding(summary.service, summary.sha, finding)
 
 
 @task(name="publish-security-ranking", cache_policy=NO_CACHE)

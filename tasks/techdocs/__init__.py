@@ -1,6 +1,6 @@
 """TechDocs: build a service's MkDocs site and publish it in Backstage's layout.
 
-Three steps, each its own module:
+The steps, each its own module:
 
 - :mod:`tasks.techdocs.config` reads ``mkdocs.yml`` and refuses, before
   anything runs, what would leave the repository or run its code, and any
@@ -10,7 +10,10 @@ Three steps, each its own module:
   site comes from;
 - :mod:`tasks.techdocs.publish` uploads the site incrementally under
   ``techdocs/default/component/<service>/``, with ``techdocs_metadata.json``
-  (:mod:`tasks.techdocs.metadata`) and a copy per version;
+  (:mod:`tasks.techdocs.metadata`) and a version per build;
+- :mod:`tasks.techdocs.versions` keeps the last versions as manifests over
+  files each stored once (:mod:`tasks.techdocs.layout`), and reads every
+  site back for the docs portal (`DocsReader`);
 - :mod:`tasks.techdocs.live` compares a commit with the live site, and
   records or links what is published.
 
@@ -27,6 +30,7 @@ from tasks.techdocs.build import (
     RESERVED,
     BuiltSite,
     DocsSource,
+    RenderCache,
     build_docs,
     build_site,
     describe_source,
@@ -55,6 +59,7 @@ from tasks.techdocs.publish import (
     sync_site,
     write_version_entry,
 )
+from tasks.techdocs.versions import DocsReader
 
 __all__ = [
     "CONFIG_NAMES",
@@ -64,10 +69,12 @@ __all__ = [
     "SITES_PREFIX",
     "BuiltSite",
     "DocsMetadata",
+    "DocsReader",
     "DocsSource",
     "LiveDocs",
     "PublishInfo",
     "PublishedDocs",
+    "RenderCache",
     "SiteConfig",
     "SyncResult",
     "VersionEntry",

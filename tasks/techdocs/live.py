@@ -104,7 +104,7 @@ def report_docs(result: PublishedDocs) -> PublishedDocs:
     removed = len(result.live.deleted) if result.live else 0
     copied = len(result.version_copy.uploaded) if result.version_copy else 0
     logger.info(
-        "published %s: %d files sent, %d removed, version %s (%d files sent) at %s",
+        "published %s: %d files sent, %d removed, version %s (%d files sent, the rest shared) at %s",
         result.service,
         sent,
         removed,
@@ -118,7 +118,7 @@ def report_docs(result: PublishedDocs) -> PublishedDocs:
         f"[Open on the docs portal]({url}) · commit `{result.commit[:12]}` · version `{result.version}`",
         "",
         f"- current site: {sent} files sent, {removed} removed",
-        f"- version copy: {copied} files sent",
+        f"- version `{result.version}`: {copied} files sent, the rest shared with other versions",
     ]
     if result.pruned:
         lines.append(f"- old versions removed: {', '.join(result.pruned)}")

@@ -1,18 +1,14 @@
 """Publish a built site into the artifact store in Backstage TechDocs' layout.
 
-Layout, under the store's ``techdocs/`` prefix (a Backstage instance with
-``techdocs.builder: external`` and the bucket's root path set to
-``techdocs`` reads it as it is)::
+The layout is `tasks.techdocs.layout`'s: the current site as TechDocs reads
+it, and the last N versions, each a manifest over files shared by all of
+them (`tasks.techdocs.versions`).
 
-    default/component/<service>/                  the current site
-    default/component/<service>/techdocs_metadata.json
-    default/component/<service>/versions/<label>/ a copy per version, the last N kept
-    default/component/<service>/versions/index.json
-
-Uploads are incremental: a file is sent only when its MD5 differs from the
-stored object's ETag, and stored files the new build no longer has are
-deleted. ``techdocs_metadata.json`` is written after the files it lists, so a
-reader that sees new metadata also sees the new pages.
+Uploads are incremental: a file of the current site is sent only when its
+MD5 differs from the stored object's ETag, and stored files the new build no
+longer has are deleted; a version sends only the files no kept version has.
+``techdocs_metadata.json`` is written after the files it lists, so a reader
+that sees new metadata also sees the new pages.
 """
 
 from __future__ import annotations
@@ -20,19 +16,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from slipway.errors import ObjectNotFound
 from tasks.storage import ObjectStore
 from tasks.techdocs.build import RESERVED, BuiltSite, DocsSource
+from tasks.techdocs.layout import version_prefix
 from tasks.techdocs.metadata import (
     DOCS_PREFIX,
     METADATA_FILE,
@@ -40,6 +34,15 @@ from tasks.techdocs.metadata import (
     PublishInfo,
     metadata_json,
     site_prefix,
+)
+from tasks.techdocs.versions import (
+    MANIFEST,
+    VersionEntry,
+    parallel,
+    prune_versions,
+    put_version,
+    read_versions,
+    write_version_entry,
 )
 
 __all__ = [
@@ -57,25 +60,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_VERSIONS_INDEX = f"{RESERVED}/index.json"
-_WORKERS = 8  # parallel uploads; S3 round-trips dominate, not CPU
-
-
-class VersionEntry(BaseModel):
-    """One kept copy under ``versions/``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    commit: str
-    ref: str
-    build_timestamp: int
-    commit_timestamp: int
-
-
-class _VersionsIndex(BaseModel):
-    versions: tuple[VersionEntry, ...] = ()
-
 
 @dataclass(frozen=True)
 class SyncResult:
@@ -91,9 +75,11 @@ class SyncResult:
     """How many files were already stored with the same content."""
 
 
-def build_metadata(site: BuiltSite, source: DocsSource, service: str) -> DocsMetadata:
+def build_metadata(
+    site: BuiltSite, source: DocsSource, service: str, local: Mapping[str, _Digests] | None = None
+) -> DocsMetadata:
     """The metadata of ``site``: TechDocs' fields, with every file and the commit."""
-    files = sorted({*_local_files(site.path), METADATA_FILE})
+    files = sorted({*(local if local is not None else _local_files(site.path)), METADATA_FILE})
     return DocsMetadata(
         site_name=site.config.site_name,
         site_description=site.config.site_description,
@@ -118,6 +104,7 @@ def sync_site(
     metadata: DocsMetadata,
     *,
     keep: Callable[[str], bool] = lambda _: False,
+    local: Mapping[str, _Digests] | None = None,
 ) -> SyncResult:
     """Make ``prefix`` hold exactly the files of ``site`` plus ``metadata``, sending only changes.
 
@@ -127,20 +114,21 @@ def sync_site(
         prefix: Where it goes; ends with '/'.
         metadata: Written last, as ``techdocs_metadata.json``.
         keep: Stored keys (relative to ``prefix``) that are not part of the
-            site and must survive, e.g. the ``versions/`` copies.
+            site and must survive, e.g. the ``versions/``.
+        local: The site's files and their digests, when already read.
     """
-    local = _local_files(site)
+    local = dict(local if local is not None else _local_files(site))
     local.pop(METADATA_FILE, None)  # a site's own copy would be overwritten anyway
     stored = {
         o.key[len(prefix) :]: o.etag
         for o in store.list(prefix)
         if not keep(o.key[len(prefix) :]) and o.key[len(prefix) :] != METADATA_FILE
     }
-    changed = sorted(rel for rel, md5 in local.items() if stored.get(rel) != md5)
+    changed = sorted(rel for rel, digests in local.items() if stored.get(rel) != digests.md5)
     removed = sorted(set(stored) - set(local))
-    _parallel(lambda rel: _put_file(store, prefix + rel, site / rel), changed)
+    parallel(lambda rel: _put_file(store, prefix + rel, site / rel), changed)
     store.put(prefix + METADATA_FILE, metadata_json(metadata), content_type="application/json")
-    _parallel(lambda rel: store.delete(prefix + rel), removed)
+    parallel(lambda rel: store.delete(prefix + rel), removed)
     logger.info(
         "%s: %d sent, %d removed, %d unchanged",
         prefix,
@@ -170,7 +158,7 @@ class PublishedDocs:
     live: SyncResult | None
     """The current site's upload; None when a newer commit's site stays current."""
     version_copy: SyncResult | None
-    """The version copy's upload; None when nothing was built."""
+    """The version's upload (its new files, manifest and metadata); None when nothing was built."""
     pruned: tuple[str, ...] = ()
     """Versions removed to keep the last N."""
     note: str = ""
@@ -194,28 +182,67 @@ def publish_site(
         service: The catalog name, which is also TechDocs' entity name.
         site: The output of a strict build.
         source: The commit it was built from.
-        keep_versions: How many version copies to keep, newest build first.
+        keep_versions: How many versions to keep, newest build first.
         update_live: False keeps the current site as it is (it shows a newer commit).
     """
-    metadata = build_metadata(site, source, service)
-    base = site_prefix(service)
-    copy = sync_site(store, site.path, f"{base}{RESERVED}/{source.label}/", metadata)
-    write_version_entry(store, service, metadata)
+    local = _local_files(site.path)
+    metadata = build_metadata(site, source, service, local)
+    copy = _publish_version(store, service, site.path, metadata, local)
+    write_version_entry(store, service, _entry(metadata))
     live = None
     if update_live:
-        live = sync_site(store, site.path, base, metadata, keep=_is_versions)
+        live = sync_site(
+            store, site.path, site_prefix(service), metadata, keep=_is_versions, local=local
+        )
     pruned = prune_versions(store, service, keep_versions)
     return PublishedDocs(
         service=service,
         commit=source.sha,
         version=source.label,
-        path="/" + base.removeprefix(DOCS_PREFIX),
+        path="/" + site_prefix(service).removeprefix(DOCS_PREFIX),
         live=live,
         version_copy=copy,
         pruned=pruned,
         note=""
         if update_live
         else "the current site shows a newer commit; only the version was added",
+    )
+
+
+def _entry(metadata: DocsMetadata) -> VersionEntry:
+    info = metadata.slipway
+    if info is None:
+        raise ValueError("only metadata that Slipway wrote names a version")
+    return VersionEntry(
+        name=info.version,
+        commit=info.commit,
+        ref=info.ref,
+        build_timestamp=metadata.build_timestamp,
+        commit_timestamp=info.commit_timestamp,
+    )
+
+
+def _publish_version(
+    store: ObjectStore,
+    service: str,
+    site: Path,
+    metadata: DocsMetadata,
+    local: Mapping[str, _Digests],
+) -> SyncResult:
+    """The version's new files and manifest, then its metadata; an older full copy is removed."""
+    assert metadata.slipway is not None
+    prefix = version_prefix(service, metadata.slipway.version)
+    files = {rel: d.sha256 for rel, d in local.items() if rel != METADATA_FILE}
+    sent, shared = put_version(store, service, prefix, site, files)
+    store.put(prefix + METADATA_FILE, metadata_json(metadata), content_type="application/json")
+    own = {prefix + MANIFEST, prefix + METADATA_FILE}
+    stale = [key for key in store.keys(prefix) if key not in own]  # from a full copy
+    parallel(store.delete, stale)
+    return SyncResult(
+        prefix=prefix,
+        uploaded=(*sent, MANIFEST, METADATA_FILE),
+        deleted=tuple(k[len(prefix) :] for k in stale),
+        unchanged=shared,
     )
 
 
@@ -235,80 +262,27 @@ def already_published(
     return any(v.name == source.label for v in read_versions(store, service))
 
 
-def read_versions(store: ObjectStore, service: str) -> tuple[VersionEntry, ...]:
-    """The kept versions of a service, newest build first."""
-    try:
-        raw = store.get(site_prefix(service) + _VERSIONS_INDEX)
-    except ObjectNotFound:
-        return ()
-    try:
-        return _VersionsIndex.model_validate_json(raw).versions
-    except ValidationError:
-        logger.warning("the versions index of %s is unreadable; treating it as empty", service)
-        return ()
+@dataclass(frozen=True)
+class _Digests:
+    md5: str
+    """What a store's ETag is, to compare the current site's files."""
+    sha256: str
+    """A version file's content id."""
 
 
-def write_version_entry(store: ObjectStore, service: str, metadata: DocsMetadata) -> None:
-    """Record (or refresh) the version that ``metadata`` describes in the versions index."""
-    info = metadata.slipway
-    if info is None:
-        raise ValueError("only metadata that Slipway wrote names a version")
-    entry = VersionEntry(
-        name=info.version,
-        commit=info.commit,
-        ref=info.ref,
-        build_timestamp=metadata.build_timestamp,
-        commit_timestamp=info.commit_timestamp,
-    )
-    others = [v for v in read_versions(store, service) if v.name != entry.name]
-    _write_versions(store, service, [entry, *others])
-
-
-def prune_versions(store: ObjectStore, service: str, keep: int) -> tuple[str, ...]:
-    """Delete every version but the ``keep`` newest builds, and any copy the index forgot."""
-    versions = sorted(read_versions(store, service), key=lambda v: -v.build_timestamp)
-    kept, dropped = versions[:keep], [v.name for v in versions[keep:]]
-    base = f"{site_prefix(service)}{RESERVED}/"
-    names = {v.name for v in kept}
-    doomed = [
-        o.key
-        for o in store.list(base)
-        if o.key != base + "index.json" and o.key[len(base) :].split("/", 1)[0] not in names
-    ]
-    _write_versions(store, service, kept)
-    _parallel(store.delete, doomed)
-    if dropped:
-        logger.info("%s: removed old versions %s", service, ", ".join(dropped))
-    return tuple(dropped)
-
-
-def _write_versions(store: ObjectStore, service: str, versions: Iterable[VersionEntry]) -> None:
-    ordered = tuple(sorted(versions, key=lambda v: -v.build_timestamp))
-    body = _VersionsIndex(versions=ordered).model_dump_json(indent=2).encode()
-    store.put(site_prefix(service) + _VERSIONS_INDEX, body, content_type="application/json")
-
-
-def _local_files(site: Path) -> dict[str, str]:
-    """Every file of a built site, relative and '/'-separated, with its MD5."""
+def _local_files(site: Path) -> dict[str, _Digests]:
+    """Every file of a built site, relative and '/'-separated, with its digests."""
     found = {}
     for path in sorted(p for p in site.rglob("*") if p.is_file()):
+        md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
         with path.open("rb") as f:
-            digest = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False))
-        found[path.relative_to(site).as_posix()] = digest.hexdigest()
+            while chunk := f.read(1 << 20):
+                md5.update(chunk)
+                sha256.update(chunk)
+        found[path.relative_to(site).as_posix()] = _Digests(md5.hexdigest(), sha256.hexdigest())
     return found
 
 
 def _put_file(store: ObjectStore, key: str, path: Path) -> None:
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     store.put(key, path.read_bytes(), content_type=kind)
-
-
-def _parallel(action: Callable[[str], object], items: list[str]) -> None:
-    """Run ``action`` over ``items`` on a few threads; the first failure is raised."""
-    if len(items) <= 1:
-        for item in items:
-            action(item)
-        return
-    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="techdocs-sync") as pool:
-        for future in [pool.submit(action, item) for item in items]:
-            future.result()

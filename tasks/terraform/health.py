@@ -62,11 +62,10 @@ def assess(tf: Terraform, ws: Workspace, variables: Variables, *, name: str) -> 
         StateLocked: another run holds the environment's state lock.
         TerraformError: a plan failed, with Terraform's diagnostics.
     """
-    refresh = tf.plan(ws, variables, refresh_only=True, name=f"{name}-refresh")
+    refresh, pending = tf.check_plans(ws, variables, name=name)
     refresh.plan_file.unlink(missing_ok=True)  # only read; a refresh-only apply is never made
     prior = refresh.prior or PriorState()
     drift = refresh.summary.drift if refresh.has_changes else ()
-    pending = tf.plan(ws, variables, name=name, show_unchanged=False)
     if not pending.has_changes:
         pending.plan_file.unlink(missing_ok=True)
     return TerraformHealth(

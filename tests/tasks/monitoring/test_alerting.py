@@ -29,9 +29,8 @@ from testkit.monitoring import (
     WebhookReceiver,
     monitoring_stack,
     run_service_container,
-    wait_for,
 )
-from testkit.platform import Platform, free_port
+from testkit.platform import Platform, free_port, wait_for
 from tests.flows.delivery_fixtures import BASE_IMAGE, docker_or_skip
 
 pytestmark = pytest.mark.docker

@@ -1,0 +1,240 @@
+"""Versions of a site that share their files: a manifest per version, each distinct file stored once.
+
+Layout, under the store's ``techdocs/`` prefix::
+
+    default/component/<service>/versions/<label>/manifest.json            path -> content id
+    default/component/<service>/versions/<label>/techdocs_metadata.json
+    .objects/<service>/<sha256>                                            one per distinct file
+
+A version used to be a full copy of its site, so publishing after a one-page
+change sent every file again under the new label. Now a version is its
+manifest: publishing sends only the files no kept version has yet, on a
+local store and on S3 alike, and unchanged files are shared by every
+version. Objects sit outside the site's prefix, so the current site, which
+stays in TechDocs' own layout, is listed and read exactly as before.
+
+Readers go through `DocsReader`, which serves ``versions/<label>/<path>`` from
+the manifest (and an older full copy as it is). `collect_garbage` drops the
+objects no kept version names.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from slipway.errors import ObjectNotFound
+from tasks.storage import ObjectStore
+from tasks.techdocs.build import RESERVED
+from tasks.techdocs.layout import SITES_PREFIX, objects_prefix, site_prefix
+
+__all__ = [
+    "MANIFEST",
+    "DocsReader",
+    "VersionEntry",
+    "VersionManifest",
+    "collect_garbage",
+    "parallel",
+    "prune_versions",
+    "put_version",
+    "read_versions",
+    "write_version_entry",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+"""A version's list of files."""
+_WORKERS = 8  # parallel requests; S3 round-trips dominate, not CPU
+_MANIFEST_TTL = 10.0  # seconds a reader trusts a manifest it read; a label is rarely republished
+_VERSIONS_INDEX = f"{RESERVED}/index.json"
+
+
+class VersionEntry(BaseModel):
+    """One kept version under ``versions/``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    commit: str
+    ref: str
+    build_timestamp: int
+    commit_timestamp: int
+
+
+class _VersionsIndex(BaseModel):
+    versions: tuple[VersionEntry, ...] = ()
+
+
+class VersionManifest(BaseModel):
+    """Every file of one version, by its path in the site, and its content id (SHA-256)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    files: dict[str, str]
+
+
+def put_version(
+    store: ObjectStore, service: str, version: str, site: Path, digests: Mapping[str, str]
+) -> tuple[list[str], int]:
+    """Store the files of ``site`` no kept version has yet, then the version's manifest.
+
+    Args:
+        store: The artifact store.
+        service: The service.
+        version: The prefix of the version, ending with '/'.
+        site: The built site.
+        digests: Each file's path in the site and its SHA-256.
+
+    Returns:
+        The paths whose content was sent, and how many were already stored.
+    """
+    held = {key.rsplit("/", 1)[1] for key in store.keys(objects_prefix(service))}
+    missing: dict[str, str] = {}
+    for relative, digest in sorted(digests.items()):
+        if digest not in held:
+            missing.setdefault(digest, relative)
+
+    def send(digest: str) -> None:
+        path = site / missing[digest]
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        store.put(objects_prefix(service) + digest, path.read_bytes(), content_type=kind)
+
+    parallel(send, list(missing))
+    manifest = VersionManifest(files=dict(digests)).model_dump_json().encode()
+    store.put(version + MANIFEST, manifest, content_type="application/json")  # after its files
+    return sorted(missing.values()), len(digests) - len(missing)
+
+
+def read_versions(store: ObjectStore, service: str) -> tuple[VersionEntry, ...]:
+    """The kept versions of a service, newest build first."""
+    try:
+        raw = store.get(site_prefix(service) + _VERSIONS_INDEX)
+    except ObjectNotFound:
+        return ()
+    try:
+        return _VersionsIndex.model_validate_json(raw).versions
+    except ValidationError:
+        logger.warning("the versions index of %s is unreadable; treating it as empty", service)
+        return ()
+
+
+def write_version_entry(store: ObjectStore, service: str, entry: VersionEntry) -> None:
+    """Record (or refresh) ``entry`` in the versions index."""
+    others = [v for v in read_versions(store, service) if v.name != entry.name]
+    _write_versions(store, service, [entry, *others])
+
+
+def prune_versions(store: ObjectStore, service: str, keep: int) -> tuple[str, ...]:
+    """Delete every version but the ``keep`` newest builds, any the index forgot, and their files."""
+    versions = sorted(read_versions(store, service), key=lambda v: -v.build_timestamp)
+    kept, dropped = versions[:keep], [v.name for v in versions[keep:]]
+    base = f"{site_prefix(service)}{RESERVED}/"
+    names = {v.name for v in kept}
+    doomed = [
+        key
+        for key in store.keys(base)
+        if key != base + "index.json" and key[len(base) :].split("/", 1)[0] not in names
+    ]
+    _write_versions(store, service, kept)
+    parallel(store.delete, doomed)
+    collect_garbage(store, service, base)
+    if dropped:
+        logger.info("%s: removed old versions %s", service, ", ".join(dropped))
+    return tuple(dropped)
+
+
+def _write_versions(store: ObjectStore, service: str, versions: Iterable[VersionEntry]) -> None:
+    ordered = tuple(sorted(versions, key=lambda v: -v.build_timestamp))
+    body = _VersionsIndex(versions=ordered).model_dump_json(indent=2).encode()
+    store.put(site_prefix(service) + _VERSIONS_INDEX, body, content_type="application/json")
+
+
+def collect_garbage(store: ObjectStore, service: str, versions_prefix: str) -> tuple[str, ...]:
+    """Delete the shared files that no manifest under ``versions_prefix`` names any more."""
+    named: set[str] = set()
+    for key in store.keys(versions_prefix):
+        if key.endswith(f"/{MANIFEST}"):
+            named.update(_manifest(store, key).files.values())
+    doomed = [k for k in store.keys(objects_prefix(service)) if k.rsplit("/", 1)[1] not in named]
+    parallel(store.delete, doomed)
+    return tuple(doomed)
+
+
+def _manifest(store: ObjectStore, key: str) -> VersionManifest:
+    try:
+        return VersionManifest.model_validate_json(store.get(key))
+    except ValidationError:
+        return VersionManifest(files={})  # unreadable: its version serves nothing
+
+
+class DocsReader:
+    """The published sites as readers see them: TechDocs' layout, versions from their manifests.
+
+    Thread-safe; a manifest read is kept for a few seconds, as one page view
+    asks for a page and then its assets.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._manifests: dict[str, tuple[float, VersionManifest | None]] = {}
+
+    def get(self, key: str) -> bytes:
+        """The file a reader asked for by its TechDocs key.
+
+        Raises:
+            ObjectNotFound: There is none.
+        """
+        return self.store.get(self._stored(key))
+
+    def exists(self, key: str) -> bool:
+        """Whether there is such a file."""
+        return self.store.exists(self._stored(key))
+
+    def _stored(self, key: str) -> str:
+        """Where the file under ``key`` is kept: a shared object, or ``key`` itself."""
+        service, _, inside = key.removeprefix(SITES_PREFIX).partition("/")
+        reserved, _, rest = inside.partition("/")
+        label, _, relative = rest.partition("/")
+        if not key.startswith(SITES_PREFIX) or reserved != RESERVED or not relative:
+            return key
+        if relative == MANIFEST:
+            return key
+        manifest = self._manifest(f"{SITES_PREFIX}{service}/{RESERVED}/{label}/{MANIFEST}")
+        if manifest is None or relative not in manifest.files:
+            return key  # a version stored as a full copy, or its own metadata
+        return objects_prefix(service) + manifest.files[relative]
+
+    def _manifest(self, key: str) -> VersionManifest | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._manifests.get(key)
+        if cached is not None and now - cached[0] < _MANIFEST_TTL:
+            return cached[1]
+        try:
+            found: VersionManifest | None = _manifest(self.store, key)
+        except ObjectNotFound:
+            found = None
+        with self._lock:
+            self._manifests[key] = (now, found)
+        return found
+
+
+def parallel(action: Callable[[str], object], items: Iterable[str]) -> None:
+    """Run ``action`` over ``items`` on a few threads; the first failure is raised."""
+    todo = list(items)
+    if len(todo) <= 1:
+        for item in todo:
+            action(item)
+        return
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="techdocs-sync") as pool:
+        for future in [pool.submit(action, item) for item in todo]:
+            future.result()
