@@ -202,6 +202,15 @@ class Up:
             os.kill(pid, signal.SIGKILL)
 
 
+def free_ports() -> dict[str, int]:
+    """A free loopback port for every component `slipway up` starts.
+
+    A component left on its default port would collide with anything else on
+    the machine that holds it (another test's stack, a developer's platform).
+    """
+    return {name: free_port() for name in Ports().as_dict()}
+
+
 @pytest.fixture
 def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
     started: list[Up] = []
@@ -211,7 +220,7 @@ def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
         extra_env: dict[str, str] | None = None,
         args: list[str] | None = None,
     ) -> Up:
-        ports = {name: free_port() for name in Ports().as_dict()}
+        ports = free_ports()
         up = Up(home or tmp_path / "home", ports, slipway_env(extra_env), args=list(args or []))
         started.append(up)
         return up

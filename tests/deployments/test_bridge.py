@@ -19,7 +19,7 @@ from deployments.post_receive import spool_delivery
 from deployments.webhooks import Provider, parse_push, push_event
 from tasks.catalog import Catalog, CatalogEntry
 from tasks.git import PushHook, create_repository
-from tests.deployments.conftest import Up, free_port, slipway_env
+from tests.deployments.conftest import Up, free_port, free_ports, slipway_env
 from tests.deployments.webhook_helpers import (
     commit_and_push,
     new_commit,
@@ -38,7 +38,7 @@ SERVICE = "payments"
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, str, Path]]:
     root = tmp_path_factory.mktemp("bridge")
-    ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
+    ports = free_ports()
     project = push_project(root / "project")
     up = Up(root / "home", ports, slipway_env(), args=["--project", str(project)])
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deployments.conftest import Up, api_post, free_port, slipway_env
+from tests.deployments.conftest import Up, api_post, free_ports, slipway_env
 from tests.deployments.webhook_helpers import (
     bridge_health,
     new_commit,
@@ -91,7 +91,7 @@ def _unserved_deployment(up: Up) -> None:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("recovery")
-    ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
+    ports = free_ports()
     project = push_project(root / "project")
     # The served no-op answers only a service no test pushes to.
     yaml = (
