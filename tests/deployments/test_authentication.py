@@ -18,6 +18,7 @@ from tests.deployments.conftest import (
     SLIPWAY,
     Up,
     free_port,
+    free_ports,
     processes_of_home,
     slipway_env,
 )
@@ -40,7 +41,7 @@ CHROMIUM_FLAGS = [
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """A new home whose auth string `up` generates itself."""
     root = tmp_path_factory.mktemp("auth")
-    ports = {name: free_port() for name in ("prefect", "docs", "registry", "bridge")}
+    ports = free_ports()
     running = Up(root / "home", ports, slipway_env(), preset_auth=False)
     try:
         running.start()
@@ -194,11 +195,7 @@ def test_a_server_reached_beyond_loopback_needs_a_strong_auth_string(tmp_path: P
     home = tmp_path / "server"
     (home / "keys").mkdir(parents=True)
     (home / "keys" / "prefect-api-auth").write_text("slipway:short\n")
-    ports = [
-        x
-        for n in ("prefect", "docs", "registry", "bridge")
-        for x in (f"--{n}-port", str(free_port()))
-    ]
+    ports = [x for n, port in free_ports().items() for x in (f"--{n}-port", str(port))]
     public = ["--public-url", "https://prefect.example.com", "--project", str(repository)]
     result = subprocess.run(
         [*SLIPWAY, "--home", str(home), "up", "--role", "server", *ports, *public],

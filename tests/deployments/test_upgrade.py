@@ -20,7 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deployments.conftest import REPO, Up, free_port, open_to_others, slipway_env
+from tests.deployments.conftest import (
+    REPO,
+    Up,
+    free_port,
+    free_ports,
+    open_to_others,
+    slipway_env,
+)
 
 PREVIOUS_RELEASE = "1fd53302737d227d86cf48be57e861b52cf9f3bb"
 """The last commit of main before issue 21: homes in the field have its layout."""
@@ -121,7 +128,8 @@ def test_a_home_of_the_previous_release_keeps_its_history_and_services(old_home)
     assert not (old.home / "keys").exists()
     assert open_to_others(old.home), "the previous layout should have had open modes"
 
-    new = Up(old.home, ports, slipway_env(), preset_auth=False)
+    # Today's `up` also starts monitoring: every part on a free port of its own.
+    new = Up(old.home, {**free_ports(), **ports}, slipway_env(), preset_auth=False)
     try:
         new.start()
         output = "".join(new.output)
