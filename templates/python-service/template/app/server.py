@@ -48,14 +48,26 @@ class Handler(BaseHTTPRequestHandler):
     metrics: Metrics  # set by make_server: one registry per server
     server_version = "service/1"
     status = 0
+    _started = 0.0
+    _route = ""
+    _observed = True
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches on
-        started = time.perf_counter()
-        route = self.path.split("?", 1)[0]
+        self._started = time.perf_counter()
+        self._route = self.path.split("?", 1)[0]
+        self._observed = False
         try:
-            self._get(route)
+            self._get(self._route)
         finally:
-            self.metrics.observe("GET", route, self.status, time.perf_counter() - started)
+            self._observe()
+
+    def _observe(self) -> None:
+        # Counted before the body is written, so whoever has the answer can
+        # already see it in /metrics (a test, or a scrape right after).
+        if not self._observed:
+            self._observed = True
+            elapsed = time.perf_counter() - self._started
+            self.metrics.observe("GET", self._route, self.status, elapsed)
 
     def _get(self, route: str) -> None:
         if route == "/healthz":
@@ -85,6 +97,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
+        self._observe()
         self.wfile.write(raw)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
