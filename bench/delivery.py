@@ -207,6 +207,32 @@ class Bench:
                 print(f"warning: could not clean up {name}: {e}", file=sys.stderr)
 
 
+def _docker_login(bench: Bench) -> Path:
+    """A docker CLI config logged in to the bench's registry, as a user's would be.
+
+    The registry requires a login; the platform's engine logs in once per
+    process, so the baseline logs in once too, before anything is timed, into a
+    config of its own that leaves the user's ~/.docker alone.
+    """
+    from testkit.delivery import REGISTRY_LOGIN
+
+    config = bench.scratch / "docker-config"
+    if not (config / "config.json").is_file():
+        config.mkdir(mode=0o700, exist_ok=True)
+        subprocess.run(
+            [
+                *("docker", "login", bench.registry, "--password-stdin"),
+                *("--username", REGISTRY_LOGIN.username),
+            ],
+            input=REGISTRY_LOGIN.password.get_secret_value(),
+            env=os.environ | {"DOCKER_CONFIG": str(config)},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    return config
+
+
 def plain_first_build(bench: Bench) -> Timing:
     """The baseline: the plain script from a pushed commit to a healthy container."""
     from blocks import DeployTarget, GitServer
@@ -225,7 +251,11 @@ def plain_first_build(bench: Bench) -> Timing:
         *(BASE_IMAGE, name, str(port), str(work), str(int(HEALTH_TIMEOUT))),
         str(bench.wheelhouse()),
     ]
-    env = os.environ | {"DOCKER_BUILDKIT": "0", "DOCKER_HOST": DeployTarget().docker_host}
+    env = os.environ | {
+        "DOCKER_BUILDKIT": "0",
+        "DOCKER_HOST": DeployTarget().docker_host,
+        "DOCKER_CONFIG": str(_docker_login(bench)),
+    }
     began = time.monotonic()
     watch = HealthWatch(port, sha, began)
     script = subprocess.Popen(
