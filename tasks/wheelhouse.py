@@ -213,7 +213,7 @@ def prepare_wheelhouse(
     reused = _intact(stored)
     if not reused:
         _fetch(stored, pins, python, target.package_index, timeout=timeout)
-    shutil.copytree(stored, context / WHEELHOUSE, copy_function=_link_or_copy)
+    _copy_for_build(stored, context / WHEELHOUSE)
     wheels = tuple(sorted(p.name for p in stored.glob("*.whl")))
     seconds = time.monotonic() - began
     logger.info(
@@ -331,10 +331,21 @@ def _intact(stored: Path) -> bool:
     return lock.read_text() == _lock(stored)
 
 
-def _link_or_copy(source: str, destination: str) -> str:
-    """Hard-link a cached file into the context; copy it across filesystems."""
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-    return destination
+def _copy_for_build(stored: Path, destination: Path) -> None:
+    """Copy a cached wheelhouse into the build context, readable by any build user.
+
+    The cache is private to the platform (0600 in the home), but the image's RUN
+    steps may run as its base image's non-root user, so the context's copy takes
+    the modes git gives a checkout (0644, 0755) inside the private workspace. A
+    copy, not a hard link: a link shares, and would open, the cache's own inode.
+    """
+    destination.mkdir()
+    destination.chmod(0o755)
+    for source in sorted(stored.rglob("*")):  # a directory sorts before its files
+        target = destination / source.relative_to(stored)
+        if source.is_dir():
+            target.mkdir()
+            target.chmod(0o755)
+        else:
+            shutil.copyfile(source, target)
+            target.chmod(0o644)
