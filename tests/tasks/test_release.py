@@ -371,6 +371,11 @@ def test_the_slot_admits_one_holder_and_a_waiting_push_gives_way_to_a_newer_one(
     prefect_server: str,
 ) -> None:
     from prefect import flow, get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     service = f"slot-{uuid.uuid4().hex[:8]}"
@@ -394,12 +399,17 @@ def test_the_slot_admits_one_holder_and_a_waiting_push_gives_way_to_a_newer_one(
         target=lambda: waiting.update(state=push(service, "a" * 40, return_state=True))
     )
     older.start()
+    # Only running runs: the session's server holds hundreds, and a page of
+    # the first fifty need not include this one.
+    running = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+    )
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + 30
         while not [
             r
-            for r in client.read_flow_runs(limit=50, offset=0)
-            if r.parameters.get("service") == service and r.state_type == StateType.RUNNING
+            for r in client.read_flow_runs(flow_run_filter=running, limit=200)
+            if r.parameters.get("service") == service
         ]:
             assert time.monotonic() < deadline, "the older push never started waiting"
             time.sleep(0.1)
