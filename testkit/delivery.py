@@ -36,6 +36,7 @@ __all__ = [
     "BASE_IMAGE",
     "HEALTH_TIMEOUT",
     "catalogue_service",
+    "osv_archive",
     "configure_delivery",
     "remove_service_containers",
     "remove_service_images",
@@ -121,6 +122,14 @@ def render_source(destination: Path, name: str, port: int) -> Path:
     return render_service("python-service", destination, answers).path
 
 
+def osv_archive(destination: Path) -> Path:
+    """OSV's all.zip format, holding the fixture advisories; returns ``destination``."""
+    with zipfile.ZipFile(destination, "w") as archive:
+        for record in sorted(OSV_RECORDS.glob("*.json")):
+            archive.write(record, record.name)
+    return destination
+
+
 def configure_delivery(root: Path, registry: str) -> SlipwayHome:
     """Save the default block documents for a home under ``root``, using ``registry``."""
     from blocks import DEFAULT_DOCUMENT, PlatformSettings, VulnerabilitySource
@@ -132,9 +141,7 @@ def configure_delivery(root: Path, registry: str) -> SlipwayHome:
     # so the gate sees a clean dependency scan rather than an errored one.
     mirror = root / "osv-mirror"
     mirror.mkdir(exist_ok=True)
-    with zipfile.ZipFile(mirror / MIRROR_ARCHIVE, "w") as archive:
-        for record in sorted(OSV_RECORDS.glob("*.json")):
-            archive.write(record, record.name)
+    osv_archive(mirror / MIRROR_ARCHIVE)
     VulnerabilitySource(kind="mirror", mirror_path=mirror, known_exploited_url=None).save(
         DEFAULT_DOCUMENT, overwrite=True
     )

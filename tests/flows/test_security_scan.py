@@ -39,6 +39,7 @@ from tasks.scanners.history import load_summary
 from tasks.scanners.report import ScanSummary
 from tasks.scanners.sarif import sarif_schema
 from tasks.storage import open_store
+from testkit.delivery import osv_archive
 from tests.conftest import Platform
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -63,14 +64,6 @@ EXPECTED_FIRST = {
         "CKV_AWS_145",
     },
 }
-
-
-def osv_archive(destination: Path) -> Path:
-    """OSV's all.zip format, holding the fixture advisories."""
-    with zipfile.ZipFile(destination, "w") as archive:
-        for record in sorted(OSV_RECORDS.glob("*.json")):
-            archive.write(record, record.name)
-    return destination
 
 
 @pytest.fixture
