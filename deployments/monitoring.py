@@ -1,7 +1,8 @@
 """The monitoring parts that `slipway up` runs: Prometheus, Alertmanager, the blackbox exporter, the monitor.
 
 The first three are Debian's packages, started here bound to loopback with
-their config and data under ``<home>/monitoring`` (`tasks.monitoring.layout`);
+their config and data under ``<home>/monitoring`` (`tasks.monitoring.layout`),
+each requiring the home's monitoring login (``--web.config.file``);
 Alertmanager runs without clustering. The monitor is Slipway's own process
 (`deployments.monitor`). A missing package is reported with the fix, like the
 registry, and the rest of the platform starts without it.
@@ -67,6 +68,8 @@ def monitoring_specs(
 ) -> list[ProcessSpec]:
     """The specs of the installed parts; config files must have been written already."""
     ports = layout.ports
+    web = f"--web.config.file={layout.web_config}"
+    login = layout.login()
     specs = []
     if binaries.blackbox is not None:
         url = f"http://{HOST}:{ports.blackbox}"
@@ -77,10 +80,12 @@ def monitoring_specs(
                     binaries.blackbox,
                     f"--config.file={layout.blackbox_config}",
                     f"--web.listen-address={HOST}:{ports.blackbox}",
+                    web,
                 ),
                 url=url,
                 health_url=f"{url}/-/healthy",
                 port=ports.blackbox,
+                health_login=login,
             )
         )
     if binaries.alertmanager is not None:
@@ -92,9 +97,17 @@ def monitoring_specs(
             f"--web.listen-address={HOST}:{ports.alertmanager}",
             f"--web.external-url={url}",
             "--cluster.listen-address=",  # one instance: no gossip port
+            web,
         )
         specs.append(
-            ProcessSpec("alertmanager", manager, url, f"{url}/-/ready", ports.alertmanager)
+            ProcessSpec(
+                "alertmanager",
+                manager,
+                url,
+                f"{url}/-/ready",
+                ports.alertmanager,
+                health_login=login,
+            )
         )
     if binaries.prometheus is not None:
         url = layout.prometheus_url
@@ -106,8 +119,18 @@ def monitoring_specs(
             f"--web.listen-address={HOST}:{ports.prometheus}",
             f"--web.external-url={url}",
             "--web.enable-lifecycle",  # the monitor reloads rules when services come and go
+            web,
         )
-        specs.append(ProcessSpec("prometheus", prometheus, url, f"{url}/-/ready", ports.prometheus))
+        specs.append(
+            ProcessSpec(
+                "prometheus",
+                prometheus,
+                url,
+                f"{url}/-/ready",
+                ports.prometheus,
+                health_login=login,
+            )
+        )
     return specs
 
 
@@ -143,7 +166,7 @@ def monitoring_health(home: SlipwayHome, ports: Ports, running: set[str]) -> lis
         ),
     ):
         if name in running:
-            results.append(http_health(name, url, health))
+            results.append(http_health(name, url, health, auth=layout.basic_auth()))
         else:
             results.append(
                 ComponentHealth(
