@@ -63,75 +63,80 @@ class MonitoringBinaries:
         return [name for name, path in zip(names, found, strict=True) if path is None]
 
 
+_Part = tuple[str, str | None, str, str, int, tuple[str, ...]]
+"""Name, binary, URL, health path, port and own flags of one monitoring part."""
+
+
+def _parts(
+    layout: MonitoringLayout, binaries: MonitoringBinaries, retention_days: int
+) -> list[_Part]:
+    ports = layout.ports
+    blackbox_url = f"http://{HOST}:{ports.blackbox}"
+    return [
+        (
+            "blackbox",
+            binaries.blackbox,
+            blackbox_url,
+            "/-/healthy",
+            ports.blackbox,
+            (f"--config.file={layout.blackbox_config}",),
+        ),
+        (
+            "alertmanager",
+            binaries.alertmanager,
+            layout.alertmanager_url,
+            "/-/ready",
+            ports.alertmanager,
+            (
+                f"--config.file={layout.alertmanager_config}",
+                f"--storage.path={layout.alertmanager_data}",
+                f"--web.external-url={layout.alertmanager_url}",
+                "--cluster.listen-address=",  # one instance: no gossip port
+            ),
+        ),
+        (
+            "prometheus",
+            binaries.prometheus,
+            layout.prometheus_url,
+            "/-/ready",
+            ports.prometheus,
+            (
+                f"--config.file={layout.prometheus_config}",
+                f"--storage.tsdb.path={layout.prometheus_data}",
+                f"--storage.tsdb.retention.time={retention_days}d",
+                f"--web.external-url={layout.prometheus_url}",
+                "--web.enable-lifecycle",  # the monitor reloads rules when services come and go
+            ),
+        ),
+    ]
+
+
 def monitoring_specs(
     layout: MonitoringLayout, binaries: MonitoringBinaries, *, retention_days: int = 15
 ) -> list[ProcessSpec]:
-    """The specs of the installed parts; config files must have been written already."""
-    ports = layout.ports
-    web = f"--web.config.file={layout.web_config}"
+    """The specs of the installed parts; config files must have been written already.
+
+    Each binds loopback and requires the home's login (``--web.config.file``),
+    its health probe included.
+    """
     login = layout.login()
-    specs = []
-    if binaries.blackbox is not None:
-        url = f"http://{HOST}:{ports.blackbox}"
-        specs.append(
-            ProcessSpec(
-                name="blackbox",
-                argv=(
-                    binaries.blackbox,
-                    f"--config.file={layout.blackbox_config}",
-                    f"--web.listen-address={HOST}:{ports.blackbox}",
-                    web,
-                ),
-                url=url,
-                health_url=f"{url}/-/healthy",
-                port=ports.blackbox,
-                health_login=login,
-            )
+    return [
+        ProcessSpec(
+            name,
+            (
+                binary,
+                *flags,
+                f"--web.listen-address={HOST}:{port}",
+                f"--web.config.file={layout.web_config}",
+            ),
+            url,
+            f"{url}{health}",
+            port,
+            health_login=login,
         )
-    if binaries.alertmanager is not None:
-        url = layout.alertmanager_url
-        manager = (
-            binaries.alertmanager,
-            f"--config.file={layout.alertmanager_config}",
-            f"--storage.path={layout.alertmanager_data}",
-            f"--web.listen-address={HOST}:{ports.alertmanager}",
-            f"--web.external-url={url}",
-            "--cluster.listen-address=",  # one instance: no gossip port
-            web,
-        )
-        specs.append(
-            ProcessSpec(
-                "alertmanager",
-                manager,
-                url,
-                f"{url}/-/ready",
-                ports.alertmanager,
-                health_login=login,
-            )
-        )
-    if binaries.prometheus is not None:
-        url = layout.prometheus_url
-        prometheus = (
-            binaries.prometheus,
-            f"--config.file={layout.prometheus_config}",
-            f"--storage.tsdb.path={layout.prometheus_data}",
-            f"--storage.tsdb.retention.time={retention_days}d",
-            f"--web.listen-address={HOST}:{ports.prometheus}",
-            f"--web.external-url={url}",
-            "--web.enable-lifecycle",  # the monitor reloads rules when services come and go
-            web,
-        )
-        specs.append(
-            ProcessSpec(
-                "prometheus",
-                prometheus,
-                url,
-                f"{url}/-/ready",
-                ports.prometheus,
-                health_login=login,
-            )
-        )
-    return specs
+        for name, binary, url, health, port, flags in _parts(layout, binaries, retention_days)
+        if binary is not None
+    ]
 
 
 def monitor_spec(ports: Ports) -> ProcessSpec:
