@@ -1,7 +1,7 @@
 """A tiny flow for the scale-out test: it records which worker ran it, and where.
 
 It is copied into a throwaway git repository that stands in for the platform
-repository, so workers clone it with the same pull step as prefect.yaml's.
+repository, so workers fetch it with the same pull step as prefect.yaml's.
 It imports nothing of Slipway, so a run costs only Prefect's own start-up.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 
 from prefect import flow
@@ -26,9 +25,6 @@ def scale_probe(record: str = "", seconds: float = 0.0) -> str:
             "cwd": os.getcwd(),
             "pid": os.getpid(),
             "module": __file__,
-            "commit": subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-            ).stdout.strip(),
         }
     )
     if record:
