@@ -207,7 +207,8 @@ class _Loop:
         for sock in (self.listener, self.wake_r, self.wake_w, conn, *self.runs.values()):
             sock.close()
         self.selector.close()
-        gc.unfreeze()
+        # The preloaded objects stay frozen: a collection in the run never walks (and so
+        # never copies) the pages it shares with the starter (the `gc.freeze` recipe).
 
     def _reap(self) -> None:
         while self.runs:
