@@ -27,11 +27,13 @@ that dies (the worker killed it) takes its run down with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +116,15 @@ def hand_over() -> None:
     pid = int(started["pid"])
 
     def forward(signum: int, _frame: object) -> None:
-        os.kill(pid, signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)
     ended = _receive(sock)
-    if ended is None:
+    if ended is None:  # the starter went away; the run carries on until it ends
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.5)
         print("slipway: the run starter stopped during this flow run", file=sys.stderr)
         sys.exit(1)
     code = int(ended["exit"])

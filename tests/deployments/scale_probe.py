@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -24,6 +25,7 @@ def scale_probe(record: str = "", seconds: float = 0.0) -> str:
             "worker": os.environ.get("SLIPWAY_WORKER_NAME", ""),
             "cwd": os.getcwd(),
             "pid": os.getpid(),
+            "parent": Path(f"/proc/{os.getppid()}/cmdline").read_text().replace("\0", " "),
             "module": __file__,
         }
     )

@@ -303,6 +303,7 @@ def test_two_worker_hosts_on_postgres_run_every_flow_run_once_and_survive_losing
     for r in records:  # each host ran the pinned commit, from its own checkout of it
         assert r["cwd"] == str(hosts[str(r["worker"])].home / "checkouts" / commit), r
         assert str(r["module"]).startswith(str(r["cwd"])), r
+        assert "slipway.prefect_patches.warm_server" in str(r["parent"]), r  # forked warm
 
     # A long run; once it has sent a heartbeat, its host dies (every process, at once).
     (slow,) = _submit(server, deployment["id"], 1, record=str(record), seconds=600)
