@@ -123,7 +123,7 @@ def hand_over() -> None:
         signal.signal(sig, forward)
     ended = _receive(sock)
     if ended is None:  # the starter went away; the run carries on until it ends
-        while Path(f"/proc/{pid}").exists():
+        while _alive(pid):
             time.sleep(0.5)
         print("slipway: the run starter stopped during this flow run", file=sys.stderr)
         sys.exit(1)
@@ -132,6 +132,15 @@ def hand_over() -> None:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     sys.exit(code)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs: a zombie has ended, whoever is left to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _stdio() -> list[int]:
