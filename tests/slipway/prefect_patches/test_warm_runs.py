@@ -45,8 +45,7 @@ def run_env(prefect_server: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def starter(run_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+def _start_starter(run_env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
     (tmp_path / "run").mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "slipway.prefect_patches.warm_server", run_env[STARTER_ENV]],
@@ -59,6 +58,12 @@ def starter(run_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     assert process.stdout is not None
     line = process.stdout.readline()
     assert "run starter ready" in line, line + process.stdout.read()
+    return process
+
+
+@pytest.fixture
+def starter(run_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    process = _start_starter(run_env, tmp_path)
     yield process
     process.terminate()
     assert process.wait(timeout=30) == 0
@@ -158,6 +163,26 @@ def test_when_the_worker_kills_the_command_its_forked_run_dies_too(
     while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
         assert time.monotonic() < deadline, "the forked run outlived its command"
         time.sleep(0.1)
+
+
+def test_a_run_whose_starter_dies_keeps_its_command_until_it_ends(run_env, deployment, tmp_path):
+    starter = _start_starter(run_env, tmp_path)
+    record = tmp_path / "record.json"
+    run = _flow_run(deployment, record=str(record), seconds=120)
+    argv, env, cwd = _command(run_env, run, tmp_path / "work")
+    command = subprocess.Popen(argv, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not record.exists():
+        assert time.monotonic() < deadline and command.poll() is None
+        time.sleep(0.2)
+    starter.kill()
+    starter.wait(timeout=10)
+    time.sleep(1)
+    assert command.poll() is None  # the run still works: its command waits for it
+    os.kill(json.loads(record.read_text())["pid"], signal.SIGKILL)
+    assert command.wait(timeout=10) == 1
+    assert command.stderr is not None
+    assert "the run starter stopped during this flow run" in command.stderr.read()
 
 
 def _proc_state(pid: int) -> str:
