@@ -173,6 +173,7 @@ class _Loop:
     def _accept(self) -> _Job | None:
         conn, _ = self.listener.accept()
         conn.settimeout(10)
+        fds: list[int] = []
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
             if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
@@ -183,6 +184,8 @@ class _Loop:
             if len(fds) != 3:
                 raise ValueError(f"expected 3 descriptors, got {len(fds)}")
         except (OSError, ValueError, KeyError, TypeError) as e:
+            for fd in fds:
+                os.close(fd)
             with contextlib.suppress(OSError):
                 _send(conn, {"error": str(e)})
             conn.close()
@@ -193,7 +196,8 @@ class _Loop:
             return job
         for fd in fds:
             os.close(fd)
-        _send(conn, {"pid": pid})
+        with contextlib.suppress(OSError):  # a client gone already: `_client_gone` follows
+            _send(conn, {"pid": pid})
         self.runs[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ)
         return None
