@@ -29,8 +29,9 @@ base image is cached, as on any build host):
 
 The flow runs in this process against a temporary Prefect server, a registry
 (Debian's ``docker-registry``) and a local git root, as the delivery tests set
-them up (`testkit.delivery`). How fast a push *event* becomes a
-running flow is bench/webhook_load.py's job, not this one's. Before the
+them up (`testkit.delivery`). From `git push` through a running
+`slipway up` (hook, bridge, event, trigger, runner) is
+bench/push_to_healthy.py's job, not this one's. Before the
 rounds, one untimed build-test-deploy of a warm-up service pushes the base
 image's layers to the registry (later pushes mount them, for both sides) and
 warms the Prefect server. The two sides alternate which goes first.
