@@ -19,6 +19,7 @@ import logging
 import mimetypes
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,20 +194,24 @@ def publish_site(
     """
     local = _local_files(site.path, digests)
     metadata = build_metadata(site, source, service, local)
-    copy = _publish_version(store, service, site.path, metadata, local)
-    write_version_entry(store, service, _entry(metadata))
-    live = None
-    if update_live:
-        live = sync_site(
-            store, site.path, site_prefix(service), metadata, keep=_is_versions, local=local
-        )
-    pruned = prune_versions(store, service, keep_versions)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="techdocs-publish") as pool:
+        # The version and the current site share nothing: their round-trips overlap.
+        live = None
+        if update_live:
+            prefix = site_prefix(service)
+            live = pool.submit(
+                sync_site, store, site.path, prefix, metadata, keep=_is_versions, local=local
+            )
+        copy = _publish_version(store, service, site.path, metadata, local)
+        versions, replaced = write_version_entry(store, service, _entry(metadata))
+        synced = live.result() if live is not None else None
+    pruned = prune_versions(store, service, keep_versions, versions=versions, collect=replaced)
     return PublishedDocs(
         service=service,
         commit=source.sha,
         version=source.label,
         path="/" + site_prefix(service).removeprefix(DOCS_PREFIX),
-        live=live,
+        live=synced,
         version_copy=copy,
         pruned=pruned,
         note=""

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from slipway.errors import DocsBuildError
-from tasks.techdocs import RenderCache, build_site, read_site_config
+from tasks.storage import LocalStore
+from tasks.techdocs import RenderCache, VersionEntry, build_site, read_site_config
+from tasks.techdocs.layout import objects_prefix, version_prefix
 from tasks.techdocs.publish import _local_files
+from tasks.techdocs.versions import prune_versions, put_version, write_version_entry
 from tests.flows.docs_helpers import write_site
 
 PAGES = 12
@@ -124,3 +127,32 @@ def test_unchanged_files_are_not_read_again_and_a_changed_one_is_whatever_its_ti
     assert second["a/page.html"] != first["a/page.html"]
     assert second["a/page.html"] == _local_files(site)["a/page.html"]
     assert second["style.css"] == first["style.css"]
+
+
+def entry(name: str, at: int) -> VersionEntry:
+    return VersionEntry(name=name, commit=name, ref=name, build_timestamp=at, commit_timestamp=at)
+
+
+def publish_version(store: LocalStore, site: Path, name: str, at: int) -> tuple[bool, set[str]]:
+    """One version of ``site`` as publish-docs records it; whether it replaced one, and the objects."""
+    digests = {rel: d.sha256 for rel, d in _local_files(site).items()}
+    put_version(store, "svc", version_prefix("svc", name), site, digests)
+    versions, replaced = write_version_entry(store, "svc", entry(name, at))
+    prune_versions(store, "svc", 5, versions=versions, collect=replaced)
+    return replaced, {k.rsplit("/", 1)[1] for k in store.keys(objects_prefix("svc"))}
+
+
+def test_a_republished_version_drops_the_files_only_its_old_manifest_named(
+    tmp_path: Path,
+) -> None:
+    store, site = LocalStore(tmp_path / "store"), tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("one")
+    replaced, first = publish_version(store, site, "v1", 1)
+    (site / "index.html").write_text("two")
+    replaced_2, second = publish_version(store, site, "v2", 2)
+    assert not replaced and not replaced_2 and first < second  # both versions keep theirs
+
+    (site / "index.html").write_text("three")
+    replaced_3, third = publish_version(store, site, "v2", 3)  # the same label again
+    assert replaced_3 and third == first | {_local_files(site)["index.html"].sha256}
