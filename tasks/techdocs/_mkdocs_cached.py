@@ -47,6 +47,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,8 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
         self.site, self.salt, self._bytecode = site, salt, bytecode
         self.conversions: dict[str, Any] = stored.get("conversions", {})
         self.outputs: dict[str, str] = stored.get("outputs", {})
-        self.fresh: dict[str, Any] = {"conversions": {}, "outputs": {}}
+        self.fresh: dict[str, Any] = {"salt": salt, "conversions": {}, "outputs": {}}
+        self._dated: bool | None = stored.get("dates")
         self.kept: set[str] = set()
         self.reused = self.rendered = self.converted = 0
         self._links: str | None = None
@@ -220,7 +222,12 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
 
     def _shows_dates(self, name: str) -> bool:
         """Whether ``name`` may show a build date: the sitemap does, and pages if a template says so."""
-        return not name.endswith((".html", ".htm")) or pages.anywhere(self._env, _DATES)
+        if not name.endswith((".html", ".htm")):
+            return True
+        if self._dated is None:  # the same for every build with this salt: kept
+            self._dated = pages.anywhere(self._env, _DATES)
+        self.fresh["dates"] = self._dated
+        return self._dated
 
 
 class _Cached:
@@ -260,11 +267,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 _CACHE = "cache.json"
 
 
-def load(previous: Path | None, marker: Path) -> dict[str, Any]:
+def load(previous: Path | None, marker: Path, salt: str) -> dict[str, Any]:
     """The previous build's cache; its outputs only if ``marker`` says it finished this site.
 
     The marker goes before anything is written, so a build that stops
     half-way leaves no marker, and the next one trusts no file of the site.
+    Nothing is kept across another salt (packages, configuration, theme).
     """
     stored: Any = {}
     finished = ""
@@ -273,7 +281,7 @@ def load(previous: Path | None, marker: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError):
         finished = marker.read_text(encoding="utf-8")
     marker.unlink(missing_ok=True)
-    if not isinstance(stored, dict):
+    if not isinstance(stored, dict) or stored.get("salt") != salt:
         return {}
     if not finished or stored.get("build") != finished:
         stored.pop("outputs", None)
@@ -295,6 +303,19 @@ def _files(site: Path) -> dict[str, int]:
     }
 
 
+def _newer_only(copy: Callable[..., None]) -> Callable[..., None]:
+    """Wraps mkdocs's copy of static files to skip each whose copy is newer than its source.
+
+    A file of the checkout is always newer than the last build's copy, so
+    only the theme's files are skipped; the salt covers the theme.
+    """
+
+    def copy_static_files(self: Files, dirty: bool = False, **options: Any) -> None:
+        copy(self, True, **options)
+
+    return copy_static_files
+
+
 def _cleaned(directory: str) -> None:
     """In place of mkdocs's cleaning of the site directory, which `main` did where it had to."""
 
@@ -314,7 +335,7 @@ def main(argv: list[str]) -> int:
 
     args = _arguments(argv)
     state = State()  # type: ignore[no-untyped-call]  # the CLI's log lines: "WARNING -  ..."
-    stored = load(args.cache_from, args.marker)
+    stored = load(args.cache_from, args.marker, args.salt)
     try:
         cfg = config.load_config(
             config_file=args.config_file, site_dir=str(args.site_dir), strict=True
@@ -326,6 +347,8 @@ def main(argv: list[str]) -> int:
             cfg.plugins["slipway/render-cache"] = cache
         if cache is None or not cache.outputs:
             utils.clean_directory(str(args.site_dir))
+        else:  # the last build's theme files are this build's: copy only newer ones
+            Files.copy_static_files = _newer_only(Files.copy_static_files)  # type: ignore[method-assign]
         before = _files(args.site_dir)
         utils.clean_directory = _cleaned  # cleaned above where it had to be; kept pages stay
         logging.getLogger("mkdocs.commands.build").addFilter(_QuietKept())
