@@ -92,7 +92,7 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
         self.site, self.salt, self._bytecode = site, salt, bytecode
         self.conversions: dict[str, Any] = stored.get("conversions", {})
         self.outputs: dict[str, str] = stored.get("outputs", {})
-        self.fresh: dict[str, Any] = {"salt": salt, "conversions": {}, "outputs": {}}
+        self.fresh: dict[str, Any] = {"salt": salt, "conversions": {}, "outputs": {}, "search": {}}
         self._dated: bool | None = stored.get("dates")
         self.kept: set[str] = set()
         self.reused = self.rendered = self.converted = 0
@@ -341,9 +341,13 @@ def main(argv: list[str]) -> int:
             config_file=args.config_file, site_dir=str(args.site_dir), strict=True
         )
         cache = None
+        fresh: dict[str, Any] = {}
+        pages.remember_listings(stored.get("listings", {}), fresh.setdefault("listings", {}))
         if not {"blog", "material/blog"} & set(cfg.plugins):
             bytecode = pages.Bytecode(args.cache_from, args.cache_to)
             cache = RenderCache(stored, args.site_dir, args.salt, bytecode)
+            cache.fresh.update(fresh)
+            pages.remember_search(stored.get("search", {}), cache.fresh["search"], args.salt)
             cfg.plugins["slipway/render-cache"] = cache
         if cache is None or not cache.outputs:
             utils.clean_directory(str(args.site_dir))
