@@ -289,7 +289,9 @@ def _local_files(site: Path, memo: Path | None = None) -> dict[str, _Digests]:
     """
     known = _read_memo(memo)
     found, stamps = {}, {}
-    for path in sorted(p for p in site.rglob("*") if p.is_file()):
+    # mkdocs copies files, never links them: a link in the site is no file of it
+    # (one the sandboxed build planted would lead to a file of the platform).
+    for path in sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()):
         relative = path.relative_to(site).as_posix()
         seen = path.stat()
         stamp = [seen.st_size, seen.st_ino, seen.st_mtime_ns, seen.st_ctime_ns]

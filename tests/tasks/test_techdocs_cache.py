@@ -119,8 +119,10 @@ def test_unchanged_files_are_not_read_again_and_a_changed_one_is_whatever_its_ti
     (site / "a").mkdir(parents=True)
     (site / "a" / "page.html").write_text("first")
     (site / "style.css").write_text("body {}")
+    (site / "a" / "passwd").symlink_to("/etc/passwd")  # never published
     first = _local_files(site, memo)
     assert _local_files(site, memo) == first == _local_files(site)
+    assert set(first) == {"a/page.html", "style.css"}
 
     page = site / "a" / "page.html"
     stamp = page.stat()
