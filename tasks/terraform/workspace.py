@@ -273,7 +273,7 @@ class Terraform:
         """Within this, batches (`check_plans`) run in long-lived processes, ended on exit.
 
         What a drift check of many environments does: the bundled Terraform's
-        start is then paid once per parallel thread, not once per environment
+        start is then paid once per core, not once per environment
         (`tasks.terraform.sessions`). A user's binary runs as before.
 
         Args:

@@ -10,6 +10,7 @@ import pytest
 from blocks.s3 import S3Connection
 from blocks.terraform_backend import TerraformBackend
 from slipway.errors import TerraformError
+from slipway.process import cpu_cores
 from tasks.terraform import Terraform, assess, ensure_state_bucket, in_parallel
 from tasks.terraform.config import child_environment
 from tasks.terraform.runner import _library
@@ -56,19 +57,19 @@ def test_one_process_checks_every_environment_and_finds_what_separate_processes_
     assert shared["dev"].in_sync and shared["prod"].in_sync
 
 
-def test_parallel_threads_each_keep_one_process_against_s3_state(
+def test_parallel_threads_share_one_process_per_core_against_s3_state(
     s3_connection: S3Connection, bucket: str, tmp_path: Path
 ):
     backend = TerraformBackend(kind="s3", bucket=bucket, s3=s3_connection)
     ensure_state_bucket(backend)
     tf = Terraform(backend, workspaces=tmp_path / "workspaces")
     variables = applied(tf)
-    checks = [(tf.workspace(MODULE, "payments", env), variables[env]) for env in ENVIRONMENTS] * 3
+    checks = [(tf.workspace(MODULE, "payments", env), variables[env]) for env in ENVIRONMENTS]
 
-    with tf.reusing_processes(parallel=2) as sessions:
-        found = in_parallel(lambda c: assess(tf, c[0], c[1], name="p"), checks, max_workers=2)
-    assert 1 <= sessions.started <= 2
-    assert [h.outputs["port"].value for h in found] == [8080, 8081, 8082] * 3  # type: ignore[union-attr]
+    with tf.reusing_processes(parallel=4) as sessions:
+        found = in_parallel(lambda c: assess(tf, c[0], c[1], name="p"), checks, max_workers=4)
+    assert 1 <= sessions.started <= min(cpu_cores(), len(checks))  # threads beyond wait
+    assert [h.outputs["port"].value for h in found] == [8080, 8081, 8082]  # type: ignore[union-attr]
     assert all(h.in_sync for h in found)  # type: ignore[union-attr]
 
 
