@@ -2,9 +2,11 @@
 
 Both figures come from one run on one machine and the same code path as the
 `detect-drift` flow (`tasks.drift.survey`): per environment, a refresh-only
-plan and a normal plan, each with its ``show``, in one Terraform process, then
-one look at the Docker engine (when it answers) for every environment at once.
-Only ``max_parallel`` differs.
+plan and a normal plan, each with its ``show``, in one of the Terraform
+processes (one per core) kept for the whole check (`tasks.terraform.sessions`), then one
+look at the Docker engine (when it answers) for every environment at once.
+Only ``max_parallel`` differs: the serial side keeps one process, with Go's
+runtime on every core.
 
 Set-up, not timed: a catalog of services (10 environments each) on a local git
 root and each environment applied with local state, all in a temporary directory.

@@ -12,9 +12,6 @@ so re-publishing an old tag never rolls the portal back.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from prefect import flow
 
 from blocks import ArtifactStore, GitServer
@@ -25,6 +22,7 @@ from tasks.git import checkout
 from tasks.storage import open_store
 from tasks.techdocs import (
     PublishedDocs,
+    RenderCache,
     build_docs,
     compare_with_live,
     publish_site,
@@ -60,8 +58,8 @@ def publish_docs(
         seen = compare_with_live(store, service, co, force=force)
         if seen.unchanged:
             return report_docs(record_unchanged_docs(store, seen))
-        with tempfile.TemporaryDirectory(prefix=f"slipway-docs-{service}-") as scratch:
-            site = build_docs(co.path, Path(scratch) / "site", service, seen.source)
+        with RenderCache.of(service).held() as cache:  # one build of the service at a time
+            site = build_docs(co.path, cache, seen.source)
             published = publish_site(
                 store,
                 service,
@@ -69,5 +67,6 @@ def publish_docs(
                 seen.source,
                 keep_versions=keep_versions,
                 update_live=not seen.newer,
+                digests=cache.digests,
             )
     return report_docs(published)

@@ -142,11 +142,13 @@ def survey(
     then Unknown. This is what the flow runs and ``bench/drift.py`` times.
     """
     run = uuid.uuid4().hex[:12]
-    healths = in_parallel(
-        lambda t: assess(tf, t.ws, t.variables, name=f"drift-{run}"),
-        list(checks),
-        max_workers=max_parallel,
-    )
+    # Terraform starts once per core, not once per environment
+    with tf.reusing_processes(parallel=min(max_parallel, len(checks))):
+        healths = in_parallel(
+            lambda t: assess(tf, t.ws, t.variables, name=f"drift-{run}"),
+            list(checks),
+            max_workers=max_parallel,
+        )
     containers = observe(client) if client is not None else []
     resolve = image_resolver(client) if client is not None else None
     statuses = []

@@ -1,4 +1,4 @@
-"""``mkdocs build --strict``, reusing each page the previous build made when nothing it shows changed.
+"""``mkdocs build --strict``, reusing what the previous build of the site made when nothing it shows changed.
 
 Most of a large site's build is template rendering: every page of a material
 site carries the whole navigation, so 200 pages took 1.3 of 1.8 s here, and
@@ -9,47 +9,59 @@ convert and render to the same HTML again. This build keeps both results:
   under a key of its Markdown (after every plugin's ``on_page_markdown``),
   the list of every file of the site (links resolve against it), and, for a
   site with ``pymdownx.snippets``, every file of the docs folder;
-- a template's **rendering** under a key of everything the template gets
+- a page's **output**, the file the previous build wrote into the same site
+  directory, under a key of everything its template gets
   (`RenderCache.key`): the page's HTML, table of contents, meta and place,
-  the whole navigation and every other context value.
+  the whole navigation and every other context value. A page whose key is
+  the one its file was written with is neither rendered nor written again,
+  so its file keeps its time, and publishing need not read it either.
 
 Both also hold a salt from the platform (installed packages, the site's
-configuration files and theme overrides). What a key finds in the previous
-build's cache is taken from there; the rest is built as always, and every
-plugin event still runs, so links, anchors and the search index are checked
-and built as in a full build.
+configuration files and theme overrides). Conversions live in one file of
+the cache; outputs are trusted only when the site directory is the one the
+previous build finished: ``--marker`` names a file that a build removes
+before it writes anything and writes when it succeeded, so a build that
+failed or was killed half-way leaves a directory the next one cleans and
+builds in full. Every plugin event still runs, so links, anchors and the
+search index are checked and built as in a full build; files of the last
+build that this one did not make or keep are removed.
 
 A context value whose text is not stable (an object's ``repr`` with an
-address) or a site with the ``blog`` plugin (its index pages render posts
-from the template) makes the page render as usual: a miss is slower, never
-wrong.
+address), a plugin that rewrites pages after rendering (``on_post_page``)
+or a site with the ``blog`` plugin (its index pages render posts from the
+template) makes pages render as usual: a miss is slower, never wrong.
 
 The docs sandbox runs this file by path (`tasks.techdocs.build`), so it
 needs mkdocs and nothing of Slipway:
 
-    python _mkdocs_cached.py --config-file F --site-dir D --cache-to NEW [--cache-from OLD] --salt S
+    python _mkdocs_cached.py --config-file F --site-dir D --marker M --cache-to NEW [--cache-from OLD] --salt S
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, Template
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.plugins import BasePlugin
-from mkdocs.structure.files import File, Files
+from mkdocs.structure.files import Files
 from mkdocs.structure.nav import Navigation
 from mkdocs.structure.pages import Page
-from mkdocs.structure.toc import AnchorLink, get_toc
+
+if TYPE_CHECKING:
+    from tasks.techdocs import _mkdocs_pages as pages
+else:  # run by path in the sandbox, beside it; Slipway's packages are not there
+    import _mkdocs_pages as pages
 
 __all__ = ["RenderCache", "main"]
 
@@ -63,17 +75,26 @@ _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 
 class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no options
-    """Serves a template's output from the previous build when its key matches.
+    """Serves conversions from the previous build, and keeps the pages it wrote when their key matches.
 
     Args:
-        previous: The previous build's cache, read only; None for the first build.
-        fresh: Where this build's cache goes: every page it rendered or reused.
+        stored: The previous build's cache (`load`); empty for the first build.
+        site: The site directory; its pages are the previous build's when
+            ``stored`` may say so (`load`), else it is cleaned.
         salt: What the platform knows changes every page: packages, configuration.
+        bytecode: Where the theme's compiled templates are kept.
     """
 
-    def __init__(self, previous: Path | None, fresh: Path, salt: str) -> None:
+    def __init__(
+        self, stored: dict[str, Any], site: Path, salt: str, bytecode: pages.Bytecode | None = None
+    ) -> None:
         super().__init__()
-        self.previous, self.fresh, self.salt = previous, fresh, salt
+        self.site, self.salt, self._bytecode = site, salt, bytecode
+        self.conversions: dict[str, Any] = stored.get("conversions", {})
+        self.outputs: dict[str, str] = stored.get("outputs", {})
+        self.fresh: dict[str, Any] = {"salt": salt, "conversions": {}, "outputs": {}, "search": {}}
+        self._dated: bool | None = stored.get("dates")
+        self.kept: set[str] = set()
         self.reused = self.rendered = self.converted = 0
         self._links: str | None = None
         self._nav: Navigation | None = None
@@ -96,7 +117,10 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
             return _Cached(template, name, self)
 
         env.get_template = get_template  # type: ignore[method-assign]
+        env.bytecode_cache = self._bytecode
         self._env = env
+        if config.plugins.events["post_page"]:  # a page's file is not what its template made
+            self.outputs = {}
         return env
 
     def on_page_markdown(
@@ -105,16 +129,15 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
         """Convert ``page`` through the cache: its Markdown is final once every plugin had it."""
         digest = hashlib.sha256(f"{self.salt}\0{page.file.src_uri}\0".encode())
         digest.update(f"{self._site_files(files, config)}\0{markdown}".encode())
-        key, convert = f"md-{digest.hexdigest()}", type(page).render
+        key, convert = digest.hexdigest(), type(page).render
 
         def render(config: MkDocsConfig, files: Files) -> None:
-            found = self._read(f"{key}.json")
-            if found is not None and _restore(page, json.loads(found), files):
-                self.keep(f"{key}.json", found)
-                return
-            convert(page, config, files)
-            self.converted += 1
-            self.keep(f"{key}.json", json.dumps(_conversion(page)))
+            found = self.conversions.get(key)
+            if found is None or not pages.restore(page, found, files):
+                convert(page, config, files)
+                self.converted += 1
+                found = pages.conversion(page)
+            self.fresh["conversions"][key] = found
 
         page.render = render  # type: ignore[method-assign]  # this page only, this build
         return markdown
@@ -123,7 +146,7 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
         """Say how much was reused, in the build's own log."""
         pages = len(self._pages())
         log.info(
-            "build cache: %d of %d pages converted, %d of %d templates rendered",
+            "build cache: %d of %d pages converted, %d of %d pages rendered",
             self.converted,
             pages,
             self.rendered,
@@ -136,7 +159,7 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
         dated = self._shows_dates(name)
         page = context.get("page")
         if page is not None:
-            digest.update(_page_signature(page, dated).encode())
+            digest.update(pages.page_signature(page, dated).encode())
         if dated:
             digest.update(f"{context.get('build_date_utc')}\0{self._dates()}".encode())
         for item in sorted(k for k in context if k not in _SETTLED):
@@ -146,24 +169,29 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
             digest.update(f"\0{item}={text}".encode())
         return digest.hexdigest()
 
-    def lookup(self, key: str) -> str | None:
-        """The previous build's rendering under ``key``, now also in this build's cache."""
-        text = self._read(f"{key}.html")
-        if text is not None:
-            self.keep(f"{key}.html", text)
-        return text
+    def keeps(self, destination: str, key: str) -> bool:
+        """Whether the previous build wrote ``destination`` from ``key``, so it stays as it is."""
+        self.fresh["outputs"][destination] = key
+        if self.outputs.get(destination) != key or not (self.site / destination).is_file():
+            return False
+        self.kept.add(destination)
+        return True
 
-    def keep(self, name: str, text: str) -> None:
-        """Put ``text`` in this build's cache as ``name``."""
-        (self.fresh / name).write_text(text, encoding="utf-8")
-
-    def _read(self, name: str) -> str | None:
-        if self.previous is None:
-            return None
-        try:
-            return (self.previous / name).read_text(encoding="utf-8")
-        except (FileNotFoundError, UnicodeDecodeError):
-            return None
+    def sweep(self, before: dict[str, int]) -> None:
+        """Remove the previous build's files that this build neither wrote nor kept."""
+        ours = {f.dest_uri for f in self._files or () if not f.is_documentation_page()}
+        for relative, stamp in before.items():
+            path = self.site / relative
+            if relative in self.kept or relative in ours:
+                continue
+            try:
+                if path.stat().st_mtime_ns == stamp:  # not written by this build
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+        for directory in sorted((p for p in self.site.rglob("*") if p.is_dir()), reverse=True):
+            if not any(directory.iterdir()):
+                directory.rmdir()
 
     def _site_files(self, files: Files, config: MkDocsConfig) -> str:
         """Every file links may point at, and every file a snippet may include, taken once."""
@@ -185,7 +213,7 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
         """The navigation and every page's place and title, taken once after reading."""
         if self._site is None:
             listed = [(p.file.src_uri, p.url, p.title) for p in self._pages()]
-            items = _nav_items(self._nav.items) if self._nav else []
+            items = pages.nav_items(self._nav.items) if self._nav else []
             self._site = json.dumps([items, listed], default=str)
         return self._site
 
@@ -194,11 +222,16 @@ class RenderCache(BasePlugin):  # type: ignore[type-arg,no-untyped-call]  # no o
 
     def _shows_dates(self, name: str) -> bool:
         """Whether ``name`` may show a build date: the sitemap does, and pages if a template says so."""
-        return not name.endswith((".html", ".htm")) or _anywhere(self._env, _DATES)
+        if not name.endswith((".html", ".htm")):
+            return True
+        if self._dated is None:  # the same for every build with this salt: kept
+            self._dated = pages.anywhere(self._env, _DATES)
+        self.fresh["dates"] = self._dated
+        return self._dated
 
 
 class _Cached:
-    """A template whose ``render(context)`` goes through the cache; the rest is the template's."""
+    """A template whose ``render(context)`` of a page goes through the cache; the rest is the template's."""
 
     def __init__(self, template: Template, name: str, cache: RenderCache) -> None:
         self._template, self._name, self._cache = template, name, cache
@@ -208,142 +241,128 @@ class _Cached:
 
     def render(self, *args: Any, **kwargs: Any) -> str:
         context = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], dict) else None
-        key = None if context is None else self._cache.key(self._name, context)
-        cached = None if key is None else self._cache.lookup(key)
-        if cached is not None:
+        page = None if context is None else context.get("page")
+        destination = getattr(getattr(page, "file", None), "dest_uri", None)
+        key = None
+        if context is not None and isinstance(destination, str):
+            key = self._cache.key(self._name, context)
+        if key is not None and isinstance(destination, str) and self._cache.keeps(destination, key):
             self._cache.reused += 1
-            return cached
-        output = self._template.render(*args, **kwargs)
+            return ""  # mkdocs writes no empty page: the previous build's file stays
         self._cache.rendered += 1
-        if key is not None:
-            self._cache.keep(f"{key}.html", output)
-        return output
-
-
-def _page_signature(page: Any, dated: bool) -> str:
-    around = [
-        (p.url, p.title) if p is not None else None for p in (page.previous_page, page.next_page)
-    ]
-    parents, parent = [], page.parent
-    while parent is not None:
-        parents.append(parent.title)
-        parent = parent.parent
-    fields = [
-        page.url,
-        page.title,
-        page.content,
-        _toc(page.toc),
-        page.meta,
-        page.edit_url,
-        page.canonical_url,
-        page.abs_url,
-        page.is_homepage,
-        around,
-        parents,
-        page.update_date if dated else None,
-    ]
-    return json.dumps(fields, sort_keys=True, default=str)
-
-
-def _toc(links: Iterable[AnchorLink]) -> list[Any]:
-    return [[link.id, link.title, link.level, _toc(link.children)] for link in links]
-
-
-def _tokens(links: Iterable[AnchorLink]) -> list[dict[str, Any]]:
-    """A table of contents as the tokens it was made of (`mkdocs.structure.toc.get_toc`)."""
-    return [
-        {"level": a.level, "id": a.id, "name": a.title, "children": _tokens(a.children)}
-        for a in links
-    ]
-
-
-def _conversion(page: Page) -> dict[str, Any]:
-    """What `Page.render` leaves on a page, as JSON."""
-    links = page.links_to_anchors
-    return {
-        "content": page.content,
-        "toc": _tokens(page.toc),
-        "title": page._title_from_render,
-        "anchors": sorted(page.present_anchor_ids or ()),
-        "links": None if links is None else {f.src_uri: v for f, v in links.items()},
-    }
-
-
-def _restore(page: Page, found: dict[str, Any], files: Files) -> bool:
-    """Put a stored conversion back on ``page``; False when a file it links to is gone."""
-    links: dict[File, dict[str, str]] | None = None
-    if found["links"] is not None:
-        links = {}
-        for uri, anchors in found["links"].items():
-            target = files.get_file_from_path(uri)
-            if target is None:
-                return False
-            links[target] = anchors
-    page.content = found["content"]
-    page.toc = get_toc(found["toc"])
-    page._title_from_render = found["title"]
-    page.present_anchor_ids = set(found["anchors"])
-    page.links_to_anchors = links
-    return True
-
-
-def _nav_items(items: Iterable[Any]) -> list[Any]:
-    return [
-        [type(i).__name__, i.title, getattr(i, "url", None), _nav_items(i.children or [])]
-        for i in items
-    ]
-
-
-@functools.cache
-def _anywhere(env: Environment, words: tuple[str, ...]) -> bool:
-    """Whether any page template of the theme (and the site's overrides) names one of ``words``.
-
-    Templates include each other, some by names computed at render time
-    (material picks its language partial so), so one that names a date may
-    end up in any page. Icons, fonts and the sitemap are no page template.
-    """
-    pages = env.list_templates(extensions=["html", "htm"])
-    return any(any(word in _source(env, name) for word in words) for name in pages)
-
-
-def _source(env: Environment, name: str) -> str:
-    """A template's text; empty for a file that is none (the theme's fonts and images)."""
-    assert env.loader is not None
-    try:
-        return env.loader.get_source(env, name)[0]
-    except UnicodeDecodeError:
-        return ""
+        return str(self._template.render(*args, **kwargs))
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--site-dir", required=True)
+    parser.add_argument("--site-dir", type=Path, required=True)
+    parser.add_argument("--marker", type=Path, required=True)
     parser.add_argument("--cache-to", type=Path, required=True)
     parser.add_argument("--cache-from", type=Path)
     parser.add_argument("--salt", required=True)
     return parser.parse_args(argv)
 
 
+_CACHE = "cache.json"
+
+
+def load(previous: Path | None, marker: Path, salt: str) -> dict[str, Any]:
+    """The previous build's cache; its outputs only if ``marker`` says it finished this site.
+
+    The marker goes before anything is written, so a build that stops
+    half-way leaves no marker, and the next one trusts no file of the site.
+    Nothing is kept across another salt (packages, configuration, theme).
+    """
+    stored: Any = {}
+    finished = ""
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads((previous / _CACHE).read_text(encoding="utf-8")) if previous else {}
+    with contextlib.suppress(OSError):
+        finished = marker.read_text(encoding="utf-8")
+    marker.unlink(missing_ok=True)
+    if not isinstance(stored, dict) or stored.get("salt") != salt:
+        return {}
+    if not finished or stored.get("build") != finished:
+        stored.pop("outputs", None)
+    return stored
+
+
+def finish(cache: RenderCache, target: Path, marker: Path, before: dict[str, int]) -> None:
+    """Drop what the build left over, then record its cache and mark the site finished."""
+    cache.sweep(before)
+    build = hashlib.sha256(f"{time.time_ns()}{cache.salt}".encode()).hexdigest()
+    (target / _CACHE).write_text(json.dumps({"build": build, **cache.fresh}), encoding="utf-8")
+    marker.write_text(build, encoding="utf-8")
+
+
+def _files(site: Path) -> dict[str, int]:
+    """Every file of ``site`` with its modification time (ns)."""
+    return {
+        p.relative_to(site).as_posix(): p.stat().st_mtime_ns for p in site.rglob("*") if p.is_file()
+    }
+
+
+def _newer_only(copy: Callable[..., None]) -> Callable[..., None]:
+    """Wraps mkdocs's copy of static files to skip each whose copy is newer than its source.
+
+    A file of the checkout is always newer than the last build's copy, so
+    only the theme's files are skipped; the salt covers the theme.
+    """
+
+    def copy_static_files(self: Files, dirty: bool = False, **options: Any) -> None:
+        copy(self, True, **options)
+
+    return copy_static_files
+
+
+def _cleaned(directory: str) -> None:
+    """In place of mkdocs's cleaning of the site directory, which `main` did where it had to."""
+
+
+class _QuietKept(logging.Filter):
+    """Drops mkdocs's note on each page that was kept, not rendered ("Page skipped")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Page skipped:")
+
+
 def main(argv: list[str]) -> int:
     """Build as ``mkdocs build --strict --config-file F --site-dir D`` does; returns its exit code."""
-    from mkdocs import config, exceptions
+    from mkdocs import config, exceptions, utils
     from mkdocs.__main__ import State
     from mkdocs.commands import build as commands
 
     args = _arguments(argv)
     state = State()  # type: ignore[no-untyped-call]  # the CLI's log lines: "WARNING -  ..."
+    stored = load(args.cache_from, args.marker, args.salt)
     try:
-        cfg = config.load_config(config_file=args.config_file, site_dir=args.site_dir, strict=True)
+        cfg = config.load_config(
+            config_file=args.config_file, site_dir=str(args.site_dir), strict=True
+        )
+        cache = None
+        fresh: dict[str, Any] = {}
+        pages.remember_listings(stored.get("listings", {}), fresh.setdefault("listings", {}))
         if not {"blog", "material/blog"} & set(cfg.plugins):
-            cfg.plugins["slipway/render-cache"] = RenderCache(
-                args.cache_from, args.cache_to, args.salt
-            )
+            bytecode = pages.Bytecode(args.cache_from, args.cache_to)
+            cache = RenderCache(stored, args.site_dir, args.salt, bytecode)
+            cache.fresh.update(fresh)
+            pages.remember_search(stored.get("search", {}), cache.fresh["search"], args.salt)
+            cfg.plugins["slipway/render-cache"] = cache
+        if cache is None or not cache.outputs:
+            utils.clean_directory(str(args.site_dir))
+        else:  # the last build's theme files are this build's: copy only newer ones
+            Files.copy_static_files = _newer_only(Files.copy_static_files)  # type: ignore[method-assign]
+        before = _files(args.site_dir)
+        utils.clean_directory = _cleaned  # cleaned above where it had to be; kept pages stay
+        logging.getLogger("mkdocs.commands.build").addFilter(_QuietKept())
         cfg.plugins.on_startup(command="build", dirty=False)
         try:
             commands.build(cfg)
         finally:
             cfg.plugins.on_shutdown()
+        if cache is not None:
+            finish(cache, args.cache_to, args.marker, before)
     except exceptions.MkDocsException as e:
         e.show()  # as the CLI prints it: "Aborted with 2 warnings in strict mode!"
         return 1

@@ -10,14 +10,15 @@ cannot copy a secret into a published page, and nothing a page or an
 extension asks for can read a platform file or reach a platform service.
 
 Builds are reproducible (``SOURCE_DATE_EPOCH`` is the commit's time), and
-with a `RenderCache` a build reuses each page the last build of the same
-service rendered when nothing the page shows changed
-(`tasks.techdocs._mkdocs_cached`): after a one-page change of a 200-page
-site, one page renders instead of 200.
+with a `RenderCache` a build reuses what the last build of the same service
+made when nothing a page shows changed (`tasks.techdocs._mkdocs_cached`):
+the site directory is the service's own on this host, and after a one-page
+change of a 200-page site one page is rendered and written instead of 200.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import logging
@@ -70,7 +71,8 @@ _PROBLEM = re.compile(r"^(WARNING|ERROR)\s+-\s+(.*)$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _RUNNER = Path(__file__).with_name("_mkdocs_cached.py")
-_RUNNER_VERSION = "1"  # bump when the runner's key changes meaning
+_RUNNER_FILES = (_RUNNER, _RUNNER.with_name("_mkdocs_pages.py"))
+_RUNNER_VERSION = "2"  # bump when the runner's key changes meaning
 
 
 @dataclass(frozen=True)
@@ -133,14 +135,47 @@ def is_ancestor(checkout: Checkout, older: str, newer: str) -> bool:
 
 @dataclass(frozen=True)
 class RenderCache:
-    """Where one service's rendered pages are kept between builds on this host.
+    """Where one service's site and what made it are kept between builds on this host.
 
     Losing it costs one full build, nothing else: every key names all a page
-    shows, so a stale entry is never used.
+    shows, so a stale entry is never used. One build of a service at a time
+    (`held`): its site directory is reused.
     """
 
     directory: Path
     """The cache of the last successful build; replaced whole by the next one."""
+
+    @classmethod
+    def of(cls, service: str) -> RenderCache:
+        """The cache of ``service`` in Slipway's home."""
+        return cls(SlipwayHome.from_env().cache / "docs" / service)
+
+    @property
+    def workspace(self) -> Path:
+        """What the sandbox may write besides the new cache: the site and its marker."""
+        return self.directory.with_name(f"{self.directory.name}.site")
+
+    @property
+    def site(self) -> Path:
+        """The service's site directory, rebuilt in place."""
+        return self.workspace / "site"
+
+    @property
+    def digests(self) -> Path:
+        """The site's files' digests, kept by publishing (outside the sandbox's reach)."""
+        return self.directory.with_name(f"{self.directory.name}.digests.json")
+
+    @contextmanager
+    def held(self) -> Iterator[RenderCache]:
+        """This service's cache and site to itself, until the site is published."""
+        self.site.mkdir(parents=True, exist_ok=True)
+        lock = self.directory.with_name(f".{self.directory.name}.lock")
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def refreshed(self) -> Iterator[tuple[Path | None, Path]]:
@@ -178,17 +213,20 @@ def build_site(
     Args:
         root: The checkout.
         config: The checked configuration.
-        output: The site directory to write.
+        output: The site directory to write; with a cache, its `RenderCache.site`.
         committed_at: The commit's time, which dates the pages (sitemap, the
             mkdocs theme's build date) so that a rebuild is byte-identical.
-        cache: Pages of the last build to reuse; without one every page renders.
+        cache: What the last build made, to reuse; without one every page renders.
         log: Where mkdocs's warnings go.
 
     Raises:
         DocsBuildError: mkdocs refused the site (the message lists why), or
             the site uses the reserved top-level name ``versions``.
         SandboxUnavailable: bubblewrap is missing; nothing was built.
+        ValueError: a cached build was asked for another directory than the cache's site.
     """
+    if cache is not None and output != cache.site:
+        raise ValueError(f"a cached build writes {cache.site}, not {output}")
     output.mkdir(parents=True, exist_ok=True)
     env = dict(_BUILD_ENV)
     if committed_at is not None:
@@ -214,12 +252,13 @@ def _mkdocs(
     if fresh is None:
         argv = [installed_tool("mkdocs"), "build", "--strict", *site]
         sandbox = Sandbox(read_only=config.inputs, writable=(output,), env=env)
-    else:
-        argv = [sys.executable, str(_RUNNER), *site, "--cache-to", str(fresh)]
-        argv += ["--salt", _salt(root, config)]
+    else:  # the site's marker sits beside it: a build cannot reach another service's
+        marker = output.with_name(f".{output.name}-finished")
+        argv = [sys.executable, str(_RUNNER), *site, "--marker", str(marker)]
+        argv += ["--cache-to", str(fresh), "--salt", _salt(root, config)]
         argv += ["--cache-from", str(previous)] if previous is not None else []
-        mounts = (*config.inputs, _RUNNER, *((previous,) if previous is not None else ()))
-        sandbox = Sandbox(read_only=mounts, writable=(output, fresh), env=env)
+        mounts = (*config.inputs, *_RUNNER_FILES, *((previous,) if previous is not None else ()))
+        sandbox = Sandbox(read_only=mounts, writable=(output.parent, fresh), env=env)
     try:
         return sandbox.run(argv, cwd=root, timeout=_TIMEOUT, check=False)
     except CommandError as e:  # not installed, or out of time
@@ -281,14 +320,16 @@ def _environment_fingerprint() -> str:
 
 
 @task(name="build-docs", cache_policy=NO_CACHE)
-def build_docs(root: Path, output: Path, service: str, source: DocsSource) -> BuiltSite:
+def build_docs(root: Path, cache: RenderCache, source: DocsSource) -> BuiltSite:
     """Refuse an unsafe configuration, then ``mkdocs build --strict``; warnings go to the run log.
 
-    Pages that did not change since this host's last build of the service
-    are taken from its render cache, so cost follows the change.
+    The site is built in the service's own directory (`RenderCache.site`;
+    hold it with `RenderCache.held` until it is published): pages that did
+    not change since this host's last build of the service are neither
+    rendered nor written again, so cost follows the change.
     """
     log = get_run_logger()
     config = read_site_config(root)
     log.info("building %r (theme %s) from %s", config.site_name, config.theme, config.path.name)
-    cache = RenderCache(SlipwayHome.from_env().cache / "docs" / service)
-    return build_site(root, config, output, committed_at=source.committed_at, cache=cache, log=log)
+    site, committed_at = cache.site, source.committed_at
+    return build_site(root, config, site, committed_at=committed_at, cache=cache, log=log)

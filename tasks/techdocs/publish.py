@@ -14,9 +14,12 @@ that sees new metadata also sees the new pages.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import mimetypes
+import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +177,7 @@ def publish_site(
     *,
     keep_versions: int,
     update_live: bool = True,
+    digests: Path | None = None,
 ) -> PublishedDocs:
     """Upload ``site`` as version ``source.label``, make it current and keep the last versions.
 
@@ -184,23 +188,30 @@ def publish_site(
         source: The commit it was built from.
         keep_versions: How many versions to keep, newest build first.
         update_live: False keeps the current site as it is (it shows a newer commit).
+        digests: Where the site's files' digests are kept between publishes of
+            a site directory that is rebuilt in place: a file that was not
+            written since is not read again.
     """
-    local = _local_files(site.path)
+    local = _local_files(site.path, digests)
     metadata = build_metadata(site, source, service, local)
-    copy = _publish_version(store, service, site.path, metadata, local)
-    write_version_entry(store, service, _entry(metadata))
-    live = None
-    if update_live:
-        live = sync_site(
-            store, site.path, site_prefix(service), metadata, keep=_is_versions, local=local
-        )
-    pruned = prune_versions(store, service, keep_versions)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="techdocs-publish") as pool:
+        # The version and the current site share nothing: their round-trips overlap.
+        live = None
+        if update_live:
+            prefix = site_prefix(service)
+            live = pool.submit(
+                sync_site, store, site.path, prefix, metadata, keep=_is_versions, local=local
+            )
+        copy = _publish_version(store, service, site.path, metadata, local)
+        versions, replaced = write_version_entry(store, service, _entry(metadata))
+        synced = live.result() if live is not None else None
+    pruned = prune_versions(store, service, keep_versions, versions=versions, collect=replaced)
     return PublishedDocs(
         service=service,
         commit=source.sha,
         version=source.label,
         path="/" + site_prefix(service).removeprefix(DOCS_PREFIX),
-        live=live,
+        live=synced,
         version_copy=copy,
         pruned=pruned,
         note=""
@@ -270,17 +281,48 @@ class _Digests:
     """A version file's content id."""
 
 
-def _local_files(site: Path) -> dict[str, _Digests]:
-    """Every file of a built site, relative and '/'-separated, with its digests."""
-    found = {}
-    for path in sorted(p for p in site.rglob("*") if p.is_file()):
-        md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                md5.update(chunk)
-                sha256.update(chunk)
-        found[path.relative_to(site).as_posix()] = _Digests(md5.hexdigest(), sha256.hexdigest())
+def _local_files(site: Path, memo: Path | None = None) -> dict[str, _Digests]:
+    """Every file of a built site, relative and '/'-separated, with its digests.
+
+    With ``memo``, a file whose size, inode and times (change time included,
+    which no one can set) are those it had when last hashed is not read again.
+    """
+    known = _read_memo(memo)
+    found, stamps = {}, {}
+    # mkdocs copies files, never links them: a link in the site is no file of it
+    # (one the sandboxed build planted would lead to a file of the platform).
+    for path in sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink()):
+        relative = path.relative_to(site).as_posix()
+        seen = path.stat()
+        stamp = [seen.st_size, seen.st_ino, seen.st_mtime_ns, seen.st_ctime_ns]
+        entry = known.get(relative)
+        if isinstance(entry, list) and len(entry) == 6 and entry[:4] == stamp:
+            found[relative] = _Digests(str(entry[4]), str(entry[5]))
+        else:
+            found[relative] = _digests(path)
+        stamps[relative] = [*stamp, found[relative].md5, found[relative].sha256]
+    if memo is not None:
+        partial = memo.with_name(f".{memo.name}.{uuid.uuid4().hex}")
+        partial.write_text(json.dumps(stamps), encoding="utf-8")
+        partial.replace(memo)
     return found
+
+
+def _read_memo(memo: Path | None) -> dict[str, object]:
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8")) if memo is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _digests(path: Path) -> _Digests:
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return _Digests(md5.hexdigest(), sha256.hexdigest())
 
 
 def _put_file(store: ObjectStore, key: str, path: Path) -> None:

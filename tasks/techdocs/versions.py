@@ -126,16 +126,41 @@ def read_versions(store: ObjectStore, service: str) -> tuple[VersionEntry, ...]:
         return ()
 
 
-def write_version_entry(store: ObjectStore, service: str, entry: VersionEntry) -> None:
-    """Record (or refresh) ``entry`` in the versions index."""
-    others = [v for v in read_versions(store, service) if v.name != entry.name]
-    _write_versions(store, service, [entry, *others])
+def write_version_entry(
+    store: ObjectStore, service: str, entry: VersionEntry
+) -> tuple[tuple[VersionEntry, ...], bool]:
+    """Record (or refresh) ``entry`` in the versions index.
+
+    Returns:
+        The index as written, and whether it held a version of that name
+        already (whose files the new one may no longer name).
+    """
+    before = read_versions(store, service)
+    others = [v for v in before if v.name != entry.name]
+    return _write_versions(store, service, [entry, *others]), len(others) != len(before)
 
 
-def prune_versions(store: ObjectStore, service: str, keep: int) -> tuple[str, ...]:
-    """Delete every version but the ``keep`` newest builds, any the index forgot, and their files."""
-    versions = sorted(read_versions(store, service), key=lambda v: -v.build_timestamp)
-    kept, dropped = versions[:keep], [v.name for v in versions[keep:]]
+def prune_versions(
+    store: ObjectStore,
+    service: str,
+    keep: int,
+    *,
+    versions: tuple[VersionEntry, ...] | None = None,
+    collect: bool = True,
+) -> tuple[str, ...]:
+    """Delete every version but the ``keep`` newest builds, any the index forgot, and their files.
+
+    Args:
+        store: The artifact store.
+        service: The service.
+        keep: How many versions to keep.
+        versions: The index, when the caller just wrote it; else it is read.
+        collect: Look for shared files no version names even when no version
+            goes: a version of the same name was replaced, or nothing is known.
+    """
+    listed = read_versions(store, service) if versions is None else versions
+    ordered = sorted(listed, key=lambda v: -v.build_timestamp)
+    kept, dropped = ordered[:keep], [v.name for v in ordered[keep:]]
     base = f"{site_prefix(service)}{RESERVED}/"
     names = {v.name for v in kept}
     doomed = [
@@ -143,26 +168,37 @@ def prune_versions(store: ObjectStore, service: str, keep: int) -> tuple[str, ..
         for key in store.keys(base)
         if key != base + "index.json" and key[len(base) :].split("/", 1)[0] not in names
     ]
-    _write_versions(store, service, kept)
+    if dropped:
+        _write_versions(store, service, kept)
     parallel(store.delete, doomed)
-    collect_garbage(store, service, base)
+    if collect or doomed:  # else no file lost the last version that named it
+        collect_garbage(store, service, base)
     if dropped:
         logger.info("%s: removed old versions %s", service, ", ".join(dropped))
     return tuple(dropped)
 
 
-def _write_versions(store: ObjectStore, service: str, versions: Iterable[VersionEntry]) -> None:
+def _write_versions(
+    store: ObjectStore, service: str, versions: Iterable[VersionEntry]
+) -> tuple[VersionEntry, ...]:
     ordered = tuple(sorted(versions, key=lambda v: -v.build_timestamp))
     body = _VersionsIndex(versions=ordered).model_dump_json(indent=2).encode()
     store.put(site_prefix(service) + _VERSIONS_INDEX, body, content_type="application/json")
+    return ordered
 
 
 def collect_garbage(store: ObjectStore, service: str, versions_prefix: str) -> tuple[str, ...]:
     """Delete the shared files that no manifest under ``versions_prefix`` names any more."""
     named: set[str] = set()
-    for key in store.keys(versions_prefix):
-        if key.endswith(f"/{MANIFEST}"):
-            named.update(_manifest(store, key).files.values())
+    manifests = [k for k in store.keys(versions_prefix) if k.endswith(f"/{MANIFEST}")]
+    lock = threading.Lock()
+
+    def read(key: str) -> None:
+        files = _manifest(store, key).files.values()
+        with lock:
+            named.update(files)
+
+    parallel(read, manifests)
     doomed = [k for k in store.keys(objects_prefix(service)) if k.rsplit("/", 1)[1] not in named]
     parallel(store.delete, doomed)
     return tuple(doomed)

