@@ -7,6 +7,8 @@ teams then edit them under Blocks in the Prefect UI.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 from blocks.artifact_store import ArtifactStore
@@ -24,6 +26,7 @@ from slipway.home import Ports, SlipwayHome
 __all__ = [
     "ALL_BLOCKS",
     "DEFAULT_DOCUMENT",
+    "BLOCK_TYPES_VARIABLE",
     "ArtifactStore",
     "ContainerRegistry",
     "Defaults",
@@ -35,6 +38,7 @@ __all__ = [
     "SlipwayBlock",
     "TerraformBackend",
     "VulnerabilitySource",
+    "block_types_digest",
     "ensure_default_documents",
     "register_block_types",
 ]
@@ -55,10 +59,51 @@ ALL_BLOCKS: tuple[type[SlipwayBlock], ...] = (
 """Every block type, nested ones first so their schemas exist when referenced."""
 
 
-def register_block_types() -> None:
-    """Register every block type and schema with the Prefect server (idempotent)."""
+BLOCK_TYPES_VARIABLE = "slipway_block_types"
+"""The Prefect variable that holds a digest of the block types last registered."""
+
+
+def register_block_types() -> bool:
+    """Register every block type and schema with the Prefect server, unless done already.
+
+    Registering takes some 30 API calls, at every `slipway up`. The digest of
+    what was registered (schemas, descriptions, Prefect's version) is kept in
+    a Prefect variable, in the same database as the types, so an unchanged
+    platform skips the calls; a deleted type is registered again by the first
+    document saved with it (Prefect's ``Block.save`` does that).
+
+    Returns:
+        Whether the types were registered.
+    """
+    from prefect.variables import Variable
+
+    wanted = block_types_digest()
+    if Variable.get(BLOCK_TYPES_VARIABLE) == wanted:
+        return False
     for block_type in ALL_BLOCKS:
         block_type.register_type_and_schema()
+    Variable.set(BLOCK_TYPES_VARIABLE, wanted, overwrite=True)
+    return True
+
+
+def block_types_digest() -> str:
+    """A digest of everything `register_block_types` sends to Prefect."""
+    import prefect
+
+    described = [
+        {
+            "slug": t.get_block_type_slug(),
+            "name": t.get_block_type_name(),
+            "description": t.get_description(),
+            "code_example": t.get_code_example(),
+            "logo": str(getattr(t, "_logo_url", None)),
+            "documentation": str(getattr(t, "_documentation_url", None)),
+            "schema": t.model_json_schema(),
+        }
+        for t in ALL_BLOCKS
+    ]
+    text = json.dumps([prefect.__version__, described], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def ensure_default_documents(home: SlipwayHome, ports: Ports) -> list[str]:
