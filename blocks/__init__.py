@@ -12,7 +12,7 @@ import json
 import logging
 
 from blocks.artifact_store import ArtifactStore
-from blocks.base import DEFAULT_DOCUMENT, Defaults, SlipwayBlock
+from blocks.base import DEFAULT_DOCUMENT, Defaults, SlipwayBlock, default_documents
 from blocks.container_registry import ContainerRegistry
 from blocks.deploy_target import DeployTarget
 from blocks.git_server import GitServer
@@ -110,15 +110,15 @@ def ensure_default_documents(home: SlipwayHome, ports: Ports) -> list[str]:
     """Write a ``default`` document of each top-level block where none exists.
 
     Existing documents are never overwritten: they hold the platform team's
-    choices. Returns the slugs that were written.
+    choices. Which exist is one request (`default_documents`), as at every
+    `slipway up` all do. Returns the slugs that were written.
     """
+    # S3Connection is nested inside stores; it has no default document of its own.
+    kinds = [kind for kind in ALL_BLOCKS if kind is not S3Connection]
+    present = default_documents(kinds)
     written: list[str] = []
-    for block_type in ALL_BLOCKS:
-        if block_type is S3Connection:
-            continue  # nested inside stores; has no default document of its own
-        try:
-            block_type.load(DEFAULT_DOCUMENT)
-        except ValueError:
+    for block_type in kinds:
+        if block_type.get_block_type_slug() not in present:
             block_type.local_default(home, ports).save(DEFAULT_DOCUMENT)
             written.append(block_type.get_block_type_slug())
             logger.info("wrote default block document %s/%s", written[-1], DEFAULT_DOCUMENT)

@@ -132,6 +132,8 @@ def start_host(supervisor: Supervisor, began: float) -> None:
     """
     options, report = supervisor.options, supervisor.report
     timeline = Timeline(options.home, began)
+    # Before anything imports Prefect (reading prefect.yaml does): its settings are read once.
+    use_embedded_prefect(supervisor.env)
     if options.role == "worker":
         _start_worker_host(supervisor)
     else:
@@ -297,7 +299,6 @@ def _start_worker_host(supervisor: Supervisor) -> None:
     assert options.worker is not None  # the CLI always sets it for this role
     api = options.worker.api_url
     supervisor.write_state(started=datetime.now(UTC))
-    use_embedded_prefect(supervisor.env)
     deadline = time.monotonic() + options.startup_timeout
     heartbeat = server_heartbeat(api)
     while heartbeat is None:

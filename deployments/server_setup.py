@@ -84,7 +84,6 @@ def follow_registration(supervisor: Supervisor, timeline: Timeline) -> None:
 def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline) -> None:
     """Once Prefect answers: the block types, their default documents and the webhook secret."""
     home, ports, report = supervisor.options.home, supervisor.options.ports, supervisor.report
-    use_embedded_prefect(supervisor.env)
     import blocks  # imports Prefect while the server boots
     from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
 
