@@ -94,6 +94,8 @@ def test_up_is_ready_while_deployments_register_and_reports_when_they_are(make_u
         up, "/deployments/filter", {"deployments": {"name": {"any_": ["slowflows-hello"]}}}
     )
     assert [d["name"] for d in found.json()] == ["slowflows-hello"]
+    # up's own Prefect client talked to up's server, never to a temporary one of its own.
+    assert "Starting temporary server" not in "".join(up.output), up.output
     timeline = (up.home / "logs" / "startup.log").read_text()
     for step in ("prefect answers", "gate open", "every component answers", "registered 1"):
         assert step in timeline, timeline
