@@ -151,6 +151,10 @@ def start_host(supervisor: Supervisor, began: float) -> None:
         f"Slipway is up on {options.home.root}{role} after {ready:.1f} s, {verdict(results)}. "
         "Stop it with Ctrl-C or `slipway down`."
     )
+    open_gate(options.home, supervisor.marker, "ready")  # the runner registers deployments now
+    if options.role in ("server", "all"):
+        apply = functools.partial(_apply_in_background, supervisor)
+        threading.Thread(target=apply, name="apply", daemon=True).start()
     if options.role != "worker":
         follow = functools.partial(follow_registration, supervisor, timeline)
         threading.Thread(target=follow, name="registration", daemon=True).start()
@@ -161,8 +165,8 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
 
     The children import while Prefect starts and wait at the gate
     (`deployments.startup`) until the blocks they read are set up.
-    Deployments register in the background: served by the runner, or applied
-    to the work pool by a one-shot child.
+    Deployments register once every component answers (`start_host`):
+    served by the runner, or applied to the work pool by a one-shot child.
     """
     options, report = supervisor.options, supervisor.report
     home, ports = options.home, options.ports
@@ -195,7 +199,7 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
 
     configure_blocks(supervisor, server.url, timeline)
     MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
-    open_gate(home, supervisor.marker)
+    open_gate(home, supervisor.marker, "configured")
     timeline.mark("gate open: the children read the blocks now")
     binaries = [s for s in monitoring if s not in python]
     started = set_up_side_by_side(
@@ -208,9 +212,6 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
             "git hooks": lambda: reconnect_local_git(home, ports),
         },
     )
-    if not embedded:
-        apply = functools.partial(_apply_in_background, supervisor)
-        threading.Thread(target=apply, name="apply", daemon=True).start()
     supervisor.wait_all(
         {
             s.name: functools.partial(http_ok, s.health_url, s.health_login)

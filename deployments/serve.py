@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C; the runner polls as PREFECT_RUNNER_POLL_FREQUENCY says.
 
     The flows are imported first, while `slipway up` is still starting
-    Prefect (`deployments.startup.wait_for_gate`); the deployments are then
-    registered several at a time, with progress in the registration record.
+    Prefect (`deployments.startup.wait_for_gate`); once every component
+    answers, the deployments are registered several at a time, with progress
+    in the registration record.
     """
     parser = argparse.ArgumentParser(prog="python -m deployments.serve")
     parser.add_argument("--project", type=Path, default=Path.cwd())
@@ -225,8 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
         if use_forkserver(modules):
             print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
-        wait_for_gate()
+        wait_for_gate("configured")
         _ship_logs()
+        wait_for_gate("ready")
         asyncio.run(_register_and_serve(served, project_dir, progress))
     except (KeyboardInterrupt, TerminationSignal):
         print("shutting down", flush=True)

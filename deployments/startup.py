@@ -4,8 +4,10 @@
   monitor) at once, beside Prefect's server, so their imports (seconds each)
   overlap the server's start. Each child then calls `wait_for_gate` before it
   reads a block, and `up` opens the gate once the block types are registered
-  and the default documents written. The gate file holds the marker of the
-  `up` that opened it, so one left behind by a crash opens nothing.
+  and the default documents written. The runner waits at a second gate until
+  every component answers before it registers deployments, which keeps the
+  server busy. A gate file holds the marker of the `up` that opened it, so
+  one left behind by a crash opens nothing.
 - **The registration record.** Deployments are registered (served, or
   applied to the work pool) while `up` already reports ready: the record in
   ``<home>/run/registration.json`` says how far it got, or why it failed, for
@@ -21,7 +23,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -45,22 +47,29 @@ _GATE_TIMEOUT_SECONDS = 600.0
 """Longer than any start-up wait of `up` (``startup_timeout``), which fails first."""
 
 
-def _gate(home: SlipwayHome) -> Path:
-    return home.run / "configured"
+Gate = Literal["configured", "ready"]
+"""``configured``: the blocks are set up, children may read them. ``ready``: every
+component answers; the runner registers deployments then, so that the server's
+work for it does not slow the others' start."""
+
+
+def _gate(home: SlipwayHome, gate: Gate) -> Path:
+    return home.run / f"gate-{gate}"
 
 
 def close_gate(home: SlipwayHome) -> None:
     """Before a start: children wait until `open_gate`."""
-    _gate(home).unlink(missing_ok=True)
+    for gate in get_args(Gate):
+        _gate(home, gate).unlink(missing_ok=True)
 
 
-def open_gate(home: SlipwayHome, marker: str) -> None:
-    """Blocks are set up: the children of the `up` with ``marker`` go on."""
-    write_private(_gate(home), marker)
+def open_gate(home: SlipwayHome, marker: str, gate: Gate) -> None:
+    """Let the children of the `up` with ``marker`` past ``gate``."""
+    write_private(_gate(home, gate), marker)
 
 
-def wait_for_gate(*, timeout: float = _GATE_TIMEOUT_SECONDS) -> None:
-    """In a child of `up`: wait until `up` has set up the blocks; started by hand: return.
+def wait_for_gate(gate: Gate = "configured", *, timeout: float = _GATE_TIMEOUT_SECONDS) -> None:
+    """In a child of `up`: wait until `up` opens ``gate``; started by hand: return.
 
     Raises:
         ComponentError: the gate stayed shut for ``timeout`` seconds.
@@ -68,12 +77,12 @@ def wait_for_gate(*, timeout: float = _GATE_TIMEOUT_SECONDS) -> None:
     marker = os.environ.get(_MARKER_VARIABLE)
     if not marker:
         return
-    gate = _gate(SlipwayHome.from_env())
+    path = _gate(SlipwayHome.from_env(), gate)
     deadline = time.monotonic() + timeout
-    while not (gate.exists() and gate.read_text().strip() == marker):
+    while not (path.exists() and path.read_text().strip() == marker):
         if time.monotonic() > deadline:
             raise ComponentError(
-                f"`slipway up` did not set up the blocks within {timeout:.0f} s",
+                f"`slipway up` did not open the gate {gate!r} within {timeout:.0f} s",
                 hint="see logs/prefect.log under the Slipway home, then restart `slipway up`",
             )
         time.sleep(0.05)
