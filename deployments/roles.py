@@ -2,13 +2,14 @@
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
   (on SQLite or PostgreSQL, every request authenticated) and, beside its
-  start, the Python children (runner, docs portal, bridge, monitor), which
-  import and then wait at the gate (`deployments.startup`); then blocks;
+  start, the Python children (docs portal, bridge, monitor), which import
+  and then wait at the gate (`deployments.startup`); then blocks;
   then, side by side, the registry (whose login the registry block holds)
   and monitoring (Prometheus, Alertmanager, blackbox). Ready means every
-  component answers: deployments register in the background, served here
-  (embedded) or applied to the work pool by a one-shot child
-  (`deployments.pool`), and `slipway status` shows how far that got.
+  component answers: deployments register after that, served here by the
+  runner (started with the others, it waits at a second gate) or applied to
+  the work pool by a one-shot child (`deployments.pool`), and `slipway
+  status` shows how far that got.
   ``all`` adds one worker on the same host.
 - ``worker`` waits until the server at ``--server`` answers and has its pool
   set up, then runs Prefect's process worker.

@@ -198,10 +198,10 @@ def _module(entrypoint: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C; the runner polls as PREFECT_RUNNER_POLL_FREQUENCY says.
 
-    The flows are imported first, while `slipway up` is still starting
-    Prefect (`deployments.startup.wait_for_gate`); once every component
-    answers, the deployments are registered several at a time, with progress
-    in the registration record.
+    Under `slipway up` it waits until every other component answers
+    (`deployments.startup.wait_for_gate`), then imports the flows and
+    registers the deployments several at a time, with progress in the
+    registration record.
     """
     parser = argparse.ArgumentParser(prog="python -m deployments.serve")
     parser.add_argument("--project", type=Path, default=Path.cwd())
@@ -221,14 +221,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if progress is not None:
             progress.begin(len(declared_deployments(project_dir)))
+        # Importing every flow is seconds of CPU: on 2 cores, done beside Prefect's
+        # start it slowed the server and every other component as much as it saved.
+        wait_for_gate("ready")
+        _ship_logs()
         os.chdir(project_dir)  # entrypoints are relative to the project
         served = _served(project_dir)
         modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
         if use_forkserver(modules):
             print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
-        wait_for_gate("configured")
-        _ship_logs()
-        wait_for_gate("ready")
         asyncio.run(_register_and_serve(served, project_dir, progress))
     except (KeyboardInterrupt, TerminationSignal):
         print("shutting down", flush=True)

@@ -5,8 +5,8 @@
   overlap the server's start. Each child then calls `wait_for_gate` before it
   reads a block, and `up` opens the gate once the block types are registered
   and the default documents written. The runner waits at a second gate until
-  every component answers before it registers deployments, which keeps the
-  server busy. A gate file holds the marker of the `up` that opened it, so
+  every component answers before it imports the flows and registers the
+  deployments: seconds of CPU, on the server too, that would slow the rest. A gate file holds the marker of the `up` that opened it, so
   one left behind by a crash opens nothing.
 - **The registration record.** Deployments are registered (served, or
   applied to the work pool) while `up` already reports ready: the record in
@@ -49,8 +49,8 @@ _GATE_TIMEOUT_SECONDS = 600.0
 
 Gate = Literal["configured", "ready"]
 """``configured``: the blocks are set up, children may read them. ``ready``: every
-component answers; the runner registers deployments then, so that the server's
-work for it does not slow the others' start."""
+component answers; the runner imports the flows and registers deployments then,
+so that this work does not slow the others' start."""
 
 
 def _gate(home: SlipwayHome, gate: Gate) -> Path:
