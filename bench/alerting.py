@@ -63,6 +63,7 @@ def alert_in_alertmanager(stack: Stack, service: str) -> bool:
     response = httpx.get(
         f"{stack.layout.alertmanager_url}/api/v2/alerts",
         params=[("filter", f'service="{service}"'), ("active", "true")],
+        auth=stack.layout.basic_auth(),
         timeout=2,
     )
     return any(a["labels"].get("alertname") == "SlipwayServiceDown" for a in response.json())

@@ -29,8 +29,9 @@ base image is cached, as on any build host):
 
 The flow runs in this process against a temporary Prefect server, a registry
 (Debian's ``docker-registry``) and a local git root, as the delivery tests set
-them up (`testkit.delivery`). How fast a push *event* becomes a
-running flow is bench/webhook_load.py's job, not this one's. Before the
+them up (`testkit.delivery`). From `git push` through a running
+`slipway up` (hook, bridge, event, trigger, runner) is
+bench/push_to_healthy.py's job, not this one's. Before the
 rounds, one untimed build-test-deploy of a warm-up service pushes the base
 image's layers to the registry (later pushes mount them, for both sides) and
 warms the Prefect server. The two sides alternate which goes first.
@@ -59,7 +60,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,89 +73,20 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from testkit.lead_time import (  # noqa: E402 - after the checkout is importable
+    HealthWatch,
+    PlainDelivery,
+    Timing,
+    check_serving,
+    docker_login,
+    plain_delivery,
+)
+
 REF = "refs/heads/main"
 HEALTH_TIMEOUT = 60.0
 """Seconds either side may take to answer /healthz; generous, as it never adds to a success."""
 OVERHEAD_TARGET = 1.2
 REBUILD_TARGET = 0.25
-
-PLAIN_SCRIPT = r"""
-set -euo pipefail
-repo=$1 sha=$2 tag=$3 base=$4 name=$5 port=$6 work=$7 timeout=$8 wheelhouse=$9
-confined=(--user 65534 --cap-drop ALL --security-opt no-new-privileges:true --read-only
-    --tmpfs /tmp:rw,nosuid,nodev,noexec,size=64m --memory 512m --memory-swap 512m
-    --cpus 1 --pids-limit 256)
-git clone --quiet --no-checkout "$repo" "$work/src"
-git -C "$work/src" checkout --quiet --detach --force "$sha"
-cp -r "$wheelhouse" "$work/src/.wheelhouse"
-docker build --quiet --network none --build-arg "BASE_IMAGE=$base" \
-    --label "org.opencontainers.image.revision=$sha" \
-    --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" \
-    --tag "$tag" "$work/src" >/dev/null
-docker run --rm --network none "${confined[@]}" --label "dev.slipway.service=$name" \
-    -e PYTHONDONTWRITEBYTECODE=1 "$tag" python3 -m unittest -v
-docker push --quiet "$tag" >/dev/null
-docker run --detach --name "$name" --network host "${confined[@]}" \
-    --label "dev.slipway.service=$name" \
-    -e HOST=127.0.0.1 -e "PORT=$port" -e "GIT_SHA=$sha" "$tag" >/dev/null
-deadline=$((SECONDS + timeout))
-until curl --fail --silent --output /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; do
-    if ((SECONDS >= deadline)); then echo "$name not healthy after $timeout s" >&2; exit 1; fi
-    sleep 0.2
-done
-"""
-"""The baseline; every value arrives as a positional argument, never as shell text."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    """One delivery, timed from its start."""
-
-    healthy: float
-    """Until an outside poller first got the new sha from /healthz: the lead time."""
-    finished: float
-    """Until the script or flow returned (the flow still records and releases its slot)."""
-
-
-class HealthWatch:
-    """Polls a service's /healthz every 20 ms and notes when ``sha`` first answers.
-
-    Both sides are timed by the same poller, so neither gains from its own
-    polling interval.
-    """
-
-    def __init__(self, port: int, sha: str, began: float) -> None:
-        import threading
-
-        self.url = f"http://127.0.0.1:{port}/healthz"
-        self.sha = sha
-        self.began = began
-        self.seen: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=1, trust_env=False) as http:
-            while not self._stop.is_set():
-                try:
-                    answer = http.get(self.url)
-                    if answer.status_code == 200 and answer.json().get("version") == self.sha:
-                        self.seen = time.monotonic()
-                        return
-                except (httpx.HTTPError, ValueError):
-                    pass
-                self._stop.wait(0.02)
-
-    def seconds(self) -> float:
-        """Seconds from ``began`` to the first healthy answer; fails the bench if there was none."""
-        self._thread.join(timeout=5)
-        self._stop.set()
-        if self.seen is None:
-            raise SystemExit(f"{self.url} never answered with {self.sha[:12]}")
-        return self.seen - self.began
 
 
 @dataclass
@@ -207,37 +138,11 @@ class Bench:
                 print(f"warning: could not clean up {name}: {e}", file=sys.stderr)
 
 
-def _docker_login(bench: Bench) -> Path:
-    """A docker CLI config logged in to the bench's registry, as a user's would be.
-
-    The registry requires a login; the platform's engine logs in once per
-    process, so the baseline logs in once too, before anything is timed, into a
-    config of its own that leaves the user's ~/.docker alone.
-    """
-    from testkit.delivery import REGISTRY_LOGIN
-
-    config = bench.scratch / "docker-config"
-    if not (config / "config.json").is_file():
-        config.mkdir(mode=0o700, exist_ok=True)
-        subprocess.run(
-            [
-                *("docker", "login", bench.registry, "--password-stdin"),
-                *("--username", REGISTRY_LOGIN.username),
-            ],
-            input=REGISTRY_LOGIN.password.get_secret_value(),
-            env=os.environ | {"DOCKER_CONFIG": str(config)},
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    return config
-
-
 def plain_first_build(bench: Bench) -> Timing:
     """The baseline: the plain script from a pushed commit to a healthy container."""
     from blocks import DeployTarget, GitServer
     from tasks.git import create_repository, publish_directory, repository_url
-    from testkit.delivery import BASE_IMAGE
+    from testkit.delivery import BASE_IMAGE, REGISTRY_LOGIN
     from testkit.platform import free_port
 
     port = free_port()
@@ -245,38 +150,19 @@ def plain_first_build(bench: Bench) -> Timing:
     server = GitServer.load_default()
     create_repository(server, name)
     sha = publish_directory(server, name, source, message="Initial commit")
-    work = Path(tempfile.mkdtemp(prefix="plain-", dir=bench.scratch / name))
-    argv = [
-        *("plain-delivery", repository_url(server, name), sha, f"{bench.registry}/{name}:{sha}"),
-        *(BASE_IMAGE, name, str(port), str(work), str(int(HEALTH_TIMEOUT))),
-        str(bench.wheelhouse()),
-    ]
-    env = os.environ | {
-        "DOCKER_BUILDKIT": "0",
-        "DOCKER_HOST": DeployTarget().docker_host,
-        "DOCKER_CONFIG": str(_docker_login(bench)),
-    }
-    began = time.monotonic()
-    watch = HealthWatch(port, sha, began)
-    script = subprocess.Popen(
-        ["bash", "-c", PLAIN_SCRIPT, *argv],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    job = PlainDelivery(
+        repository=repository_url(server, name),
+        sha=sha,
+        tag=f"{bench.registry}/{name}:{sha}",
+        base_image=BASE_IMAGE,
+        service=name,
+        port=port,
+        work=Path(tempfile.mkdtemp(prefix="plain-", dir=bench.scratch / name)),
+        wheelhouse=bench.wheelhouse(),
+        docker_host=DeployTarget().docker_host,
+        docker_config=docker_login(bench.registry, REGISTRY_LOGIN, bench.scratch / "docker-config"),
     )
-    try:
-        _, errors = script.communicate()
-    except BaseException:
-        os.killpg(script.pid, signal.SIGKILL)  # its docker CLI too; containers go in remove_all
-        script.wait()
-        raise
-    seconds = time.monotonic() - began
-    if script.returncode != 0:
-        raise SystemExit(f"the plain script failed ({script.returncode}):\n{errors[-3000:]}")
-    check_serving(port, sha)
-    return Timing(watch.seconds(), seconds)
+    return plain_delivery(job, began=time.monotonic(), timeout=HEALTH_TIMEOUT)
 
 
 def platform_builds(bench: Bench, *, rebuild: bool = True) -> list[Timing]:
@@ -320,15 +206,6 @@ def timed_deploy(service: str, sha: str, port: int, *, outcome: str = "succeeded
         )
     check_serving(port, sha)
     return Timing(watch.seconds() if watch else seconds, seconds)
-
-
-def check_serving(port: int, sha: str) -> None:
-    """Refuse a figure for a run that did not end with ``sha`` serving."""
-    import httpx
-
-    answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5, trust_env=False)
-    if answer.status_code != 200 or answer.json().get("version") != sha:
-        raise SystemExit(f"port {port} does not serve {sha[:12]}: {answer.text[:300]}")
 
 
 @contextmanager

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import httpx
 
+from slipway.names import ServiceName
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TARGET_MS = 300.0
-SERVICE = "ledger"
+SERVICE = ServiceName("ledger")
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 
@@ -154,6 +156,7 @@ def catalog() -> None:
     from tasks.catalog.model import CatalogModel
 
     server = GitServer.load_default()
+    assert server.root is not None, "the bench's git server is a local one"
     CatalogModel(Catalog(server)).save(
         GroupEntity(name="finance", members=("ann", "ben"), approvers=("ann",)), message="team"
     )

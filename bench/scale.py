@@ -1,15 +1,19 @@
-"""Throughput of short platform flow runs with 1, 2 and 4 worker hosts, on SQLite and PostgreSQL.
+"""What a short platform flow run costs on a worker host, and throughput with 1, 2 and 4 of them.
 
 For each database, one `slipway up --role server` applies a snapshot of the
 platform (the committed HEAD, holding the real ``platform-check`` flow) to the
-work pool, with prefect.yaml's own pull step. Then, for each worker count, that
-many `slipway up --role worker` processes (each its own home, standing in for
-a host) run a batch of ``platform-check`` runs submitted at once. Measured: the
-wall time from the first submission to the last run's end, and the CPU seconds
-that the worker hosts, the server and PostgreSQL spent on the batch, read from
-/proc, so the report can say where the cores went.
+work pool twice: ``platform-check`` with prefect.yaml's own pull step (one
+shared checkout per commit, runs forked by the host's warm run starter), and
+``platform-check-baseline``, the way every run started before: Prefect's
+``git_clone`` of the platform per run and a cold ``python -m prefect.engine``
+(``SLIPWAY_RUN_START=spawn``). Then, for each worker count, that many
+`slipway up --role worker` processes (each its own home, standing in for a
+host) run a batch of each, submitted at once. Measured: the wall time from the
+first submission to the last run's end, and the CPU seconds that the worker
+hosts, the server and PostgreSQL spent on the batch, read from /proc.
 
     python bench/scale.py [--runs 16] [--workers 1,2,4] [--limit 2] [--poll 1]
+                          [--databases SQLite,PostgreSQL]
 
 Needs PostgreSQL 15 (scripts/postgres.sh starts a throwaway cluster) and git.
 It prints its figures; it asserts nothing.
@@ -39,6 +43,12 @@ REPO = Path(__file__).resolve().parents[1]
 SLIPWAY = [sys.executable, "-m", "deployments.cli"]
 TICK = os.sysconf("SC_CLK_TCK")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+BASELINE = "platform-check-baseline"
+GIT_CLONE = {  # prefect.yaml's pull step before slipway.checkouts
+    "repository": "{{ prefect.variables.slipway_repository }}",
+    "commit_sha": "{{ prefect.variables.slipway_commit }}",
+    "clone_directory_name": "slipway",
+}
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -146,7 +156,13 @@ def platform_snapshot(root: Path) -> Path:
     manifest = yaml.safe_load((REPO / "prefect.yaml").read_text())
     check = next(d for d in manifest["deployments"] if d["name"] == "platform-check")
     check.pop("schedules", None)
-    manifest["deployments"] = [check]
+    baseline = {  # each run clones the platform and starts a cold interpreter
+        **check,
+        "name": BASELINE,
+        "pull": [{"prefect.deployments.steps.git_clone": GIT_CLONE}],
+        "work_pool": {"name": "slipway", "job_variables": {"env": {"SLIPWAY_RUN_START": "spawn"}}},
+    }
+    manifest["deployments"] = [check, baseline]
     (root / "prefect.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     git = ["git", "-c", "user.email=bench@slipway", "-c", "user.name=bench"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
@@ -214,6 +230,7 @@ def run_batch(api: str, deployment_id: str, runs: int) -> tuple[float, dict[str,
 @dataclass
 class Row:
     database: str
+    variant: str
     workers: int
     runs: int
     wall: float
@@ -229,6 +246,36 @@ class Row:
     @property
     def cpu_per_run(self) -> float:
         return (self.cpu_workers + self.cpu_server + self.cpu_database) / self.runs
+
+    @property
+    def worker_cpu_per_run(self) -> float:
+        return self.cpu_workers / self.runs
+
+
+def batch(
+    kind: str,
+    variant: str,
+    deployment_id: str,
+    api: str,
+    workers: list[Host],
+    server: Host,
+    pg: Postgres | None,
+    args: argparse.Namespace,
+) -> Row:
+    """One batch of runs of one deployment, with the CPU each side spent on it."""
+    before = (sum(w.cpu() for w in workers), server.cpu(), pg.cpu() if pg else 0.0)
+    wall, states = run_batch(api, deployment_id, args.runs)
+    time.sleep(1)  # the last flow-run processes are reaped by their workers
+    after = (sum(w.cpu() for w in workers), server.cpu(), pg.cpu() if pg else 0.0)
+    return Row(
+        kind,
+        variant,
+        len(workers),
+        args.runs,
+        wall,
+        states,
+        *(a - b for a, b in zip(after, before, strict=True)),
+    )
 
 
 def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> list[Row]:
@@ -256,9 +303,11 @@ def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> l
         server.wait_ready()
         api = platform_api(server.home, port)  # the bench's own requests authenticate
         print(f"  {kind}: server up in {time.monotonic() - began:.1f} s", flush=True)
-        deployment = post(
-            f"{api}/deployments/filter", {"deployments": {"name": {"any_": ["platform-check"]}}}
-        ).json()[0]
+        found = post(
+            f"{api}/deployments/filter",
+            {"deployments": {"name": {"any_": ["platform-check", BASELINE]}}},
+        ).json()
+        deployments = {d["name"]: d["id"] for d in found}
         for count in args.workers:
             workers = [
                 Host(
@@ -278,28 +327,15 @@ def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> l
             for w in workers:
                 w.wait_ready()
             time.sleep(2)  # let the workers settle after start-up
-            before = (
-                sum(w.cpu() for w in workers),
-                server.cpu(),
-                pg.cpu() if pg else 0.0,
-            )
-            wall, states = run_batch(api, deployment["id"], args.runs)
-            time.sleep(1)  # the last flow-run processes are reaped by their workers
-            after = (sum(w.cpu() for w in workers), server.cpu(), pg.cpu() if pg else 0.0)
-            row = Row(
-                kind,
-                count,
-                args.runs,
-                wall,
-                states,
-                *(a - b for a, b in zip(after, before, strict=True)),
-            )
-            rows.append(row)
-            print(
-                f"  {kind}: {count} worker(s): {row.wall:.1f} s, {row.per_minute:.1f} runs/min, "
-                f"states {row.states}",
-                flush=True,
-            )
+            for variant, name in (("baseline", BASELINE), ("now", "platform-check")):
+                row = batch(kind, variant, deployments[name], api, workers, server, pg, args)
+                rows.append(row)
+                print(
+                    f"  {kind} {variant:>8}: {count} worker(s): {row.wall:.1f} s, "
+                    f"{row.per_minute:.1f} runs/min, {row.worker_cpu_per_run:.2f} CPU s/run "
+                    f"on worker hosts, states {row.states}",
+                    flush=True,
+                )
             for w in workers:
                 w.stop()
     finally:
@@ -318,6 +354,9 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=2, help="flow runs at once per worker")
     parser.add_argument("--poll", type=float, default=1.0, help="worker poll interval, seconds")
+    parser.add_argument(
+        "--databases", type=lambda s: s.split(","), default=["SQLite", "PostgreSQL"]
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"{cores} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
@@ -325,37 +364,49 @@ def main() -> None:
         base = Path(tmp)
         project = platform_snapshot(base / "platform")
         rows = []
-        for kind in ("SQLite", "PostgreSQL"):
+        for kind in args.databases:
             rows += measure(kind, base, project, args)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    report(rows, cores, args)
+
+
+def report(rows: list[Row], cores: int, args: argparse.Namespace) -> None:
     print(
         f"\n{args.runs} platform-check runs per batch, submitted at once; "
-        f"each worker runs {args.limit} at a time, polls every {args.poll:g} s"
+        f"each worker runs {args.limit} at a time, polls every {args.poll:g} s. "
+        "'baseline': git_clone per run and a cold interpreter, measured in this same run."
     )
     header = (
-        f"{'database':<11}{'workers':>8}{'wall s':>8}{'runs/min':>10}{'vs 1':>7}"
-        f"{'CPU s/run':>11}{'workers':>9}{'server':>8}{'db':>6}{'ceiling':>9}"
+        f"{'database':<11}{'variant':>9}{'workers':>8}{'wall s':>8}{'runs/min':>10}"
+        f"{'CPU s/run':>11}{'on hosts':>9}{'server':>8}{'db':>6}{'ceiling':>9}{'used':>7}"
     )
     print(header)
     for row in rows:
-        first = next(r for r in rows if r.database == row.database and r.workers == rows[0].workers)
-        ceiling = cores / row.cpu_per_run * 60
+        ceiling = cores / row.worker_cpu_per_run * 60 if row.cpu_workers else float("inf")
         print(
-            f"{row.database:<11}{row.workers:>8}{row.wall:>8.1f}{row.per_minute:>10.1f}"
-            f"{row.per_minute / first.per_minute:>6.2f}x{row.cpu_per_run:>11.2f}"
-            f"{row.cpu_workers / row.runs:>9.2f}{row.cpu_server / row.runs:>8.2f}"
-            f"{row.cpu_database / row.runs:>6.2f}{ceiling:>9.1f}"
+            f"{row.database:<11}{row.variant:>9}{row.workers:>8}{row.wall:>8.1f}"
+            f"{row.per_minute:>10.1f}{row.cpu_per_run:>11.2f}{row.worker_cpu_per_run:>9.2f}"
+            f"{row.cpu_server / row.runs:>8.2f}{row.cpu_database / row.runs:>6.2f}"
+            f"{ceiling:>9.1f}{row.per_minute / ceiling:>7.0%}"
         )
-    for count in args.workers:
-        pair = [r for r in rows if r.workers == count]
-        if len(pair) == 2:
-            print(
-                f"PostgreSQL / SQLite with {count} worker(s): "
-                f"{pair[1].per_minute / pair[0].per_minute:.2f}x"
-            )
+    print()
+    for now in (r for r in rows if r.variant == "now"):
+        base = next(
+            r
+            for r in rows
+            if r.variant == "baseline" and (r.database, r.workers) == (now.database, now.workers)
+        )
+        print(
+            f"{now.database} with {now.workers} worker(s): CPU per run on the worker hosts "
+            f"{now.worker_cpu_per_run:.2f} s against {base.worker_cpu_per_run:.2f} s "
+            f"({now.worker_cpu_per_run / base.worker_cpu_per_run:.2f}x); "
+            f"throughput {now.per_minute / base.per_minute:.2f}x the baseline"
+        )
     print(
-        "\n'ceiling' = cores / CPU seconds per run: the most runs per minute these cores "
-        "could do if they did nothing else."
+        "\n'on hosts' = CPU seconds per run of the worker hosts (worker, run starter, flow-run "
+        f"processes); 'ceiling' = {cores} cores / that x 60: the most runs per minute these "
+        "cores could start if the worker hosts had them to themselves; 'used' = runs/min "
+        "reached against it. 'CPU s/run' adds the server's and the database's share."
     )
 
 

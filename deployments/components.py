@@ -50,6 +50,7 @@ __all__ = [
     "prefect_server_spec",
     "registry_binary",
     "registry_spec",
+    "run_starter_spec",
     "serve_spec",
     "server_api_url",
     "worker_spec",
@@ -219,7 +220,8 @@ def worker_spec(settings: WorkerSettings, home: SlipwayHome) -> ProcessSpec:
     """Prefect's own process worker, polling the pool of the server at ``settings.api_url``.
 
     Flow runs start in fresh directories under ``<home>/work`` (their TMPDIR),
-    where the deployment's pull step clones the platform at the pinned commit.
+    forked by the host's run starter (`run_starter_spec`), and run from the
+    host's checkout of the pinned commit (`slipway.checkouts`).
     """
     name = settings.name or default_worker_name(home)
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", settings.pool]
@@ -233,17 +235,39 @@ def worker_spec(settings: WorkerSettings, home: SlipwayHome) -> ProcessSpec:
         argv=tuple(argv),
         url=f"{settings.api_url.removesuffix('/api')}/work-pools/work-pool/{settings.pool}",
         health_url=None,
-        env={
-            "PREFECT_API_URL": settings.api_url,
-            "PREFECT_UI_API_URL": settings.api_url,
-            "PREFECT_WORKER_QUERY_SECONDS": str(settings.poll_seconds),
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds),
-            "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false",
-            "TMPDIR": str(work),
-            "SLIPWAY_WORKER_NAME": name,
-        },
+        env=_worker_env(settings, home),
         cwd=work,
     )
+
+
+def run_starter_spec(settings: WorkerSettings, home: SlipwayHome) -> ProcessSpec:
+    """The warm interpreter that forks the worker's flow runs (`slipway.prefect_patches.warm_runs`).
+
+    Same environment as the worker, so what it preloads is configured as a
+    cold run's process would be; each run then gets its own environment.
+    """
+    socket = home.run / "run-starter.sock"
+    return ProcessSpec(
+        name="run-starter",
+        argv=(sys.executable, "-m", "slipway.prefect_patches.warm_server", str(socket)),
+        url=str(socket),
+        health_url=None,
+        env=_worker_env(settings, home),
+        cwd=home.run,
+    )
+
+
+def _worker_env(settings: WorkerSettings, home: SlipwayHome) -> dict[str, str]:
+    return {
+        "PREFECT_API_URL": settings.api_url,
+        "PREFECT_UI_API_URL": settings.api_url,
+        "PREFECT_WORKER_QUERY_SECONDS": str(settings.poll_seconds),
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.heartbeat_seconds),
+        "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false",
+        "TMPDIR": str(home.root / "work"),
+        "SLIPWAY_WORKER_NAME": settings.name or default_worker_name(home),
+        "SLIPWAY_RUN_STARTER": str(home.run / "run-starter.sock"),
+    }
 
 
 def default_worker_name(home: SlipwayHome) -> str:

@@ -1,7 +1,8 @@
 """The monitoring parts that `slipway up` runs: Prometheus, Alertmanager, the blackbox exporter, the monitor.
 
 The first three are Debian's packages, started here bound to loopback with
-their config and data under ``<home>/monitoring`` (`tasks.monitoring.layout`);
+their config and data under ``<home>/monitoring`` (`tasks.monitoring.layout`),
+each requiring the home's monitoring login (``--web.config.file``);
 Alertmanager runs without clustering. The monitor is Slipway's own process
 (`deployments.monitor`). A missing package is reported with the fix, like the
 registry, and the rest of the platform starts without it.
@@ -62,53 +63,80 @@ class MonitoringBinaries:
         return [name for name, path in zip(names, found, strict=True) if path is None]
 
 
+_Part = tuple[str, str | None, str, str, int, tuple[str, ...]]
+"""Name, binary, URL, health path, port and own flags of one monitoring part."""
+
+
+def _parts(
+    layout: MonitoringLayout, binaries: MonitoringBinaries, retention_days: int
+) -> list[_Part]:
+    ports = layout.ports
+    blackbox_url = f"http://{HOST}:{ports.blackbox}"
+    return [
+        (
+            "blackbox",
+            binaries.blackbox,
+            blackbox_url,
+            "/-/healthy",
+            ports.blackbox,
+            (f"--config.file={layout.blackbox_config}",),
+        ),
+        (
+            "alertmanager",
+            binaries.alertmanager,
+            layout.alertmanager_url,
+            "/-/ready",
+            ports.alertmanager,
+            (
+                f"--config.file={layout.alertmanager_config}",
+                f"--storage.path={layout.alertmanager_data}",
+                f"--web.external-url={layout.alertmanager_url}",
+                "--cluster.listen-address=",  # one instance: no gossip port
+            ),
+        ),
+        (
+            "prometheus",
+            binaries.prometheus,
+            layout.prometheus_url,
+            "/-/ready",
+            ports.prometheus,
+            (
+                f"--config.file={layout.prometheus_config}",
+                f"--storage.tsdb.path={layout.prometheus_data}",
+                f"--storage.tsdb.retention.time={retention_days}d",
+                f"--web.external-url={layout.prometheus_url}",
+                "--web.enable-lifecycle",  # the monitor reloads rules when services come and go
+            ),
+        ),
+    ]
+
+
 def monitoring_specs(
     layout: MonitoringLayout, binaries: MonitoringBinaries, *, retention_days: int = 15
 ) -> list[ProcessSpec]:
-    """The specs of the installed parts; config files must have been written already."""
-    ports = layout.ports
-    specs = []
-    if binaries.blackbox is not None:
-        url = f"http://{HOST}:{ports.blackbox}"
-        specs.append(
-            ProcessSpec(
-                name="blackbox",
-                argv=(
-                    binaries.blackbox,
-                    f"--config.file={layout.blackbox_config}",
-                    f"--web.listen-address={HOST}:{ports.blackbox}",
-                ),
-                url=url,
-                health_url=f"{url}/-/healthy",
-                port=ports.blackbox,
-            )
+    """The specs of the installed parts; config files must have been written already.
+
+    Each binds loopback and requires the home's login (``--web.config.file``),
+    its health probe included.
+    """
+    login = layout.login()
+    return [
+        ProcessSpec(
+            name,
+            (
+                binary,
+                *flags,
+                f"--web.listen-address={HOST}:{port}",
+                f"--web.config.file={layout.web_config}",
+            ),
+            url,
+            f"{url}{health}",
+            port,
+            health_login=login,
         )
-    if binaries.alertmanager is not None:
-        url = layout.alertmanager_url
-        manager = (
-            binaries.alertmanager,
-            f"--config.file={layout.alertmanager_config}",
-            f"--storage.path={layout.alertmanager_data}",
-            f"--web.listen-address={HOST}:{ports.alertmanager}",
-            f"--web.external-url={url}",
-            "--cluster.listen-address=",  # one instance: no gossip port
-        )
-        specs.append(
-            ProcessSpec("alertmanager", manager, url, f"{url}/-/ready", ports.alertmanager)
-        )
-    if binaries.prometheus is not None:
-        url = layout.prometheus_url
-        prometheus = (
-            binaries.prometheus,
-            f"--config.file={layout.prometheus_config}",
-            f"--storage.tsdb.path={layout.prometheus_data}",
-            f"--storage.tsdb.retention.time={retention_days}d",
-            f"--web.listen-address={HOST}:{ports.prometheus}",
-            f"--web.external-url={url}",
-            "--web.enable-lifecycle",  # the monitor reloads rules when services come and go
-        )
-        specs.append(ProcessSpec("prometheus", prometheus, url, f"{url}/-/ready", ports.prometheus))
-    return specs
+        for name, binary, url, health, port, flags in _parts(layout, binaries, retention_days)
+        if binary is not None
+    ]
 
 
 def monitor_spec(ports: Ports) -> ProcessSpec:
@@ -143,7 +171,7 @@ def monitoring_health(home: SlipwayHome, ports: Ports, running: set[str]) -> lis
         ),
     ):
         if name in running:
-            results.append(http_health(name, url, health))
+            results.append(http_health(name, url, health, auth=layout.basic_auth()))
         else:
             results.append(
                 ComponentHealth(

@@ -38,6 +38,7 @@ from deployments.components import (
     docs_spec,
     prefect_server_spec,
     registry_binary,
+    run_starter_spec,
     serve_spec,
     worker_spec,
 )
@@ -323,6 +324,7 @@ def _start_worker(supervisor: Supervisor, heartbeat: int | None = None) -> None:
     settings = options.worker or WorkerSettings(api_url=options.ports.prefect_api_url)
     beat = heartbeat if heartbeat is not None else options.crash.heartbeat_seconds
     settings = replace(settings, heartbeat_seconds=beat)
+    supervisor.start(run_starter_spec(settings, options.home))  # forks the worker's runs
     supervisor.start(worker_spec(settings, options.home))
     supervisor.write_state()
     name = settings.name or default_worker_name(options.home)

@@ -167,6 +167,11 @@ class SlipwayHome:
         return self.root / "cache"
 
     @property
+    def checkouts(self) -> Path:
+        """A worker host's read-only checkouts of the platform, one per commit (`slipway.checkouts`)."""
+        return self.root / "checkouts"
+
+    @property
     def wheelhouses(self) -> Path:
         """Build-time dependencies fetched for image builds, by requirements digest."""
         return self.root / "wheelhouses"

@@ -64,6 +64,21 @@ BWRAP_HINT = (
 _HOME = "/tmp"  # noqa: S108 - the sandbox's own private tmpfs, not the host's /tmp
 _FORWARDER = Path(__file__).with_name("_forwarder.py")
 _FORWARDER_INSIDE = "/run/slipway/forwarder.py"
+_NICE_HINT = "install dash and coreutils (`apt-get install dash coreutils`)"
+_YIELD_CORES = (
+    'n=$1; shift; i=0; while [ -w /proc/self/autogroup ] && [ "$i" -lt 5 ]; do '
+    'echo "$n" 2>/dev/null >/proc/self/autogroup && break; i=$((i + 1)); sleep 0.1; done; '
+    'exec nice -n "$n" "$@"'
+)
+"""Lower the command's CPU priority by ``$1``, also where the kernel groups by session.
+
+Bubblewrap's ``--new-session`` starts a new session, and with the kernel's
+autogroup scheduling (the default without systemd's cgroups) each session
+gets an equal share of the CPU whatever its processes' nice values: four
+scanners would outweigh one build four to one. So the session's own group
+is lowered too, by writing ``/proc/self/autogroup``; the kernel accepts that
+from any user, at most every 0.1 s across the machine, hence the few tries.
+"""
 _PASSED = re.compile(
     r"LANG|LC_[A-Z]+|TZ|NO_COLOR|PYTHON(?:DONTWRITEBYTECODE|UNBUFFERED|IOENCODING|SAFEPATH|WARNINGS)"
 )
@@ -95,6 +110,10 @@ class Sandbox:
         passed_env: A pattern of further names the caller's ``env`` may hand
             in (on top of locale and Python output settings); names that look
             like a credential are never handed in.
+        niceness: How far below the caller's CPU priority the command runs
+            (``nice -n``, 0 to 19). Background work, such as the scan every
+            push starts beside its build, yields the cores to what a user
+            waits for.
     """
 
     read_only: tuple[Path, ...] = ()
@@ -102,6 +121,11 @@ class Sandbox:
     forwards: tuple[Forward, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     passed_env: str | None = None
+    niceness: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.niceness <= 19:
+            raise InvalidRequest(f"niceness must be 0 to 19, not {self.niceness}")
 
     def run(
         self,
@@ -175,6 +199,9 @@ class Sandbox:
             mounts += [(f.socket, "--bind") for f in self.forwards]
             spec = json.dumps([[f.port, str(f.socket)] for f in self.forwards])
             inner = [str(relay), "-I", "-S", _FORWARDER_INSIDE, spec, "--", *inner]
+        if self.niceness:
+            shell = _program("sh", _NICE_HINT)
+            inner = [shell, "-c", _YIELD_CORES, "yield-cores", str(self.niceness), *inner]
         mounts += [(Path(p), "--ro-bind") for p in self.read_only]
         mounts += [(Path(p), "--bind") for p in self.writable]
         missing = [str(path) for path, _ in mounts if not path.exists()]

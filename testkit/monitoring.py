@@ -67,18 +67,26 @@ class Stack:
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Prometheus' instant query result for ``promql``."""
         response = httpx.get(
-            f"{self.layout.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5
+            f"{self.layout.prometheus_url}/api/v1/query",
+            params={"query": promql},
+            auth=self.layout.basic_auth(),
+            timeout=5,
         )
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()["data"]["result"]
         return result
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes] | None, log: Path) -> None:
+def _wait_http(
+    url: str,
+    process: subprocess.Popen[bytes] | None,
+    log: Path,
+    auth: tuple[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + 30
     while True:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).is_success:
+            if httpx.get(url, auth=auth, timeout=1).is_success:
                 return
         if process is not None and process.poll() is not None:
             raise AssertionError(f"{url} exited:\n{log.read_text()[-2000:]}")
@@ -124,7 +132,7 @@ def monitoring_stack(
                 process = subprocess.Popen(spec.argv, stdout=out, stderr=subprocess.STDOUT)
             stack.processes.append(process)
             assert spec.health_url is not None
-            _wait_http(spec.health_url, process, log)
+            _wait_http(spec.health_url, process, log, layout.basic_auth())
         yield stack
     finally:
         for process in stack.processes:

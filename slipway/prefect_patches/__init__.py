@@ -15,6 +15,8 @@ heartbeats        every flow run ends up to 1 s late            PrefectHQ/prefec
 forkserver        every served run pays a cold interpreter      PrefectHQ/prefect#16802
 run_idempotency   an event sent again after a restart starts    PrefectHQ/prefect#21193
                   its runs a second time
+warm_runs         every run on a worker host pays a cold        PrefectHQ/prefect#21944
+                  interpreter
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -23,7 +25,9 @@ at its entry point:
 - Prefect's server (`deployments.prefect_server`): `apply_server_patches`;
 - the embedded runner (`deployments.serve`): `forkserver.use_forkserver`,
   whose forkserver preloads `flow_run_process` (the flow-run patches);
-- a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``.
+- a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``,
+  which hands the run to the host's run starter (`warm_runs`, started by
+  `slipway up --role worker`), a process that preloaded `flow_run_process`.
 
 `bench/patches.py` measures what each performance patch still buys against
 Prefect's own behaviour, in the same run.
@@ -42,6 +46,7 @@ from slipway.prefect_patches import (
     run_idempotency,
     server_app,
     sqlite_writes,
+    warm_runs,
 )
 from slipway.prefect_patches.base import Patch
 
@@ -53,6 +58,7 @@ ALL_PATCHES: tuple[Patch, ...] = (
     heartbeats.PATCH,
     forkserver.PATCH,
     run_idempotency.PATCH,
+    warm_runs.PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 

@@ -29,13 +29,20 @@ def prefect_source(module: str, qualname: str) -> str:
     Read from the module's file rather than from the live attribute, so it is
     the same before and after a patch replaced the attribute.
 
+    ``__main__`` names the module's ``if __name__ == "__main__":`` block, what
+    ``python -m module`` runs.
+
     Raises:
         LookupError: the module has no function or class of that name.
     """
     text = inspect.getsource(importlib.import_module(module))
     scope: list[ast.stmt] = ast.parse(text).body
     node: ast.AST | None = None
-    for part in qualname.split("."):
+    if qualname == "__main__":
+        node = next((n for n in scope if _is_main_block(n)), None)
+        if node is None:
+            raise LookupError(f"{module} has no __main__ block")
+    for part in qualname.split(".") if node is None else []:
         node = next(
             (
                 n
@@ -52,6 +59,19 @@ def prefect_source(module: str, qualname: str) -> str:
     if segment is None:
         raise LookupError(f"{module} has no source for {qualname}")
     return segment
+
+
+def _is_main_block(node: ast.stmt) -> bool:
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    left, right = node.test.left, node.test.comparators
+    return (
+        isinstance(left, ast.Name)
+        and left.id == "__name__"
+        and len(right) == 1
+        and isinstance(right[0], ast.Constant)
+        and right[0].value == "__main__"
+    )
 
 
 @dataclass(frozen=True)

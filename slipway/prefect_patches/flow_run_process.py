@@ -2,19 +2,28 @@
 
 Importing is the explicit act here, because Python's forkserver can only
 import its preload modules: `forkserver` names this module first, so every
-served run forks from a process that has the patches. A pool worker's flow
-run starts with ``python -m slipway.prefect_patches.flow_run_process``, which
-applies them and then hands over to Prefect's own ``python -m prefect.engine``.
-Nothing else imports this module.
+served run forks from a process that has the patches; so does a worker
+host's run starter (`warm_runs`).
+
+A pool worker's flow run starts with
+``python -m slipway.prefect_patches.flow_run_process``: it hands the run to
+the host's warm run starter (`warm_runs.hand_over`), and only when none
+answers does it apply the patches here and hand over to Prefect's own
+``python -m prefect.engine``. Nothing else imports this module.
 """
 
 from __future__ import annotations
 
 import runpy
 
-from slipway.prefect_patches import apply_flow_run_patches
-
 __all__: list[str] = []
+
+if __name__ == "__main__":
+    from slipway.prefect_patches.warm_runs import hand_over
+
+    hand_over()  # exits with the run when a warm starter takes it
+
+from slipway.prefect_patches import apply_flow_run_patches
 
 apply_flow_run_patches()
 

@@ -11,6 +11,11 @@ Jobs:
 - ``probes``: each environment's health URL, probed through the blackbox exporter;
 - ``platform``: the monitor process (flow runs, releases, scans) and the
   webhook bridge (queued deliveries, signature failures).
+
+The three parts require a login of every caller (`web_config`), Prometheus
+itself when it talks to Alertmanager and the blackbox exporter included: a
+service on the same host cannot silence its alerts, read other services'
+series or stop Prometheus through its lifecycle API.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from blocks.monitoring import MonitoringSettings
 from slipway.errors import MonitoringError
 from slipway.home import HOST
 from slipway.names import NameDumper
+from slipway.private import write_private
 from tasks.monitoring.layout import MonitoringLayout, write_atomically
 from tasks.monitoring.rules import duration, platform_rules, service_rules, to_yaml
 
@@ -34,6 +40,7 @@ __all__ = [
     "blackbox_config",
     "prometheus_config",
     "reload",
+    "web_config",
     "write_configs",
     "write_rules",
 ]
@@ -54,6 +61,7 @@ def prometheus_config(layout: MonitoringLayout, settings: MonitoringSettings) ->
         return [{"files": [str(layout.targets / f"{name}.json")], "refresh_interval": "1m"}]
 
     blackbox = f"{HOST}:{layout.ports.blackbox}"
+    login = {"username": layout.login()[0], "password_file": str(layout.password_file)}
     return {
         "global": {
             "scrape_interval": interval,
@@ -63,7 +71,10 @@ def prometheus_config(layout: MonitoringLayout, settings: MonitoringSettings) ->
         "rule_files": [str(layout.rules / "*.yml")],
         "alerting": {
             "alertmanagers": [
-                {"static_configs": [{"targets": [f"{HOST}:{layout.ports.alertmanager}"]}]}
+                {
+                    "basic_auth": login,
+                    "static_configs": [{"targets": [f"{HOST}:{layout.ports.alertmanager}"]}],
+                }
             ]
         },
         "scrape_configs": [
@@ -71,6 +82,7 @@ def prometheus_config(layout: MonitoringLayout, settings: MonitoringSettings) ->
             {
                 "job_name": "probes",
                 "metrics_path": "/probe",
+                "basic_auth": login,
                 "params": {"module": [PROBE_MODULE]},
                 "file_sd_configs": file_sd("probes"),
                 "relabel_configs": [
@@ -133,6 +145,24 @@ def blackbox_config() -> dict[str, Any]:
     }
 
 
+def web_config(layout: MonitoringLayout) -> str | None:
+    """The parts' ``web.yml`` with a new bcrypt hash of the password; None when it is current.
+
+    A hash is salted, so an unchanged password keeps the file as it is.
+    """
+    import bcrypt
+
+    user, password = layout.login()
+    secret = password.get_secret_value().encode()
+    if layout.web_config.exists():
+        current = yaml.safe_load(layout.web_config.read_text()) or {}
+        hashed = (current.get("basic_auth_users") or {}).get(user)
+        if isinstance(hashed, str) and bcrypt.checkpw(secret, hashed.encode()):
+            return None
+    hashed = bcrypt.hashpw(secret, bcrypt.gensalt(rounds=10)).decode()
+    return yaml.safe_dump({"basic_auth_users": {user: hashed}})
+
+
 def write_rules(
     layout: MonitoringLayout, settings: MonitoringSettings, services: list[str]
 ) -> bool:
@@ -146,9 +176,12 @@ def write_rules(
 def write_configs(
     layout: MonitoringLayout, settings: MonitoringSettings, services: list[str]
 ) -> None:
-    """Write every config and rule file, and the receiver's token when there is none."""
+    """Write every config and rule file, and the receiver's token and login when there is none."""
     layout.ensure()
     layout.receiver_token()
+    web = web_config(layout)
+    if web is not None:
+        write_private(layout.web_config, web)
     for path, config in (
         (layout.prometheus_config, prometheus_config(layout, settings)),
         (layout.alertmanager_config, alertmanager_config(layout, settings)),
@@ -167,7 +200,7 @@ def reload(layout: MonitoringLayout) -> None:
     """
     url = f"{layout.prometheus_url}/-/reload"
     try:
-        response = httpx.post(url, timeout=10)
+        response = httpx.post(url, timeout=10, auth=layout.basic_auth())
     except httpx.HTTPError as e:
         raise MonitoringError(
             f"Prometheus at {layout.prometheus_url} could not be asked to reload: {e}",

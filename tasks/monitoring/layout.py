@@ -17,7 +17,10 @@ from pydantic import SecretStr
 
 from slipway.home import HOST, Ports, SlipwayHome
 
-__all__ = ["MonitoringLayout", "write_atomically"]
+__all__ = ["WEB_USER", "MonitoringLayout", "write_atomically"]
+
+WEB_USER = "slipway"
+"""The one user Prometheus, Alertmanager and the blackbox exporter let in."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,16 @@ class MonitoringLayout:
         return self.root / "receiver.token"
 
     @property
+    def password_file(self) -> Path:
+        """The parts' login password; Prometheus reads it as ``password_file``."""
+        return self.root / "web.password"
+
+    @property
+    def web_config(self) -> Path:
+        """The parts' ``--web.config.file``: the bcrypt hash of the password."""
+        return self.root / "web.yml"
+
+    @property
     def prometheus_url(self) -> str:
         """Prometheus' HTTP API and UI."""
         return f"http://{HOST}:{self.ports.prometheus}"
@@ -101,12 +114,34 @@ class MonitoringLayout:
 
     def receiver_token(self) -> SecretStr:
         """The receiver's token, created (readable by this user only) on first use."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.token_file
+        return self._secret(self.token_file)
+
+    def login(self) -> tuple[str, SecretStr]:
+        """User and password for Prometheus, Alertmanager and the blackbox exporter.
+
+        The password is created (readable by this user only) on first use.
+        """
+        return WEB_USER, self._secret(self.password_file)
+
+    def basic_auth(self) -> tuple[str, str]:
+        """`login` as an HTTP client's ``auth``: for the platform's own calls only."""
+        user, password = self.login()
+        return user, password.get_secret_value()
+
+    def _secret(self, path: Path) -> SecretStr:
+        """The secret in ``path``, made on first use; a reader never sees half a file."""
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_urlsafe(32))
+            try:
+                os.link(tmp, path)  # never replaces one another process made first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
         return SecretStr(path.read_text().strip())
 
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -28,12 +28,15 @@ class Prometheus:
 
     url: str
     """E.g. ``http://127.0.0.1:9090``."""
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    """User and password, where it requires a login (`MonitoringLayout.basic_auth`)."""
     timeout: float = 5.0
 
     def ready(self) -> bool:
         """Whether it answers ``/-/ready``."""
         try:
-            return httpx.get(f"{self.url}/-/ready", timeout=self.timeout).is_success
+            ready = httpx.get(f"{self.url}/-/ready", auth=self.auth, timeout=self.timeout)
+            return ready.is_success
         except httpx.HTTPError:
             return False
 
@@ -62,7 +65,10 @@ class Prometheus:
     def _query(self, promql: str) -> list[dict[str, Any]]:
         try:
             response = httpx.get(
-                f"{self.url}/api/v1/query", params={"query": promql}, timeout=self.timeout
+                f"{self.url}/api/v1/query",
+                params={"query": promql},
+                auth=self.auth,
+                timeout=self.timeout,
             )
             body = response.json()
         except (httpx.HTTPError, ValueError) as e:
@@ -94,9 +100,16 @@ class FiringAlert:
 
 
 def firing_alerts(
-    alertmanager_url: str, service: str, *, environment: str | None = None, timeout: float = 5.0
+    alertmanager_url: str,
+    service: str,
+    *,
+    environment: str | None = None,
+    auth: tuple[str, str] | None = None,
+    timeout: float = 5.0,
 ) -> list[FiringAlert]:
     """The active, unsilenced alerts of ``service`` (in ``environment``), oldest first.
+
+    ``auth`` is the user and password where Alertmanager requires a login.
 
     Raises:
         MonitoringError: Alertmanager is unreachable or answered an error.
@@ -107,7 +120,9 @@ def firing_alerts(
     params: list[tuple[str, str | int | float | bool | None]] = [("filter", m) for m in matchers]
     params += [("active", True), ("silenced", False), ("inhibited", False)]
     try:
-        response = httpx.get(f"{alertmanager_url}/api/v2/alerts", params=params, timeout=timeout)
+        response = httpx.get(
+            f"{alertmanager_url}/api/v2/alerts", params=params, auth=auth, timeout=timeout
+        )
         response.raise_for_status()
         alerts = response.json()
     except (httpx.HTTPError, ValueError) as e:
@@ -140,5 +155,7 @@ def service_alerts(service: str, *, environment: str | None = None) -> list[Firi
     """
     from tasks.monitoring.layout import MonitoringLayout
 
-    url = MonitoringLayout.from_env().alertmanager_url
-    return firing_alerts(url, service, environment=environment)
+    layout = MonitoringLayout.from_env()
+    return firing_alerts(
+        layout.alertmanager_url, service, environment=environment, auth=layout.basic_auth()
+    )

@@ -114,7 +114,10 @@ class PrometheusMonitoring:
         """Alert rules of ``service``'s group plus the platform's rules for every service."""
         try:
             response = httpx.get(
-                f"{self._layout.prometheus_url}/api/v1/rules", params={"type": "alert"}, timeout=3
+                f"{self._layout.prometheus_url}/api/v1/rules",
+                params={"type": "alert"},
+                auth=self._layout.basic_auth(),
+                timeout=3,
             )
             groups = response.raise_for_status().json()["data"]["groups"]
         except (httpx.HTTPError, ValueError, KeyError):
@@ -131,7 +134,9 @@ class PrometheusMonitoring:
     def firing(self, service: str) -> list[FiringAlert] | None:
         """The alerts firing now for ``service``, oldest first."""
         try:
-            found = firing_alerts(self._layout.alertmanager_url, service, timeout=3)
+            found = firing_alerts(
+                self._layout.alertmanager_url, service, auth=self._layout.basic_auth(), timeout=3
+            )
         except MonitoringError:
             return None
         return [

@@ -59,7 +59,7 @@ def analyse_release(
         settings.analysis_window_seconds,
     )
     verdict = analyse(
-        Prometheus(layout.prometheus_url),
+        Prometheus(layout.prometheus_url, layout.basic_auth()),
         settings,
         service=release.service,
         environment=release.environment,

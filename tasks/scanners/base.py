@@ -36,6 +36,7 @@ from tasks.scanners.inputs import input_key, tree_digest
 from tasks.scanners.toolenv import ToolEnvironment
 
 __all__ = [
+    "SCAN_NICENESS",
     "Finding",
     "Reach",
     "ScanResult",
@@ -174,6 +175,15 @@ _TOOL_SETTINGS = r"CKV_[A-Z_]+|CHECKOV_[A-Z_]+|NO_PROXY|no_proxy"
 """The tools' own settings an adapter may hand in (checkov's); never a credential."""
 
 
+SCAN_NICENESS = 10
+"""How far below the platform's CPU priority scanners run.
+
+Every push starts a scan beside its build-test-deploy run. On a small host
+both want the same cores, and the build is what the pusher waits for; the
+scan still gets every cycle the build leaves idle.
+"""
+
+
 def scan_sandbox(path: Path, reach: Reach | None = None) -> Sandbox:
     """The sandbox every command of a scan of ``path`` runs in.
 
@@ -188,6 +198,7 @@ def scan_sandbox(path: Path, reach: Reach | None = None) -> Sandbox:
         writable=reach.writable,
         forwards=reach.forwards,
         passed_env=_TOOL_SETTINGS,
+        niceness=SCAN_NICENESS,
     )
 
 

@@ -1,7 +1,7 @@
 """A tiny flow for the scale-out test: it records which worker ran it, and where.
 
 It is copied into a throwaway git repository that stands in for the platform
-repository, so workers clone it with the same pull step as prefect.yaml's.
+repository, so workers fetch it with the same pull step as prefect.yaml's.
 It imports nothing of Slipway, so a run costs only Prefect's own start-up.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
+from pathlib import Path
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -25,10 +25,8 @@ def scale_probe(record: str = "", seconds: float = 0.0) -> str:
             "worker": os.environ.get("SLIPWAY_WORKER_NAME", ""),
             "cwd": os.getcwd(),
             "pid": os.getpid(),
+            "parent": Path(f"/proc/{os.getppid()}/cmdline").read_text().replace("\0", " "),
             "module": __file__,
-            "commit": subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-            ).stdout.strip(),
         }
     )
     if record:

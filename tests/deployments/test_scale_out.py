@@ -1,9 +1,9 @@
 """Scale-out: a Prefect server on a real PostgreSQL 15 and worker hosts on the work pool.
 
 Two `slipway up --role worker` processes with their own homes stand in for two
-hosts. They clone a throwaway "platform repository" (holding the small
+hosts. They fetch a throwaway "platform repository" (holding the small
 `scale_probe` flow) with the same pull step as prefect.yaml, at the commit the
-server pinned.
+server pinned, into one shared checkout per host.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_crash_detection_refuses_a_window_that_would_crash_healthy_runs():
 
 def test_deployments_for_the_pool_pull_the_platform_at_the_commit_the_server_pins(tmp_path):
     steps = pull_steps(REPO)
-    clone = steps[0]["prefect.deployments.steps.git_clone"]
+    clone = steps[0]["slipway.checkouts.reuse_checkout"]
     assert clone["commit_sha"] == "{{ prefect.variables." + COMMIT_VARIABLE + " }}"
     repository = _probe_repository(tmp_path / "platform")
     (deployment,) = runner_deployments(repository, pool_steps=pull_steps(repository))
@@ -300,9 +300,10 @@ def test_two_worker_hosts_on_postgres_run_every_flow_run_once_and_survive_losing
     by_host = Counter(str(r["worker"]) for r in records)
     assert set(by_host) == set(hosts) and min(by_host.values()) >= 2, by_host
     commit = _git("rev-parse", "HEAD", cwd=repository)
-    for r in records:  # each host ran the pinned commit, cloned into its own working directory
-        assert str(r["cwd"]).startswith(str(hosts[str(r["worker"])].home / "work")), r
-        assert str(r["module"]).startswith(str(r["cwd"])) and r["commit"] == commit, r
+    for r in records:  # each host ran the pinned commit, from its own checkout of it
+        assert r["cwd"] == str(hosts[str(r["worker"])].home / "checkouts" / commit), r
+        assert str(r["module"]).startswith(str(r["cwd"])), r
+        assert "slipway.prefect_patches.warm_server" in str(r["parent"]), r  # forked warm
 
     # A long run; once it has sent a heartbeat, its host dies (every process, at once).
     (slow,) = _submit(server, deployment["id"], 1, record=str(record), seconds=600)

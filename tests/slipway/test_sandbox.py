@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from slipway import sandbox as sandbox_module
-from slipway.errors import CommandError, CommandNotFound, CommandTimeout, SandboxUnavailable
+from slipway.errors import (
+    CommandError,
+    CommandNotFound,
+    CommandTimeout,
+    InvalidRequest,
+    SandboxUnavailable,
+)
 from slipway.process import run
 from slipway.sandbox import SANDBOX_UID, Forward, Sandbox
 from tests.conftest import LOOPBACK_SECRET, Listener
@@ -172,3 +178,31 @@ def test_without_bubblewrap_nothing_runs_and_the_error_says_how_to_install_it(
         monkeypatch.undo()
         sandbox_module._working_bwrap.cache_clear()
     assert Sandbox().run(["true"]).returncode == 0
+
+
+NICENESS_PROBE = """
+import os, sys
+group = open("/proc/self/autogroup").read().split() if os.path.exists("/proc/self/autogroup") else []
+print(os.nice(0), group[-1] if group else "none")
+sys.exit(3)
+"""
+
+
+def test_a_niced_sandbox_yields_the_cores_also_where_the_kernel_shares_them_by_session() -> None:
+    done = Sandbox(niceness=10).run([sys.executable, "-c", NICENESS_PROBE], check=False)
+    assert done.argv[:2] == (sys.executable, "-c") and done.returncode == 3  # as itself, exec'd
+    nice, group = done.stdout.split()
+    assert int(nice) == os.nice(0) + 10
+    # bwrap's --new-session makes a new autogroup; with autogroup scheduling
+    # on, a nice value counts only inside it, so the group itself is lowered.
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if autogroup.exists() and autogroup.read_text().strip() == "1":
+        assert group == "10"
+    unniced = Sandbox().run([sys.executable, "-c", NICENESS_PROBE], check=False).stdout.split()
+    assert int(unniced[0]) == os.nice(0)
+    assert unniced[1] in ("0", "none")
+
+
+def test_a_niceness_outside_what_nice_takes_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="niceness must be 0 to 19"):
+        Sandbox(niceness=20)

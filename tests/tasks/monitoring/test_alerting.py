@@ -117,9 +117,22 @@ def test_a_stopped_service_is_notified_by_webhook_and_email_and_resolves_when_ba
             assert f"Service: {service}" in text and "Environment: dev" in text
             assert f"Link: {stack.layout.prometheus_url}/graph?" in text
         assert mail["To"] == f"{team}@example.invalid"
-        [firing] = firing_alerts(stack.layout.alertmanager_url, service, environment="dev")
+        [firing] = firing_alerts(
+            stack.layout.alertmanager_url,
+            service,
+            environment="dev",
+            auth=stack.layout.basic_auth(),
+        )
         assert firing.name == "SlipwayServiceDown" and firing.severity == "critical"
-        assert firing_alerts(stack.layout.alertmanager_url, service, environment="prod") == []
+        assert (
+            firing_alerts(
+                stack.layout.alertmanager_url,
+                service,
+                environment="prod",
+                auth=stack.layout.basic_auth(),
+            )
+            == []
+        )
         portal = PrometheusMonitoring(stack.layout)  # what the portal and scorecards ask
         assert [a.name for a in portal.firing(service) or []] == ["SlipwayServiceDown"]
         assert portal.rule_count(service) == 4  # its two, and the platform's two for all

@@ -112,7 +112,7 @@ def test_a_version_that_answers_500_fails_its_analysis_with_the_reason(
         with Traffic(f"http://127.0.0.1:{port}/"):
             began = time.monotonic()
             verdict = analyse(
-                Prometheus(stack.layout.prometheus_url),
+                Prometheus(stack.layout.prometheus_url, stack.layout.basic_auth()),
                 FAST,
                 service=service,
                 environment="dev",
@@ -129,7 +129,7 @@ def test_a_healthy_version_passes_after_the_whole_window(stack: Stack, tmp_path:
     for service, port in serve(stack, tmp_path / "svc", broken=False):
         with Traffic(f"http://127.0.0.1:{port}/"):
             verdict = analyse(
-                Prometheus(stack.layout.prometheus_url),
+                Prometheus(stack.layout.prometheus_url, stack.layout.basic_auth()),
                 FAST,
                 service=service,
                 environment="dev",
@@ -154,3 +154,29 @@ def test_analysis_window_zero_turns_it_off() -> None:
         Prometheus("http://127.0.0.1:9"), off, service="s", environment="dev", sha=SHA
     )
     assert verdict.outcome == "skipped"
+
+
+def test_the_monitoring_parts_let_in_only_the_platform_login(stack: Stack) -> None:
+    """A service on this host cannot query, silence, probe or stop them without the home's login."""
+    prometheus, alertmanager = stack.layout.prometheus_url, stack.layout.alertmanager_url
+    blackbox = f"http://127.0.0.1:{stack.layout.ports.blackbox}"
+    silence = {
+        "matchers": [{"name": "service", "value": "watched", "isRegex": False}],
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "intruder",
+        "comment": "hide my alerts",
+    }
+    refused = [
+        httpx.get(f"{prometheus}/api/v1/query", params={"query": "up"}),
+        httpx.post(f"{prometheus}/-/quit"),
+        httpx.post(f"{alertmanager}/api/v2/silences", json=silence),
+        httpx.get(f"{blackbox}/probe", params={"target": prometheus, "module": "http_2xx"}),
+        httpx.get(f"{prometheus}/api/v1/query", params={"query": "up"}, auth=("slipway", "guess")),
+    ]
+    assert [r.status_code for r in refused] == [401] * len(refused)
+    assert stack.layout.password_file.stat().st_mode & 0o777 == 0o600
+    assert stack.layout.password_file.read_text() not in stack.layout.web_config.read_text()
+    assert stack.query("up") is not None  # the platform's own login is let in
+    assert Prometheus(prometheus, stack.layout.basic_auth()).ready()
+    assert not Prometheus(prometheus).ready()

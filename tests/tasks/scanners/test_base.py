@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import tasks.scanners as scanners
 from slipway.errors import ScanError
+from slipway.process import run
 from tasks.scanners import Finding, Scanner, ScanStatus, Severity
+from tasks.scanners.base import SCAN_NICENESS
 
 
 class _Fake(Scanner):
@@ -59,3 +62,21 @@ def test_severity_words_map_onto_one_scale():
 def test_the_package_exports_what_it_declares():
     for name in scanners.__all__:
         assert hasattr(scanners, name)
+
+
+class _Niceness(Scanner):
+    """A tool that reports the CPU priority it runs at."""
+
+    name = "niceness"
+
+    def _run(self, path: Path, *, timeout: float) -> tuple[Finding, ...]:
+        niceness = run(["nice"], timeout=timeout).stdout.strip()
+        return (Finding("niceness", "N1", Severity.LOW, "-", None, niceness),)
+
+
+def test_scanners_run_below_the_platforms_cpu_priority_so_a_push_build_comes_first(
+    tmp_path: Path,
+):
+    result = _Niceness().scan(tmp_path, timeout=30)
+    assert result.error is None
+    assert int(result.findings[0].message) == os.nice(0) + SCAN_NICENESS > os.nice(0)
