@@ -2,14 +2,16 @@
 
 Baseline: a bare `prefect server start` on SQLite until /api/health answers,
 measured in the same run on the same machine, on a new and an existing
-database. Slipway's figure is the time until `up` prints that every component
-is healthy and every deployment of prefect.yaml is registered.
+database. Slipway's figure is the time until `up` prints that it is up: every
+component answers. Deployments register after that, in the background; the
+time until `up` reports them registered is printed beside it.
 
-Targets (2 cores): existing home <= 15 s, new home <= 25 s (issue 25: at
-most 1.5x and 1.3x a bare Prefect server's start).
+Targets (issue 25): on a new home at most 1.3x a bare Prefect server's start,
+on an existing home (same ports, as a restart has) at most 1.5x.
 
-``--trace`` prints each line `up` reports with the second it came, so the
-time between two steps shows where start-up goes.
+``--trace`` prints each line `up` reports with the second it came, then the
+timeline `up` wrote to ``<home>/logs/startup.log`` (when each step ended), so
+where start-up goes can be read.
 
     python bench/startup.py [--runs 3] [--trace]
 """
@@ -98,20 +100,27 @@ _COMPONENTS = (
 """Every port `slipway up` takes (`slipway.home.Ports`): free ones, as tests may hold the defaults."""
 
 
-def slipway_up(home: Path, *, trace: bool = False) -> float:
-    ports = [x for name in _COMPONENTS for x in (f"--{name}-port", str(free_port()))]
+def slipway_up(home: Path, ports: list[str], *, trace: bool = False) -> tuple[float, float]:
+    """Seconds until `up` is up, and until it reports the deployments registered."""
     argv = [sys.executable, "-m", "deployments.cli", "--home", str(home), "up", *ports]
     began = time.monotonic()
     proc = subprocess.Popen(
         argv, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
+    ready = None
     try:
         for line in proc.stdout:
             if trace:
                 print(f"    {time.monotonic() - began:6.2f}  {line.rstrip()}", flush=True)
             if "Slipway is up" in line:
-                return time.monotonic() - began
+                ready = time.monotonic() - began
+            if "registration FAILED" in line:
+                raise SystemExit(f"registering the deployments failed: {line.strip()}")
+            if ready is not None and "deployments: registered" in line:
+                if trace:
+                    print((home / "logs" / "startup.log").read_text(), flush=True)
+                return ready, time.monotonic() - began
         raise SystemExit(f"slipway up exited with {proc.wait()}")
     finally:
         subprocess.run(
@@ -129,25 +138,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--trace", action="store_true", help="print up's lines with their times")
     args = parser.parse_args()
+    kinds = ("prefect new", "prefect existing", "slipway new", "slipway existing")
     rows: dict[str, list[float]] = {
-        k: [] for k in ("prefect new", "prefect existing", "slipway new", "slipway existing")
+        k: [] for k in (*kinds, "registered new", "registered existing")
     }
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
             rows["prefect new"].append(bare_prefect(base / "p"))
             rows["prefect existing"].append(bare_prefect(base / "p"))
-            rows["slipway new"].append(slipway_up(base / "s", trace=args.trace))
-            rows["slipway existing"].append(slipway_up(base / "s", trace=args.trace))
+            # The same ports both times, as a restart of the same platform has.
+            ports = [x for name in _COMPONENTS for x in (f"--{name}-port", str(free_port()))]
+            for kind in ("new", "existing"):
+                ready, registered = slipway_up(base / "s", ports, trace=args.trace)
+                rows[f"slipway {kind}"].append(ready)
+                rows[f"registered {kind}"].append(registered)
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"startup to healthy, median of {args.runs} runs (seconds)")
+    print(f"startup, median of {args.runs} runs (seconds); the machine may be shared")
     for key, values in rows.items():
-        print(f"  {key:<18} {med[key]:6.2f}   runs: {', '.join(f'{v:.2f}' for v in values)}")
-    for kind, target in (("new", 25.0), ("existing", 15.0)):
+        print(f"  {key:<20} {med[key]:6.2f}   runs: {', '.join(f'{v:.2f}' for v in values)}")
+    print("  (slipway: until `up` is up; registered: until it reports the deployments registered)")
+    for kind, target in (("new", 1.3), ("existing", 1.5)):
         ratio = med[f"slipway {kind}"] / med[f"prefect {kind}"]
-        verdict = "ok" if med[f"slipway {kind}"] <= target else "OVER TARGET"
+        verdict = "ok" if ratio <= target else "OVER TARGET"
         print(
-            f"  {kind} home: slipway / bare prefect = {ratio:.2f}x; target <= {target:.0f} s: {verdict}"
+            f"  {kind} home: slipway / bare prefect = {ratio:.2f}x; target <= {target}x: {verdict}"
         )
 
 

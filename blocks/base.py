@@ -7,6 +7,7 @@ platform team edits it in the Prefect UI (Blocks) to point at real systems.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar, Self, TypeVar, cast
 
 from prefect import get_client
@@ -16,7 +17,7 @@ from prefect.client.schemas.objects import BlockDocument
 from slipway.errors import ConfigurationError
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["DEFAULT_DOCUMENT", "Defaults", "SlipwayBlock"]
+__all__ = ["DEFAULT_DOCUMENT", "Defaults", "SlipwayBlock", "default_documents"]
 
 DEFAULT_DOCUMENT = "default"
 """The block document name that flows load."""
@@ -63,19 +64,7 @@ class Defaults:
 
     def __init__(self, *kinds: type[SlipwayBlock]) -> None:
         wanted = {kind.get_block_type_slug(): kind for kind in kinds}
-        body = {
-            "block_types": {"slug": {"any_": list(wanted)}},
-            "block_documents": {"name": {"any_": [DEFAULT_DOCUMENT]}},
-            "include_secrets": True,
-            "limit": len(wanted),
-        }
-        with get_client(sync_client=True) as client:
-            response = client.request("POST", "/block_documents/filter", json=body)
-        documents = {
-            document.block_type.slug: document
-            for document in (BlockDocument.model_validate(item) for item in response.json())
-            if document.block_type is not None and document.name == DEFAULT_DOCUMENT
-        }
+        documents = default_documents(kinds, include_secrets=True)
         self._loaded: dict[type[SlipwayBlock], SlipwayBlock] = {}
         for slug, kind in wanted.items():
             if slug not in documents:
@@ -86,6 +75,26 @@ class Defaults:
     def __getitem__(self, kind: type[_B]) -> _B:
         """The loaded document of ``kind``; a type that was not asked for is a KeyError."""
         return cast(_B, self._loaded[kind])
+
+
+def default_documents(
+    kinds: Iterable[type[Block]], *, include_secrets: bool = False
+) -> dict[str, BlockDocument]:
+    """The ``default`` documents that exist of ``kinds``, by block type slug, in one request."""
+    slugs = [kind.get_block_type_slug() for kind in kinds]
+    body = {
+        "block_types": {"slug": {"any_": slugs}},
+        "block_documents": {"name": {"any_": [DEFAULT_DOCUMENT]}},
+        "include_secrets": include_secrets,
+        "limit": len(slugs),
+    }
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/block_documents/filter", json=body)
+    return {
+        document.block_type.slug: document
+        for document in (BlockDocument.model_validate(item) for item in response.json())
+        if document.block_type is not None and document.name == DEFAULT_DOCUMENT
+    }
 
 
 def _missing(kind: type[SlipwayBlock], error: ValueError) -> ConfigurationError:

@@ -144,12 +144,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from blocks import GitServer, PlatformSettings
     from blocks.webhook import load_webhook_secret
+    from deployments.startup import wait_for_gate
     from slipway.api_auth import http_auth
     from slipway.home import SlipwayHome
     from tasks.git import LocalCommits
 
     home = SlipwayHome.from_env()
     home.intake.mkdir(parents=True, exist_ok=True)
+    wait_for_gate()  # imported beside Prefect's start; the blocks are there now
     server = GitServer.load_default()
     services = Catalogued(server)
     local = server.provider == "local" and server.root is not None

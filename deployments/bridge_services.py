@@ -99,9 +99,12 @@ def platform_ready(home: SlipwayHome, *, every: float = 1.0) -> Callable[[], boo
     """Whether `slipway up` has registered the deployments and their triggers, read at most ``every`` s.
 
     Until then a push's event would find no trigger and start nothing, so the
-    forwarder holds it (the bridge still accepts it). Without a running `up`
-    (the bridge started by hand) there is nothing to wait for.
+    forwarder holds it (the bridge still accepts it). `up` reports ready
+    before registration ends (`deployments.startup`), so this reads the
+    registration record, not the ready time. Without a running `up` (the
+    bridge started by hand) there is nothing to wait for.
     """
+    from deployments.startup import read_registration
     from deployments.state import read_state
 
     seen: list[float | bool] = [float("-inf"), False]
@@ -110,7 +113,9 @@ def platform_ready(home: SlipwayHome, *, every: float = 1.0) -> Callable[[], boo
         now = time.monotonic()
         if now - float(seen[0]) >= every:
             state = read_state(home)
-            seen[:] = [now, state is None or state.ready_seconds is not None]
+            registration = None if state is None else read_registration(home, state.marker)
+            registered = registration is not None and registration.state == "registered"
+            seen[:] = [now, state is None or state.role == "worker" or registered]
         return bool(seen[1])
 
     return ready

@@ -154,15 +154,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    import importlib
     import os
 
     import uvicorn
 
     from deployments.monitor_jobs import background_jobs
+    from deployments.startup import wait_for_gate
     from slipway import heap
     from slipway.home import HOST
     from tasks.monitoring.layout import MonitoringLayout
 
+    for module in ("blocks.monitoring", "tasks.monitoring.otlp", "tasks.monitoring.sync"):
+        importlib.import_module(module)  # the jobs' imports (Prefect's), beside its server's start
+    wait_for_gate()  # `up` writes the receiver's token and configs before it opens the gate
     layout = MonitoringLayout.from_env()
     metrics = PlatformMetrics()
     api_url = os.environ["PREFECT_API_URL"]
@@ -175,7 +180,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     logger.info("monitor on http://%s:%d (/metrics, /alerts)", HOST, args.port)
     heap.settle()
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=HOST,
+        port=args.port,
+        # No dictConfig of uvicorn's own: replacing the handlers flushes Prefect's API log
+        # handler, which waits up to 5 s on Prefect's events worker (the block loads' events).
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

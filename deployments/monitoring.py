@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from deployments.components import ProcessSpec
 from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, Ports, SlipwayHome
 from tasks.monitoring.layout import MonitoringLayout
 
-if TYPE_CHECKING:
-    from deployments.supervisor import Supervisor
+Report = Callable[[str], None]
 
 __all__ = [
     "MONITORING_HINT",
     "MonitoringBinaries",
+    "ensure_alert_notifications",
     "monitor_spec",
     "monitoring_health",
     "monitoring_specs",
     "planned_monitoring",
-    "start_monitoring",
+    "prepare_monitoring",
 ]
 
 MONITORING_HINT = (
@@ -190,34 +190,45 @@ def planned_monitoring(home: SlipwayHome, ports: Ports) -> tuple[list[ProcessSpe
     return [*monitoring_specs(layout, binaries), monitor_spec(ports)], binaries.missing()
 
 
-def start_monitoring(supervisor: Supervisor, specs: list[ProcessSpec], missing: list[str]) -> None:
-    """Write the configs, targets and automations, then start the parts (Prefect is up).
+def prepare_monitoring(
+    home: SlipwayHome, ports: Ports, specs: list[ProcessSpec], missing: list[str], report: Report
+) -> list[ProcessSpec]:
+    """Write the configs and targets; returns ``specs`` as they must start (Prefect is up).
 
-    Waiting for their health is the caller's, with the other components'.
+    Starting them, and waiting for their health, is the caller's, with the other components'.
     """
     from blocks.monitoring import MonitoringSettings
-    from blocks.notifications import EmailNotification
     from tasks.catalog import Catalog
-    from tasks.monitoring.automations import ensure_notification_automations
     from tasks.monitoring.config import write_configs
     from tasks.monitoring.sync import sync_monitoring
 
-    options, report = supervisor.options, supervisor.report
     if missing:
         report(
             f"monitoring: {', '.join(missing)} not installed, so no alerts. Fix: {MONITORING_HINT}"
         )
     settings = MonitoringSettings.load_default()
-    layout = MonitoringLayout.of(options.home, options.ports)
+    layout = MonitoringLayout.of(home, ports)
     write_configs(layout, settings, sorted(Catalog.load_default().names()))
     sync_monitoring(layout, reload_rules=False)
     retention = {"--storage.tsdb.retention.time": f"{settings.retention_days}d"}
-    for spec in specs:
-        argv = tuple(
-            f"{flag}={retention[flag]}" if (flag := arg.partition("=")[0]) in retention else arg
-            for arg in spec.argv
+    return [
+        replace(
+            spec,
+            argv=tuple(
+                f"{flag}={retention[flag]}" if (flag := arg.partition("=")[0]) in retention else arg
+                for arg in spec.argv
+            ),
         )
-        supervisor.start(replace(spec, argv=argv))
+        for spec in specs
+    ]
+
+
+def ensure_alert_notifications(report: Report) -> None:
+    """The notification block type and the automations that route alerts (Prefect is up)."""
+    from blocks.monitoring import MonitoringSettings
+    from blocks.notifications import EmailNotification
+    from tasks.monitoring.automations import ensure_notification_automations
+
     EmailNotification.register_type_and_schema()
-    for change in ensure_notification_automations(settings.ui_url):
+    for change in ensure_notification_automations(MonitoringSettings.load_default().ui_url):
         report(f"notifications: {change}")

@@ -1,11 +1,15 @@
 """`slipway up`: what it starts on a host of each role, in which order, then supervises.
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
-  (on SQLite or PostgreSQL, every request authenticated), then blocks, then
-  the registry (whose login the registry block holds), the docs portal, the
-  bridge and monitoring (Prometheus, Alertmanager, blackbox, the monitor).
-  Embedded serves the flows in-process; a server host applies
-  them to the work pool instead (`deployments.pool`, a one-shot child), and
+  (on SQLite or PostgreSQL, every request authenticated) and, beside its
+  start, the Python children (docs portal, bridge, monitor), which import
+  and then wait at the gate (`deployments.startup`); then blocks;
+  then, side by side, the registry (whose login the registry block holds)
+  and monitoring (Prometheus, Alertmanager, blackbox). Ready means every
+  component answers: deployments register after that, served here by the
+  runner (started with the others, it waits at a second gate) or applied to
+  the work pool by a one-shot child (`deployments.pool`), and `slipway
+  status` shows how far that got.
   ``all`` adds one worker on the same host.
 - ``worker`` waits until the server at ``--server`` answers and has its pool
   set up, then runs Prefect's process worker.
@@ -15,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import signal
 import subprocess  # nosec B404 - one-shot child with a fixed argv
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,34 +30,46 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
 
-import httpx
-from pydantic import SecretStr
-
 from deployments.components import (
     REGISTRY_HINT,
-    ProcessSpec,
     WorkerSettings,
     bridge_spec,
-    check_database,
-    check_port_free,
     default_worker_name,
     docs_spec,
     prefect_server_spec,
     registry_binary,
-    registry_spec,
     run_starter_spec,
     serve_spec,
     worker_spec,
 )
 from deployments.home_keys import prepare_home
-from deployments.monitoring import planned_monitoring, start_monitoring
-from deployments.pool import online_workers, server_heartbeat
-from deployments.registry_auth import ensure_registry_login
+from deployments.monitoring import (
+    ensure_alert_notifications,
+    planned_monitoring,
+    prepare_monitoring,
+)
+from deployments.pool import PlatformCode, online_workers, server_heartbeat
+from deployments.server_setup import (
+    check_before_start,
+    configure_blocks,
+    follow_registration,
+    http_ok,
+    reconnect_local_git,
+    registry_spec_of,
+    set_up_side_by_side,
+    use_embedded_prefect,
+)
+from deployments.startup import (
+    RegistrationProgress,
+    Timeline,
+    close_gate,
+    open_gate,
+)
 from deployments.state import UpLock
 from deployments.supervisor import Report, Stopped, Supervisor, UpOptions
-from slipway.errors import ComponentError
-from slipway.home import Ports, SlipwayHome
+from slipway.errors import ComponentError, SlipwayError
 from slipway.private import private_umask
+from tasks.monitoring.layout import MonitoringLayout
 
 __all__ = ["start_host", "up"]
 
@@ -111,28 +127,49 @@ def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
 
 
 def start_host(supervisor: Supervisor, began: float) -> None:
-    """Start what the role of this host runs, then report every component's health."""
+    """Start what the role of this host runs, then report every component's health.
+
+    Ready means every component answers; deployments may still be registering
+    then, and `follow_registration` reports when that ends, either way.
+    """
     options, report = supervisor.options, supervisor.report
+    timeline = Timeline(options.home, began)
+    # Before anything imports Prefect (reading prefect.yaml does): its settings are read once.
+    use_embedded_prefect(supervisor.env)
     if options.role == "worker":
         _start_worker_host(supervisor)
     else:
-        _start_server_host(supervisor)
-    ready = time.monotonic() - began
+        _start_server_host(supervisor, timeline)
+    ready = timeline.mark("every component answers")
     supervisor.write_state(ready_seconds=ready)
 
     from deployments.status import collect_status, format_table, verdict
 
     results = collect_status(options.home)
+    timeline.mark("status probed")
     report(format_table(results))
     role = "" if options.role == "embedded" else f" (role {options.role})"
     report(
         f"Slipway is up on {options.home.root}{role} after {ready:.1f} s, {verdict(results)}. "
         "Stop it with Ctrl-C or `slipway down`."
     )
+    open_gate(options.home, supervisor.marker, "ready")  # the runner registers deployments now
+    if options.role in ("server", "all"):
+        apply = functools.partial(_apply_in_background, supervisor)
+        threading.Thread(target=apply, name="apply", daemon=True).start()
+    if options.role != "worker":
+        follow = functools.partial(follow_registration, supervisor, timeline)
+        threading.Thread(target=follow, name="registration", daemon=True).start()
 
 
-def _start_server_host(supervisor: Supervisor) -> None:
-    """Prefect, the shared services, then the flows: served here or applied to the pool."""
+def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
+    """Prefect with the Python children beside it; then the blocks; then the rest side by side.
+
+    The children import while Prefect starts and wait at the gate
+    (`deployments.startup`) until the blocks they read are set up.
+    Deployments register once every component answers (`start_host`):
+    served by the runner, or applied to the work pool by a one-shot child.
+    """
     options, report = supervisor.options, supervisor.report
     home, ports = options.home, options.ports
     registry = registry_binary()
@@ -145,110 +182,83 @@ def _start_server_host(supervisor: Supervisor) -> None:
     )
     docs, bridge = docs_spec(ports), bridge_spec(ports, options.database)
     monitoring, missing = planned_monitoring(home, ports)
-    _check_before_start(options, [server, docs, bridge, *monitoring], registry is not None)
-
+    check_before_start(options, [server, docs, bridge, *monitoring], registry is not None)
+    embedded = options.role == "embedded"
+    if not embedded:
+        _platform_code(options)
+    close_gate(home)
+    _registering(supervisor)
     supervisor.start(server)
     if registry is None:
         report(
             f"registry: `docker-registry` is not installed; images cannot be pushed. Fix: {REGISTRY_HINT}"
         )
     supervisor.write_state(started=datetime.now(UTC))
-
-    _configure_blocks(supervisor, server.url)
-    reg = _start_registry(supervisor, registry) if registry is not None else None
-    embedded = options.role == "embedded"
-    for spec in (serve_spec(options.project_dir), docs, bridge) if embedded else (docs, bridge):
+    python = [s for s in monitoring if s.argv[0] == sys.executable]
+    for spec in [*([serve_spec(options.project_dir)] if embedded else []), docs, bridge, *python]:
         supervisor.start(spec)
-    start_monitoring(supervisor, monitoring, missing)
     supervisor.write_state()
-    if not embedded:
-        _apply_to_pool(supervisor)
-    for waited in (reg, docs, bridge, *monitoring):
-        if waited is not None and waited.health_url is not None:
-            probe = functools.partial(_http_ok, waited.health_url, waited.health_login)
-            supervisor.wait_until(waited.name, probe)
 
-    _reconnect_local_git(home, ports)
-    _wait_for_deployments(supervisor)
+    configure_blocks(supervisor, server.url, timeline)
+    MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
+    open_gate(home, supervisor.marker, "configured")
+    timeline.mark("gate open: the children read the blocks now")
+    binaries = [s for s in monitoring if s not in python]
+    started = set_up_side_by_side(
+        supervisor,
+        timeline,
+        {
+            "registry": functools.partial(registry_spec_of, supervisor, registry),
+            "monitoring": lambda: prepare_monitoring(home, ports, binaries, missing, report),
+            "notifications": lambda: ensure_alert_notifications(report),
+            "git hooks": lambda: reconnect_local_git(home, ports),
+        },
+    )
+    supervisor.wait_all(
+        {
+            s.name: functools.partial(http_ok, s.health_url, s.health_login)
+            for s in (*started, docs, bridge, *python)
+            if s.health_url is not None
+        },
+        on_ready=lambda name: timeline.mark(f"{name} answers"),
+    )
     if options.role == "all":
         _start_worker(supervisor)
 
 
-def _configure_blocks(supervisor: Supervisor, server_url: str) -> None:
-    """Once Prefect answers: the block types, their default documents and the webhook secret."""
-    home, ports, report = supervisor.options.home, supervisor.options.ports, supervisor.report
-    _use_embedded_prefect(supervisor.env)
-    import blocks  # imports Prefect while the server boots
-    from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
-
-    supervisor.wait_until("prefect", lambda: _http_ok(f"{server_url}/api/health"))
-    blocks.register_block_types()
-    written = blocks.ensure_default_documents(home, ports)
-    for slug in written:
-        report(f"wrote default block document {slug}/default")
-    if blocks.PlatformSettings.get_block_type_slug() in written:
-        _choose_base_image(home, ports)
-    if ensure_webhook_secret():
-        report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
+def _platform_code(options: UpOptions) -> PlatformCode:
+    """The commit workers run (roles ``server`` and ``all``), refused before anything starts."""
+    if options.code is None:
+        raise ComponentError(
+            f"role {options.role} needs the commit that workers run", hint="pass --commit SHA"
+        )
+    return options.code
 
 
-def _choose_base_image(home: SlipwayHome, ports: Ports) -> None:
-    """Give a new platform's settings a base image this machine's engine holds.
-
-    ``python:3.12-slim`` where it is there (or pullable), else the local image
-    `make setup` builds where Docker Hub is out of reach; ``$SLIPWAY_BASE_IMAGE``
-    when set.
-    """
-    from blocks import DEFAULT_DOCUMENT, DeployTarget, PlatformSettings
-    from tasks.base_image import local_base_image
-
-    image = local_base_image(DeployTarget.local_default(home, ports))
-    settings = PlatformSettings.load_default()
-    if settings.base_image != image:
-        settings.model_copy(update={"base_image": image}).save(DEFAULT_DOCUMENT, overwrite=True)
-
-
-def _wait_for_deployments(supervisor: Supervisor) -> None:
-    """Until every deployment that prefect.yaml declares is registered: served, or applied."""
+def _registering(supervisor: Supervisor) -> RegistrationProgress:
+    """A new registration record for this `up`: `slipway status` shows it from the start."""
     from deployments.serve import declared_deployments
-    from deployments.status import registered_deployments
 
-    options = supervisor.options
-    wanted = {d.name for d in declared_deployments(options.project_dir)}
-    supervisor.wait_until(
-        "prefect" if options.role != "embedded" else "deployments",
-        lambda: wanted <= registered_deployments(options.ports.prefect_api_url, wanted),
-    )
+    progress = RegistrationProgress(supervisor.options.home, supervisor.marker)
+    progress.begin(len(declared_deployments(supervisor.options.project_dir)))
+    return progress
 
 
-def _check_before_start(options: UpOptions, specs: list[ProcessSpec], registry: bool) -> None:
-    """Refuse a taken port (the registry's too, when it runs) or an unreachable database."""
-    ports = [(s.name, s.port) for s in specs if s.port is not None]
-    for name, port in [*ports, *([("registry", options.ports.registry)] if registry else [])]:
-        check_port_free(name, port)
-    if options.database is not None:
-        check_database(options.database)
-
-
-def _start_registry(supervisor: Supervisor, binary: str) -> ProcessSpec:
-    """The registry, requiring the login of the registry block (which needs Prefect up)."""
-    home, ports = supervisor.options.home, supervisor.options.ports
-    login, note = ensure_registry_login(home, ports)
-    if note is not None:
-        supervisor.report(note)
-    spec = registry_spec(home, ports, binary, login)
-    supervisor.start(spec)
-    return spec
+def _apply_in_background(supervisor: Supervisor) -> None:
+    """Apply prefect.yaml to the work pool, keeping the registration record current."""
+    progress = _registering(supervisor)
+    try:
+        _apply_to_pool(supervisor)
+    except SlipwayError as e:
+        progress.fail(e.message, e.hint or "see logs/apply.log under the Slipway home")
+        return
+    progress.finish()
 
 
 def _apply_to_pool(supervisor: Supervisor) -> None:
     """Apply prefect.yaml to the work pool in a one-shot child; fail with its log tail."""
     options, report = supervisor.options, supervisor.report
-    code, crash = options.code, options.crash
-    if code is None:
-        raise ComponentError(
-            f"role {options.role} needs the commit that workers run", hint="pass --commit SHA"
-        )
+    code, crash = _platform_code(options), options.crash
     if code.dirty:
         report(
             f"warning: {options.project_dir} has uncommitted changes; workers run commit "
@@ -292,7 +302,6 @@ def _start_worker_host(supervisor: Supervisor) -> None:
     assert options.worker is not None  # the CLI always sets it for this role
     api = options.worker.api_url
     supervisor.write_state(started=datetime.now(UTC))
-    _use_embedded_prefect(supervisor.env)
     deadline = time.monotonic() + options.startup_timeout
     heartbeat = server_heartbeat(api)
     while heartbeat is None:
@@ -320,30 +329,3 @@ def _start_worker(supervisor: Supervisor, heartbeat: int | None = None) -> None:
     supervisor.write_state()
     name = settings.name or default_worker_name(options.home)
     supervisor.wait_until("worker", lambda: name in online_workers(settings.api_url, settings.pool))
-
-
-def _reconnect_local_git(home: SlipwayHome, ports: Ports) -> None:
-    """Point every local repository's push hook at this bridge; the bridge drains the spool itself."""
-    from blocks import GitServer
-    from tasks.git import install_push_hook, platform_push_hook
-
-    server = GitServer.load_default()
-    hook = platform_push_hook(home, ports)
-    if server.provider == "local" and server.root is not None:
-        for repository in sorted(server.root.glob("*.git")):
-            install_push_hook(repository, hook)
-
-
-def _use_embedded_prefect(env: dict[str, str]) -> None:
-    """Point this process's own Prefect client at the server its children use."""
-    for key, value in env.items():
-        if key.startswith(("PREFECT_", "SLIPWAY_")):
-            os.environ[key] = value
-
-
-def _http_ok(url: str, login: tuple[str, SecretStr] | None = None) -> bool:
-    auth = (login[0], login[1].get_secret_value()) if login is not None else None
-    try:
-        return httpx.get(url, timeout=1.0, auth=auth).is_success
-    except httpx.HTTPError:
-        return False

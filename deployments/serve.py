@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
     from prefect.flows import Flow
 
+    from deployments.startup import RegistrationProgress
+
 __all__ = [
     "DeclaredDeployment",
     "PullSteps",
@@ -204,7 +206,13 @@ def _module(entrypoint: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve until SIGTERM or Ctrl-C; the runner polls every `RUN_POLL_SECONDS`."""
+    """Serve until SIGTERM or Ctrl-C; the runner polls every `RUN_POLL_SECONDS`.
+
+    Under `slipway up` it waits until every other component answers
+    (`deployments.startup.wait_for_gate`), then imports the flows and
+    registers the deployments several at a time, with progress in the
+    registration record.
+    """
     parser = argparse.ArgumentParser(prog="python -m deployments.serve")
     parser.add_argument("--project", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
@@ -214,26 +222,84 @@ def main(argv: list[str] | None = None) -> None:
     import os
 
     from prefect.exceptions import TerminationSignal
-    from prefect.runner import Runner
 
+    from deployments.startup import RegistrationProgress, wait_for_gate
+    from slipway.errors import SlipwayError
     from slipway.prefect_patches.forkserver import use_forkserver
 
-    os.chdir(project_dir)  # entrypoints are relative to the project
-    _ship_logs()
-    served = _served(project_dir)
-    modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
-    if use_forkserver(modules):
-        print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
+    progress = RegistrationProgress.of_child()
+    try:
+        if progress is not None:
+            progress.begin(len(declared_deployments(project_dir)))
+        # Importing every flow is seconds of CPU: on 2 cores, done beside Prefect's
+        # start it slowed the server and every other component as much as it saved.
+        wait_for_gate("ready")
+        _ship_logs()
+        os.chdir(project_dir)  # entrypoints are relative to the project
+        served = _served(project_dir)
+        modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
+        if use_forkserver(modules):
+            print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
+        asyncio.run(_register_and_serve(served, project_dir, progress))
+    except (KeyboardInterrupt, TerminationSignal):
+        print("shutting down", flush=True)
+    except Exception as e:
+        if progress is not None:
+            hint = _HINT.format(project_dir)
+            if isinstance(e, SlipwayError):
+                cause, hint = e.message, e.hint or hint
+            else:
+                cause = f"{type(e).__name__}: {e}"
+            progress.fail(f"the deployment runner failed: {cause}", hint)
+        raise
+
+
+_HINT = (
+    "see logs/deployments.log; fix {0}/prefect.yaml or the flow it names "
+    "(the supervisor restarts the runner a few times on its own)"
+)
+_REGISTERING_AT_ONCE = 4
+"""Deployments registered at the same time: each is a few API round trips."""
+
+
+async def _register_and_serve(
+    served: list[tuple[Flow[..., Any], dict[str, Any], DeclaredDeployment]],
+    project_dir: Path,
+    progress: RegistrationProgress | None,
+) -> None:
+    """Register every deployment with the runner, then serve them until stopped.
+
+    Raises:
+        Exception: a deployment could not be registered; the record says which and why.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
     # add_flow, not add_deployment: the runner keeps the flow object and starts
     # each run from it (in a forked child) instead of re-importing the code.
     runner = Runner(pause_on_shutdown=True, query_seconds=RUN_POLL_SECONDS)
-    for flow, options, _ in served:
-        runner.add_flow(flow, **options)
+    slots = asyncio.Semaphore(_REGISTERING_AT_ONCE)
+
+    async def register(flow: Flow[..., Any], options: dict[str, Any]) -> None:
+        async with slots:
+            try:
+                await runner.aadd_flow(flow, **options)
+            except Exception as e:
+                if progress is not None:
+                    error = f"registering deployment {options['name']} failed: {e}"
+                    progress.fail(error, _HINT.format(project_dir))
+                raise
+        if progress is not None:
+            progress.advance()
+
+    async with asyncio.TaskGroup() as group:
+        for flow, options, _ in served:
+            group.create_task(register(flow, options))
+    if progress is not None:
+        progress.finish()
     print(f"serving {len(served)} deployments from {project_dir}", flush=True)
-    try:
-        asyncio.run(runner.start())
-    except (KeyboardInterrupt, TerminationSignal):
-        print("shutting down", flush=True)
+    await runner.start()
 
 
 def _ship_logs() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,37 +54,41 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
     if state.database is not None and server.healthy:
         kind = "PostgreSQL" if state.database.startswith("postgresql") else "SQLite"
         server = replace(server, detail=f"{server.detail}, on {kind} {state.database}")
-    results = [server]
-    if state.role == "embedded":
-        results.append(_deployments(state))
-    else:
-        results.extend(_pool(state))
-    results.append(
-        http_health("docs", f"http://{HOST}:{ports.docs}", f"http://{HOST}:{ports.docs}/healthz")
-    )
-    results.append(bridge_health(f"http://{HOST}:{ports.bridge}"))
+    docs = f"http://{HOST}:{ports.docs}"
     local_registry = f"{HOST}:{ports.registry}"
+    probes: list[Callable[[], list[ComponentHealth]]] = [
+        lambda: [_deployments(home, state)] if state.role == "embedded" else _pool(home, state),
+        lambda: [http_health("docs", docs, f"{docs}/healthz")],
+        lambda: [bridge_health(f"http://{HOST}:{ports.bridge}")],
+        lambda: [_registry(state, local_registry)],
+        lambda: _monitoring(home, state),
+    ]
+    if server.healthy:
+        probes.append(lambda: _configured_systems(local_registry))
+    # Side by side: `up` prints this table before its ready line.
+    with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="status") as pool:
+        return [server, *(r for found in pool.map(lambda probe: probe(), probes) for r in found)]
+
+
+def _registry(state: UpState, local_registry: str) -> ComponentHealth:
     if any(c.name == "registry" for c in state.children):
         from blocks.container_registry import ContainerRegistry
 
-        results.append(check_registry(ContainerRegistry(url=local_registry)))
-    else:
-        from deployments.components import REGISTRY_HINT
+        return check_registry(ContainerRegistry(url=local_registry))
+    from deployments.components import REGISTRY_HINT
 
-        results.append(
-            ComponentHealth(
-                "registry",
-                local_registry,
-                False,
-                f"`docker-registry` is not installed. Fix: {REGISTRY_HINT}",
-            )
-        )
+    return ComponentHealth(
+        "registry",
+        local_registry,
+        False,
+        f"`docker-registry` is not installed. Fix: {REGISTRY_HINT}",
+    )
+
+
+def _monitoring(home: SlipwayHome, state: UpState) -> list[ComponentHealth]:
     from deployments.monitoring import monitoring_health
 
-    results.extend(monitoring_health(home, ports, {c.name for c in state.children}))
-    if results[0].healthy:
-        results.extend(_configured_systems(local_registry))
-    return results
+    return monitoring_health(home, state.port_config(), {c.name for c in state.children})
 
 
 def bridge_health(bridge: str) -> ComponentHealth:
@@ -107,13 +113,18 @@ def bridge_health(bridge: str) -> ComponentHealth:
     return replace(found, detail=f"{found.detail}, {detail}")
 
 
-def _deployments(state: UpState) -> ComponentHealth:
+def _deployments(home: SlipwayHome, state: UpState) -> ComponentHealth:
     from deployments.serve import declared_deployments
 
     child = next((c for c in state.children if c.name == "deployments"), None)
     url = f"http://{HOST}:{state.ports['prefect']}/deployments"
+    registering = _registering(home, state, url)
     if child is None or not _alive(child.pid):
+        if registering is not None and not registering.healthy:
+            return registering  # the cause it failed with, rather than "not running"
         return ComponentHealth("deployments", url, False, "the deployment runner is not running")
+    if registering is not None:
+        return registering
     wanted = {d.name for d in declared_deployments(Path(state.project_dir))}
     found = registered_deployments(f"http://{HOST}:{state.ports['prefect']}/api", wanted)
     missing = sorted(wanted - found)
@@ -124,7 +135,40 @@ def _deployments(state: UpState) -> ComponentHealth:
     return ComponentHealth("deployments", url, True, f"{len(found)} served")
 
 
-def _pool(state: UpState) -> list[ComponentHealth]:
+def _registering(home: SlipwayHome, state: UpState, url: str) -> ComponentHealth | None:
+    """While this `up` registers its deployments, or after that failed; None once registered.
+
+    `up` is ready before registration ends (`deployments.startup`); until then
+    runs of the missing deployments cannot start and pushes wait in the bridge.
+    """
+    from deployments.startup import read_registration
+
+    found = read_registration(home, state.marker)
+    if found is None or found.state == "registered":
+        return None
+    if found.state == "failed":
+        return ComponentHealth(
+            "deployments", url, False, f"registration FAILED: {found.error} Fix: {found.hint}"
+        )
+    if found.last_error is not None:
+        return ComponentHealth(
+            "deployments",
+            url,
+            False,
+            f"registering again ({found.done} of {found.total}); the last attempt FAILED: "
+            f"{found.last_error}",
+        )
+    return ComponentHealth(
+        "deployments",
+        url,
+        False,
+        f"registering: {found.done} of {found.total} after {found.seconds():.0f} s "
+        "(pushes wait in the bridge until all are registered)",
+        starting=True,
+    )
+
+
+def _pool(home: SlipwayHome, state: UpState) -> list[ComponentHealth]:
     """A server host: its deployments in the pool, the workers online, this host's own worker."""
     from deployments.pool import online_workers
     from deployments.serve import declared_deployments
@@ -132,9 +176,11 @@ def _pool(state: UpState) -> list[ComponentHealth]:
     api = state.prefect_api_url()
     ui = api.removesuffix("/api")
     wanted = {d.name for d in declared_deployments(Path(state.project_dir))}
+    registering = _registering(home, state, f"{ui}/deployments")
     missing = sorted(wanted - registered_deployments(api, wanted))
     results = [
-        ComponentHealth(
+        registering
+        or ComponentHealth(
             "deployments",
             f"{ui}/deployments",
             not missing,
@@ -221,17 +267,23 @@ def format_table(results: list[ComponentHealth]) -> str:
     width = max(len(r.url) for r in results)
     lines = []
     for r in results:
-        word = "healthy" if r.healthy else ("unavailable" if not r.required else "UNHEALTHY")
+        word = "healthy" if r.healthy else "starting" if r.starting else "UNHEALTHY"
+        word = "unavailable" if not (r.healthy or r.starting or r.required) else word
         lines.append(f"  {r.name:<12} {r.url:<{width}}  {word:<11} {r.detail}")
     return "\n".join(lines)
 
 
 def verdict(results: list[ComponentHealth]) -> str:
-    """``all healthy``, or which parts are not: what `slipway up` ends its ready line with."""
-    unhealthy = [r.name for r in results if not r.healthy and r.required]
+    """``all healthy``, or which parts are not: what `slipway up` ends its ready line with.
+
+    A part that is still starting (deployments registering) is named, but not as a failure.
+    """
+    unhealthy = [r.name for r in results if not r.healthy and not r.starting and r.required]
     unavailable = [r.name for r in results if not r.healthy and not r.required]
+    starting = [r.name for r in results if r.starting]
+    later = f"; still starting: {', '.join(starting)}" if starting else ""
     if not unhealthy and not unavailable:
-        return "all healthy"
+        return f"all healthy{later}"
     parts = [f"UNHEALTHY: {', '.join(unhealthy)}"] if unhealthy else []
     parts += [f"unavailable: {', '.join(unavailable)}"] if unavailable else []
-    return "; ".join(parts) + " (see the table above for each fix)"
+    return "; ".join(parts) + later + " (see the table above for each fix)"

@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess  # nosec B404 - long-running children; argv lists only
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,17 +144,40 @@ class Supervisor:
 
     def wait_until(self, name: str, ready: Callable[[], bool]) -> None:
         """Wait for ``ready``; fail with the log tail if ``name`` exits or times out."""
+        self.wait_all({name: ready})
+
+    def wait_all(
+        self,
+        waits: Mapping[str, Callable[[], bool]],
+        on_ready: Callable[[str], object] = lambda _: None,
+    ) -> None:
+        """Wait until every component of ``waits`` is ready, probing them side by side.
+
+        ``on_ready`` hears each name as it becomes ready.
+
+        Raises:
+            ComponentError: one exited, or was not ready within the start-up timeout;
+                with its log tail.
+        """
         deadline = time.monotonic() + self.options.startup_timeout
-        child = self.children[name]
-        while not ready():
+        pending = dict(waits)
+        while pending:
+            for name, ready in list(pending.items()):
+                if ready():
+                    del pending[name]
+                    on_ready(name)
+                    continue
+                code = self.children[name].process.poll()
+                if code is not None:
+                    raise ComponentError(
+                        f"{name} exited with code {code} while starting:\n{self.log_tail(name)}",
+                        hint=f"see {self.options.home.logs / (name + '.log')}",
+                    )
+            if not pending:
+                return
             self.check_stopping()
-            code = child.process.poll()
-            if code is not None:
-                raise ComponentError(
-                    f"{name} exited with code {code} while starting:\n{self.log_tail(name)}",
-                    hint=f"see {self.options.home.logs / (name + '.log')}",
-                )
             if time.monotonic() > deadline:
+                name = next(iter(pending))
                 raise ComponentError(
                     f"{name} was not healthy within {self.options.startup_timeout:.0f} s:\n"
                     f"{self.log_tail(name)}",

@@ -27,6 +27,8 @@ class ComponentHealth:
     """What was seen; for an unhealthy part, the cause and the fix."""
     required: bool = True
     """Whether the platform is degraded without it (Docker is optional for `up`)."""
+    starting: bool = False
+    """Not healthy yet, but on its way (deployments registering after a start): not a failure."""
 
 
 def http_health(

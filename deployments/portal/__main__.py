@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     from deployments.portal.app import build_app
     from deployments.portal.health import HealthBoard
     from deployments.portal.sources import CatalogCache, PortalSources
+    from deployments.startup import wait_for_gate
     from slipway import heap
     from tasks.monitoring.view import monitoring_view
     from tasks.storage import open_store
 
+    wait_for_gate()  # imported beside Prefect's start; the blocks are there now
     store = open_store(ArtifactStore.load_default())
     with get_client(sync_client=True) as client:
         sources = PortalSources(
@@ -65,7 +67,14 @@ def main(argv: list[str] | None = None) -> None:
             "portal on http://%s:%d over %s", HOST, args.port, store.describe()
         )
         heap.settle()
-        uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=HOST,
+            port=args.port,
+            log_config=None,  # as the bridge's: keeps uvicorn from flushing Prefect's log handler
+            log_level="warning",
+            access_log=False,
+        )
 
 
 if __name__ == "__main__":

@@ -129,11 +129,15 @@ class Up:
         flags = [x for name, port in self.ports.items() for x in (f"--{name}-port", str(port))]
         return [*SLIPWAY, "--home", str(self.home), "up", *flags, *self.args]
 
-    def start(self, *, timeout: float = 120) -> float:
-        """Start and wait for the ready line; returns the seconds it took."""
+    def start(self, *, timeout: float = 120, registered: bool = True) -> float:
+        """Start and wait for the ready line; returns the seconds it took.
+
+        With ``registered``, also wait until `up` reports the deployments
+        registered, which it does after the ready line.
+        """
         began = time.monotonic()
         self.launch()
-        self.wait_ready(timeout=timeout)
+        self.wait_ready(timeout=timeout, registered=registered)
         return time.monotonic() - began
 
     def launch(self) -> None:
@@ -155,13 +159,20 @@ class Up:
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
 
-    def wait_ready(self, *, timeout: float = 120) -> None:
-        """Wait for the line saying that every component is up."""
+    def wait_ready(self, *, timeout: float = 120, registered: bool = True) -> None:
+        """Wait for the line saying that every component is up (and, with ``registered``
+        on a host that registers them, the deployments registered)."""
         assert self.process is not None
+        # An older release's `up` waited for registration before its ready line.
+        registers = self.checkout == REPO and "worker" not in self.args
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._drain()
-            if any("Slipway is up" in line for line in self.output):
+            text = "".join(self.output)
+            assert "registration FAILED" not in text, text
+            if "Slipway is up" in text and (
+                not (registered and registers) or "deployments: registered" in text
+            ):
                 return
             if self.process.poll() is not None:
                 self._drain()

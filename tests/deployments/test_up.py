@@ -160,8 +160,11 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
     assert pushed.returncode == 0 and "for redelivery" in pushed.stderr
     first.down()
 
+    assert "block types registered" in (first.home / "logs" / "startup.log").read_text()
     second = make_up(home=first.home)
     second.start()
+    # Nothing about the block types changed: the second start does not register them again.
+    assert "block types unchanged, kept" in (first.home / "logs" / "startup.log").read_text()
     # At start, hooks point at the new bridge again, and the bridge drains the spool itself.
     hook_settings = json.loads((repository / "slipway-hook.json").read_text())
     assert hook_settings["url"].endswith(f":{second.ports['bridge']}/hooks/github")
