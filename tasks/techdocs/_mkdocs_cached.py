@@ -58,7 +58,7 @@ from mkdocs.structure.files import Files
 from mkdocs.structure.nav import Navigation
 from mkdocs.structure.pages import Page
 
-if TYPE_CHECKING:
+if TYPE_CHECKING or __package__:  # imported as part of Slipway
     from tasks.techdocs import _mkdocs_pages as pages
 else:  # run by path in the sandbox, beside it; Slipway's packages are not there
     import _mkdocs_pages as pages
