@@ -124,8 +124,7 @@ def build_app(config: BridgeConfig) -> Starlette:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve the bridge on loopback with the platform's secret, git server and queue."""
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m deployments.bridge")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument(
@@ -134,7 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--body-timeout", type=float, default=10.0, help="seconds a client has to send its body"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the bridge on loopback with the platform's secret, git server and queue."""
+    args = _arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per forwarder request is noise
 

@@ -32,6 +32,7 @@ from types import FrameType
 
 from deployments.components import (
     REGISTRY_HINT,
+    ProcessSpec,
     WorkerSettings,
     bridge_spec,
     default_worker_name,
@@ -214,16 +215,21 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
             "git hooks": lambda: reconnect_local_git(home, ports),
         },
     )
+    _wait_answering(supervisor, timeline, [*started, docs, bridge, *python])
+    if options.role == "all":
+        _start_worker(supervisor)
+
+
+def _wait_answering(supervisor: Supervisor, timeline: Timeline, specs: list[ProcessSpec]) -> None:
+    """Wait, side by side, until every component with a health URL answers it."""
     supervisor.wait_all(
         {
             s.name: functools.partial(http_ok, s.health_url, s.health_login)
-            for s in (*started, docs, bridge, *python)
+            for s in specs
             if s.health_url is not None
         },
         on_ready=lambda name: timeline.mark(f"{name} answers"),
     )
-    if options.role == "all":
-        _start_worker(supervisor)
 
 
 def _platform_code(options: UpOptions) -> PlatformCode:
