@@ -45,10 +45,12 @@ $(SCANNERS_STAMP): scanners.lock | $(STAMP)
 	@bash scripts/venv.sh $(SCANNERS) "Scanners" -r scanners.lock
 	@touch $(SCANNERS_STAMP)
 
+# bench/ holds scripts, not a package: mypy checks it in a run of its own.
 lint: python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 docs: python
 	$(BIN)/mkdocs build --strict --site-dir $(VENV)/site-check

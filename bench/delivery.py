@@ -73,6 +73,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from slipway.names import GitRef, GitSha, ServiceName  # noqa: E402
 from testkit.lead_time import (  # noqa: E402 - after the checkout is importable
     HealthWatch,
     PlainDelivery,
@@ -198,7 +199,7 @@ def timed_deploy(service: str, sha: str, port: int, *, outcome: str = "succeeded
 
     began = time.monotonic()
     watch = HealthWatch(port, sha, began) if outcome == "succeeded" else None
-    record = build_test_deploy(service, sha, REF, triggered_by="bench")
+    record = build_test_deploy(ServiceName(service), GitSha(sha), GitRef(REF), triggered_by="bench")
     seconds = time.monotonic() - began
     if record.outcome != outcome:
         raise SystemExit(

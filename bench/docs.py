@@ -28,6 +28,8 @@ from pathlib import Path
 
 from s3_server import moto_server  # bench/, first on sys.path
 
+from slipway.names import ServiceName
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RERUN_TARGET = 0.20
@@ -120,7 +122,7 @@ def run(scratch: Path, pages: int, endpoint: str | None) -> int:
 
     def timed(label: str) -> float:
         start = time.perf_counter()
-        result = publish_docs(service="bench")
+        result = publish_docs(service=ServiceName("bench"))
         elapsed = time.perf_counter() - start
         sent = len(result.live.uploaded) if result.live else 0
         copied = len(result.version_copy.uploaded) if result.version_copy else 0

@@ -98,7 +98,7 @@ def set_up(root: Path, count: int, workers: int) -> tuple[Terraform, list[Target
 
 def timed(tf: Terraform, client: object, targets: list[Target], workers: int) -> float:
     began = time.perf_counter()
-    statuses = survey(tf, client, targets, recorded=lambda s, e: None, max_parallel=workers)  # type: ignore[arg-type]
+    statuses = survey(tf, client, targets, recorded=lambda s, e: None, max_parallel=workers)
     took = time.perf_counter() - began
     failed = [s for s in statuses if s.error is not None]
     if failed:

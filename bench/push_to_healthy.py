@@ -396,7 +396,7 @@ def report(rows: dict[str, list[Round]]) -> None:
 
 
 def _median(values: Any) -> float:
-    return statistics.median(list(values))
+    return float(statistics.median(list(values)))
 
 
 def main() -> None:
@@ -430,7 +430,10 @@ def main() -> None:
         plain.deliver(git(plain_svc.work, "rev-parse", "HEAD").strip(), replace=False)
         for run in range(args.runs):
             note(f"push {run + 1} of {args.runs}")
-            sides = [("plain script", plain, plain_svc), ("slipway", platform, slip_service)]
+            sides: list[tuple[str, Plain | Platform, Any]] = [
+                ("plain script", plain, plain_svc),
+                ("slipway", platform, slip_service),
+            ]
             for key, side, service in sides if run % 2 == 0 else reversed(sides):
                 platform.wait_idle()
                 sha = commit_change(service, f"change {run} {uuid.uuid4().hex}")
