@@ -239,6 +239,24 @@ def make_up(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
     yield make
     for up in started:
         up.kill()
+        _remove_released(up)
+
+
+def _remove_released(up: Up) -> None:
+    """Remove the containers this platform released: a service outlives `down`, a test's must not.
+
+    They are told apart by their image's registry, whose port is this platform's alone.
+    """
+    import docker
+
+    prefix = f"127.0.0.1:{up.ports['registry']}/"
+    try:
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"label": "dev.slipway.image"}):
+            if container.labels.get("dev.slipway.image", "").startswith(prefix):
+                container.remove(force=True)
+    except docker.errors.DockerException:  # no engine: nothing was released
+        return
 
 
 def api_post(up: Up, path: str, body: dict[str, object]) -> httpx.Response:
