@@ -21,38 +21,29 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment without Prefect's or Slipway's settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SLIPWAY_"))}
-    env["PYTHONPATH"] = str(REPO)
-    return env | (extra or {})
+# The other benches take free_port and clean_env from here, with this path set.
+from testkit.platform import authenticated_url  # noqa: E402 - after the checkout
+from testkit.platform import free_port as free_port  # noqa: E402
+from testkit.up import clean_env as clean_env  # noqa: E402
 
 
 def platform_api(home: Path, port: int) -> str:
     """The API of a running `slipway up` with its home's auth string as the URL's user info,
     so a plain httpx or aiohttp request authenticates (Prefect's API refuses any other)."""
-    user, _, password = (home / "keys" / "prefect-api-auth").read_text().strip().partition(":")
-    return f"http://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/api"
+    auth = (home / "keys" / "prefect-api-auth").read_text().strip()
+    return authenticated_url(f"http://127.0.0.1:{port}/api", auth)
 
 
 def bare_prefect(home: Path) -> float:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote, urlsplit
 
 from slipway.home import Ports, SlipwayHome
 
-__all__ = ["Platform", "configure_platform", "free_port", "wait_for"]
+__all__ = ["Platform", "authenticated_url", "configure_platform", "free_port", "wait_for"]
 
 T = TypeVar("T")
 
@@ -21,6 +22,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def authenticated_url(url: str, auth: str) -> str:
+    """``url`` with ``auth`` (``user:password``) as its user info, so a plain request logs in.
+
+    Prefect's client does the same with ``PREFECT_API_AUTH_STRING``.
+
+    >>> authenticated_url("http://127.0.0.1:4200/api", "u:p")
+    'http://u:p@127.0.0.1:4200/api'
+    """
+    user, _, password = auth.partition(":")
+    parts = urlsplit(url)
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def wait_for(

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from slipway.home import Ports, SlipwayHome
-from testkit.platform import free_port
+from testkit.platform import authenticated_url, free_port
 
 __all__ = ["RunningUp", "clean_env", "running_up"]
 
@@ -52,9 +51,7 @@ class RunningUp:
     @property
     def api(self) -> str:
         """The API URL with the auth string as user info, so plain httpx requests authenticate."""
-        user, _, password = self.auth_string.partition(":")
-        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-        return f"http://{credentials}@127.0.0.1:{self.ports.prefect}/api"
+        return authenticated_url(self.ports.prefect_api_url, self.auth_string)
 
     def client_env(self) -> dict[str, str]:
         """What a process needs to act as a client of this platform, as a flow run does."""

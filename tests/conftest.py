@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -48,16 +47,10 @@ os.environ["PREFECT_API_AUTH_STRING"] = API_AUTH_STRING
 
 
 def authenticated_url(url: str, auth: str = API_AUTH_STRING) -> str:
-    """``url`` with ``auth`` as its user info: a plain httpx request to it logs in, as Prefect's
-    client does with ``PREFECT_API_AUTH_STRING``.
+    """`testkit.platform.authenticated_url`, with the session's auth string by default."""
+    from testkit.platform import authenticated_url as with_user_info
 
-    >>> authenticated_url("http://127.0.0.1:4200/api", "u:p")
-    'http://u:p@127.0.0.1:4200/api'
-    """
-    user, _, password = auth.partition(":")
-    parts = urlsplit(url)
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
-    return parts._replace(netloc=netloc).geturl()
+    return with_user_info(url, auth)
 
 
 @pytest.hookimpl(hookwrapper=True)
