@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from slipway.home import HOST, Ports, SlipwayHome
+from slipway.private import write_private
 
 __all__ = ["WEB_USER", "MonitoringLayout", "write_atomically"]
 
@@ -131,11 +132,8 @@ class MonitoringLayout:
     def _secret(self, path: Path) -> SecretStr:
         """The secret in ``path``, made on first use; a reader never sees half a file."""
         if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32))
+            write_private(tmp, secrets.token_urlsafe(32))
             try:
                 os.link(tmp, path)  # never replaces one another process made first
             except FileExistsError:
