@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,11 +150,25 @@ def _keep_private(repository: Path) -> None:
     that writes here (a developer's ``git push`` included): files 0600,
     objects 0400, directories 0700.
     """
-    repo = git.Repo(repository)
-    if repo.config_reader().get_value("core", "sharedRepository", "") == "0600":
-        return  # rewriting the config would give it the caller's umask
-    with repo.config_writer() as config:
-        config.set_value("core", "sharedRepository", "0600")
+    deadline = time.monotonic() + _CONFIG_BUSY_SECONDS
+    while True:
+        try:
+            repo = git.Repo(repository)
+            if repo.config_reader().get_value("core", "sharedRepository", "") == "0600":
+                return  # rewriting the config would give it the caller's umask
+            with repo.config_writer() as config:
+                config.set_value("core", "sharedRepository", "0600")
+            return
+        except (OSError, git.InvalidGitRepositoryError):
+            # Another process is creating it or writing its config (`up` hooking up every
+            # repository while a child creates the catalog's): wait for that writer.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+_CONFIG_BUSY_SECONDS = 5.0
+"""How long `_keep_private` waits for another writer of a repository's config."""
 
 
 def install_push_hook(repository: Path, hook: PushHook) -> None:
