@@ -2,8 +2,9 @@
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
   (on SQLite or PostgreSQL, every request authenticated) and, beside its
-  start, the Python children (docs portal, bridge, monitor), which import
-  and then wait at the gate (`deployments.startup`); then blocks;
+  start, the Python children (docs portal, bridge, monitor), forked from
+  `up` once it imported their modules (`deployments.warm_start`), which
+  wait at the gate (`deployments.startup`); then blocks;
   then, side by side, the registry (whose login the registry block holds)
   and monitoring (Prometheus, Alertmanager, blackbox). Ready means every
   component answers: deployments register after that, served here by the
