@@ -148,9 +148,9 @@ def _keep_private(repository: Path) -> None:
 
     ``core.sharedRepository=0600`` overrides the umask of every git process
     that writes here (a developer's ``git push`` included): files 0600,
-    objects 0400, directories 0700.
+    objects 0400, directories 0700. Waits 5 s at most for another writer.
     """
-    deadline = time.monotonic() + _CONFIG_BUSY_SECONDS
+    deadline = time.monotonic() + 5.0
     while True:
         try:
             repo = git.Repo(repository)
@@ -160,15 +160,9 @@ def _keep_private(repository: Path) -> None:
                 config.set_value("core", "sharedRepository", "0600")
             return
         except (OSError, git.InvalidGitRepositoryError):
-            # Another process is creating it or writing its config (`up` hooking up every
-            # repository while a child creates the catalog's): wait for that writer.
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-_CONFIG_BUSY_SECONDS = 5.0
-"""How long `_keep_private` waits for another writer of a repository's config."""
 
 
 def install_push_hook(repository: Path, hook: PushHook) -> None:
