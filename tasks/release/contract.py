@@ -105,6 +105,8 @@ class LiveContainer:
     image: str
     port: int
     running: bool
+    id: str = ""
+    """The engine's id: unlike the name, a new release of the same commit gets a new one."""
 
     @classmethod
     def of(cls, container: Container) -> LiveContainer:
@@ -118,6 +120,7 @@ class LiveContainer:
             image=labels.get(LABEL_IMAGE, ""),
             port=int(labels.get(LABEL_PORT, "0") or 0),
             running=container.status == "running",
+            id=str(container.id),
         )
 
 
