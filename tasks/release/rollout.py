@@ -182,9 +182,10 @@ def roll_back_failed_analysis(
             reserved_ports=stage.reserved_ports,
         )
         follow_release(back.release)  # Prometheus follows it back
-    record_deployment(
-        back.record("succeeded", detail=back.detail, url=deployed.url), team=stage.team
-    )
+        # Recorded before a newer release may switch: the history keeps their order.
+        record_deployment(
+            back.record("succeeded", detail=back.detail, url=deployed.url), team=stage.team
+        )
     raise AnalysisFailed(
         f"{why}; rolled back to {chosen.sha[:12]}",
         hint="see the logs artifact of this run, fix the cause and push again",
