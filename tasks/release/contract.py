@@ -105,8 +105,10 @@ class LiveContainer:
     image: str
     port: int
     running: bool
-    id: str = ""
-    """The engine's id: unlike the name, a new release of the same commit gets a new one."""
+    id: str = field(default="", compare=False)
+    """The engine's id: unlike the name, a new release of the same commit gets a new one.
+
+    Not compared: two containers of the same contract read the same."""
 
     @classmethod
     def of(cls, container: Container) -> LiveContainer:
