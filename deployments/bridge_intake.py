@@ -136,7 +136,13 @@ class Intake:
             m.ignored.inc()
             return Answer(202, "ignored", f"{push.ref} was deleted; nothing to build")
         name = push.repository
-        if not c.known_now(name) and not await run_in_threadpool(c.is_service, name):
+        try:
+            known = c.known_now(name) or await run_in_threadpool(c.is_service, name)
+        except Exception as e:  # unknown is not proven: a 503 is redelivered or kept spooled
+            m.unavailable.inc()
+            logger.error("could not tell whether %r is a service: %s", name, e)
+            return Answer(503, "unavailable", "the service catalog could not be read; redeliver")
+        if not known:
             m.ignored.inc()
             logger.info("ignored push to %r: not a known service", name)
             return Answer(202, "ignored", f"{name!r} is not a known service")

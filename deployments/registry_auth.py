@@ -8,6 +8,12 @@ home from before the registry required a login has a block without
 credentials: `ensure_registry_login` generates them and saves them into the
 block once. Deleting manifests is off: an image that ran in prod stays
 pullable by its digest, for rollback and audit.
+
+The registry's port is configurable (`slipway.home.Ports`). A block that
+names the address the embedded registry had at the previous start (read
+back from the configuration that start wrote) follows it to the new port,
+with its login and namespace; a block naming any other registry, on this
+host or not, is the platform team's choice and is left as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from slipway.private import write_private
 __all__ = [
     "RegistryLogin",
     "ensure_registry_login",
+    "previous_registry_address",
     "write_registry_config",
 ]
 
@@ -46,27 +53,55 @@ class RegistryLogin:
 def ensure_registry_login(home: SlipwayHome, ports: Ports) -> tuple[RegistryLogin, str | None]:
     """The login the local registry must require, and a note when the block was changed.
 
-    Needs Prefect's API: it reads the ``default`` registry block. When that
-    block names this host's registry without credentials (a home from before
-    they were required), generated ones are saved into it. When it names
-    another registry, the local one is not the platform's: it gets a random
-    login nobody holds.
+    Needs Prefect's API: it reads the ``default`` registry block, and must run
+    before this start's `write_registry_config`. When that block names the
+    embedded registry's previous address and its port changed, the block
+    follows the new port. When it names this host's registry without
+    credentials (a home from before they were required), generated ones are
+    saved into it. When it names another registry, the local one is not the
+    platform's: it gets a random login nobody holds.
     """
     from blocks import DEFAULT_DOCUMENT, ContainerRegistry
 
     block = ContainerRegistry.load_default()
     local = f"{HOST}:{ports.registry}"
-    if block.url.split("/", 1)[0] != local:
+    host, slash, namespace = block.url.partition("/")
+    notes: list[str] = []
+    if host != local and host == previous_registry_address(home):
+        block = block.model_copy(update={"url": f"{local}{slash}{namespace}"})
+        notes.append(f"the registry block follows the local registry from {host} to {local}")
+    elif host != local:
         return RegistryLogin.generate(), None
     if block.username is not None and block.password is not None:
-        return RegistryLogin(block.username, block.password), None
-    login = RegistryLogin.generate()
-    updated = ContainerRegistry(url=block.url, username=login.username, password=login.password)
-    updated.save(DEFAULT_DOCUMENT, overwrite=True)
-    return login, (
-        f"the local registry now requires a login: saved generated credentials for "
-        f"{login.username!r} in the block slipway-container-registry/{DEFAULT_DOCUMENT}"
-    )
+        login = RegistryLogin(block.username, block.password)
+    else:
+        login = RegistryLogin.generate()
+        block = block.model_copy(update={"username": login.username, "password": login.password})
+        notes.append(
+            f"the local registry now requires a login: saved generated credentials for "
+            f"{login.username!r}"
+        )
+    if notes:
+        block.save(DEFAULT_DOCUMENT, overwrite=True)
+        where = f"in the block slipway-container-registry/{DEFAULT_DOCUMENT}"
+        return login, "; ".join(notes) + f" {where}"
+    return login, None
+
+
+def previous_registry_address(home: SlipwayHome) -> str | None:
+    """``host:port`` of the embedded registry at the previous start, from its configuration.
+
+    None for a home whose registry never ran, or a configuration this module
+    did not write.
+    """
+    import yaml
+
+    try:
+        config = yaml.safe_load((home.run / "registry.yml").read_text())
+        address = config["http"]["addr"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return address if isinstance(address, str) else None
 
 
 def write_registry_config(home: SlipwayHome, ports: Ports, login: RegistryLogin) -> Path:

@@ -14,7 +14,9 @@ Three flows, after Argo CD (sync history, rollback) and Argo Rollouts
 
 One release at a time touches a service's environment (`deploy_slot`). A push
 that is still waiting for that slot when a newer push of the same service and
-environment arrives gives way: its run ends Cancelled, without deploying.
+environment arrives gives way: its run ends Cancelled, without deploying. The
+slot is handed back after the switch: a newer push deploys during the older
+one's release analysis, which then stops as superseded (`roll_out`).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def build_test_deploy(
     stage = open_stage(service, environment)
     approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
     with (
-        deploy_slot(service, environment, give_way=True),
+        deploy_slot(service, environment, give_way=True) as slot,
         checkout(stage.git, service, commit) as work,
     ):
         built = build_image(
@@ -135,6 +137,7 @@ def build_test_deploy(
         return roll_out(
             stage,
             Attempt(release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved),
+            slot,
         )
 
 
@@ -170,12 +173,12 @@ def promote(
     approved = ""
     if to_env == PROD:
         approved = _prod_gate(stage, sha, triggered_by, timeout=approval_timeout_seconds)
-    with deploy_slot(service, to_env):
+    with deploy_slot(service, to_env) as slot:
         release = stage.release(sha, source.image)
         attempt = Attempt(
             release, "promote", triggered_by, from_environment=from_env, approved_by=approved
         )
-        return roll_out(stage, attempt)
+        return roll_out(stage, attempt, slot)
 
 
 @flow(name="rollback")
@@ -199,8 +202,8 @@ def rollback(
         triggered_by: Who asked; defaults to what created the run.
     """
     stage = open_stage(service, environment)
-    with deploy_slot(service, environment):
-        return roll_out(stage, rollback_attempt(stage, to=to, triggered_by=triggered_by))
+    with deploy_slot(service, environment) as slot:
+        return roll_out(stage, rollback_attempt(stage, to=to, triggered_by=triggered_by), slot)
 
 
 def _prod_gate(

@@ -101,13 +101,16 @@ def private_umask() -> Iterator[None]:
         os.umask(previous)
 
 
-def write_private(path: Path, data: str | bytes) -> None:
+def write_private(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
     """Write ``path`` atomically, readable and writable by its owner only.
 
-    The content goes to a 0600 temporary file beside it that then replaces
-    ``path``, so no reader ever sees half of it and at no moment is it open
-    to others, whatever the umask and whatever mode an earlier file had.
+    The content goes to a temporary file beside it, of ``mode`` from its
+    first byte (0600, or 0700 for a script), that then replaces ``path``, so
+    no reader ever sees half of it and at no moment is it open to others,
+    whatever the umask and whatever mode an earlier file had.
     """
+    if mode & _SHARED_BITS:
+        raise ValueError(f"mode {mode:04o} grants group or others access")
     missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     for directory in reversed(missing):  # each new one private, not only the last
         directory.mkdir(mode=0o700, exist_ok=True)
@@ -116,7 +119,7 @@ def write_private(path: Path, data: str | bytes) -> None:
     temporary = Path(name)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
+            os.fchmod(handle.fileno(), mode)
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())

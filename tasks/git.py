@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,13 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import git
-from pydantic import SecretStr
 
 from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
-from slipway.home import HOST, Ports, SlipwayHome
 from slipway.names import GitSha, ServiceName, check_dns_label, check_git_ref
-from slipway.private import write_private
+from tasks.push_hook import PushHook, install_push_hook, keep_private, platform_push_hook
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
@@ -76,32 +71,8 @@ class Checkout:
         return git.Repo(self.path).commit(self.sha).committed_datetime.astimezone(UTC)
 
 
-_PROJECT_DIR = Path(__file__).resolve().parent.parent
 _SOURCES_UMASK = 0o022
 """The umask of a checkout's work tree: git's usual modes, as on a developer's machine."""
-
-
-@dataclass(frozen=True)
-class PushHook:
-    """Where a local repository's post-receive hook sends pushes."""
-
-    bridge_url: str
-    """The bridge's GitHub endpoint, e.g. ``http://127.0.0.1:4300/hooks/github``."""
-    secret: SecretStr
-    """The webhook secret the hook signs with."""
-    spool: Path
-    """Where deliveries wait while the bridge is down."""
-
-
-def platform_push_hook(home: SlipwayHome, ports: Ports) -> PushHook:
-    """The hook settings of this platform: its bridge, its secret, its spool."""
-    from blocks.webhook import load_webhook_secret
-
-    return PushHook(
-        bridge_url=f"http://{HOST}:{ports.bridge}/hooks/github",
-        secret=load_webhook_secret(),
-        spool=home.spool,
-    )
 
 
 def check_git_server(server: GitServer) -> ComponentHealth:
@@ -137,63 +108,10 @@ def create_repository(server: GitServer, name: str, *, hook: PushHook | None = N
         except (git.GitError, OSError) as e:
             shutil.rmtree(path, ignore_errors=True)
             raise GitError(f"could not create repository {path}: {e}") from e
-    _keep_private(path)
+    keep_private(path)
     if hook is not None:
         install_push_hook(path, hook)
     return path
-
-
-def _keep_private(repository: Path) -> None:
-    """Make git write the repository's files for its owner alone, whoever's umask pushes.
-
-    ``core.sharedRepository=0600`` overrides the umask of every git process
-    that writes here (a developer's ``git push`` included): files 0600,
-    objects 0400, directories 0700. Waits 5 s at most for another writer.
-    """
-    deadline = time.monotonic() + 5.0
-    while True:
-        try:
-            repo = git.Repo(repository)
-            if repo.config_reader().get_value("core", "sharedRepository", "") == "0600":
-                return  # rewriting the config would give it the caller's umask
-            with repo.config_writer() as config:
-                config.set_value("core", "sharedRepository", "0600")
-            return
-        except (OSError, git.InvalidGitRepositoryError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def install_push_hook(repository: Path, hook: PushHook) -> None:
-    """Make a push to ``repository`` notify the bridge, as GitHub's webhook would.
-
-    The hook's settings file holds the secret, so it is rewritten readable by
-    its owner only (0600), whatever mode an earlier one had; the hook script
-    is the owner's alone too (0700).
-    """
-    data = {
-        "url": hook.bridge_url,
-        "secret": hook.secret.get_secret_value(),
-        "spool": str(hook.spool),
-    }
-    write_private(repository / "slipway-hook.json", json.dumps(data))
-    _keep_private(repository)
-    script = repository / "hooks" / "post-receive"
-    script.parent.mkdir(mode=0o700, exist_ok=True)
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "# Installed by Slipway: tells the webhook bridge about this push.\n"
-        "import sys\n"
-        f"sys.path.insert(0, {str(_PROJECT_DIR)!r})\n"
-        "try:\n"
-        "    from deployments.post_receive import main\n"
-        "except Exception as e:  # never fail a push\n"
-        "    print(f'slipway: push hook unavailable: {e}', file=sys.stderr)\n"
-        "    raise SystemExit(0)\n"
-        "raise SystemExit(main())\n"
-    )
-    script.chmod(0o700)
 
 
 def repository_url(server: GitServer, name: str) -> str:

@@ -277,11 +277,23 @@ class Catalog:
         return git.Repo(path)
 
     def _tip(self) -> tuple[git.Repo, str | None]:
+        """The repository and its branch's commit; None only for a branch with no commit yet.
+
+        A repository git cannot read (its config half written, say: GitPython
+        then meets an empty answer or a broken pipe from ``git cat-file``) is
+        an error, never an empty catalog: the bridge would drop a push to a
+        service it then took for unknown.
+        """
         repo = self._repo()
         try:
             return repo, str(repo.commit(self._branch).hexsha)
-        except (git.BadName, ValueError):
+        except git.BadName:
             return repo, None
+        except (ValueError, OSError, git.GitError) as e:
+            raise CatalogError(
+                f"the catalog repository {self.url} could not be read: {e}",
+                hint=f"check it with `git --git-dir {self.url} fsck`, then try again",
+            ) from e
 
     def _parse(self, data: bytes, source: str) -> CatalogEntry:
         try:

@@ -10,7 +10,9 @@ new version (its series carry the commit as ``sha``):
 3. Has its health probe failed ``analysis_probe_failures`` times in a row?
 
 The first yes ends the analysis as failed, with the reason; the caller rolls
-back. When Prometheus cannot be asked (not installed, not running, or it
+back. A newer release that replaced the watched one ends it as *superseded*
+at the next look: it is no longer what serves, so it is neither judged nor
+rolled back. When Prometheus cannot be asked (not installed, not running, or it
 stops answering for three looks in a row) the analysis is *inconclusive*:
 the release stays, and the run says loudly that it was not watched.
 """
@@ -40,7 +42,7 @@ _ERROR_LIMIT = 3
 class Verdict:
     """How the new version did."""
 
-    outcome: Literal["passed", "failed", "inconclusive", "skipped"]
+    outcome: Literal["passed", "failed", "inconclusive", "skipped", "superseded"]
     reason: str
     """Why, in one sentence, for the run's log, the record and the notification."""
     looks: int = 0
@@ -85,9 +87,15 @@ def analyse(
     service: str,
     environment: str,
     sha: str,
+    replaced: Callable[[], str | None] = lambda: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
-    """Watch the new version of ``service`` in ``environment`` for the analysis window."""
+    """Watch the new version of ``service`` in ``environment`` for the analysis window.
+
+    ``replaced`` is asked before every look: what replaced the watched
+    version, or None while it still serves; an answer ends the analysis as
+    ``superseded``.
+    """
     window = settings.analysis_window_seconds
     if window <= 0:
         return Verdict("skipped", "release analysis is off (analysis window 0)")
@@ -102,6 +110,8 @@ def analyse(
     began = time.monotonic()
     looks = errors = probe_failures = 0
     while True:
+        if (newer := replaced()) is not None:
+            return Verdict("superseded", newer, looks, time.monotonic() - began)
         looks += 1
         try:
             reason, probe_failed = _look(prometheus, q, ratio_limit)

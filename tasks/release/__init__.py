@@ -7,8 +7,8 @@
 - `stage`: where a release goes: catalog entry, port, variables, engine (`open_stage`);
 - `rollout`: a release rolled out and recorded either way (`roll_out`);
 - `history`: the records of every attempt, kept in Prefect (`deployment_history`);
-- `slot`: one release at a time per environment, and a push that gives way
-  to a newer one (`deploy_slot`, `Superseded`).
+- `slot`: one switch at a time per environment, and a push that gives way
+  to a newer one (`deploy_slot`, `ReleaseSlot`, `Superseded`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,13 @@ from tasks.release.rollout import (
     rollback_attempt,
     serving_build,
 )
-from tasks.release.slot import BUILD_FLOW, deploy_slot, give_way_to_newer_push, slot_name
+from tasks.release.slot import (
+    BUILD_FLOW,
+    ReleaseSlot,
+    deploy_slot,
+    give_way_to_newer_push,
+    slot_name,
+)
 from tasks.release.stage import Stage, open_stage
 
 __all__ = [
@@ -61,6 +67,7 @@ __all__ = [
     "DeploymentRecord",
     "LiveContainer",
     "Release",
+    "ReleaseSlot",
     "Serving",
     "Stage",
     "already_serving",

@@ -105,6 +105,10 @@ class LiveContainer:
     image: str
     port: int
     running: bool
+    id: str = field(default="", compare=False)
+    """The engine's id: unlike the name, a new release of the same commit gets a new one.
+
+    Not compared: two containers of the same contract read the same."""
 
     @classmethod
     def of(cls, container: Container) -> LiveContainer:
@@ -118,6 +122,7 @@ class LiveContainer:
             image=labels.get(LABEL_IMAGE, ""),
             port=int(labels.get(LABEL_PORT, "0") or 0),
             running=container.status == "running",
+            id=str(container.id),
         )
 
 

@@ -7,9 +7,9 @@ Every deployment attempt becomes a `DeploymentRecord`:
   keeps every version of a key, so the Artifacts page shows the history, and
   `deployment_history` reads back the genuine ones for rollback and metrics:
   a forged or edited record is refused;
-- a ``slipway.deployment.succeeded``, ``.failed`` or ``.rolled-back`` event on
-  the resource ``slipway.service.<name>``, whose payload is the record, for
-  automations and metrics.
+- a ``slipway.deployment.succeeded``, ``.failed``, ``.rolled-back`` or
+  ``.superseded`` event on the resource ``slipway.service.<name>``, whose
+  payload is the record, for automations and metrics.
 
 A record starts as an `Attempt` (who asked which action to release what), made
 once by the flow, and becomes a record with its outcome.
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 Action = Literal["build-test-deploy", "promote", "rollback"]
-Outcome = Literal["succeeded", "failed", "unchanged"]
+Outcome = Literal["succeeded", "failed", "unchanged", "superseded"]
 
 
 class DeploymentRecord(BaseModel):
@@ -66,7 +66,9 @@ class DeploymentRecord(BaseModel):
     action: Action
     outcome: Outcome = Field(
         description="``unchanged``: it already ran there, so nothing was restarted. "
-        "Such a run returns its record but adds nothing to the history."
+        "Such a run returns its record but adds nothing to the history. "
+        "``superseded``: it was deployed, but a newer release replaced it before its "
+        "release analysis ended, so it was judged neither healthy nor failed."
     )
     at: datetime = Field(description="When the attempt ended, UTC.")
     triggered_by: str = Field(default="", description="Who or what started it: pusher, user.")
@@ -90,9 +92,9 @@ class DeploymentRecord(BaseModel):
 
     @property
     def event(self) -> str:
-        """``slipway.deployment.succeeded``, ``.failed`` or ``.rolled-back``."""
-        if self.outcome == "failed":
-            return "slipway.deployment.failed"
+        """``slipway.deployment.succeeded``, ``.failed``, ``.rolled-back`` or ``.superseded``."""
+        if self.outcome in ("failed", "superseded"):
+            return f"slipway.deployment.{self.outcome}"
         return "slipway.deployment." + ("rolled-back" if self.action == "rollback" else "succeeded")
 
     def row(self) -> dict[str, str]:

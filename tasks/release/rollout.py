@@ -8,10 +8,19 @@ says ``unchanged``.
 After the switch the new version is watched in Prometheus (release analysis,
 as Argo Rollouts' AnalysisRun); one whose metrics go bad is rolled back by
 itself to the previous healthy deployment, and the run fails `AnalysisFailed`.
+
+The release slot covers the switch only: it is handed back before the
+analysis, so a newer push deploys without waiting for the window. A newer
+release that switches meanwhile supersedes the analysis: it stops, the
+attempt is recorded ``superseded`` (neither failed nor healthy), and it
+never rolls back. A rollback takes the slot again first and checks, holding
+it, that its version still serves, so it cannot undo a newer switch.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prefect import task
@@ -22,7 +31,8 @@ from slipway.errors import AnalysisFailed, DeployError, InvalidRequest
 from slipway.names import EnvironmentName, GitSha
 from slipway.run_log import run_logger
 from tasks.images import BuiltImage
-from tasks.monitoring.watch import analyse_release
+from tasks.monitoring.analysis import Verdict
+from tasks.monitoring.watch import analyse_release, follow_release
 from tasks.release.authority import carried_approval, rollback_choice
 from tasks.release.blue_green import deploy_release
 from tasks.release.contract import LiveContainer, Release, already_serving, live_container
@@ -32,14 +42,17 @@ from tasks.release.history import (
     deployment_history,
     record_deployment,
 )
+from tasks.release.slot import ReleaseSlot
 from tasks.release.stage import Stage
 
 __all__ = [
     "Serving",
     "live_release",
+    "record_superseded",
     "record_unchanged",
-    "roll_out",
+    "replaced_by",
     "roll_back_failed_analysis",
+    "roll_out",
     "rollback_attempt",
     "serving_build",
 ]
@@ -54,11 +67,16 @@ class Serving:
 
 
 @task(name="roll-out", cache_policy=NO_CACHE)
-def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
-    """Deploy blue-green, watch it, record the outcome either way, and link the service.
+def roll_out(stage: Stage, attempt: Attempt, slot: ReleaseSlot) -> DeploymentRecord:
+    """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
 
     A release that already runs, healthy, is left alone (`record_unchanged`);
     a rollback is not watched: it is how an incident ends.
+
+    Args:
+        stage: Where the release goes.
+        attempt: Who asked which action to release what.
+        slot: The held release slot of the stage; handed back after the switch.
 
     Raises:
         DeployError: The new version did not become healthy; the old one still
@@ -81,11 +99,19 @@ def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
     except DeployError as e:
         record_deployment(attempt.record("failed", detail=e.message[:2000]), team=stage.team)
         raise
-    verdict = analyse_release(stage.client, release, watch=attempt.action != "rollback")
+    mine = live_container(stage.client, release.service, release.environment)
+    replaced = functools.partial(replaced_by, stage, mine.id if mine else "")
+    settings = follow_release(release)
+    slot.hand_back()
+    verdict = Verdict("skipped", "a rollback is not analysed")
+    if attempt.action != "rollback":
+        verdict = analyse_release(stage.client, release, settings, replaced=replaced)
+    if verdict.outcome == "superseded":
+        return record_superseded(stage, attempt, verdict.reason)
     if verdict.failed:
-        roll_back_failed_analysis(stage, attempt, verdict.reason)
-    replaced = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
-    done = attempt.record("succeeded", detail=attempt.detail or replaced, url=deployed.url)
+        return roll_back_failed_analysis(stage, attempt, verdict.reason, slot, replaced)
+    replaced_note = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
+    done = attempt.record("succeeded", detail=attempt.detail or replaced_note, url=deployed.url)
     record = record_deployment(done, team=stage.team)
     create_link_artifact(
         key=f"service-{release.service}--{release.environment}",
@@ -96,50 +122,87 @@ def roll_out(stage: Stage, attempt: Attempt) -> DeploymentRecord:
     return record
 
 
+def replaced_by(stage: Stage, container_id: str) -> str | None:
+    """What replaced the release's container ``container_id``, or None while it still serves.
+
+    Nothing serving at all is not a newer release: the analysis goes on, and
+    its failed probes roll back to the previous healthy deployment.
+    """
+    live = live_container(stage.client, stage.service, stage.environment)
+    if live is None or live.id == container_id:
+        return None
+    return f"a newer release replaced it: {live.name} serves {live.sha[:12]}"
+
+
 @task(name="roll-back-failed-analysis", cache_policy=NO_CACHE)
-def roll_back_failed_analysis(stage: Stage, attempt: Attempt, reason: str) -> None:
+def roll_back_failed_analysis(
+    stage: Stage,
+    attempt: Attempt,
+    reason: str,
+    slot: ReleaseSlot,
+    replaced: Callable[[], str | None],
+) -> DeploymentRecord:
     """Record the release failed, return to the previous healthy one, and fail saying why.
 
-    Never returns (typed ``None``: Prefect's task types take ``NoReturn`` for a
-    coroutine).
+    Holding the slot again, it first checks that the failed version still
+    serves: one that a newer release replaced (or is replacing: it then waits
+    for that switch) is recorded ``superseded`` and returned, never rolled
+    back over the newer release.
 
     Raises:
-        AnalysisFailed: Always: rolled back, or kept serving when the history
-            has nothing healthy to return to.
+        AnalysisFailed: Rolled back, or kept serving when the history has
+            nothing healthy to return to.
     """
     release = attempt.release
     why = f"the new version failed its release analysis: {reason}"
-    record_deployment(attempt.record("failed", detail=why), team=stage.team)
-    try:
-        chosen = rollback_choice(
-            release.service, release.environment, current_digest=release.digest, to=None
+    with slot.retaken():
+        if (newer := replaced()) is not None:
+            return record_superseded(stage, attempt, f"{newer}; not rolled back, though {why}")
+        record_deployment(attempt.record("failed", detail=why), team=stage.team)
+        try:
+            chosen = rollback_choice(
+                release.service, release.environment, current_digest=release.digest, to=None
+            )
+        except InvalidRequest as e:
+            raise AnalysisFailed(
+                f"{why}; it keeps serving: {e.message}", hint="fix it and push again"
+            ) from e
+        back = Attempt(
+            stage.release(chosen.sha, chosen.image),
+            "rollback",
+            "release analysis",
+            detail=f"automatic, from {release.sha[:12]}: {why}",
+            approved_by=carried_approval(chosen, release.environment),
         )
-    except InvalidRequest as e:
-        raise AnalysisFailed(
-            f"{why}; it keeps serving: {e.message}", hint="fix it and push again"
-        ) from e
-    back = Attempt(
-        stage.release(chosen.sha, chosen.image),
-        "rollback",
-        "release analysis",
-        detail=f"automatic, from {release.sha[:12]}: {why}",
-        approved_by=carried_approval(chosen, release.environment),
-    )
-    deployed = deploy_release(
-        stage.client,
-        back.release,
-        target=stage.target,
-        health_timeout=stage.settings.health_timeout_seconds,
-        reserved_ports=stage.reserved_ports,
-    )
-    analyse_release(stage.client, back.release, watch=False)  # Prometheus follows it back
-    record_deployment(
-        back.record("succeeded", detail=back.detail, url=deployed.url), team=stage.team
-    )
+        deployed = deploy_release(
+            stage.client,
+            back.release,
+            target=stage.target,
+            health_timeout=stage.settings.health_timeout_seconds,
+            reserved_ports=stage.reserved_ports,
+        )
+        follow_release(back.release)  # Prometheus follows it back
+        # Recorded before a newer release may switch: the history keeps their order.
+        record_deployment(
+            back.record("succeeded", detail=back.detail, url=deployed.url), team=stage.team
+        )
     raise AnalysisFailed(
         f"{why}; rolled back to {chosen.sha[:12]}",
         hint="see the logs artifact of this run, fix the cause and push again",
     )
+
+
+@task(name="record-superseded", cache_policy=NO_CACHE)
+def record_superseded(stage: Stage, attempt: Attempt, why: str) -> DeploymentRecord:
+    """Record that a newer release replaced this one before its analysis ended.
+
+    Neither failed nor healthy: rollback never returns to it, and it counts
+    as no failure.
+    """
+    run_logger(__name__).warning(
+        "%s in %s: %s", attempt.release.sha[:12], attempt.release.environment, why
+    )
+    return record_deployment(attempt.record("superseded", detail=why), team=stage.team)
 
 
 @task(name="record-unchanged", cache_policy=NO_CACHE)

@@ -8,6 +8,11 @@ A push that is still waiting for the slot when a newer push of the same
 service and environment arrives gives way: `Superseded` is raised, the slot is
 never taken, and build-test-deploy ends Cancelled. So is a push whose newer
 push arrived while it was built (`give_way_to_newer_push`).
+
+The slot covers the switch, not what follows it: a release hands it back
+(`ReleaseSlot.hand_back`) before its release analysis, as Argo Rollouts lets
+a newer revision start while the older one's analysis runs, and takes it
+again (`ReleaseSlot.retaken`) only to roll back.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "BUILD_FLOW",
     "DEFAULT_ENVIRONMENT",
     "LEASE_SECONDS",
+    "ReleaseSlot",
     "deploy_slot",
     "give_way_to_newer_push",
     "slot_name",
@@ -62,10 +68,41 @@ def slot_name(service: str, environment: str) -> str:
     return f"slipway-deploy:{service}:{environment}"
 
 
+class ReleaseSlot:
+    """The held release slot of one service environment, which its holder may hand back early."""
+
+    def __init__(self, service: str, environment: str, held: ExitStack) -> None:
+        self.service = service
+        self.environment = environment
+        self._held = held
+        self.handed_back = False
+
+    def hand_back(self) -> None:
+        """Free the slot now (once the switch is done); later calls do nothing."""
+        if not self.handed_back:
+            self.handed_back = True
+            self._held.close()
+            run_logger(__name__).info(
+                "Handed back the release slot %s", slot_name(self.service, self.environment)
+            )
+
+    @contextmanager
+    def retaken(self) -> Iterator[None]:
+        """Hold the slot again after `hand_back`, waiting while another release holds it.
+
+        A slot that was never handed back is still held: nothing is taken twice.
+        """
+        if not self.handed_back:
+            yield
+            return
+        with deploy_slot(self.service, self.environment):
+            yield
+
+
 @contextmanager
 def deploy_slot(
     service: str, environment: str, *, give_way: bool = False, poll_seconds: float = 2.0
-) -> Iterator[None]:
+) -> Iterator[ReleaseSlot]:
     """Hold the one release slot of ``service`` in ``environment``.
 
     Attempts start 0.1 s apart and back off to ``poll_seconds``: a slot that
@@ -75,11 +112,28 @@ def deploy_slot(
     Each attempt is a single request (no server-side wait that a timeout could
     cut short after the slot was granted, which would strand a lease).
 
+    Yields:
+        The held slot, which a release hands back after its switch.
+
     Raises:
         Superseded: With ``give_way``, a newer push of the same service and
             environment arrived while this run waited; the slot was not taken.
     """
     name = slot_name(service, environment)
+    slot = ReleaseSlot(
+        service, environment, _acquire(name, service, environment, give_way, poll_seconds)
+    )
+    run_logger(__name__).info("Holding the release slot %s", name)
+    try:
+        yield slot
+    finally:
+        slot.hand_back()
+
+
+def _acquire(
+    name: str, service: str, environment: str, give_way: bool, poll_seconds: float
+) -> ExitStack:
+    """The slot ``name`` taken, in an exit stack that frees it; see `deploy_slot`."""
     held = ExitStack()
     pause = min(0.1, poll_seconds)
     looked_for_limit = False  # created at the first release, not read before every one
@@ -99,7 +153,7 @@ def deploy_slot(
                     raise_on_lease_renewal_failure=False,
                 )
             )
-            break
+            return held
         except ConcurrencySlotAcquisitionError as e:
             if not _locked(e):
                 if looked_for_limit:
@@ -109,9 +163,6 @@ def deploy_slot(
                 continue
         time.sleep(pause)
         pause = min(pause * 2, poll_seconds)
-    run_logger(__name__).info("Holding the release slot %s", name)
-    with held:
-        yield
 
 
 @task(name="give-way-to-newer-push", cache_policy=NO_CACHE)

@@ -28,6 +28,7 @@ from tests.deployments.webhook_helpers import (
     register,
     runs_of,
     send,
+    signed,
     wait_for,
     webhook_secret,
 )
@@ -248,3 +249,57 @@ def test_a_known_service_is_answered_from_memory_until_the_memory_may_be_stale(
     monkeypatch.setattr(bridge_services, "KNOWN_SERVICE_SECONDS", 0.0)
     assert not services.known_now("known")
     assert not services("known")  # looked again: gone from the catalog
+
+
+def test_a_spooled_push_waits_while_the_catalog_cannot_be_read_and_is_queued_after(
+    tmp_path: Path,
+) -> None:
+    """The second `up` that once dropped a spooled push as 'not a known service'.
+
+    At start, `up` rewrote every repository's git config in place while the
+    bridge drained the spool; git reading a half-written config made the
+    catalog look empty. Unknown is not proven then: the delivery stays spooled.
+    """
+    import asyncio
+
+    from deployments.bridge_intake import BridgeConfig, Intake
+    from deployments.intake import IntakeQueue
+    from deployments.spool import Redelivery, drain
+
+    server = GitServer(provider="local", root=tmp_path / "git")
+    catalog = Catalog(server)
+    entry = CatalogEntry(name="spooled", owner="group:test", port=8100, repository="spooled")
+    catalog.save(entry, message="Onboard spooled")
+    body = push_body("spooled", "b" * 40)
+    spool = tmp_path / "spool"
+    spool_delivery(spool, "http://old", signed("s3cret", body), body)
+    intake = Intake(
+        BridgeConfig(
+            api_url="http://127.0.0.1:9/api",
+            api_auth=None,
+            secret=SecretStr("s3cret"),
+            queue_url=f"sqlite+aiosqlite:///{tmp_path / 'deliveries.db'}",
+            is_service=Catalogued(server),
+        )
+    )
+    config = Path(catalog.url) / "config"
+    whole = config.read_text()
+
+    async def deliver(headers: dict[str, str], body: bytes) -> int:
+        return (await intake.take(Provider.GITHUB, headers, body)).status
+
+    async def drain_twice() -> tuple[Redelivery, Redelivery, int]:
+        intake.queue = await IntakeQueue.open(intake.config.queue_url)
+        try:
+            config.write_text(whole[:20])  # as a rewrite in place leaves it for a moment
+            during = await drain(spool, deliver)
+            config.write_text(whole)
+            after = await drain(spool, deliver)
+            return during, after, (await intake.queue.stats(time.time())).queued
+        finally:
+            await intake.queue.close()
+
+    during, after, queued = asyncio.run(drain_twice())
+    assert (during.sent, during.kept) == (0, 1)
+    assert (after.sent, after.kept, queued) == (1, 0, 1)
+    assert list(spool.glob("*.json")) == []

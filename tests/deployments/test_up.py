@@ -171,6 +171,7 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
     repository = create_repository(server, "spooled", hook=dead_hook)
     sha, pushed = commit_and_push(repository, tmp_path / "work", "README.md")
     assert pushed.returncode == 0 and "for redelivery" in pushed.stderr
+    assert registry_block(first) == [f"127.0.0.1:{first.ports['registry']}", "slipway"]
     first.down()
 
     assert "block types registered" in (first.home / "logs" / "startup.log").read_text()
@@ -183,6 +184,9 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
     assert hook_settings["url"].endswith(f":{second.ports['bridge']}/hooks/github")
     assert events_for(second, "spooled", sha)
     assert list((first.home / "spool").glob("*.json")) == []
+    # The second up's registry has another port: the block follows it, with its login.
+    if HAS_REGISTRY:
+        assert registry_block(second) == [f"127.0.0.1:{second.ports['registry']}", "slipway"]
     again = httpx.get(f"{second.api}/flow_runs/{run['id']}", timeout=10)
     assert again.status_code == 200 and again.json()["state"]["type"] == run["state"]["type"]
 
@@ -195,6 +199,22 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
     assert failed["state"]["type"] == "FAILED"
     assert "nonexistent/docker.sock" in failed["state"]["message"]
     second.down()
+
+
+def registry_block(up) -> list[str]:
+    """The registry block's url and user, as the platform's flows load it."""
+    read = (
+        "from blocks import ContainerRegistry as R; r = R.load('default'); print(r.url, r.username)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", read],
+        env=up.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
 
 
 def test_second_up_on_a_running_home_is_refused(make_up):

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import prometheus_client
@@ -23,7 +25,13 @@ import pytest
 from blocks import DEFAULT_DOCUMENT
 from flows.delivery import build_test_deploy
 from slipway.errors import AnalysisFailed
-from tasks.release import deployment_history
+from tasks.release import (
+    DeploymentRecord,
+    deploy_release,
+    deploy_slot,
+    deployment_history,
+    open_stage,
+)
 from testkit.monitoring import FAST, Stack, monitoring_stack
 from tests.flows.delivery_fixtures import Delivery, delivery_platform, wait_for
 
@@ -133,4 +141,134 @@ def test_a_release_answering_500_after_the_switch_is_rolled_back_by_itself(
         ),
         timeout=30,
         what="Prometheus probing the version rolled back to",
+    )
+
+
+LONG = FAST.model_copy(update={"analysis_window_seconds": 120})
+"""An analysis window long enough that a test waiting it out would time out."""
+
+
+class InThread:
+    """A flow call in a thread: its record, or what it raised."""
+
+    def __init__(self, call: Callable[[], DeploymentRecord]) -> None:
+        self.result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                self.result["record"] = call()
+            except BaseException as e:  # handed to the test
+                self.result["error"] = e
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def record(self, timeout: float) -> DeploymentRecord:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the run did not end within {timeout} s"
+        if "error" in self.result:
+            raise self.result["error"]
+        record: DeploymentRecord = self.result["record"]
+        return record
+
+
+def served(delivery: Delivery) -> str | None:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        version: str = httpx.get(delivery.url("dev"), timeout=2).json()["version"]
+        return version
+    return None
+
+
+def free_slot_within(delivery: Delivery, seconds: float) -> None:
+    """Take and free the release slot, failing if that took longer than ``seconds``."""
+    began = time.monotonic()
+    with deploy_slot(delivery.service, "dev"):
+        waited = time.monotonic() - began
+    assert waited < seconds, f"the release slot was held {waited:.0f} s into the analysis"
+
+
+def run_log_says(commit: str, needle: str) -> bool:
+    """Whether the running build-test-deploy of ``commit`` has logged ``needle``."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort, LogSort
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        runs = [
+            r
+            for r in client.read_flow_runs(
+                limit=50, offset=0, sort=FlowRunSort.EXPECTED_START_TIME_DESC
+            )
+            if r.parameters.get("commit") == commit
+        ]
+        logs = client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])),
+            limit=200,
+            offset=0,
+            sort=LogSort.TIMESTAMP_ASC,
+        )
+    return any(needle in log.message for log in logs)
+
+
+def test_a_newer_release_deploys_during_the_analysis_and_supersedes_it(
+    delivery: Delivery, stack: Stack
+) -> None:
+    LONG.save(DEFAULT_DOCUMENT, overwrite=True)
+    older, newer = (commit(delivery, m, broken=False) for m in ("older", "newer"))
+    first = InThread(lambda: build_test_deploy(delivery.service, older, REF))
+    wait_for(lambda: served(delivery) == older, timeout=120, what="the older version switched")
+    # Its analysis now watches for 120 s; the slot covers the switch only.
+    free_slot_within(delivery, 30)
+    FAST.save(DEFAULT_DOCUMENT, overwrite=True)  # the newer release's own analysis: 8 s
+    second = build_test_deploy(delivery.service, newer, REF)
+
+    assert second.outcome == "succeeded"  # type: ignore[union-attr]
+    superseded = first.record(timeout=30)  # stopped at its next look, not after 120 s
+    assert superseded.outcome == "superseded"
+    assert newer[:12] in superseded.detail
+    assert served(delivery) == newer
+    history = deployment_history(delivery.service, "dev")
+    assert [(r.action, r.outcome, r.sha) for r in history[:2]] == [
+        ("build-test-deploy", "succeeded", newer),
+        ("build-test-deploy", "superseded", older),
+    ]
+
+
+def test_an_analysis_failing_while_a_newer_release_switches_never_rolls_it_back(
+    delivery: Delivery, stack: Stack
+) -> None:
+    FAST.save(DEFAULT_DOCUMENT, overwrite=True)
+    newer = commit(delivery, "newer-staged", broken=False)
+    staged = build_test_deploy(delivery.service, newer, REF, environment="staging")
+    LONG.save(DEFAULT_DOCUMENT, overwrite=True)
+    bad = commit(delivery, "bad-raced", broken=True)
+    with traffic(delivery.url("dev", "")):
+        failing = InThread(lambda: build_test_deploy(delivery.service, bad, REF))
+        wait_for(lambda: served(delivery) == bad, timeout=120, what="the broken version switched")
+        with deploy_slot(delivery.service, "dev"):  # a newer release switching
+            wait_for(
+                lambda: run_log_says(bad, "Release analysis failed"),
+                timeout=60,
+                what="the broken version's analysis failing",
+            )
+            stage = open_stage(delivery.service, "dev")
+            deploy_release(
+                stage.client,
+                stage.release(newer, staged.image),  # type: ignore[union-attr]
+                target=stage.target,
+                health_timeout=stage.settings.health_timeout_seconds,
+                reserved_ports=stage.reserved_ports,
+            )
+        record = failing.record(timeout=30)
+
+    assert record.outcome == "superseded"
+    assert "not rolled back" in record.detail and "release analysis" in record.detail
+    assert served(delivery) == newer
+    history = deployment_history(delivery.service, "dev")
+    assert (history[0].action, history[0].outcome, history[0].sha) == (
+        "build-test-deploy",
+        "superseded",
+        bad,
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import git
@@ -165,3 +169,63 @@ def test_a_repository_made_under_an_open_umask_is_private_from_the_start(
     finally:
         os.umask(previous)
     assert _shared(repository) == []
+
+
+RUN_PACKAGES = ("slipway", "tasks", "blocks", "deployments", "flows")
+
+
+def test_a_hook_installed_by_a_run_from_a_checkout_never_runs_that_checkouts_code(
+    server: GitServer, tmp_path: Path
+) -> None:
+    """On a worker host a run's code is a checkout (`slipway.checkouts`), pruned later."""
+    from tests.deployments.webhook_helpers import commit_and_push
+
+    project = Path(__file__).resolve().parents[2]
+    run_code = tmp_path / "checkouts" / ("c" * 40)
+    for package in RUN_PACKAGES:
+        shutil.copytree(
+            project / package, run_code / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    repository = create_repository(server, "svc")
+    spool = tmp_path / "spool"
+    onboarding = (  # what onboarding does, with the checkout's code first on sys.path
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pydantic import SecretStr\n"
+        "import tasks.git as g\n"
+        f"assert Path(g.__file__).is_relative_to({str(run_code)!r}), g.__file__\n"
+        "hook = g.PushHook('http://127.0.0.1:1/hooks/github', SecretStr('s'), Path(sys.argv[2]))\n"
+        "g.install_push_hook(Path(sys.argv[1]), hook)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", onboarding, str(repository), str(spool)],
+        cwd=run_code,
+        check=True,
+        timeout=60,
+    )
+    assert str(run_code) not in (repository / "hooks" / "post-receive").read_text()
+    # Its checkout directory now holds something else: another commit's code, or half
+    # of it while the prune removes it. The hook must not run that.
+    (run_code / "deployments" / "post_receive.py").write_text("def main():\n    return 0\n")
+
+    sha, pushed = commit_and_push(repository, tmp_path / "work", "README.md")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "unavailable" not in pushed.stderr and "for redelivery" in pushed.stderr
+    [spooled] = spool.glob("*.json")
+    assert json.loads(json.loads(spooled.read_text())["body"])["after"] == sha
+
+
+def test_reinstalling_a_hook_leaves_the_repository_config_untouched(
+    server: GitServer, tmp_path: Path
+) -> None:
+    """A reader (the bridge's catalog look, a push) must never meet a config being rewritten."""
+    hook = PushHook("http://127.0.0.1:1/hooks/github", SecretStr("s"), tmp_path / "s")
+    repository = create_repository(server, "svc", hook=hook)
+    config = repository / "config"
+    os.utime(config, ns=(1_000_000_000, 1_000_000_000))  # any write would move it on
+    before = (config.read_bytes(), config.stat().st_mtime_ns)
+    install_push_hook(repository, hook)  # as `slipway up` does at every start
+    create_repository(server, "svc", hook=hook)
+    assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+    assert git.Repo(repository).config_reader().get_value("core", "sharedRepository") == 600

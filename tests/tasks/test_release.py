@@ -428,3 +428,39 @@ def test_the_slot_admits_one_holder_and_a_waiting_push_gives_way_to_a_newer_one(
     with deploy_slot(service, "dev"):
         pass
     assert time.monotonic() - began < 10
+
+
+def test_a_slot_handed_back_after_the_switch_admits_a_newer_release_and_is_retaken_after_it(
+    prefect_server: str,
+) -> None:
+    service = f"slot-{uuid.uuid4().hex[:8]}"
+    newer_holds, newer_leaves = threading.Event(), threading.Event()
+
+    def newer_release() -> None:
+        with deploy_slot(service, "dev"):
+            newer_holds.set()
+            newer_leaves.wait(30)
+
+    retook: list[bool] = []
+    with deploy_slot(service, "dev") as slot:
+        slot.hand_back()  # switched: the analysis runs without the slot
+        newer = threading.Thread(target=newer_release)
+        newer.start()
+        assert newer_holds.wait(10), "the slot stayed held after it was handed back"
+
+        def roll_back() -> None:
+            with slot.retaken():
+                retook.append(newer_leaves.is_set())
+
+        rollback = threading.Thread(target=roll_back)
+        rollback.start()
+        rollback.join(1.0)
+        assert rollback.is_alive(), "the slot was retaken while the newer release held it"
+        newer_leaves.set()
+        rollback.join(30)
+        newer.join(30)
+    assert retook == [True]
+    began = time.monotonic()
+    with deploy_slot(service, "dev"):  # nothing left held
+        pass
+    assert time.monotonic() - began < 10
