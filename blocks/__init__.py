@@ -7,6 +7,7 @@ teams then edit them under Blocks in the Prefect UI.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -86,8 +87,9 @@ def register_block_types() -> bool:
     return True
 
 
+@functools.cache
 def block_types_digest() -> str:
-    """A digest of everything `register_block_types` sends to Prefect."""
+    """A digest of everything `register_block_types` sends to Prefect (the same all process long)."""
     import prefect
 
     described = [

@@ -56,6 +56,7 @@ __all__ = [
     "worker_spec",
 ]
 
+
 REGISTRY_HINT = "install Debian's registry package: `apt-get install docker-registry`"
 
 Role = Literal["embedded", "server", "worker", "all"]
@@ -125,6 +126,9 @@ class ProcessSpec:
     """User and password that the health probe sends, where the component requires a login."""
     stop_last: bool = False
     """Stopped after every other child: a server the others talk to while they shut down."""
+    preload: tuple[str, ...] = ()
+    """Modules a ``python -m`` child imports before it waits at the gate. Given, `up` imports
+    them once itself and forks the child from there (`deployments.warm_start`)."""
 
 
 def child_env(
@@ -316,6 +320,10 @@ def docs_spec(ports: Ports) -> ProcessSpec:
         url=url,
         health_url=f"{url}/healthz",
         port=ports.docs,
+        preload=(
+            *("deployments.portal.__main__", "deployments.portal.app"),
+            *("deployments.portal.sources", "tasks.monitoring.view", "tasks.storage", *_SERVES),
+        ),
     )
 
 
@@ -335,7 +343,12 @@ def bridge_spec(ports: Ports, database: Database | None = None) -> ProcessSpec:
         health_url=f"{url}/healthz",
         port=ports.bridge,
         secret_env={"SLIPWAY_INTAKE_DATABASE_URL": database.url} if postgres and database else {},
+        preload=("deployments.bridge", "blocks.webhook", "tasks.git", *_SERVES),
     )
+
+
+_SERVES = ("blocks", "uvicorn")
+"""What every forked child imports: the blocks (and with them Prefect) and its web server."""
 
 
 def check_port_free(name: str, port: int) -> None:

@@ -148,6 +148,10 @@ def monitor_spec(ports: Ports) -> ProcessSpec:
         url=f"{url}/metrics",
         health_url=f"{url}/healthz",
         port=ports.monitor,
+        preload=(
+            *("deployments.monitor", "deployments.monitor_jobs", "blocks.monitoring"),
+            *("tasks.monitoring.otlp", "tasks.monitoring.sync", "blocks", "uvicorn"),
+        ),
     )
 
 

@@ -2,8 +2,9 @@
 
 - ``embedded`` and ``server``/``all`` share `_start_server_host`: Prefect
   (on SQLite or PostgreSQL, every request authenticated) and, beside its
-  start, the Python children (docs portal, bridge, monitor), which import
-  and then wait at the gate (`deployments.startup`); then blocks;
+  start, the Python children (docs portal, bridge, monitor), forked from
+  `up` once it imported their modules (`deployments.warm_start`), which
+  wait at the gate (`deployments.startup`); then blocks;
   then, side by side, the registry (whose login the registry block holds)
   and monitoring (Prometheus, Alertmanager, blackbox). Ready means every
   component answers: deployments register after that, served here by the
@@ -68,7 +69,9 @@ from deployments.startup import (
 )
 from deployments.state import UpLock
 from deployments.supervisor import Report, Stopped, Supervisor, UpOptions
+from deployments.warm_start import preload
 from slipway.errors import ComponentError, SlipwayError
+from slipway.prefect_patches import apply_client_patches
 from slipway.private import private_umask
 from tasks.monitoring.layout import MonitoringLayout
 
@@ -196,8 +199,13 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
         )
     supervisor.write_state(started=datetime.now(UTC))
     python = [s for s in monitoring if s.argv[0] == sys.executable]
-    for spec in [*([serve_spec(options.project_dir)] if embedded else []), docs, bridge, *python]:
-        supervisor.start(spec)
+    if embedded:  # cold: it imports the project's flows, which may be another checkout's
+        supervisor.start(serve_spec(options.project_dir))
+    apply_client_patches()  # here and in the children forked below
+    preload(module for spec in [docs, bridge, *python] for module in spec.preload)
+    timeline.mark("imported what the Python children import")
+    for spec in [docs, bridge, *python]:
+        supervisor.start(spec)  # forked from here: their imports are paid once
     supervisor.write_state()
 
     configure_blocks(supervisor, server.url, timeline)

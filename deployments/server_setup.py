@@ -87,7 +87,8 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
     import blocks  # imports Prefect while the server boots
     from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
 
-    timeline.mark("supervisor imported Prefect")
+    blocks.block_types_digest()  # while Prefect starts: the check after it is one request
+    timeline.mark("supervisor imported Prefect and digested the block types")
     supervisor.wait_until("prefect", lambda: http_ok(f"{server_url}/api/health"))
     timeline.mark("prefect answers")
     changed = blocks.register_block_types()
@@ -97,6 +98,12 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
         report(f"wrote default block document {slug}/default")
     if blocks.PlatformSettings.get_block_type_slug() in written:
         choose_base_image(home, ports)
+    if blocks.GitServer.get_block_type_slug() in written:
+        # Before the gate: else the children and the set-up jobs create it at once,
+        # and one's `git init` meets another's lock on its config.
+        from tasks.catalog import Catalog
+
+        Catalog.load_default().ensure()
     if ensure_webhook_secret():
         report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
     timeline.mark("default documents and webhook secret")

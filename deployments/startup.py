@@ -1,8 +1,9 @@
 """What lets `slipway up` start its parts side by side, and what it leaves to read afterwards.
 
 - **The gate.** `up` starts its Python children (runner, portal, bridge,
-  monitor) at once, beside Prefect's server, so their imports (seconds each)
-  overlap the server's start. Each child then calls `wait_for_gate` before it
+  monitor) beside Prefect's server, the last three forked from `up` once it
+  imported their modules (`deployments.warm_start`), so their imports are
+  paid once and overlap the server's start. Each child then calls `wait_for_gate` before it
   reads a block, and `up` opens the gate once the block types are registered
   and the default documents written. The runner waits at a second gate until
   every component answers before it imports the flows and registers the

@@ -34,6 +34,7 @@ from deployments.components import (
 )
 from deployments.pool import CrashDetection, PlatformCode
 from deployments.state import ChildRecord, UpLock, UpState, read_state, write_state
+from deployments.warm_start import ChildProcess, can_fork, fork
 from slipway.api_auth import ApiAuth
 from slipway.errors import ComponentError
 from slipway.home import Ports, SlipwayHome
@@ -83,7 +84,7 @@ class UpOptions:
 @dataclass
 class _Child:
     spec: ProcessSpec
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     log: IO[bytes]
     restarts: list[float] = field(default_factory=list)
     given_up: bool = False
@@ -110,23 +111,34 @@ class Supervisor:
 
     # -- processes ---------------------------------------------------------
     def start(self, spec: ProcessSpec) -> None:
-        """Start one component in its own process group, appending to its log."""
+        """Start one component in its own process group, appending to its log.
+
+        A child with modules to preload is forked from this process while it
+        has one thread (`deployments.warm_start`), after `up` imported them.
+        """
         log = (self.options.home.logs / f"{spec.name}.log").open("ab")
-        log.write(f"\n--- {datetime.now(UTC).isoformat()} starting {spec.name}\n".encode())
+        warm = bool(spec.preload) and can_fork(spec.argv)
+        how = "forked from `up`" if warm else "cold"
+        log.write(f"\n--- {datetime.now(UTC).isoformat()} starting {spec.name} ({how})\n".encode())
         log.flush()
         env = self.env | dict(spec.env)
         env.update({k: v.get_secret_value() for k, v in spec.secret_env.items()})
-        process = subprocess.Popen(  # nosec B603 - fixed argv
-            spec.argv,
-            # Not the project: `-m deployments...` would import from there, and
-            # --project may be another checkout than the one Slipway runs from.
-            cwd=spec.cwd or self.options.home.root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stopped as a whole
-        )
+        # Not the project: `-m deployments...` would import from there, and
+        # --project may be another checkout than the one Slipway runs from.
+        cwd = spec.cwd or self.options.home.root
+        process: ChildProcess
+        if warm:
+            process = fork(spec.argv, env, cwd, log)
+        else:
+            process = subprocess.Popen(  # nosec B603 - fixed argv
+                spec.argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stopped as a whole
+            )
         previous = self.children.get(spec.name)
         restarts = previous.restarts if previous else []
         self.children[spec.name] = _Child(spec, process, log, restarts)

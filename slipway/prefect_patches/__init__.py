@@ -17,12 +17,18 @@ run_idempotency   an event sent again after a restart starts    PrefectHQ/prefec
                   its runs a second time
 warm_runs         every run on a worker host pays a cold        PrefectHQ/prefect#21944
                   interpreter
+client_tls        every API client loads the CA bundle again    PrefectHQ/prefect#19106
+                  (23 ms of CPU each)
+block_schemas     saving a block builds its JSON schema once    PrefectHQ/prefect#17907
+                  per field (2 s of a new home's start)
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
 at its entry point:
 
 - Prefect's server (`deployments.prefect_server`): `apply_server_patches`;
+- `slipway up` itself (`deployments.roles`), and the children it forks:
+  `apply_client_patches`;
 - the embedded runner (`deployments.serve`): `forkserver.use_forkserver`,
   whose forkserver preloads `flow_run_process` (the flow-run patches);
 - a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``,
@@ -41,6 +47,8 @@ makes someone re-read each patch and drop what upstream fixed.
 from __future__ import annotations
 
 from slipway.prefect_patches import (
+    block_schemas,
+    client_tls,
     forkserver,
     heartbeats,
     run_idempotency,
@@ -50,7 +58,13 @@ from slipway.prefect_patches import (
 )
 from slipway.prefect_patches.base import Patch
 
-__all__ = ["ALL_PATCHES", "Patch", "apply_flow_run_patches", "apply_server_patches"]
+__all__ = [
+    "ALL_PATCHES",
+    "Patch",
+    "apply_client_patches",
+    "apply_flow_run_patches",
+    "apply_server_patches",
+]
 
 ALL_PATCHES: tuple[Patch, ...] = (
     sqlite_writes.PATCH,
@@ -59,6 +73,9 @@ ALL_PATCHES: tuple[Patch, ...] = (
     forkserver.PATCH,
     run_idempotency.PATCH,
     warm_runs.PATCH,
+    client_tls.PATCH,
+    client_tls.SYNC_PATCH,
+    block_schemas.PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 
@@ -75,3 +92,8 @@ def apply_server_patches() -> dict[str, bool]:
 def apply_flow_run_patches() -> dict[str, bool]:
     """Apply the patches of a process that runs flow runs; returns which are in place."""
     return {"heartbeats": heartbeats.apply()}
+
+
+def apply_client_patches() -> dict[str, bool]:
+    """Apply the patches of a process that reads and saves blocks often; returns which are in place."""
+    return {"client-tls": client_tls.apply(), "block-schemas": block_schemas.apply()}

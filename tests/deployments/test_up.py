@@ -38,6 +38,14 @@ def _wait_for_terminal_run(up, run_id: str, timeout: float = 90) -> dict[str, ob
     raise AssertionError(f"flow run {run_id} did not finish in {timeout} s")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return status != "Z"
+
+
 def _deployment(up, name: str) -> dict[str, object]:
     found = api_post(up, "/deployments/filter", {"deployments": {"name": {"any_": [name]}}}).json()
     assert len(found) == 1, found
@@ -63,6 +71,9 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert ("registry" in children) == HAS_REGISTRY
     assert "monitor" in children
     assert ("prometheus" in children) == HAS_MONITORING
+    # The Python children fork from `up`, which imported their modules once (warm_start).
+    for name in ("docs", "bridge", "monitor"):
+        assert "forked from `up`" in (up.home / "logs" / f"{name}.log").read_text(), name
 
     assert httpx.get(f"{up.api}/health", timeout=5).is_success
     deployment = _deployment(up, "platform-check")
@@ -113,6 +124,8 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert not [line for line in up.output if "killed it" in line], up.output
     assert any(line.startswith("stopped prefect") for line in up.output), up.output
     assert processes_of_home(up.home) == []
+    # The forked children carry `up`'s own environment, not the home: checked by pid.
+    assert [c["name"] for c in state["children"] if _alive(c["pid"])] == []
     assert not (up.home / "run" / "up.json").exists()
     for port in up.ports.values():  # no listener is left (TIME_WAIT is fine)
         with socket.socket() as s:
