@@ -67,16 +67,24 @@ class Serving:
 
 
 @task(name="roll-out", cache_policy=NO_CACHE)
-def roll_out(stage: Stage, attempt: Attempt, slot: ReleaseSlot) -> DeploymentRecord:
+def roll_out(
+    stage: Stage,
+    attempt: Attempt,
+    slot: ReleaseSlot,
+    *,
+    on_switch: Callable[[], None] | None = None,
+) -> DeploymentRecord:
     """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
 
     A release that already runs, healthy, is left alone (`record_unchanged`);
-    a rollback is not watched: it is how an incident ends.
+    a rollback is not watched: it is how an incident ends. ``on_switch`` is
+    called once the new version serves, before it is watched.
 
     Args:
         stage: Where the release goes.
         attempt: Who asked which action to release what.
         slot: The held release slot of the stage; handed back after the switch.
+        on_switch: Called once the new version serves, before it is watched.
 
     Raises:
         DeployError: The new version did not become healthy; the old one still
@@ -99,6 +107,8 @@ def roll_out(stage: Stage, attempt: Attempt, slot: ReleaseSlot) -> DeploymentRec
     except DeployError as e:
         record_deployment(attempt.record("failed", detail=e.message[:2000]), team=stage.team)
         raise
+    if on_switch is not None:
+        on_switch()
     mine = live_container(stage.client, release.service, release.environment)
     replaced = functools.partial(replaced_by, stage, mine.id if mine else "")
     settings = follow_release(release)
