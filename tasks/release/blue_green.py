@@ -123,12 +123,13 @@ def _deploy(
 ) -> Deployed:
     ensure_image(client, release.image)
     name = container_name(release.service, release.environment, release.sha)
-    for leftover in release_containers(client, release.service, release.environment, live="false"):
+    mine = release_containers(client, release.service, release.environment)  # one listing
+    for leftover in (c for c in mine if c.labels.get(LABEL_LIVE) == "false"):
         run_logger(__name__).warning(
             "Removing %s, a candidate left by an interrupted release", leftover.name
         )
         leftover.remove(force=True)
-    previous = release_containers(client, release.service, release.environment, live="true")
+    previous = [c for c in mine if c.labels.get(LABEL_LIVE) == "true"]
     serving = next((c for c in previous if c.status == "running"), None)
     for stale in previous:
         if stale.name == name:  # the same commit again: free the name, keep it serving
