@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["wait_healthy"]
 
-_POLL_FAST, _POLL_SLOW = 0.02, 0.2
+_POLL_FAST, _POLL_SLOW = 0.05, 0.2
 """Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
 _POLL_FAST_SECONDS = 3.0
 
