@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+OnSwitch = Callable[[], None] | None
+"""What `roll_out` calls once the new version serves, if anything."""
+
+
 @dataclass(frozen=True)
 class Serving:
     """A release that already runs, healthy, and the container that serves it."""
@@ -68,17 +72,12 @@ class Serving:
 
 @task(name="roll-out", cache_policy=NO_CACHE)
 def roll_out(
-    stage: Stage,
-    attempt: Attempt,
-    slot: ReleaseSlot,
-    *,
-    on_switch: Callable[[], None] | None = None,
+    stage: Stage, attempt: Attempt, slot: ReleaseSlot, *, on_switch: OnSwitch = None
 ) -> DeploymentRecord:
     """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
 
     A release that already runs, healthy, is left alone (`record_unchanged`);
-    a rollback is not watched: it is how an incident ends. ``on_switch`` is
-    called once the new version serves, before it is watched.
+    a rollback is not watched: it is how an incident ends.
 
     Args:
         stage: Where the release goes.
