@@ -28,7 +28,8 @@ returning is printed beside it. The platform's phases come from what it
 records: the push event's ``occurred`` (the bridge accepted it) and
 ``received`` (Prefect has it), the run's ``created``, its Pending and Running
 states, its task runs, and its end; the other runs the same push started
-(the security scan) are listed with their times, since they share the cores.
+(the security scan, which waits for the switch: `tasks.scanners.due`) are
+listed with their times, to show they did not share the cores with the build.
 
 The release analysis (`tasks.monitoring.watch`) watches a new version for
 two minutes by default after it answers; it starts after the switch, so it

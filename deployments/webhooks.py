@@ -274,6 +274,8 @@ def push_event(
             "slipway.git.default-branch": str(push.branch == default_branch).lower(),
             "slipway.git.docs-changed": str(docs_changed).lower(),
             "slipway.git.preview": str(bool(preview)).lower(),
+            # pairs the push with its build's scan-due event (tasks/scanners/due.py)
+            "slipway.git.commit": push.after,
         },
         "related": [],
         "payload": {

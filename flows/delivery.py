@@ -50,6 +50,7 @@ from tasks.release import (
     serving_build,
 )
 from tasks.release.authority import approve_release
+from tasks.scanners.due import scan_due
 from tasks.scanners.gate import enforce_gate, scanned
 from tasks.test_history import verify_image
 
@@ -94,6 +95,10 @@ def build_test_deploy(
 ) -> DeploymentRecord:
     """Build, test, push and release one commit of a service.
 
+    Its security scan waits until the new version serves, or the run ended
+    otherwise, so that it does not share the host with this build
+    (`tasks.scanners.due`).
+
     Args:
         service: The service's name in the catalog.
         commit: The commit to build: its hex sha (a push's ``after``).
@@ -101,44 +106,62 @@ def build_test_deploy(
         environment: Where to release it.
         triggered_by: Who pushed; defaults to what created the run.
     """
-    stage = open_stage(service, environment)
-    approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
-    with (
-        deploy_slot(service, environment, give_way=True) as slot,
-        checkout(stage.git, service, commit) as work,
-    ):
-        built = build_image(
-            stage.client,
-            work.path,
-            service=service,
-            sha=work.sha,
-            repository=stage.repository,
-            base_image=stage.settings.base_image,
-            target=stage.target,
-            wheelhouses=SlipwayHome.from_env().wheelhouses,
-        )
-        with removed_unless_pushed(stage.client, built):
-            verify_image(
+    # Its scan starts once the release switched or the run ended (tasks.scanners.due);
+    # prod's gate scans an unscanned commit itself, before anything is released.
+    due = None if environment == PROD else functools.partial(scan_due, service, commit)
+    try:
+        return _deliver(service, commit, ref, environment, triggered_by, on_switch=due)
+    finally:
+        if due is not None:
+            due()
+
+
+def _deliver(
+    service: ServiceName,
+    commit: GitSha,
+    ref: GitRef,
+    environment: EnvironmentName,
+    triggered_by: str,
+    *,
+    on_switch: Callable[[], None] | None,
+) -> DeploymentRecord:
+    """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
+    opening = open_stage.submit(service, environment)  # beside the wait for the slot
+    approved = _prod_gate(opening.result(), commit, triggered_by) if environment == PROD else ""
+    with deploy_slot(service, environment, give_way=True) as slot:
+        stage = opening.result()
+        with checkout(stage.git, service, commit) as work:
+            built = build_image(
                 stage.client,
-                stage.store,
-                built,
+                work.path,
+                service=service,
+                sha=work.sha,
+                repository=stage.repository,
+                base_image=stage.settings.base_image,
                 target=stage.target,
-                reuse=stage.settings.reuse_test_results,
+                wheelhouses=SlipwayHome.from_env().wheelhouses,
             )
-            if (serving := serving_build(stage, built)) is not None:
-                unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
-                return record_unchanged(stage, unchanged, serving.live)
-            pushed = push_image(stage.client, built, registry=stage.registry)
-        give_way_to_newer_push(
-            service, environment, note=f"{pushed.reference} was pushed but not deployed"
-        )
-        release = stage.release(work.sha, pushed.reference)
-        committed_at = work.committed_at().isoformat()
-        return roll_out(
-            stage,
-            Attempt(release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved),
-            slot,
-        )
+            with removed_unless_pushed(stage.client, built):
+                verify_image(
+                    stage.client,
+                    stage.store,
+                    built,
+                    target=stage.target,
+                    reuse=stage.settings.reuse_test_results,
+                )
+                if (serving := serving_build(stage, built)) is not None:
+                    unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
+                    return record_unchanged(stage, unchanged, serving.live)
+                pushed = push_image(stage.client, built, registry=stage.registry)
+            give_way_to_newer_push(
+                service, environment, note=f"{pushed.reference} was pushed but not deployed"
+            )
+            release = stage.release(work.sha, pushed.reference)
+            committed_at = work.committed_at().isoformat()
+            attempt = Attempt(
+                release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
+            )
+            return roll_out(stage, attempt, slot, on_switch=on_switch)
 
 
 @flow(name="promote")

@@ -114,8 +114,13 @@ def use_forkserver(modules: Sequence[str] = ()) -> bool:
         return False
     if not PATCH.applicable():
         return False
+    from slipway.prefect_patches.warm_server import RUN_ENGINE, third_party_imports
+
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*_PRELOAD, *modules])
+    # As a worker host's run starter does: the libraries the platform imports inside
+    # functions (docker, ...) and Prefect's engine would otherwise load in every run.
+    libraries = sorted(third_party_imports())
+    context.set_forkserver_preload([*_PRELOAD, *RUN_ENGINE, *libraries, *modules])
     from prefect.flows import Flow
 
     copyreg.pickle(Flow, _reduce_flow)

@@ -28,14 +28,14 @@ from pathlib import Path
 
 from slipway.prefect_patches.warm_runs import _MAX_REQUEST, _at, _Job, _send
 
-__all__ = ["PLATFORM_PACKAGES", "main", "preload", "serve"]
+__all__ = ["PLATFORM_PACKAGES", "RUN_ENGINE", "main", "preload", "serve", "third_party_imports"]
 
 logger = logging.getLogger(__name__)
 
 PLATFORM_PACKAGES = ("slipway", "blocks", "tasks", "flows", "deployments", "testkit")
 """The platform's own packages: never preloaded, since each run imports its commit's."""
 
-_ENGINE = (
+RUN_ENGINE = (
     "slipway.prefect_patches.flow_run_process",  # applies the flow-run patches
     "prefect.engine",
     "prefect.flow_engine",
@@ -55,6 +55,7 @@ _ENGINE = (
     "netrc",
     "encodings.idna",
 )
+"""Prefect's engine and what it imports once a run is under way; the forkserver preloads them too."""
 
 
 def preload() -> list[str]:
@@ -64,10 +65,10 @@ def preload() -> list[str]:
     and what `slipway.prefect_patches` itself pulled in is forgotten again.
     Returns the third-party modules that were imported.
     """
-    for name in _ENGINE:
+    for name in RUN_ENGINE:
         importlib.import_module(name)
     loaded = []
-    for name in sorted(_third_party_imports()):
+    for name in sorted(third_party_imports()):
         try:
             importlib.import_module(name)
         except Exception as e:  # an optional library: the run that needs it says so
@@ -77,7 +78,7 @@ def preload() -> list[str]:
     return loaded
 
 
-def _third_party_imports() -> set[str]:
+def third_party_imports() -> set[str]:
     """Modules that the platform's modules import (at their top or in a function), but its own.
 
     Prefect's server is left out: only the server host's processes use it.

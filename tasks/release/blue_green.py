@@ -4,8 +4,9 @@ Containers use the host's network, and two processes cannot bind one port, so
 the new version is proven on a spare port first: a *candidate*
 (``live=false``) starts on a free port of the deploy target's range and must
 answer ``/healthz`` within the health timeout. Only then is the switch made:
-the candidate goes, the old container stops, and the new one starts on the
-service's port and must answer there too.
+the old container stops, and the new one starts on the service's port and
+must answer there too. The candidate is removed after the switch, which
+its removal would otherwise delay.
 
 - A candidate that fails its health check is removed and the old container
   was never touched: it keeps serving, without one failed request.
@@ -19,6 +20,7 @@ Every container follows the contract of `tasks.release.contract`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -121,12 +123,13 @@ def _deploy(
 ) -> Deployed:
     ensure_image(client, release.image)
     name = container_name(release.service, release.environment, release.sha)
-    for leftover in release_containers(client, release.service, release.environment, live="false"):
+    mine = release_containers(client, release.service, release.environment)  # one listing
+    for leftover in (c for c in mine if c.labels.get(LABEL_LIVE) == "false"):
         run_logger(__name__).warning(
             "Removing %s, a candidate left by an interrupted release", leftover.name
         )
         leftover.remove(force=True)
-    previous = release_containers(client, release.service, release.environment, live="true")
+    previous = [c for c in mine if c.labels.get(LABEL_LIVE) == "true"]
     serving = next((c for c in previous if c.status == "running"), None)
     for stale in previous:
         if stale.name == name:  # the same commit again: free the name, keep it serving
@@ -184,32 +187,42 @@ def _switch(
     timeout: float,
     reserved: frozenset[int],
 ) -> Deployed:
-    candidate, spare = _claim_spare(client, release, name, target, reserved | {release.port})
-    run_logger(__name__).info(
-        "Starting candidate %s on spare port %d beside %s", name, spare, serving.name
+    candidate, spare = _claim_spare(
+        client, release, f"{name}-candidate", target, reserved | {release.port}
     )
-    _started(candidate, name)
-    try:
+    run_logger(__name__).info(
+        "Starting candidate %s on spare port %d beside %s", candidate.name, spare, serving.name
+    )
+    try:  # the candidate is removed after the switch, which its removal would delay
+        _started(candidate, str(candidate.name))
         wait_healthy(candidate, health_url(target, spare), sha=release.sha, timeout=timeout)
+        final = _create(client, release, name, target, release.port, live=True)
+        switch_began = time.monotonic()
+        try:
+            serving.stop(timeout=_STOP_SECONDS)
+            final.start()
+            wait_healthy(final, health_url(target, release.port), sha=release.sha, timeout=timeout)
+        except BaseException as e:
+            restored = _restore(final, serving)
+            run_logger(__name__).error("%s failed on port %d; %s", name, release.port, restored)
+            if isinstance(e, DeployError):
+                raise DeployError(
+                    f"{e.message} (it was healthy on spare port {spare}; {restored})", hint=e.hint
+                ) from e
+            raise
     finally:
-        candidate.remove(force=True)
-    final = _create(client, release, name, target, release.port, live=True)
-    switch_began = time.monotonic()
-    try:
-        serving.stop(timeout=_STOP_SECONDS)
-        final.start()
-        wait_healthy(final, health_url(target, release.port), sha=release.sha, timeout=timeout)
-    except BaseException as e:
-        restored = _restore(final, serving)
-        run_logger(__name__).error("%s failed on port %d; %s", name, release.port, restored)
-        if isinstance(e, DeployError):
-            raise DeployError(
-                f"{e.message} (it was healthy on spare port {spare}; {restored})", hint=e.hint
-            ) from e
-        raise
+        _discard(candidate)
     switch = time.monotonic() - switch_began
     run_logger(__name__).info("Switched %s to %s in %.2f s", serving.name, name, switch)
     return Deployed(name, service_url(target, release.port), 0, switch, str(serving.name))
+
+
+def _discard(container: Container) -> None:
+    """Remove ``container``, which may be gone already (`_started` removes one that did not start)."""
+    from docker.errors import NotFound
+
+    with contextlib.suppress(NotFound):
+        container.remove(force=True)
 
 
 def _restore(failed: Container, serving: Container) -> str:

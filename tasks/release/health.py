@@ -8,6 +8,7 @@ is also attached to the run.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -41,42 +42,48 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
     deadline = began + timeout
     fast_until = began + _POLL_FAST_SECONDS
     last = "no answer yet"
-    with httpx.Client(timeout=2.0, trust_env=False) as http:
-        while True:
-            try:
-                container.reload()
-            except NotFound as e:
-                raise DeployError(f"{container.name} disappeared while starting") from e
-            # A live container restarts on exit: a restart is an exit too.
-            if container.status in ("exited", "dead", "restarting") or container.attrs.get(
-                "RestartCount"
-            ):
-                exited = _exited(container, time.monotonic() - began, url)
-                raise DeployError(
-                    exited + _log_tail(container, why=exited),
-                    hint="fix the start-up error its log shows, then push again; "
-                    "the previous version keeps serving",
-                )
-            try:
-                response = http.get(url)
-                if healthy(response, sha):
-                    return
-                version = reported_version(response)
-                last = f"HTTP {response.status_code}: {response.text[:300]}"
-                if version not in (None, sha):
-                    last = f"{url} reports version {version}, not {sha[:12]}"
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            if time.monotonic() > deadline:
-                break
-            # Close polling while a healthy start is likely: during the switch, every
-            # moment between "up" and "seen up" is a moment the port refuses requests.
-            time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
+    http = _http()
+    while True:
+        try:
+            container.reload()
+        except NotFound as e:
+            raise DeployError(f"{container.name} disappeared while starting") from e
+        # A live container restarts on exit: a restart is an exit too.
+        if container.status in ("exited", "dead", "restarting") or container.attrs.get(
+            "RestartCount"
+        ):
+            exited = _exited(container, time.monotonic() - began, url)
+            raise DeployError(
+                exited + _log_tail(container, why=exited),
+                hint="fix the start-up error its log shows, then push again; "
+                "the previous version keeps serving",
+            )
+        try:
+            response = http.get(url)
+            if healthy(response, sha):
+                return
+            version = reported_version(response)
+            last = f"HTTP {response.status_code}: {response.text[:300]}"
+            if version not in (None, sha):
+                last = f"{url} reports version {version}, not {sha[:12]}"
+        except httpx.HTTPError as e:
+            last = f"{type(e).__name__}: {e}"
+        if time.monotonic() > deadline:
+            break
+        # Close polling while a healthy start is likely: during the switch, every
+        # moment between "up" and "seen up" is a moment the port refuses requests.
+        time.sleep(_POLL_FAST if time.monotonic() < fast_until else _POLL_SLOW)
     raise DeployError(
         f"{container.name} did not become healthy within {timeout:.0f} s at {url}: {last}"
         + _log_tail(container, why=last),
         hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
     )
+
+
+@functools.cache
+def _http() -> httpx.Client:
+    """One client for every probe of this process: each new one loads the CA bundle (20 ms)."""
+    return httpx.Client(timeout=2.0, trust_env=False)
 
 
 def _exited(container: Container, waited: float, url: str) -> str:

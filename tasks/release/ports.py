@@ -40,13 +40,12 @@ def spare_port(client: docker.DockerClient, target: DeployTarget, reserved: froz
     Searched from the top of the range, since services are given ports from the bottom.
     """
     claimed = set(reserved)
-    labelled = client.containers.list(
-        all=True, filters={"label": [LABEL_PORT]}, ignore_removed=True
-    )
+    # sparse: the engine's listing carries the labels; no inspection of each container
+    labelled = client.containers.list(all=True, filters={"label": [LABEL_PORT]}, sparse=True)
     for container in labelled:
-        port = container.labels.get(LABEL_PORT, "")
-        if port.isdigit():
-            claimed.add(int(port))
+        label = str((container.attrs.get("Labels") or {}).get(LABEL_PORT, ""))
+        if label.isdigit():
+            claimed.add(int(label))
     for port in range(target.port_range_end, target.port_range_start - 1, -1):
         if port not in claimed and port_free(target.bind_address, port):
             return port

@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+OnSwitch = Callable[[], None] | None
+"""What `roll_out` calls once the new version serves, if anything."""
+
+
 @dataclass(frozen=True)
 class Serving:
     """A release that already runs, healthy, and the container that serves it."""
@@ -67,7 +71,9 @@ class Serving:
 
 
 @task(name="roll-out", cache_policy=NO_CACHE)
-def roll_out(stage: Stage, attempt: Attempt, slot: ReleaseSlot) -> DeploymentRecord:
+def roll_out(
+    stage: Stage, attempt: Attempt, slot: ReleaseSlot, *, on_switch: OnSwitch = None
+) -> DeploymentRecord:
     """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
 
     A release that already runs, healthy, is left alone (`record_unchanged`);
@@ -77,6 +83,7 @@ def roll_out(stage: Stage, attempt: Attempt, slot: ReleaseSlot) -> DeploymentRec
         stage: Where the release goes.
         attempt: Who asked which action to release what.
         slot: The held release slot of the stage; handed back after the switch.
+        on_switch: Called once the new version serves, before it is watched.
 
     Raises:
         DeployError: The new version did not become healthy; the old one still
@@ -99,6 +106,8 @@ def roll_out(stage: Stage, attempt: Attempt, slot: ReleaseSlot) -> DeploymentRec
     except DeployError as e:
         record_deployment(attempt.record("failed", detail=e.message[:2000]), team=stage.team)
         raise
+    if on_switch is not None:
+        on_switch()
     mine = live_container(stage.client, release.service, release.environment)
     replaced = functools.partial(replaced_by, stage, mine.id if mine else "")
     settings = follow_release(release)

@@ -8,6 +8,7 @@ service does not have before anything is built, pulled or started.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,18 @@ class Stage:
     registry: ContainerRegistry
     git: GitServer
     store: ObjectStore
-    client: docker.DockerClient = field(repr=False)
+    engine: Future[docker.DockerClient] = field(repr=False)
+    """The deploy target's engine, being reached and logged in to the registry (`client`)."""
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The deploy target's engine, logged in to the registry; waits for that.
+
+        Raises:
+            DockerUnavailable: The engine is not reachable.
+            ConfigurationError: The registry refused the block's login.
+        """
+        return self.engine.result()
 
     @property
     def service(self) -> ServiceName:
@@ -93,6 +105,9 @@ class Stage:
 def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
     """The catalog entry, blocks and engine for a release; refuses an unknown environment.
 
+    The engine is reached and logged in to the registry in the background;
+    `Stage.client` waits for it and raises what went wrong there.
+
     Raises:
         ServiceNotFound: The catalog has no such service.
         InvalidRequest: The service has no such environment.
@@ -108,8 +123,11 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
         )
     provisioned = entry.outputs.get(environment)
     target, registry = blocks[DeployTarget], blocks[ContainerRegistry]
-    client = docker_client(target)
-    login_registry(client, registry)  # every push and pull of this client logs in
+    # Reaching the engine and the registry's login (a password hash on its side) take
+    # a tenth of a second: done beside what comes next (the release slot, the checkout).
+    logins = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-login")
+    engine = logins.submit(_logged_in, target, registry)
+    logins.shutdown(wait=False)
     return Stage(
         entry=entry,
         environment=environment,
@@ -127,5 +145,12 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
         registry=registry,
         git=blocks[GitServer],
         store=open_store(blocks[ArtifactStore]),
-        client=client,
+        engine=engine,
     )
+
+
+def _logged_in(target: DeployTarget, registry: ContainerRegistry) -> docker.DockerClient:
+    """A client of the target's engine that every push and pull logs in to the registry with."""
+    client = docker_client(target)
+    login_registry(client, registry)
+    return client

@@ -12,6 +12,7 @@ import pwd
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,27 @@ def _runs(up: Up, deployment_flow: str) -> list[dict[str, Any]]:
     return list(response.json())
 
 
+def _run_of(up: Up, deployment_flow: str, sha: str) -> dict[str, Any]:
+    """The run of ``deployment_flow`` for ``sha``, once it exists."""
+    return wait_for(
+        f"a {deployment_flow} run of the pushed commit",
+        lambda: next(
+            (r for r in _runs(up, deployment_flow) if r["parameters"].get("commit") == sha), None
+        ),
+        timeout=60,
+    )
+
+
+def _task_run(up: Up, flow_run: str, name: str) -> dict[str, Any]:
+    body = {"task_runs": {"flow_run_id": {"any_": [flow_run]}}, "limit": 100}
+    found = httpx.post(f"{up.api}/task_runs/filter", json=body, timeout=10).json()
+    return next(t for t in found if t["name"].rsplit("-", 1)[0] == name)
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
 def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_that_commit(
     make_up: Any, tmp_path: Path
 ) -> None:
@@ -108,14 +130,7 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         pushed = _git(work, "push", remote, "main:main")
         assert "delivered (202)" in pushed, pushed  # the hook reached the bridge
 
-        run = wait_for(
-            "a build-test-deploy run of the pushed commit",
-            lambda: next(
-                (r for r in _runs(up, "build-test-deploy") if r["parameters"].get("commit") == sha),
-                None,
-            ),
-            timeout=60,
-        )
+        run = _run_of(up, "build-test-deploy", sha)
         assert run["parameters"]["service"] == name
         assert run["parameters"]["ref"] == "refs/heads/main"
         # The pusher is the user who ran `git push`, not what its environment claims.
@@ -133,6 +148,12 @@ def test_a_git_push_to_the_default_branch_ends_in_a_build_test_deploy_run_of_tha
         assert final["state_type"] == "COMPLETED", final["state"]
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert health == {"status": "ok", "service": name, "version": sha}
+        # Its security scan was created only once the release had switched, not beside the build.
+        scan = _run_of(up, "security-scan", sha)
+        assert scan["parameters"]["service"] == name
+        assert _time(scan["created"]) >= _time(
+            _task_run(up, run["id"], "deploy-blue-green")["end_time"]
+        )
 
         # A push to another branch provisions that branch's preview environment.
         _git(work, "checkout", "--quiet", "-b", "feature/Fix_login")
