@@ -25,7 +25,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -300,7 +300,13 @@ class Terraform:
     def _render(self, ws: Workspace) -> bool:
         """Copy the module and write the generated files; True if the backend changed."""
         ws.directory.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(ws.module, ws.directory, ignore=_COPY_IGNORE, dirs_exist_ok=True)
+        shutil.copytree(
+            ws.module,
+            ws.directory,
+            ignore=_COPY_IGNORE,
+            copy_function=_copy_if_changed,
+            dirs_exist_ok=True,
+        )
         make_private(ws.directory)  # copytree copies the module's open modes into the home
         backend = render_backend(self._backend, ws.service, ws.environment)
         if backend.kind == "local":
@@ -342,6 +348,18 @@ def _directory_lock(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _copy_if_changed(source: str, target: str) -> str:
+    """``shutil.copy2``, unless ``target`` holds the same bytes already.
+
+    A workspace is rendered before each of its commands; rewriting its
+    unchanged files was most of a drift check's own work per environment.
+    """
+    with suppress(OSError):
+        if Path(target).read_bytes() == Path(source).read_bytes():
+            return target
+    return str(shutil.copy2(source, target))
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
