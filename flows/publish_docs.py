@@ -52,21 +52,24 @@ def publish_docs(
             f"keep_versions={keep_versions} is outside 1-{_MAX_VERSIONS}",
             hint="keep at least the version being published",
         )
-    find_service(service)
-    server, store = GitServer.load_default(), open_store(ArtifactStore.load_default())
-    with checkout(server, service, commit or None) as co:
+    server = GitServer.load_default()
+    find_service(service, server)
+    store = open_store(ArtifactStore.load_default())
+    with (
+        RenderCache.of(service).held() as cache,  # one build of the service at a time
+        checkout(server, service, commit or None, kept=cache.checkout) as co,
+    ):
         seen = compare_with_live(store, service, co, force=force)
         if seen.unchanged:
             return report_docs(record_unchanged_docs(store, seen))
-        with RenderCache.of(service).held() as cache:  # one build of the service at a time
-            site = build_docs(co.path, cache, seen.source)
-            published = publish_site(
-                store,
-                service,
-                site,
-                seen.source,
-                keep_versions=keep_versions,
-                update_live=not seen.newer,
-                digests=cache.digests,
-            )
+        site = build_docs(co.path, cache, seen.source)
+        published = publish_site(
+            store,
+            service,
+            site,
+            seen.source,
+            keep_versions=keep_versions,
+            update_live=not seen.newer,
+            digests=cache.digests,
+        )
     return report_docs(published)

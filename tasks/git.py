@@ -17,6 +17,7 @@ import git
 from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
 from slipway.names import GitSha, ServiceName, check_dns_label, check_git_ref
+from tasks.git_clone import clone_at, refresh_clone
 from tasks.push_hook import PushHook, install_push_hook, keep_private, platform_push_hook
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class Checkout:
     """A clean working tree of one commit of a service's repository."""
 
     path: Path
-    """The working tree; removed when the ``checkout`` context ends."""
+    """The working tree; removed when the ``checkout`` context ends, unless it is kept."""
     sha: GitSha
     """The full commit id that is checked out."""
     ref: str
@@ -69,10 +70,6 @@ class Checkout:
     def committed_at(self) -> datetime:
         """When the checked-out commit was made, in UTC."""
         return git.Repo(self.path).commit(self.sha).committed_datetime.astimezone(UTC)
-
-
-_SOURCES_UMASK = 0o022
-"""The umask of a checkout's work tree: git's usual modes, as on a developer's machine."""
 
 
 def check_git_server(server: GitServer) -> ComponentHealth:
@@ -203,10 +200,15 @@ class LocalCommits:
 
 
 @contextmanager
-def checkout(server: GitServer, name: str, commit: str | None = None) -> Iterator[Checkout]:
+def checkout(
+    server: GitServer, name: str, commit: str | None = None, *, kept: Path | None = None
+) -> Iterator[Checkout]:
     """Clone ``name`` into a fresh directory at ``commit`` (a sha or branch), removed afterwards.
 
-    Without ``commit`` the tip of the default branch is checked out.
+    Without ``commit`` the tip of the default branch is checked out. With
+    ``kept``, a directory the caller holds for itself, the clone there is
+    brought to the commit by a fetch and kept for the next run instead
+    (`tasks.git_clone.refresh_clone`).
     """
     wanted = commit or server.default_branch
     if wanted.startswith("-") or any(c.isspace() for c in wanted):
@@ -214,38 +216,17 @@ def checkout(server: GitServer, name: str, commit: str | None = None) -> Iterato
             f"{wanted!r} is not a commit or branch", hint="pass a sha or a branch name"
         )
     url = repository_url(server, name)
+    if kept is not None:
+        yield Checkout(
+            path=kept, sha=GitSha.parse(refresh_clone(name, url, kept, wanted)), ref=wanted
+        )
+        return
     workspace = Path(tempfile.mkdtemp(prefix=f"slipway-{name}-"))
     try:
-        try:
-            repo = git.Repo.clone_from(url, workspace / name, no_checkout=True)
-            target = _resolve(repo, wanted)
-            # git's own modes (0644, 0755), not the platform's umask 077: an image
-            # built from the tree copies them, and its non-root user must read them.
-            # Sources are not secret, and the workspace above stays 0700.
-            repo.git.execute(
-                ["git", "checkout", "--detach", "--force", target], umask=_SOURCES_UMASK
-            )
-        except git.GitCommandError as e:
-            raise GitError(
-                f"could not check out {wanted!r} of {name}: {e.stderr.strip() or e}",
-                hint="check the commit exists: `git ls-remote " + url + "`",
-            ) from e
+        target = clone_at(name, url, workspace / name, wanted)
         yield Checkout(path=workspace / name, sha=GitSha.parse(target), ref=wanted)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-
-
-def _resolve(repo: git.Repo, wanted: str) -> str:
-    """The full sha of a branch of the remote, or of a (possibly short) sha."""
-    for candidate in (f"origin/{wanted}", wanted):
-        try:
-            return str(repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}"))
-        except git.GitCommandError:
-            continue
-    raise GitError(
-        f"{wanted!r} is neither a branch nor a commit of the repository",
-        hint="push it first, or pass an existing sha",
-    )
 
 
 def publish_directory(

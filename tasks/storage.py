@@ -164,18 +164,20 @@ class LocalStore(ObjectStore):
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> StoredObject:  # noqa: D102
         path = self._path(key)
         temp = path.parent / f"{_PARTIAL}{uuid.uuid4().hex}"
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with temp.open("xb") as f:
                 f.write(data)
                 f.flush()
+                _remember_etag(f.fileno(), os.fstat(f.fileno()), etag)
                 os.fsync(f.fileno())  # else a crash could leave the renamed file empty
             temp.replace(path)
         except OSError as e:
             with suppress(OSError):
                 temp.unlink()
             raise self._fail("write", key, e) from e
-        return StoredObject(key, len(data), hashlib.md5(data, usedforsecurity=False).hexdigest())
+        return StoredObject(key, len(data), etag)
 
     def get(self, key: str) -> bytes:  # noqa: D102
         try:
@@ -191,9 +193,8 @@ class LocalStore(ObjectStore):
     def list(self, prefix: str = "") -> list[StoredObject]:  # noqa: D102
         found = []
         for key, path in self._walk(prefix):
-            with suppress(FileNotFoundError), path.open("rb") as f:  # deleted since
-                md5 = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False))
-                found.append(StoredObject(key, f.tell(), md5.hexdigest()))
+            with suppress(FileNotFoundError):  # deleted since
+                found.append(StoredObject(key, *_etag(path)))
         return found
 
     def keys(self, prefix: str = "") -> builtins.list[str]:  # noqa: D102
@@ -203,12 +204,16 @@ class LocalStore(ObjectStore):
         """The key and file of every object under ``prefix``, sorted by key."""
         base = _check_prefix(prefix).rpartition("/")[0]  # the directory holding every match
         root, found = self._root.resolve(), []
+        if not (root / base).resolve().is_relative_to(root):
+            return []  # a symlink out of the store: nothing in it is an object
+        skip = len(str(root)) + 1  # a key is the path after the root's
         try:  # os.walk never enters a symlinked directory below its start
             for top, _, names in os.walk(root / base):
                 for path in (Path(top) / name for name in names):
-                    key = path.relative_to(root).as_posix()
-                    inside = path.resolve().is_relative_to(root)
-                    if key.startswith(prefix) and inside and not _problem(key):  # not partials
+                    key = str(path)[skip:]
+                    if not key.startswith(prefix) or _problem(key):  # not partials
+                        continue
+                    if not path.is_symlink() or path.resolve().is_relative_to(root):
                         found.append((key, path))
         except OSError as e:
             raise self._fail("list", prefix, e) from e
@@ -233,6 +238,34 @@ class LocalStore(ObjectStore):
 
     def describe(self) -> str:  # noqa: D102
         return str(self._root)
+
+
+_ETAG_ATTRIBUTE = "user.slipway.etag"
+"""A stored file's MD5, with the size and modification time it was taken at."""
+
+
+def _remember_etag(fd: int, seen: os.stat_result, etag: str) -> None:
+    """Keep ``etag`` beside the file's content, where the filesystem allows it."""
+    with suppress(OSError):  # no extended attributes there: listing hashes the file
+        os.setxattr(fd, _ETAG_ATTRIBUTE, f"{seen.st_size} {seen.st_mtime_ns} {etag}".encode())
+
+
+def _etag(path: Path) -> tuple[int, str]:
+    """A stored file's size and MD5: the one kept when it was written, if it is still its own.
+
+    The kept MD5 counts only while the file has the size and modification
+    time it had then; a file written any other way is hashed (and its MD5
+    kept for the next listing).
+    """
+    with path.open("rb") as f:
+        seen = os.fstat(f.fileno())
+        with suppress(OSError, ValueError):
+            size, modified, etag = os.getxattr(f.fileno(), _ETAG_ATTRIBUTE).decode().split()
+            if (int(size), int(modified)) == (seen.st_size, seen.st_mtime_ns) and len(etag) == 32:
+                return seen.st_size, etag
+        md5 = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        _remember_etag(f.fileno(), seen, md5)
+        return seen.st_size, md5
 
 
 class S3Store(ObjectStore):

@@ -93,9 +93,12 @@ def catalog_rows(entries: list[CatalogEntry]) -> list[dict[str, str]]:
 
 
 @task(name="find-service", cache_policy=NO_CACHE)
-def find_service(name: ServiceName) -> CatalogEntry:
-    """The catalog entry of ``name``; `ServiceNotFound` names the services there are."""
-    return Catalog.load_default().get(name)
+def find_service(name: ServiceName, server: GitServer | None = None) -> CatalogEntry:
+    """The catalog entry of ``name``; `ServiceNotFound` names the services there are.
+
+    Pass the git server when the caller loaded it already: a block load is a request.
+    """
+    return (Catalog.load_default() if server is None else Catalog(server)).get(name)
 
 
 @task(name="update-entry", cache_policy=NO_CACHE)

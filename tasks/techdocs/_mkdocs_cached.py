@@ -306,8 +306,10 @@ def _files(site: Path) -> dict[str, int]:
 def _newer_only(copy: Callable[..., None]) -> Callable[..., None]:
     """Wraps mkdocs's copy of static files to skip each whose copy is newer than its source.
 
-    A file of the checkout is always newer than the last build's copy, so
-    only the theme's files are skipped; the salt covers the theme.
+    The theme's files are skipped (the salt covers the theme), and the
+    site's own files that did not change since the last build: the kept
+    checkout rewrites only the files a commit changed, so a changed file is
+    always newer than the last build's copy.
     """
 
     def copy_static_files(self: Files, dirty: bool = False, **options: Any) -> None:
@@ -343,8 +345,12 @@ def main(argv: list[str]) -> int:
         cache = None
         fresh: dict[str, Any] = {}
         pages.remember_listings(stored.get("listings", {}), fresh.setdefault("listings", {}))
+        pages.remember_theme_files(
+            stored.get("theme_files", {}), fresh.setdefault("theme_files", {})
+        )
         if not {"blog", "material/blog"} & set(cfg.plugins):
             bytecode = pages.Bytecode(args.cache_from, args.cache_to)
+            pages.theme_bytecode(bytecode)
             cache = RenderCache(stored, args.site_dir, args.salt, bytecode)
             cache.fresh.update(fresh)
             pages.remember_search(stored.get("search", {}), cache.fresh["search"], args.salt)

@@ -161,13 +161,22 @@ class RenderCache:
         return self.workspace / "site"
 
     @property
+    def checkout(self) -> Path:
+        """The service's clone, brought to each commit by a fetch (`tasks.git.checkout`'s ``kept``).
+
+        Outside the sandbox's reach like the digests: a build reads only the
+        files of it that `SiteConfig.inputs` names, read-only.
+        """
+        return self.directory.with_name(f"{self.directory.name}.checkout")
+
+    @property
     def digests(self) -> Path:
         """The site's files' digests, kept by publishing (outside the sandbox's reach)."""
         return self.directory.with_name(f"{self.directory.name}.digests.json")
 
     @contextmanager
     def held(self) -> Iterator[RenderCache]:
-        """This service's cache and site to itself, until the site is published."""
+        """This service's cache, clone and site to itself, until the site is published."""
         self.site.mkdir(parents=True, exist_ok=True)
         lock = self.directory.with_name(f".{self.directory.name}.lock")
         with lock.open("a") as handle:

@@ -16,15 +16,27 @@ from __future__ import annotations
 from tasks.techdocs.build import RESERVED
 from tasks.techdocs.metadata import DOCS_PREFIX, SITES_PREFIX, site_prefix
 
-__all__ = ["OBJECTS_PREFIX", "SITES_PREFIX", "objects_prefix", "site_prefix", "version_prefix"]
+__all__ = [
+    "OBJECTS_PREFIX",
+    "SITES_PREFIX",
+    "objects_prefix",
+    "site_prefix",
+    "version_prefix",
+    "versions_prefix",
+]
 
 OBJECTS_PREFIX = f"{DOCS_PREFIX}.objects/"
 """Where the files of every service's versions are kept, by content."""
 
 
+def versions_prefix(service: str) -> str:
+    """Where the versions of ``service``'s site and their index are kept."""
+    return f"{site_prefix(service)}{RESERVED}/"
+
+
 def version_prefix(service: str, label: str) -> str:
     """The key prefix of one version of a service's site."""
-    return f"{site_prefix(service)}{RESERVED}/{label}/"
+    return f"{versions_prefix(service)}{label}/"
 
 
 def objects_prefix(service: str) -> str:

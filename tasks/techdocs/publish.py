@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.storage import ObjectStore
 from tasks.techdocs.build import RESERVED, BuiltSite, DocsSource
-from tasks.techdocs.layout import version_prefix
+from tasks.techdocs.layout import objects_prefix, version_prefix, versions_prefix
 from tasks.techdocs.metadata import (
     DOCS_PREFIX,
     METADATA_FILE,
@@ -194,18 +194,26 @@ def publish_site(
     """
     local = _local_files(site.path, digests)
     metadata = build_metadata(site, source, service, local)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="techdocs-publish") as pool:
-        # The version and the current site share nothing: their round-trips overlap.
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="techdocs-publish") as pool:
+        # The version and the current site share nothing, and what the version's
+        # steps read is read at once: their round-trips overlap.
         live = None
         if update_live:
             prefix = site_prefix(service)
             live = pool.submit(
                 sync_site, store, site.path, prefix, metadata, keep=_is_versions, local=local
             )
-        copy = _publish_version(store, service, site.path, metadata, local)
-        versions, replaced = write_version_entry(store, service, _entry(metadata))
+        objects = pool.submit(store.keys, objects_prefix(service))
+        stored = pool.submit(store.keys, versions_prefix(service))
+        before = pool.submit(read_versions, store, service)
+        copy = _publish_version(
+            store, service, site.path, metadata, local, objects.result(), stored.result()
+        )
+        versions, replaced = write_version_entry(store, service, _entry(metadata), before.result())
         synced = live.result() if live is not None else None
-    pruned = prune_versions(store, service, keep_versions, versions=versions, collect=replaced)
+    pruned = prune_versions(
+        store, service, keep_versions, versions=versions, collect=replaced, stored=stored.result()
+    )
     return PublishedDocs(
         service=service,
         commit=source.sha,
@@ -239,15 +247,21 @@ def _publish_version(
     site: Path,
     metadata: DocsMetadata,
     local: Mapping[str, _Digests],
+    objects: list[str],
+    versions: list[str],
 ) -> SyncResult:
-    """The version's new files and manifest, then its metadata; an older full copy is removed."""
+    """The version's new files and manifest, then its metadata; an older full copy is removed.
+
+    ``objects`` and ``versions`` are the keys stored under the service's
+    shared objects and its ``versions/`` before this publish.
+    """
     assert metadata.slipway is not None
     prefix = version_prefix(service, metadata.slipway.version)
     files = {rel: d.sha256 for rel, d in local.items() if rel != METADATA_FILE}
-    sent, shared = put_version(store, service, prefix, site, files)
+    sent, shared = put_version(store, service, prefix, site, files, objects)
     store.put(prefix + METADATA_FILE, metadata_json(metadata), content_type="application/json")
     own = {prefix + MANIFEST, prefix + METADATA_FILE}
-    stale = [key for key in store.keys(prefix) if key not in own]  # from a full copy
+    stale = [k for k in versions if k.startswith(prefix) and k not in own]  # from a full copy
     parallel(store.delete, stale)
     return SyncResult(
         prefix=prefix,

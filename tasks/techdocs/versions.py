@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from slipway.errors import ObjectNotFound
 from tasks.storage import ObjectStore
 from tasks.techdocs.build import RESERVED
-from tasks.techdocs.layout import SITES_PREFIX, objects_prefix, site_prefix
+from tasks.techdocs.layout import SITES_PREFIX, objects_prefix, site_prefix, versions_prefix
 
 __all__ = [
     "MANIFEST",
@@ -82,7 +82,12 @@ class VersionManifest(BaseModel):
 
 
 def put_version(
-    store: ObjectStore, service: str, version: str, site: Path, digests: Mapping[str, str]
+    store: ObjectStore,
+    service: str,
+    version: str,
+    site: Path,
+    digests: Mapping[str, str],
+    stored: Iterable[str] | None = None,
 ) -> tuple[list[str], int]:
     """Store the files of ``site`` no kept version has yet, then the version's manifest.
 
@@ -92,11 +97,13 @@ def put_version(
         version: The prefix of the version, ending with '/'.
         site: The built site.
         digests: Each file's path in the site and its SHA-256.
+        stored: The keys under the service's objects, when already listed.
 
     Returns:
         The paths whose content was sent, and how many were already stored.
     """
-    held = {key.rsplit("/", 1)[1] for key in store.keys(objects_prefix(service))}
+    keys = store.keys(objects_prefix(service)) if stored is None else stored
+    held = {key.rsplit("/", 1)[1] for key in keys}
     missing: dict[str, str] = {}
     for relative, digest in sorted(digests.items()):
         if digest not in held:
@@ -127,15 +134,18 @@ def read_versions(store: ObjectStore, service: str) -> tuple[VersionEntry, ...]:
 
 
 def write_version_entry(
-    store: ObjectStore, service: str, entry: VersionEntry
+    store: ObjectStore,
+    service: str,
+    entry: VersionEntry,
+    before: tuple[VersionEntry, ...] | None = None,
 ) -> tuple[tuple[VersionEntry, ...], bool]:
-    """Record (or refresh) ``entry`` in the versions index.
+    """Record (or refresh) ``entry`` in the versions index (``before``, when already read).
 
     Returns:
         The index as written, and whether it held a version of that name
         already (whose files the new one may no longer name).
     """
-    before = read_versions(store, service)
+    before = read_versions(store, service) if before is None else before
     others = [v for v in before if v.name != entry.name]
     return _write_versions(store, service, [entry, *others]), len(others) != len(before)
 
@@ -147,6 +157,7 @@ def prune_versions(
     *,
     versions: tuple[VersionEntry, ...] | None = None,
     collect: bool = True,
+    stored: Iterable[str] | None = None,
 ) -> tuple[str, ...]:
     """Delete every version but the ``keep`` newest builds, any the index forgot, and their files.
 
@@ -157,15 +168,17 @@ def prune_versions(
         versions: The index, when the caller just wrote it; else it is read.
         collect: Look for shared files no version names even when no version
             goes: a version of the same name was replaced, or nothing is known.
+        stored: The keys under ``versions/``, when listed already (before the
+            kept versions were written: only keys of versions that go count).
     """
     listed = read_versions(store, service) if versions is None else versions
     ordered = sorted(listed, key=lambda v: -v.build_timestamp)
     kept, dropped = ordered[:keep], [v.name for v in ordered[keep:]]
-    base = f"{site_prefix(service)}{RESERVED}/"
+    base = versions_prefix(service)
     names = {v.name for v in kept}
     doomed = [
         key
-        for key in store.keys(base)
+        for key in (store.keys(base) if stored is None else stored)
         if key != base + "index.json" and key[len(base) :].split("/", 1)[0] not in names
     ]
     if dropped:

@@ -61,6 +61,59 @@ def test_publish_then_checkout_the_exact_commit(server: GitServer, tmp_path: Pat
         assert tip.sha == second and tip.ref == "main"
 
 
+def test_a_kept_checkout_follows_each_commit_and_holds_only_its_files(
+    server: GitServer, tmp_path: Path
+) -> None:
+    create_repository(server, "svc")
+    root = source(tmp_path, {"a.txt": "1", "same.txt": "s", "gone.txt": "g"})
+    first = publish_directory(server, "svc", root, message="one")
+    kept = tmp_path / "kept" / "svc"
+    with checkout(server, "svc", kept=kept) as co:
+        assert co.path == kept and co.sha == first and (kept / "gone.txt").read_text() == "g"
+    assert kept.is_dir(), "a kept checkout is kept"
+    before = (kept / "same.txt").stat().st_mtime_ns
+    (kept / "stray.txt").write_text("left by someone")
+    (kept / "a.txt").write_text("edited in place")
+    (root / "a.txt").write_text("2")
+    (root / "gone.txt").unlink()
+    second = publish_directory(server, "svc", root, message="two")
+    tag_commit(server, "svc", "v1", second)
+
+    with checkout(server, "svc", kept=kept) as co:
+        assert co.sha == second and co.ref == "main"
+        files = sorted(p.name for p in kept.iterdir() if p.name != ".git")
+        assert files == ["a.txt", "same.txt"] and (kept / "a.txt").read_text() == "2"
+        assert (kept / "same.txt").stat().st_mtime_ns == before, "an unchanged file was rewritten"
+        assert "v1" in {t.name for t in git.Repo(kept).tags}
+    with checkout(server, "svc", first, kept=kept) as co:
+        assert co.sha == first and (kept / "a.txt").read_text() == "1"
+
+
+def test_a_kept_checkout_that_git_cannot_use_is_cloned_again(
+    server: GitServer, tmp_path: Path
+) -> None:
+    create_repository(server, "svc")
+    sha = publish_directory(server, "svc", source(tmp_path, {"a.txt": "1"}), message="one")
+    kept = tmp_path / "kept" / "svc"
+    kept.mkdir(parents=True)
+    (kept / "junk").write_text("not a repository")
+    with checkout(server, "svc", kept=kept) as co:
+        assert co.sha == sha and sorted(p.name for p in kept.iterdir()) == [".git", "a.txt"]
+    (kept / ".git" / "HEAD").write_text("garbage")  # damaged, e.g. by a crash
+    with checkout(server, "svc", kept=kept) as co:
+        assert co.sha == sha and (kept / "a.txt").read_text() == "1"
+    other = GitServer(provider="local", root=tmp_path / "elsewhere")
+    create_repository(other, "svc")
+    moved = publish_directory(other, "svc", source(tmp_path / "b", {"b.txt": "2"}), message="b")
+    with checkout(other, "svc", kept=kept) as co:  # another server: its own clone
+        assert co.sha == moved and sorted(p.name for p in kept.iterdir()) == [".git", "b.txt"]
+    with (
+        pytest.raises(GitError, match="neither a branch nor a commit"),
+        checkout(other, "svc", "0" * 40, kept=kept),
+    ):
+        pass
+
+
 def test_publish_replaces_the_tree_so_removed_files_go(server: GitServer, tmp_path: Path) -> None:
     create_repository(server, "svc")
     root = source(tmp_path, {"keep.txt": "k", "drop.txt": "d"})

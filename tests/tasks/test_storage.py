@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import socket
 import time
@@ -240,6 +241,20 @@ def test_local_symlink_that_stays_inside_the_root_is_followed(tmp_path: Path) ->
     store.put("real/x.txt", b"x")
     (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)
     assert store.get("alias/x.txt") == b"x"
+
+
+def test_local_list_reports_a_file_changed_behind_the_stores_back(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "artifacts")
+    put = store.put("docs/a.html", b"first")
+    assert [o.etag for o in store.list("docs/")] == [put.etag]
+    path = tmp_path / "artifacts" / "docs" / "a.html"
+    path.write_bytes(b"other")  # same size, rewritten in place: the kept MD5 is stale
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert [o.etag for o in store.list("docs/")] == [hashlib.md5(b"other").hexdigest()]
+    copied = tmp_path / "artifacts" / "docs" / "b.html"
+    copied.write_bytes(b"copied in")  # no kept MD5 at all
+    listed = {o.key: o.etag for o in store.list("docs/")}
+    assert listed["docs/b.html"] == hashlib.md5(b"copied in").hexdigest()
 
 
 def test_local_check_creates_a_missing_root(tmp_path: Path) -> None:

@@ -323,6 +323,19 @@ def test_assess_is_in_sync_then_sees_unapplied_configuration_then_lost_state(
     assert health.reasons[0].startswith("Terraform state has no resources")
 
 
+def test_a_module_file_changed_since_the_last_command_is_copied_again(
+    local_tf: Terraform, tmp_path: Path
+):
+    module = tmp_path / "module"
+    shutil.copytree(MODULE, module)
+    ws = local_tf.workspace(module, "payments", "dev")
+    local_tf.apply(ws, local_tf.plan(ws, VARS))
+    main = module / "main.tf"
+    main.write_text(main.read_text() + '\nresource "terraform_data" "extra" {}\n')
+    assert local_tf.plan(ws, VARS).summary.describe() == "1 to add, 0 to change, 0 to destroy"
+    assert (ws.directory / "main.tf").read_text() == main.read_text()
+
+
 def test_a_batch_runs_its_commands_in_order_and_stops_at_the_first_failure(
     local_tf: Terraform, tmp_path: Path
 ):

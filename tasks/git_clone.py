@@ -1,0 +1,98 @@
+"""A working tree of one commit: cloned fresh, or a kept clone brought to it by a fetch.
+
+`tasks.git.checkout` clones a fresh tree for each run, which suits a build
+that must start from nothing. A flow that runs again and again over one
+repository on the same host (publishing a service's docs) keeps its clone
+instead (`refresh_clone`): a fetch brings only the new objects, and a
+checkout rewrites only the files that changed, where a clone wrote every
+file and removed them all afterwards. A kept clone that git cannot bring to
+the commit (removed, damaged, a run killed half-way) is cloned again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import git
+
+from slipway.errors import GitError
+
+__all__ = ["clone_at", "refresh_clone"]
+
+logger = logging.getLogger(__name__)
+
+_SOURCES_UMASK = 0o022
+"""The umask of a checkout's work tree: git's usual modes, as on a developer's machine."""
+_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+"""What a clone has: every branch as origin's, every tag; a force-push or a moved tag wins."""
+
+
+def clone_at(name: str, url: str, path: Path, wanted: str) -> str:
+    """Clone repository ``name`` from ``url`` into ``path`` and check out ``wanted`` (a branch or sha); returns the sha.
+
+    Raises:
+        GitError: the repository cannot be cloned, or has no such branch or commit.
+    """
+    try:
+        repo = git.Repo.clone_from(url, path, no_checkout=True)
+        try:
+            return _check_out(repo, wanted)
+        finally:
+            repo.close()
+    except git.GitCommandError as e:
+        raise GitError(
+            f"could not check out {wanted!r} of {name}: {e.stderr.strip() or e}",
+            hint=f"check the commit exists: `git ls-remote {url}`",
+        ) from e
+
+
+def refresh_clone(name: str, url: str, path: Path, wanted: str) -> str:
+    """Bring the clone of ``name`` (from ``url``) kept in ``path`` to ``wanted``, cloning it first if need be.
+
+    The caller holds ``path`` for itself. Files the commit does not track,
+    ignored ones included, are removed: the tree is exactly the commit's.
+
+    Raises:
+        GitError: the repository cannot be cloned, or has no such branch or commit.
+    """
+    try:
+        repo = git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        repo = None
+    if repo is not None:
+        try:
+            if repo.remotes.origin.url == url:
+                repo.git.fetch("--quiet", "--force", "--prune", "origin", *_REFSPECS)
+                target = _check_out(repo, wanted)
+                repo.git.clean("-ffdxq")
+                return target
+        except (git.GitCommandError, GitError, ValueError, AttributeError) as e:
+            logger.info("cloning %s again into %s: %s", name, path, e)
+        finally:
+            repo.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return clone_at(name, url, path, wanted)
+
+
+def _check_out(repo: git.Repo, wanted: str) -> str:
+    target = _resolve(repo, wanted)
+    # git's own modes (0644, 0755), not the platform's umask 077: an image
+    # built from the tree copies them, and its non-root user must read them.
+    # Sources are not secret, and the directory holding the tree stays 0700.
+    repo.git.execute(["git", "checkout", "--detach", "--force", target], umask=_SOURCES_UMASK)
+    return target
+
+
+def _resolve(repo: git.Repo, wanted: str) -> str:
+    """The full sha of a branch of the remote, or of a (possibly short) sha."""
+    for candidate in (f"origin/{wanted}", wanted):
+        try:
+            return str(repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}"))
+        except git.GitCommandError:
+            continue
+    raise GitError(
+        f"{wanted!r} is neither a branch nor a commit of the repository",
+        hint="push it first, or pass an existing sha",
+    )
