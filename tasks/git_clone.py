@@ -25,20 +25,24 @@ logger = logging.getLogger(__name__)
 
 _SOURCES_UMASK = 0o022
 """The umask of a checkout's work tree: git's usual modes, as on a developer's machine."""
+_KEPT_UMASK = 0o077
+"""The umask of a kept clone: it lives in the platform's home, whose files are its owner's alone."""
 _REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
 """What a clone has: every branch as origin's, every tag; a force-push or a moved tag wins."""
 
 
-def clone_at(name: str, url: str, path: Path, wanted: str) -> str:
+def clone_at(name: str, url: str, path: Path, wanted: str, *, umask: int = _SOURCES_UMASK) -> str:
     """Clone repository ``name`` from ``url`` into ``path`` and check out ``wanted`` (a branch or sha); returns the sha.
 
     Raises:
         GitError: the repository cannot be cloned, or has no such branch or commit.
     """
     try:
-        repo = git.Repo.clone_from(url, path, no_checkout=True)
+        clone = ["git", "clone", "--quiet", "--no-checkout", "--", url, str(path)]
+        git.Git().execute(clone, umask=umask)
+        repo = git.Repo(path)
         try:
-            return _check_out(repo, wanted)
+            return _check_out(repo, wanted, umask)
         finally:
             repo.close()
     except git.GitCommandError as e:
@@ -64,8 +68,9 @@ def refresh_clone(name: str, url: str, path: Path, wanted: str) -> str:
     if repo is not None:
         try:
             if repo.remotes.origin.url == url:
-                repo.git.fetch("--quiet", "--force", "--prune", "origin", *_REFSPECS)
-                target = _check_out(repo, wanted)
+                fetch = ["git", "fetch", "--quiet", "--force", "--prune", "origin", *_REFSPECS]
+                repo.git.execute(fetch, umask=_KEPT_UMASK)
+                target = _check_out(repo, wanted, _KEPT_UMASK)
                 repo.git.clean("-ffdxq")
                 return target
         except (git.GitCommandError, GitError, ValueError, AttributeError) as e:
@@ -73,15 +78,15 @@ def refresh_clone(name: str, url: str, path: Path, wanted: str) -> str:
         finally:
             repo.close()
     shutil.rmtree(path, ignore_errors=True)
-    return clone_at(name, url, path, wanted)
+    return clone_at(name, url, path, wanted, umask=_KEPT_UMASK)
 
 
-def _check_out(repo: git.Repo, wanted: str) -> str:
+def _check_out(repo: git.Repo, wanted: str, umask: int) -> str:
     target = _resolve(repo, wanted)
-    # git's own modes (0644, 0755), not the platform's umask 077: an image
-    # built from the tree copies them, and its non-root user must read them.
-    # Sources are not secret, and the directory holding the tree stays 0700.
-    repo.git.execute(["git", "checkout", "--detach", "--force", target], umask=_SOURCES_UMASK)
+    # A fresh tree gets git's own modes (0644, 0755), not the platform's umask
+    # 077: an image built from it copies them, and its non-root user must read
+    # them. Sources are not secret, and the directory holding it stays 0700.
+    repo.git.execute(["git", "checkout", "--detach", "--force", target], umask=umask)
     return target
 
 

@@ -87,6 +87,11 @@ def test_a_kept_checkout_follows_each_commit_and_holds_only_its_files(
         assert "v1" in {t.name for t in git.Repo(kept).tags}
     with checkout(server, "svc", first, kept=kept) as co:
         assert co.sha == first and (kept / "a.txt").read_text() == "1"
+    # It lives in the platform's home: nothing in it is for anyone but the owner.
+    shared = [
+        f"{p} {p.stat().st_mode & 0o777:o}" for p in kept.rglob("*") if p.stat().st_mode & 0o077
+    ]
+    assert shared == []
 
 
 def test_a_kept_checkout_that_git_cannot_use_is_cloned_again(
