@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from deployments.supervisor import down
+from deployments.warm_start import preload
 from slipway.home import SlipwayHome
 from tests.deployments.conftest import REPO, slipway_env
 
@@ -64,3 +66,12 @@ def test_down_stops_a_forked_child_of_an_up_killed_right_after_the_fork(tmp_path
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_module_that_fails_to_import_is_reported_not_raised() -> None:
+    try:
+        failed = preload(["json", "slipway_no_such_module"])
+    finally:
+        gc.unfreeze()  # this test process is not forked from
+    assert list(failed) == ["slipway_no_such_module"]
+    assert "ModuleNotFoundError" in failed["slipway_no_such_module"]
