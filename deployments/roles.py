@@ -201,12 +201,7 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
     python = [s for s in monitoring if s.argv[0] == sys.executable]
     if embedded:  # cold: it imports the project's flows, which may be another checkout's
         supervisor.start(serve_spec(options.project_dir))
-    apply_client_patches()  # here and in the children forked below
-    preload(module for spec in [docs, bridge, *python] for module in spec.preload)
-    timeline.mark("imported what the Python children import")
-    for spec in [docs, bridge, *python]:
-        supervisor.start(spec)  # forked from here: their imports are paid once
-    supervisor.write_state()
+    _start_python_children(supervisor, timeline, [docs, bridge, *python])
 
     configure_blocks(supervisor, server.url, timeline)
     MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
@@ -226,6 +221,27 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
     _wait_answering(supervisor, timeline, [*started, docs, bridge, *python])
     if options.role == "all":
         _start_worker(supervisor)
+
+
+def _start_python_children(
+    supervisor: Supervisor, timeline: Timeline, specs: list[ProcessSpec]
+) -> None:
+    """Import what ``specs`` import, once, then fork each from here (`deployments.warm_start`).
+
+    A child whose module failed to import here starts cold instead, and
+    fails on its own, with its own log; `up` goes on and says which.
+    """
+    apply_client_patches()  # here and in the children forked below
+    failed = preload(module for spec in specs for module in spec.preload)
+    timeline.mark("imported what the Python children import")
+    for module, error in failed.items():
+        supervisor.report(
+            f"warning: `up` could not import {module} ({error}); the children that need it start cold"
+        )
+    for spec in specs:
+        cold = any(module in failed for module in spec.preload)
+        supervisor.start(replace(spec, preload=()) if cold else spec)
+    supervisor.write_state()  # a cold one too, for `slipway status`
 
 
 def _wait_answering(supervisor: Supervisor, timeline: Timeline, specs: list[ProcessSpec]) -> None:

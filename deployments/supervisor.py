@@ -115,6 +115,9 @@ class Supervisor:
 
         A child with modules to preload is forked from this process while it
         has one thread (`deployments.warm_start`), after `up` imported them.
+        A forked child lacks the marker that `down` finds the others by, so
+        it goes into the state file at once: `down` finds it there even if
+        `up` is killed before the next change.
         """
         log = (self.options.home.logs / f"{spec.name}.log").open("ab")
         warm = bool(spec.preload) and can_fork(spec.argv)
@@ -142,6 +145,8 @@ class Supervisor:
         previous = self.children.get(spec.name)
         restarts = previous.restarts if previous else []
         self.children[spec.name] = _Child(spec, process, log, restarts)
+        if warm:
+            self.write_state()
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         """The last lines of a component's log, for error messages."""

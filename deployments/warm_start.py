@@ -87,16 +87,26 @@ class Forked:
         return code
 
 
-def preload(modules: Iterable[str]) -> None:
+def preload(modules: Iterable[str]) -> dict[str, str]:
     """Import ``modules`` here, then freeze what is alive, so forks share it and never collect it.
 
     No garbage is left for a child's collector: it would close descriptors
-    the child has reused.
+    the child has reused. A module that fails to import is not `up`'s
+    failure: the child that needs it starts cold, and fails on its own, in
+    its own log, as it did before `up` forked.
+
+    Returns:
+        Each module that failed to import, with its error.
     """
+    failed: dict[str, str] = {}
     for name in modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # the child's own error: the child reports it
+            failed[name] = f"{type(e).__name__}: {e}"
     gc.collect()
     gc.freeze()
+    return failed
 
 
 def can_fork(argv: tuple[str, ...]) -> bool:

@@ -18,7 +18,13 @@ from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.health import ComponentHealth
 from slipway.names import GitSha, ServiceName, check_dns_label, check_git_ref
 from tasks.git_clone import clone_at, refresh_clone
-from tasks.push_hook import PushHook, install_push_hook, keep_private, platform_push_hook
+from tasks.push_hook import (
+    PushHook,
+    hook_script,
+    install_push_hook,
+    keep_private,
+    platform_push_hook,
+)
 
 if TYPE_CHECKING:
     from blocks.git_server import GitServer
@@ -34,6 +40,7 @@ __all__ = [
     "create_repository",
     "delete_repository",
     "head_commit",
+    "hook_script",
     "install_push_hook",
     "platform_push_hook",
     "publish_directory",
@@ -95,8 +102,15 @@ def create_repository(server: GitServer, name: str, *, hook: PushHook | None = N
 
     Idempotent: an existing repository is kept as it is, with its hook
     refreshed. A half-made repository is removed again when creation fails.
+
+    Raises:
+        ConfigurationError: a hook is asked for, but this interpreter cannot
+            run one (`hook_script`); refused before the repository is made.
+        GitError: git could not create the repository.
     """
     _repository_name(name)
+    if hook is not None:
+        hook_script()  # else a new repository would be left without its hook
     path = _local_root(server) / f"{name}.git"
     if not path.exists():
         try:

@@ -22,7 +22,7 @@ from slipway.home import HOST, Ports, SlipwayHome
 from slipway.private import write_private
 from slipway.process import run
 
-__all__ = ["PushHook", "install_push_hook", "keep_private", "platform_push_hook"]
+__all__ = ["PushHook", "hook_script", "install_push_hook", "keep_private", "platform_push_hook"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,10 @@ def keep_private(repository: Path) -> None:
     try:
         run(["git", "--git-dir", str(repository), "config", "core.sharedRepository", "0600"])
     except CommandError as e:
-        raise GitError(f"could not make {repository} private: {e.message}") from e
+        raise GitError(
+            f"could not make {repository} private: {e.message}",
+            hint=f"check that {repository} is a git repository this user can write to",
+        ) from e
 
 
 def install_push_hook(repository: Path, hook: PushHook) -> None:
@@ -96,12 +99,19 @@ def install_push_hook(repository: Path, hook: PushHook) -> None:
         ),
     )
     keep_private(repository)
-    write_private(repository / "hooks" / "post-receive", _hook_script(), mode=0o700)
+    write_private(repository / "hooks" / "post-receive", hook_script(), mode=0o700)
 
 
 @functools.cache  # `up` installs it in every repository
-def _hook_script() -> str:
-    """The post-receive hook: the installed platform's interpreter running its hook module."""
+def hook_script() -> str:
+    """The post-receive hook: the installed platform's interpreter running its hook module.
+
+    Called before a repository is made for a hook, so a missing installation
+    is refused before anything exists.
+
+    Raises:
+        ConfigurationError: This interpreter has no installed ``slipway`` package.
+    """
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:

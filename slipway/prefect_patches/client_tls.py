@@ -10,20 +10,25 @@ time (python/cpython#95031). Each ``Block.load`` and ``Variable.get`` makes
 a client, so `slipway up` paid it dozens of times across its processes while
 the platform started, on the same 2 cores as Prefect's server.
 
-`apply` gives Prefect's client module an ``ssl`` whose
-``create_default_context(cafile=...)`` returns the context it built for that
-file before. Such a context is only read after it is built (httpx shares one
-across a pool's connections), so sharing it changes nothing but the cost;
-every other use of ``ssl`` there (the unverified context of
-``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``, which Prefect then changes) goes to
-the real module. A CA file replaced on disk is read again by a new process.
+`apply` wraps both clients' ``__init__``: a client given no ``verify`` or
+``cert`` of its own gets, as its ``verify``, the context built before for
+the same CA file (Prefect's own choice of it) and the same HTTP/2 setting;
+Prefect then builds none. A shared context is not only read: httpcore sets
+its ALPN protocols on every connect (``http/1.1``, plus ``h2`` when the
+client has HTTP/2 on), as httpx shares one context across a pool's
+connections anyway. Clients that share one therefore always set the same
+protocols, and a client with its own ``cert`` (which httpx loads into the
+context) or ``verify`` never shares. The unverified context of
+``PREFECT_API_TLS_INSECURE_SKIP_VERIFY`` stays Prefect's, one per client.
+A CA file replaced on disk is read again by a new process.
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 import threading
-from types import ModuleType
+from collections.abc import Callable
 from typing import Any
 
 from slipway.prefect_patches.base import Patch
@@ -47,38 +52,66 @@ SYNC_PATCH = Patch(
 )
 
 
-class _SharedContexts(ModuleType):
-    """The `ssl` module, but one verified context per CA file."""
+_MARK = "_slipway_shares_tls"
+"""Set on a client's ``__init__`` that `apply` wrapped."""
+
+
+class _SharedContexts:
+    """One verified context per CA file and HTTP/2 setting."""
 
     def __init__(self) -> None:
-        super().__init__("ssl")
-        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._contexts: dict[tuple[str, bool], ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(ssl, name)
+    def verify(self, httpx_settings: dict[str, Any]) -> ssl.SSLContext | None:
+        """The context a client with these settings shares, or None when it must build its own."""
+        from prefect.settings import (
+            PREFECT_API_ENABLE_HTTP2,
+            PREFECT_API_SSL_CERT_FILE,
+            PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
+        )
 
-    def create_default_context(self, *args: Any, **kwargs: Any) -> ssl.SSLContext:
-        """Prefect's verified context (``cafile=`` alone), once per file; anything else as `ssl`'s."""
-        cafile = kwargs.get("cafile")
-        if args or set(kwargs) != {"cafile"} or not isinstance(cafile, str):
-            return ssl.create_default_context(*args, **kwargs)
+        own = {"verify", "cert"} & httpx_settings.keys()
+        if own or PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+            return None
+        import certifi
+
+        cafile = PREFECT_API_SSL_CERT_FILE.value() or certifi.where()  # as Prefect chooses it
+        key = (cafile, bool(httpx_settings.get("http2", PREFECT_API_ENABLE_HTTP2.value())))
         with self._lock:
-            if cafile not in self._contexts:
-                self._contexts[cafile] = ssl.create_default_context(cafile=cafile)
-            return self._contexts[cafile]
+            if key not in self._contexts:
+                self._contexts[key] = ssl.create_default_context(cafile=cafile)
+            return self._contexts[key]
+
+
+def _sharing(init: Callable[..., None], contexts: _SharedContexts) -> Callable[..., None]:
+    @functools.wraps(init)
+    def init_sharing(
+        self: object, *args: Any, httpx_settings: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        settings = dict(httpx_settings or {})
+        shared = contexts.verify(settings)
+        if shared is not None:
+            settings["verify"] = shared
+        init(self, *args, httpx_settings=settings, **kwargs)
+
+    setattr(init_sharing, _MARK, True)
+    return init_sharing
 
 
 def apply() -> bool:
-    """Share the verified context in this process (and its forks); safe to call twice.
+    """Share the verified contexts in this process (and its forks); safe to call twice.
 
     Returns whether it is in place (not when Prefect's clients changed since this was written).
     """
-    from prefect.client import orchestration
+    from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 
-    if isinstance(getattr(orchestration, "ssl", None), _SharedContexts):
+    classes = (PrefectClient, SyncPrefectClient)
+    if all(getattr(c.__init__, _MARK, False) for c in classes):
         return True
     if not (PATCH.applicable() and SYNC_PATCH.applicable()):
         return False
-    setattr(orchestration, "ssl", _SharedContexts())  # noqa: B010 - the module's own name
+    contexts = _SharedContexts()
+    for client in classes:
+        setattr(client, "__init__", _sharing(client.__init__, contexts))  # noqa: B010
     return True

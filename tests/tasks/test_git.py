@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks import GitServer
-from slipway.errors import GitError, InvalidRequest
+from slipway.errors import ConfigurationError, GitError, InvalidRequest
 from slipway.private import private_umask
 from tasks.git import (
     PushHook,
@@ -22,6 +22,7 @@ from tasks.git import (
     create_repository,
     delete_repository,
     head_commit,
+    hook_script,
     install_push_hook,
     publish_directory,
     repository_exists,
@@ -287,3 +288,24 @@ def test_reinstalling_a_hook_leaves_the_repository_config_untouched(
     create_repository(server, "svc", hook=hook)
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
     assert git.Repo(repository).config_reader().get_value("core", "sharedRepository") == 600
+
+
+def test_a_hook_that_cannot_run_is_refused_before_the_repository_is_made(
+    server: GitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    def missing(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    hook_script.cache_clear()
+    try:
+        hook = PushHook("http://127.0.0.1:1/hooks/github", SecretStr("s"), tmp_path / "s")
+        with pytest.raises(ConfigurationError, match="no installed slipway package"):
+            create_repository(server, "svc", hook=hook)
+    finally:
+        hook_script.cache_clear()  # the real answer again for the tests after this one
+
+    assert not repository_exists(server, "svc")
+    assert server.root is not None and not (server.root / "svc.git").exists()
