@@ -161,6 +161,9 @@ def _become(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path, log: IO[by
 
     refresh_global_settings_context()  # the child's environment, not `up`'s
     setup_logging()
+    # Run as __main__ only, as ``python -m`` does: the preloaded copy would be a second
+    # module object (runpy warns of it in every forked child's log).
+    sys.modules.pop(module, None)
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as e:
