@@ -139,12 +139,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Serve the bridge on loopback with the platform's secret, git server and queue."""
     args = _arguments(argv)
-    # force: forked from `up` (deployments.warm_start), Prefect already gave the root
-    # logger its WARNING handler, which a cold start configures after this one.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per forwarder request is noise
+    from slipway.run_log import log_to_stderr
+
+    log_to_stderr()
 
     import os
 

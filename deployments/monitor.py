@@ -152,11 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deployments.monitor")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    # force: forked from `up` (deployments.warm_start), Prefect already gave the root
-    # logger its WARNING handler, which a cold start configures after this one.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
+    from slipway.run_log import log_to_stderr
+
+    log_to_stderr()
 
     import importlib
     import os

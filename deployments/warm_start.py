@@ -164,6 +164,7 @@ def _become(argv: tuple[str, ...], env: Mapping[str, str], cwd: Path, log: IO[by
     # Run as __main__ only, as ``python -m`` does: the preloaded copy would be a second
     # module object (runpy warns of it in every forked child's log).
     sys.modules.pop(module, None)
+    sys.modules.pop(f"{module}.__main__", None)
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as e:

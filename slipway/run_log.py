@@ -11,7 +11,7 @@ import logging
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
-__all__ = ["run_logger"]
+__all__ = ["log_to_stderr", "run_logger"]
 
 
 def run_logger(name: str) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -20,3 +20,16 @@ def run_logger(name: str) -> logging.Logger | logging.LoggerAdapter[logging.Logg
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(name)
+
+
+def log_to_stderr() -> None:
+    """Send this process's INFO lines to stderr: what a child of `slipway up` logs.
+
+    ``force``: a child forked from `up` (`deployments.warm_start`) finds
+    Prefect's root handler, at WARNING, already in place, where a cold start
+    set up its own before importing Prefect. httpx's line per request is noise.
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)

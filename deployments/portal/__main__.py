@@ -35,11 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Serve the portal until terminated."""
     args = parse_args(argv)
-    # force: forked from `up` (deployments.warm_start), Prefect already gave the root
-    # logger its WARNING handler, which a cold start configures after this one.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
+    from slipway.run_log import log_to_stderr
+
+    log_to_stderr()
 
     import uvicorn
     from prefect import get_client
