@@ -126,42 +126,45 @@ def _deliver(
     on_switch: Callable[[], None] | None,
 ) -> DeploymentRecord:
     """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
-    opening = open_stage.submit(service, environment)  # beside the wait for the slot
-    approved = _prod_gate(opening.result(), commit, triggered_by) if environment == PROD else ""
-    with deploy_slot(service, environment, give_way=True) as slot:
-        stage = opening.result()
-        with checkout(stage.git, service, commit) as work:
-            built = build_image(
+    # Refuses an unknown service or environment before the slot's limit exists;
+    # the engine and the registry's login are reached in the background (Stage.client).
+    stage = open_stage(service, environment)
+    approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
+    with (
+        deploy_slot(service, environment, give_way=True) as slot,
+        checkout(stage.git, service, commit) as work,
+    ):
+        built = build_image(
+            stage.client,
+            work.path,
+            service=service,
+            sha=work.sha,
+            repository=stage.repository,
+            base_image=stage.settings.base_image,
+            target=stage.target,
+            wheelhouses=SlipwayHome.from_env().wheelhouses,
+        )
+        with removed_unless_pushed(stage.client, built):
+            verify_image(
                 stage.client,
-                work.path,
-                service=service,
-                sha=work.sha,
-                repository=stage.repository,
-                base_image=stage.settings.base_image,
+                stage.store,
+                built,
                 target=stage.target,
-                wheelhouses=SlipwayHome.from_env().wheelhouses,
+                reuse=stage.settings.reuse_test_results,
             )
-            with removed_unless_pushed(stage.client, built):
-                verify_image(
-                    stage.client,
-                    stage.store,
-                    built,
-                    target=stage.target,
-                    reuse=stage.settings.reuse_test_results,
-                )
-                if (serving := serving_build(stage, built)) is not None:
-                    unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
-                    return record_unchanged(stage, unchanged, serving.live)
-                pushed = push_image(stage.client, built, registry=stage.registry)
-            give_way_to_newer_push(
-                service, environment, note=f"{pushed.reference} was pushed but not deployed"
-            )
-            release = stage.release(work.sha, pushed.reference)
-            committed_at = work.committed_at().isoformat()
-            attempt = Attempt(
-                release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
-            )
-            return roll_out(stage, attempt, slot, on_switch=on_switch)
+            if (serving := serving_build(stage, built)) is not None:
+                unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
+                return record_unchanged(stage, unchanged, serving.live)
+            pushed = push_image(stage.client, built, registry=stage.registry)
+        give_way_to_newer_push(
+            service, environment, note=f"{pushed.reference} was pushed but not deployed"
+        )
+        release = stage.release(work.sha, pushed.reference)
+        committed_at = work.committed_at().isoformat()
+        attempt = Attempt(
+            release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
+        )
+        return roll_out(stage, attempt, slot, on_switch=on_switch)
 
 
 @flow(name="promote")

@@ -7,8 +7,9 @@ service does not have before anything is built, pulled or started.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -125,9 +126,11 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
     target, registry = blocks[DeployTarget], blocks[ContainerRegistry]
     # Reaching the engine and the registry's login (a password hash on its side) take
     # a tenth of a second: done beside what comes next (the release slot, the checkout).
-    logins = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-login")
-    engine = logins.submit(_logged_in, target, registry)
-    logins.shutdown(wait=False)
+    engine: Future[docker.DockerClient] = Future()
+    login = threading.Thread(
+        target=_log_in, args=(engine, target, registry), name="registry-login", daemon=True
+    )
+    login.start()
     return Stage(
         entry=entry,
         environment=environment,
@@ -149,8 +152,20 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
     )
 
 
-def _logged_in(target: DeployTarget, registry: ContainerRegistry) -> docker.DockerClient:
-    """A client of the target's engine that every push and pull logs in to the registry with."""
-    client = docker_client(target)
-    login_registry(client, registry)
-    return client
+def _log_in(
+    engine: Future[docker.DockerClient], target: DeployTarget, registry: ContainerRegistry
+) -> None:
+    """Set ``engine`` to a client of the target's engine logged in to the registry, or its error.
+
+    Runs in a daemon thread: a stuck engine never holds up the process's exit.
+    """
+    client = None
+    try:
+        client = docker_client(target)
+        login_registry(client, registry)  # every push and pull of this client logs in
+    except BaseException as e:
+        if client is not None:
+            client.close()  # refused by the registry: nobody will read it
+        engine.set_exception(e)
+    else:
+        engine.set_result(client)

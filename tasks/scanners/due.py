@@ -16,7 +16,11 @@ prefect.yaml's ``security-scan`` triggers then start the scan:
 - on a push to any other branch, at once, as before (nothing is built).
 
 The event's id is derived from the service and commit, so a build that says
-it twice (at the switch, then at its end), or a rerun, starts one scan.
+it twice (at the switch, then at its end), or a rerun, starts one scan. As
+Prefect drops an event whose id it has seen, the scan takes service and
+commit from the event's resource id and `COMMIT_LABEL`, the labels that pair
+it with the push, never from its payload: an event posted early by another
+API caller can only start that same commit's scan sooner.
 """
 
 from __future__ import annotations

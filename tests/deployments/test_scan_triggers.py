@@ -122,3 +122,21 @@ def test_each_push_is_scanned_once_after_its_build_or_its_window_or_at_once_off_
     time.sleep(5)  # one more evaluation of the proactive trigger (every 5 s)
     assert len(_runs(prefect_server, scan_deployment, built)) == 1
     assert len(_runs(prefect_server, scan_deployment, branch)) == 1
+
+
+def test_a_scan_due_event_scans_what_its_labels_pair_never_its_payload(
+    prefect_server: str, scan_deployment: str
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    service, other = f"forged-{tag}", f"elsewhere-{tag}"
+    paired, claimed = uuid.uuid4().hex + "abcdefgh", uuid.uuid4().hex + "12345678"
+    _post(prefect_server, _push(service, paired, default_branch=True))
+    # Posted early by any API caller, with the event id the build's own will carry:
+    # labels say `paired`, the payload another service and commit.
+    forged = _scan_due(service, paired)
+    forged["payload"] = {"service": other, "commit": claimed}
+    _post(prefect_server, forged)
+    # It starts the scan of the commit it pairs (the build's event, same id, is dropped).
+    [run] = _wait_runs(prefect_server, scan_deployment, service, 1, within=30)
+    assert run["parameters"] == {"service": service, "commit": paired}
+    assert _runs(prefect_server, scan_deployment, other) == []

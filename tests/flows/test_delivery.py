@@ -17,7 +17,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.exceptions import ParameterTypeError
+from prefect.exceptions import ObjectNotFound, ParameterTypeError
 from prefect.flow_runs import resume_flow_run
 
 from blocks import DEFAULT_DOCUMENT, ContainerRegistry, PlatformSettings
@@ -25,7 +25,13 @@ from deployments.serve import declared_deployments
 from flows.delivery import build_test_deploy, promote, rollback
 from slipway.errors import BuildError, DeployError, GateRefused, InvalidRequest, ServiceNotFound
 from tasks.images import LABEL_REVISION
-from tasks.release import LiveContainer, deploy_slot, deployment_history, live_container
+from tasks.release import (
+    LiveContainer,
+    deploy_slot,
+    deployment_history,
+    live_container,
+    slot_name,
+)
 from tests.conftest import free_port
 from tests.flows.approval_helpers import give_group, issue_tokens
 from tests.flows.delivery_fixtures import (
@@ -82,6 +88,16 @@ def ensure_live(delivery: Delivery, environment: str = "dev") -> LiveContainer:
 
 def served_version(delivery: Delivery, environment: str = "dev") -> str:
     return str(httpx.get(delivery.url(environment), timeout=5).json()["version"])
+
+
+def any_slot(service: str, environment: str) -> bool:
+    """Whether the release slot (a global concurrency limit) of a service environment exists."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(slot_name(service, environment))
+        except ObjectNotFound:
+            return False
+    return True
 
 
 def runs_of(flow_name: str) -> list[FlowRun]:
@@ -352,6 +368,8 @@ def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> No
             build_test_deploy(**arguments)
     assert live(delivery) == before
     assert manifest_digest(delivery.registry, delivery.service, sha) is None
+    # Nor was a release slot made for what does not exist.
+    assert not any_slot(delivery.service, "qa") and not any_slot("no-such-service", "dev")
 
 
 # -- promote and rollback ------------------------------------------------------------
