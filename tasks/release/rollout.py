@@ -13,7 +13,9 @@ The release slot covers the switch only: it is handed back before the
 analysis, so a newer push deploys without waiting for the window. A newer
 release that switches meanwhile supersedes the analysis: it stops, the
 attempt is recorded ``superseded`` (neither failed nor healthy), and it
-never rolls back. A rollback takes the slot again first and checks, holding
+never rolls back. Every outcome is recorded holding the slot again, so the
+history keeps the switches' order and a newer switch that failed (and
+restarted this version) does not count as replacing it. A rollback takes the slot again first and checks, holding
 it, that its version still serves, so it cannot undo a newer switch.
 """
 
@@ -27,6 +29,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
+from blocks.monitoring import MonitoringSettings
 from slipway.errors import AnalysisFailed, DeployError, InvalidRequest
 from slipway.names import EnvironmentName, GitSha
 from slipway.run_log import run_logger
@@ -34,7 +37,7 @@ from tasks.images import BuiltImage
 from tasks.monitoring.analysis import Verdict
 from tasks.monitoring.watch import analyse_release, follow_release
 from tasks.release.authority import carried_approval, rollback_choice
-from tasks.release.blue_green import deploy_release
+from tasks.release.blue_green import Deployed, deploy_release
 from tasks.release.contract import LiveContainer, Release, already_serving, live_container
 from tasks.release.history import (
     Attempt,
@@ -112,23 +115,50 @@ def roll_out(
     replaced = functools.partial(replaced_by, stage, mine.id if mine else "")
     settings = follow_release(release)
     slot.hand_back()
-    verdict = Verdict("skipped", "a rollback is not analysed")
-    if attempt.action != "rollback":
-        verdict = analyse_release(stage.client, release, settings, replaced=replaced)
-    if verdict.outcome == "superseded":
-        return record_superseded(stage, attempt, verdict.reason)
-    if verdict.failed:
-        return roll_back_failed_analysis(stage, attempt, verdict.reason, slot, replaced)
-    replaced_note = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
-    done = attempt.record("succeeded", detail=attempt.detail or replaced_note, url=deployed.url)
-    record = record_deployment(done, team=stage.team)
-    create_link_artifact(
-        key=f"service-{release.service}--{release.environment}",
-        link=deployed.url,
-        link_text=f"{release.service} in {release.environment} ({release.sha[:12]})",
-        description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
-    )
-    return record
+    return _conclude(stage, attempt, slot, replaced, settings, deployed)
+
+
+def _conclude(
+    stage: Stage,
+    attempt: Attempt,
+    slot: ReleaseSlot,
+    replaced: Callable[[], str | None],
+    settings: MonitoringSettings,
+    deployed: Deployed,
+) -> DeploymentRecord:
+    """Watch the switched release without the slot, then record its outcome holding it again.
+
+    Holding the slot, no newer switch is in flight: the record lands in
+    switch order, and a newer release seen serving is believed only once its
+    switch ended. One that failed on the real port restarted this version,
+    which serves again and is watched again, not recorded ``superseded``.
+    """
+    release = attempt.release
+    while True:
+        verdict = Verdict("skipped", "a rollback is not analysed")
+        if attempt.action != "rollback":
+            verdict = analyse_release(stage.client, release, settings, replaced=replaced)
+        if verdict.failed:
+            return roll_back_failed_analysis(stage, attempt, verdict.reason, slot, replaced)
+        with slot.retaken():
+            if (newer := replaced()) is not None:
+                return record_superseded(stage, attempt, newer)
+            if verdict.outcome == "superseded":
+                run_logger(__name__).warning(
+                    "The newer release did not switch and %s serves again: watching it again",
+                    release.sha[:12],
+                )
+                continue
+            note = f"replaced {deployed.replaced}" if deployed.replaced else "first deployment"
+            done = attempt.record("succeeded", detail=attempt.detail or note, url=deployed.url)
+            record = record_deployment(done, team=stage.team)
+        create_link_artifact(
+            key=f"service-{release.service}--{release.environment}",
+            link=deployed.url,
+            link_text=f"{release.service} in {release.environment} ({release.sha[:12]})",
+            description=f"`{release.service}` serving `{release.image}` in **{release.environment}**.",
+        )
+        return record
 
 
 def replaced_by(stage: Stage, container_id: str) -> str | None:

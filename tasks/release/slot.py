@@ -78,13 +78,27 @@ class ReleaseSlot:
         self.handed_back = False
 
     def hand_back(self) -> None:
-        """Free the slot now (once the switch is done); later calls do nothing."""
-        if not self.handed_back:
-            self.handed_back = True
+        """Free the slot now (once the switch is done); later calls do nothing.
+
+        A Prefect API error while freeing it is logged, not raised: the
+        release serves and must still be recorded, and the lease frees the
+        slot by itself after `LEASE_SECONDS` (no renewal follows).
+        """
+        if self.handed_back:
+            return
+        self.handed_back = True
+        name = slot_name(self.service, self.environment)
+        try:
             self._held.close()
-            run_logger(__name__).info(
-                "Handed back the release slot %s", slot_name(self.service, self.environment)
+        except httpx.HTTPError as e:
+            run_logger(__name__).warning(
+                "Could not hand back the release slot %s (%s): its lease frees it within %d s",
+                name,
+                e,
+                LEASE_SECONDS,
             )
+            return
+        run_logger(__name__).info("Handed back the release slot %s", name)
 
     @contextmanager
     def retaken(self) -> Iterator[None]:

@@ -24,7 +24,7 @@ import pytest
 
 from blocks import DEFAULT_DOCUMENT
 from flows.delivery import build_test_deploy
-from slipway.errors import AnalysisFailed
+from slipway.errors import AnalysisFailed, DeployError
 from tasks.release import (
     DeploymentRecord,
     deploy_release,
@@ -272,3 +272,60 @@ def test_an_analysis_failing_while_a_newer_release_switches_never_rolls_it_back(
         "superseded",
         bad,
     )
+
+
+RESTORED = FAST.model_copy(update={"analysis_window_seconds": 40, "analysis_probe_failures": 10})
+"""Long enough to outlast a newer switch; the probe fails while that switch stops the old version."""
+
+
+def unhealthy_on(delivery: Delivery, marker: str, port: int) -> str:
+    """A commit healthy on any port but ``port``, where its /healthz reports another version.
+
+    Not a 5xx: Prometheus would count it against the version it takes that port for.
+    """
+    from blocks import GitServer
+    from tasks.git import publish_directory
+    from tests.flows.delivery_fixtures import variant
+
+    tree = variant(delivery.source, delivery.scratch / marker, marker=marker)
+    with_metrics(delivery, tree, broken=False)
+    server = tree / "app" / "server.py"
+    code = server.read_text()
+    patched = code.replace(
+        '        if route == "/healthz":',
+        f'        if route == "/healthz" and os.environ.get("PORT") == "{port}":\n'
+        '            self._send(200, {"status": "ok", "version": "0" * 40})\n'
+        '        elif route == "/healthz":',
+    )
+    assert patched != code, "the template's server.py changed; update this test"
+    server.write_text(patched)
+    return publish_directory(GitServer.load_default(), delivery.service, tree, message=marker)
+
+
+def test_a_newer_switch_that_fails_on_the_real_port_leaves_the_analysis_going(
+    delivery: Delivery, stack: Stack
+) -> None:
+    FAST.save(DEFAULT_DOCUMENT, overwrite=True)
+    failing_switch = unhealthy_on(delivery, "fails-on-dev-port", delivery.ports["dev"])
+    staged = build_test_deploy(delivery.service, failing_switch, REF, environment="staging")
+    RESTORED.save(DEFAULT_DOCUMENT, overwrite=True)
+    current = commit(delivery, "restored", broken=False)
+    first = InThread(lambda: build_test_deploy(delivery.service, current, REF))
+    wait_for(lambda: served(delivery) == current, timeout=120, what="the version switched")
+    with deploy_slot(delivery.service, "dev"):  # a newer release switching, and failing
+        stage = open_stage(delivery.service, "dev")
+        with pytest.raises(DeployError, match="was restarted"):
+            deploy_release(
+                stage.client,
+                stage.release(failing_switch, staged.image),  # type: ignore[union-attr]
+                target=stage.target,
+                health_timeout=8,
+                reserved_ports=stage.reserved_ports,
+            )
+        wait_for(lambda: served(delivery) == current, timeout=30, what="the old version restarted")
+    record = first.record(timeout=90)
+
+    assert record.outcome == "succeeded"  # not superseded: it serves, and was watched again
+    assert run_log_says(current, "serves again: watching it again")
+    history = deployment_history(delivery.service, "dev")
+    assert (history[0].outcome, history[0].sha) == ("succeeded", current)

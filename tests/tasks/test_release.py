@@ -40,6 +40,7 @@ from tasks.release import (
     record_deployment,
     rollback_target,
 )
+from tasks.release.slot import LEASE_SECONDS, slot_name
 from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
@@ -464,3 +465,40 @@ def test_a_slot_handed_back_after_the_switch_admits_a_newer_release_and_is_retak
     with deploy_slot(service, "dev"):  # nothing left held
         pass
     assert time.monotonic() - began < 10
+
+
+def test_a_prefect_error_while_handing_back_the_slot_is_logged_and_the_lease_kept(
+    prefect_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import http.server
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    service = f"slot-{uuid.uuid4().hex[:8]}"
+    try:
+        with deploy_slot(service, "dev") as slot:
+            url = f"http://127.0.0.1:{server.server_address[1]}/api"
+            with temporary_settings({PREFECT_API_URL: url}):  # the API answers 500 now
+                slot.hand_back()
+            assert slot.handed_back
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"Could not hand back the release slot {slot_name(service, 'dev')}" in caplog.text
+    assert f"its lease frees it within {LEASE_SECONDS} s" in caplog.text
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(slot_name(service, "dev"))
+    assert limit.active_slots == 1, "the slot was freed, so the 500 was never seen"
