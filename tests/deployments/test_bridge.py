@@ -210,6 +210,8 @@ def test_health_and_metrics_say_what_waits_and_what_was_counted(running):
     assert send(up, secret, push_body(SERVICE, sha)).status_code == 202
     base = f"http://127.0.0.1:{up.ports['bridge']}"
     wait_for("the push's run", lambda: _runs_for(up, sha))
+    # The bridge counts a push delivered at its next look after the run exists.
+    samples = wait_for("the push counted delivered", lambda: _delivered(base))
     health = httpx.get(f"{base}/healthz", timeout=10).json()
     assert set(health["queue"]) == {
         "waiting",
@@ -220,16 +222,21 @@ def test_health_and_metrics_say_what_waits_and_what_was_counted(running):
         "stalled",
     }
     assert health["queue"]["stalled"] is False
-    text = httpx.get(f"{base}/metrics", timeout=10).text
-    samples = {
-        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
     assert samples["slipway_bridge_accepted_total"] >= 1
     assert samples["slipway_bridge_signature_failures_total"] >= 1
     assert samples["slipway_intake_delivered_total"] >= 1
     assert "slipway_intake_oldest_waiting_seconds" in samples
     status = up.cli("status")
     assert "waiting" in status.stdout, status.stdout
+
+
+def _delivered(base: str) -> dict[str, float] | None:
+    """The bridge's metric samples, once it counted a push delivered."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    samples = {
+        s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+    }
+    return samples if samples.get("slipway_intake_delivered_total", 0) >= 1 else None
 
 
 def test_a_known_service_is_answered_from_memory_until_the_memory_may_be_stale(
