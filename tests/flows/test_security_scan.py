@@ -581,12 +581,18 @@ def test_prefect_yaml_declares_the_security_deployments_with_push_parameters():
     declared = {d.name: d for d in declared_deployments(Path(__file__).resolve().parents[2])}
     scan = declared["security-scan"]
     assert scan.entrypoint == "flows/security_scan.py:security_scan"
-    (trigger,) = [dict(t) for t in scan.config.triggers or []]
-    assert trigger["expect"] == ["slipway.git.push"]
-    assert trigger["parameters"] == {
-        "service": "{{ event.payload.service }}",
-        "commit": "{{ event.payload.after }}",
-    }
+    other_branch, due, fallback = [dict(t) for t in scan.config.triggers or []]
+    from_push = {"service": "{{ event.payload.service }}", "commit": "{{ event.payload.after }}"}
+    # Another branch's push is scanned at once; a default-branch push once its
+    # build says so (tasks.scanners.due), or after a while if it never does.
+    assert other_branch["expect"] == ["slipway.git.push"]
+    assert other_branch["match"]["slipway.git.default-branch"] == "false"
+    assert other_branch["parameters"] == from_push
+    assert due["expect"] == ["slipway.security.scan-due"]
+    assert due["parameters"]["commit"] == "{{ event.resource['slipway.git.commit'] }}"
+    assert fallback["posture"] == "Proactive" and fallback["after"] == ["slipway.git.push"]
+    assert fallback["match"]["slipway.git.default-branch"] == "true"
+    assert fallback["parameters"] == from_push
     nightly = declared["nightly-security-scan"]
     assert [s.cron for s in nightly.config.schedules or []] == ["0 2 * * *"]
     assert (
