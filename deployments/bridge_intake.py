@@ -224,9 +224,16 @@ class Intake:
         async def deliver(headers: dict[str, str], body: bytes) -> int:
             return (await self.take(Provider.GITHUB, headers, body)).status
 
-        while True:
-            with contextlib.suppress(OSError):
+        said = ""
+        while True:  # for the bridge's lifetime: no error may end it, or the spool waits a restart
+            try:
                 done = await drain(spool, deliver)
+            except Exception as e:
+                if repr(e) != said:  # once per distinct error, not every pass
+                    logger.error("spool: could not drain %s, will retry: %r", spool, e)
+                said = repr(e)
+            else:
+                said = ""
                 if done.sent or done.rejected:
                     logger.info(
                         "spool: %d queued, %d refused (set aside in %s), %d waiting",

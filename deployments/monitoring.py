@@ -10,6 +10,7 @@ registry, and the rest of the platform starts without it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 from deployments.components import ProcessSpec
 from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, Ports, SlipwayHome
+from slipway.private import write_private
 from tasks.monitoring.layout import MonitoringLayout
 
 Report = Callable[[str], None]
@@ -26,6 +28,7 @@ __all__ = [
     "MONITORING_HINT",
     "MonitoringBinaries",
     "ensure_alert_notifications",
+    "follow_embedded_prefect_ui",
     "monitor_spec",
     "monitoring_health",
     "monitoring_specs",
@@ -236,3 +239,40 @@ def ensure_alert_notifications(report: Report) -> None:
     EmailNotification.register_type_and_schema()
     for change in ensure_notification_automations(MonitoringSettings.load_default().ui_url):
         report(f"notifications: {change}")
+
+
+_UI_RECORD = "prefect-ui-url"
+_LOOPBACK_ROOT = re.compile(rf"http://{re.escape(HOST)}:\d+")
+
+
+def follow_embedded_prefect_ui(home: SlipwayHome, ui_url: str) -> str | None:
+    """Keep the monitoring settings' ``ui_url`` on the embedded Prefect UI; a note if it moved.
+
+    Needs Prefect's API. Notification links are built from ``ui_url``, so a
+    Prefect started on another port (or behind a new public URL) would leave
+    them pointing at a dead UI. The block follows ``ui_url`` when it holds the
+    URL the embedded UI had at the previous start, recorded under
+    ``<home>/run`` at each start; in a home from before that record, when it
+    holds a loopback root URL, which only Slipway's default writes. Any other
+    value is the platform team's choice and is left as it is.
+    """
+    from blocks import DEFAULT_DOCUMENT
+    from blocks.monitoring import MonitoringSettings
+
+    record = home.run / _UI_RECORD
+    try:
+        previous: str | None = record.read_text().strip()
+    except FileNotFoundError:
+        previous = None
+    settings = MonitoringSettings.load_default()
+    stored, wanted = settings.ui_url, ui_url.rstrip("/")
+    ours = stored == previous or (previous is None and _LOOPBACK_ROOT.fullmatch(stored) is not None)
+    note = None
+    if stored != wanted and ours:
+        settings.model_copy(update={"ui_url": wanted}).save(DEFAULT_DOCUMENT, overwrite=True)
+        note = (
+            f"the monitoring settings' ui_url follows the Prefect UI from {stored} to {wanted} "
+            f"in the block slipway-monitoring-settings/{DEFAULT_DOCUMENT}"
+        )
+    write_private(record, wanted + "\n")
+    return note

@@ -22,6 +22,7 @@ from deployments.components import (
     check_port_free,
     registry_spec,
 )
+from deployments.monitoring import follow_embedded_prefect_ui
 from deployments.registry_auth import ensure_registry_login
 from deployments.startup import Timeline, read_registration
 from deployments.supervisor import Supervisor, UpOptions
@@ -96,6 +97,9 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
     written = blocks.ensure_default_documents(home, ports)
     for slug in written:
         report(f"wrote default block document {slug}/default")
+    ui_note = follow_embedded_prefect_ui(home, supervisor.options.public_url or server_url)
+    if ui_note is not None:
+        report(ui_note)
     if blocks.PlatformSettings.get_block_type_slug() in written:
         choose_base_image(home, ports)
     if blocks.GitServer.get_block_type_slug() in written:

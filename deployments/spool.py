@@ -34,16 +34,21 @@ class Redelivery:
     rejected: int
     """Deliveries the bridge refused (4xx); moved to ``rejected/`` for a person to look at."""
     kept: int
-    """Deliveries that still could not be handed over (5xx); left for the next pass."""
+    """Deliveries that still could not be handed over (5xx, unreadable, or an error in the
+    hand-over); left for the next pass."""
 
 
 async def drain(spool: Path, deliver: Deliver) -> Redelivery:
     """Hand over every spooled delivery, oldest first; stop at the first one the bridge cannot take.
 
     Oldest first keeps a branch's pushes in order; stopping at a 5xx keeps
-    a later push from overtaking an earlier one that must wait.
+    a later push from overtaking an earlier one that must wait. A delivery
+    whose hand-over raises (a bug, or a policy that cannot be read) is one
+    push's trouble, not the bridge's: it is logged with its id and kept for
+    the next pass, and the others go on. A file leaves the spool only when
+    the bridge took it or refused it (set aside in ``rejected/``).
     """
-    sent = rejected = 0
+    sent = rejected = failed = 0
     files = sorted(spool.glob("*.json"), key=_age) if spool.is_dir() else []
     for i, path in enumerate(files):
         try:
@@ -51,12 +56,24 @@ async def drain(spool: Path, deliver: Deliver) -> Redelivery:
             headers, body = dict(delivery["headers"]), str(delivery["body"]).encode()
         except FileNotFoundError:
             continue  # another pass took it
+        except OSError as e:
+            logger.error("spooled %s cannot be read now (%s); kept for the next pass", path.name, e)
+            failed += 1
+            continue
         except (ValueError, KeyError, TypeError) as e:
             logger.warning("spooled %s cannot be read (%s); set aside", path.name, e)
             _set_aside(spool, path)
             rejected += 1
             continue
-        status = await deliver(headers, body)
+        try:
+            status = await deliver(headers, body)
+        except Exception:
+            logger.exception(
+                "spooled push %s could not be handed to the bridge; kept for the next pass",
+                headers.get("X-GitHub-Delivery", path.stem),
+            )
+            failed += 1
+            continue
         if 200 <= status < 300:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -66,8 +83,8 @@ async def drain(spool: Path, deliver: Deliver) -> Redelivery:
             logger.warning("the bridge refused spooled %s (%d); set aside", path.name, status)
             rejected += 1
         else:
-            return Redelivery(sent, rejected, len(files) - i)
-    return Redelivery(sent, rejected, 0)
+            return Redelivery(sent, rejected, failed + len(files) - i)
+    return Redelivery(sent, rejected, failed)
 
 
 def _age(path: Path) -> tuple[float, str]:

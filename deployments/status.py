@@ -56,18 +56,30 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
         server = replace(server, detail=f"{server.detail}, on {kind} {state.database}")
     docs = f"http://{HOST}:{ports.docs}"
     local_registry = f"{HOST}:{ports.registry}"
-    probes: list[Callable[[], list[ComponentHealth]]] = [
-        lambda: [_deployments(home, state)] if state.role == "embedded" else _pool(home, state),
-        lambda: [http_health("docs", docs, f"{docs}/healthz")],
-        lambda: [bridge_health(f"http://{HOST}:{ports.bridge}")],
-        lambda: [_registry(state, local_registry)],
-        lambda: _monitoring(home, state),
-    ]
+    probes: dict[str, Callable[[], list[ComponentHealth]]] = {
+        "deployments": lambda: (
+            [_deployments(home, state)] if state.role == "embedded" else _pool(home, state)
+        ),
+        "docs": lambda: [http_health("docs", docs, f"{docs}/healthz")],
+        "bridge": lambda: [bridge_health(f"http://{HOST}:{ports.bridge}")],
+        "registry": lambda: [_registry(state, local_registry)],
+        "monitoring": lambda: _monitoring(home, state),
+    }
     if server.healthy:
-        probes.append(lambda: _configured_systems(local_registry))
+        probes["systems"] = lambda: _configured_systems(local_registry)
     # Side by side: `up` prints this table before its ready line.
     with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="status") as pool:
-        return [server, *(r for found in pool.map(lambda probe: probe(), probes) for r in found)]
+        found = pool.map(lambda named: _probe(*named), probes.items())
+        return [server, *(r for results in found for r in results)]
+
+
+def _probe(name: str, probe: Callable[[], list[ComponentHealth]]) -> list[ComponentHealth]:
+    """``probe``'s lines; one that failed is a line of its own, never the whole table lost."""
+    try:
+        return probe()
+    except Exception as e:
+        detail = f"could not be checked: {type(e).__name__}: {e}"
+        return [ComponentHealth(name, "-", False, detail)]
 
 
 def _registry(state: UpState, local_registry: str) -> ComponentHealth:

@@ -91,10 +91,22 @@ def check_base_image(target: DeployTarget, image: str) -> ComponentHealth:
         return ComponentHealth(
             "base-image", image, False, "not checked: no Docker engine answers", required=False
         )
+    from docker.errors import DockerException
+    from requests import RequestException
+
     try:
         if image_present(client, image):
             return ComponentHealth("base-image", image, True, "in the engine", required=False)
         local = image != LOCAL_BASE_IMAGE and image_present(client, LOCAL_BASE_IMAGE)
+    except (DockerException, RequestException) as e:  # a slow engine, or a name it refuses
+        return ComponentHealth(
+            "base-image",
+            image,
+            False,
+            f"not checked: the Docker engine at {target.docker_host} did not look it up ({e}). "
+            f"Fix: check the name with `{SETTINGS_COMMAND}`, or try again",
+            required=False,
+        )
     finally:
         client.close()
     fix = (

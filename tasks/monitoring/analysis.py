@@ -9,6 +9,10 @@ new version (its series carry the commit as ``sha``):
 2. Is its 5xx ratio over the service's threshold (once it has had requests)?
 3. Has its health probe failed ``analysis_probe_failures`` times in a row?
 
+Only what the watched container answered since its latest start counts: a
+newer release whose switch failed on the port answered there under this
+version's label, and its failures are not this version's.
+
 The first yes ends the analysis as failed, with the reason; the caller rolls
 back. A newer release that replaced the watched one ends it as *superseded*
 at the next look: it is no longer what serves, so it is neither judged nor
@@ -76,8 +80,23 @@ def _queries(service: str, environment: str, sha: str, window: str, since: float
         alerts=f"({started}) and on(alertname) {firing}",
         errors=f'sum(increase(http_requests_total{{{new}, status=~"5.."}}[{window}]))',
         requests=requests,
-        probe=f'min(probe_success{{{where}, sha="{sha[:12]}"}})',
+        # Its latest probe within the window: an older one may be another container's.
+        probe=f"min(last_over_time(probe_success{{{new}}}[{window}]))",
     )
+
+
+def _counted(settings: MonitoringSettings, began: float, served_since: float) -> tuple[str, float]:
+    """The range the next look counts, and since when alerts are its doing.
+
+    The scrape target is the port, labelled with the serving version: a
+    newer release whose switch failed there answered under this version's
+    label until it was given up and this container started again. So only
+    what was answered since this container's latest start counts, within the
+    rate window.
+    """
+    since = max(began, served_since)
+    rate = min(settings.rate_window_seconds, time.time() - served_since)
+    return duration(max(rate, 0.001)), since
 
 
 def analyse(
@@ -88,13 +107,17 @@ def analyse(
     environment: str,
     sha: str,
     replaced: Callable[[], str | None] = lambda: None,
+    served_since: Callable[[], float] = lambda: float("-inf"),
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
     """Watch the new version of ``service`` in ``environment`` for the analysis window.
 
     ``replaced`` is asked before every look: what replaced the watched
     version, or None while it still serves; an answer ends the analysis as
-    ``superseded``.
+    ``superseded``. ``served_since`` is too: when the watched container last
+    started (epoch seconds). A later start than at the previous look means
+    it was restarted (a newer release failed to switch on its port), and
+    only what it answered since counts.
     """
     window = settings.analysis_window_seconds
     if window <= 0:
@@ -106,14 +129,18 @@ def analyse(
             "watched; check `slipway status`",
         )
     ratio_limit, _ = settings.thresholds(service)
-    q = _queries(service, environment, sha, duration(settings.rate_window_seconds), time.time())
-    began = time.monotonic()
+    began, switched = time.monotonic(), time.time()
     looks = errors = probe_failures = 0
+    serving_since = float("-inf")
     while True:
         if (newer := replaced()) is not None:
             return Verdict("superseded", newer, looks, time.monotonic() - began)
         looks += 1
+        if (started := served_since()) != serving_since:
+            serving_since, probe_failures = started, 0  # restarted: earlier failures were not its
+        counted, since = _counted(settings, switched, serving_since)
         try:
+            q = _queries(service, environment, sha, counted, since)
             reason, probe_failed = _look(prometheus, q, ratio_limit)
             errors = 0
         except MonitoringError as e:

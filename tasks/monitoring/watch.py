@@ -55,12 +55,15 @@ def analyse_release(
     settings: MonitoringSettings,
     *,
     replaced: Callable[[], str | None] = lambda: None,
+    served_since: Callable[[], float] = lambda: float("-inf"),
 ) -> Verdict:
     """Watch ``release`` for the analysis window, until a newer release ``replaced`` it.
 
     Runs after the release handed its slot back (`tasks.release.slot`): a
     newer push may switch meanwhile, and the analysis then ends as
-    ``superseded`` at its next look.
+    ``superseded`` at its next look. ``served_since`` says when the watched
+    container last started: one restarted after a newer switch failed counts
+    only what it answered since (`tasks.monitoring.analysis.analyse`).
     """
     logger = get_run_logger()
     if settings.analysis_window_seconds <= 0:
@@ -80,6 +83,7 @@ def analyse_release(
         environment=release.environment,
         sha=release.sha,
         replaced=replaced,
+        served_since=served_since,
     )
     if verdict.outcome == "inconclusive":
         logger.warning("NOT WATCHED: %s. The release stays.", verdict.reason)

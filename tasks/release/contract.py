@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -40,6 +41,7 @@ __all__ = [
     "Release",
     "already_serving",
     "container_environment",
+    "container_started_at",
     "container_name",
     "health_url",
     "healthy",
@@ -225,6 +227,23 @@ def _same_run(
         and all(have.get(k) == v for k, v in wanted.items())
         and all(v == image_env.get(k) for k, v in have.items() if k not in wanted)
     )
+
+
+def container_started_at(client: docker.DockerClient, container_id: str) -> float:
+    """When the container last started (epoch seconds); -inf when that cannot be read.
+
+    A container restarted after a newer release failed to switch on its port
+    has a later start: its analysis counts only what it answered since.
+    """
+    from docker.errors import DockerException
+
+    try:
+        started = str(client.containers.get(container_id).attrs["State"]["StartedAt"])
+        # The engine gives nanoseconds; Python takes microseconds.
+        whole, _, fraction = started.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{whole}.{fraction[:6] or 0}+00:00").timestamp()
+    except (DockerException, KeyError, ValueError):
+        return float("-inf")
 
 
 def container_environment(release: Release, target: DeployTarget, port: int) -> dict[str, str]:

@@ -38,7 +38,13 @@ from tasks.monitoring.analysis import Verdict
 from tasks.monitoring.watch import analyse_release, follow_release
 from tasks.release.authority import carried_approval, rollback_choice
 from tasks.release.blue_green import Deployed, deploy_release
-from tasks.release.contract import LiveContainer, Release, already_serving, live_container
+from tasks.release.contract import (
+    LiveContainer,
+    Release,
+    already_serving,
+    container_started_at,
+    live_container,
+)
 from tasks.release.history import (
     Attempt,
     DeploymentRecord,
@@ -113,18 +119,23 @@ def roll_out(
         on_switch()
     mine = live_container(stage.client, release.service, release.environment)
     replaced = functools.partial(replaced_by, stage, mine.id if mine else "")
+    served_since = functools.partial(container_started_at, stage.client, mine.id if mine else "")
     settings = follow_release(release)
     slot.hand_back()
-    return _conclude(stage, attempt, slot, replaced, settings, deployed)
+    return _conclude(
+        stage, attempt, slot, settings, deployed, replaced=replaced, served_since=served_since
+    )
 
 
 def _conclude(
     stage: Stage,
     attempt: Attempt,
     slot: ReleaseSlot,
-    replaced: Callable[[], str | None],
     settings: MonitoringSettings,
     deployed: Deployed,
+    *,
+    replaced: Callable[[], str | None],
+    served_since: Callable[[], float],
 ) -> DeploymentRecord:
     """Watch the switched release without the slot, then record its outcome holding it again.
 
@@ -137,7 +148,9 @@ def _conclude(
     while True:
         verdict = Verdict("skipped", "a rollback is not analysed")
         if attempt.action != "rollback":
-            verdict = analyse_release(stage.client, release, settings, replaced=replaced)
+            verdict = analyse_release(
+                stage.client, release, settings, replaced=replaced, served_since=served_since
+            )
         if verdict.failed:
             return roll_back_failed_analysis(stage, attempt, verdict.reason, slot, replaced)
         with slot.retaken():

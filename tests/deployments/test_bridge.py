@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 
 from blocks import GitServer
 from deployments.bridge import MAX_BODY_BYTES
+from deployments.bridge_intake import BridgeConfig, Intake
 from deployments.bridge_services import Catalogued
 from deployments.post_receive import spool_delivery
 from deployments.webhooks import Provider, parse_push, push_event
@@ -269,7 +271,6 @@ def test_a_spooled_push_waits_while_the_catalog_cannot_be_read_and_is_queued_aft
     """
     import asyncio
 
-    from deployments.bridge_intake import BridgeConfig, Intake
     from deployments.intake import IntakeQueue
     from deployments.spool import Redelivery, drain
 
@@ -280,15 +281,7 @@ def test_a_spooled_push_waits_while_the_catalog_cannot_be_read_and_is_queued_aft
     body = push_body("spooled", "b" * 40)
     spool = tmp_path / "spool"
     spool_delivery(spool, "http://old", signed("s3cret", body), body)
-    intake = Intake(
-        BridgeConfig(
-            api_url="http://127.0.0.1:9/api",
-            api_auth=None,
-            secret=SecretStr("s3cret"),
-            queue_url=f"sqlite+aiosqlite:///{tmp_path / 'deliveries.db'}",
-            is_service=Catalogued(server),
-        )
-    )
+    intake = spool_intake(tmp_path, is_service=Catalogued(server))
     config = Path(catalog.url) / "config"
     whole = config.read_text()
 
@@ -310,3 +303,74 @@ def test_a_spooled_push_waits_while_the_catalog_cannot_be_read_and_is_queued_aft
     assert (during.sent, during.kept) == (0, 1)
     assert (after.sent, after.kept, queued) == (1, 0, 1)
     assert list(spool.glob("*.json")) == []
+
+
+def test_a_spooled_push_whose_hand_over_fails_is_kept_and_the_others_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One push's error (here: its branch's preview policy cannot be read) ended the drain.
+
+    It ended it for the bridge's lifetime, so every push spooled after waited
+    for a restart. Now that push is logged with its id and kept, the others are
+    queued, and it is queued on a later pass once its hand-over works.
+    """
+    import asyncio
+    import logging
+    import os
+
+    from slipway.errors import ComponentError
+
+    spool, broken = tmp_path / "spool", [True]
+    feature = push_body("spooled", "c" * 40, ref="refs/heads/feature/x")
+    first = spool_delivery(spool, "http://old", signed("s3cret", feature), feature)
+    os.utime(first, (time.time() - 60, time.time() - 60))  # the oldest: drained first
+    main = push_body("spooled", "d" * 40)
+    second = spool_delivery(spool, "http://old", signed("s3cret", main), main)
+
+    def preview_branch(branch: str) -> bool:
+        if broken[0]:
+            raise ComponentError("the platform settings cannot be read")
+        return True
+
+    intake = spool_intake(
+        tmp_path,
+        is_service=lambda name: True,
+        preview_branch=preview_branch,
+        spool=spool,
+        spool_every=0.05,
+        ready=lambda: False,  # no forwarding: the queue keeps what the drain queued
+    )
+
+    async def queued(count: int) -> None:
+        assert intake.queue is not None
+        for _ in range(200):
+            if (await intake.queue.stats(time.time())).queued == count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{count} push(es) never queued; spool: {list(spool.glob('*'))}")
+
+    async def drain_while_broken_then_fixed() -> None:
+        async with intake.running():
+            await queued(1)
+            assert first.exists() and not second.exists()
+            broken[0] = False
+            await queued(2)
+            assert not first.exists()
+
+    with caplog.at_level(logging.ERROR, logger="deployments.spool"):
+        asyncio.run(drain_while_broken_then_fixed())
+    assert any(first.stem in r.getMessage() for r in caplog.records)
+    assert not (spool / "rejected").exists()
+
+
+def spool_intake(tmp_path: Path, **options: Any) -> Intake:
+    """An intake whose queue lives under ``tmp_path``, with Prefect out of reach."""
+    return Intake(
+        BridgeConfig(
+            api_url="http://127.0.0.1:9/api",
+            api_auth=None,
+            secret=SecretStr("s3cret"),
+            queue_url=f"sqlite+aiosqlite:///{tmp_path / 'deliveries.db'}",
+            **options,
+        )
+    )

@@ -172,6 +172,7 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
     sha, pushed = commit_and_push(repository, tmp_path / "work", "README.md")
     assert pushed.returncode == 0 and "for redelivery" in pushed.stderr
     assert registry_block(first) == [f"127.0.0.1:{first.ports['registry']}", "slipway"]
+    assert monitoring_ui_url(first) == f"http://127.0.0.1:{first.ports['prefect']}"
     first.down()
 
     assert "block types registered" in (first.home / "logs" / "startup.log").read_text()
@@ -184,6 +185,8 @@ def test_second_up_keeps_flow_runs_and_block_settings_and_redelivers_spooled_pus
     assert hook_settings["url"].endswith(f":{second.ports['bridge']}/hooks/github")
     assert events_for(second, "spooled", sha)
     assert list((first.home / "spool").glob("*.json")) == []
+    # Prefect has another port too: notification links follow it.
+    assert monitoring_ui_url(second) == f"http://127.0.0.1:{second.ports['prefect']}"
     # The second up's registry has another port: the block follows it, with its login.
     if HAS_REGISTRY:
         assert registry_block(second) == [f"127.0.0.1:{second.ports['registry']}", "slipway"]
@@ -206,6 +209,17 @@ def registry_block(up) -> list[str]:
     read = (
         "from blocks import ContainerRegistry as R; r = R.load('default'); print(r.url, r.username)"
     )
+    return block_fields(up, read)
+
+
+def monitoring_ui_url(up) -> str:
+    """The monitoring settings' ``ui_url``, which notification links are built from."""
+    read = "from blocks.monitoring import MonitoringSettings as M; print(M.load('default').ui_url)"
+    return block_fields(up, read)[0]
+
+
+def block_fields(up, read: str) -> list[str]:
+    """What the Python ``read`` prints, run with the platform's client settings."""
     done = subprocess.run(
         [sys.executable, "-c", read],
         env=up.client_env(),
@@ -252,12 +266,27 @@ def test_missing_registry_binary_is_named_and_up_still_starts(make_up, tmp_path)
     assert "apt-get install docker-registry" in text
     assert "apt-get install prometheus prometheus-alertmanager" in text
     status = up.cli("status")
-    registry = next(line for line in status.stdout.splitlines() if "  registry " in line)
-    assert "docker-registry" in registry and "UNHEALTHY" in registry
-    prometheus = next(line for line in status.stdout.splitlines() if "  prometheus " in line)
-    assert "apt-get install prometheus" in prometheus and "UNHEALTHY" in prometheus
-    monitor = next(line for line in status.stdout.splitlines() if "  monitor " in line)
-    assert "healthy" in monitor.split(), monitor
+    lines: dict[str, str] = {}  # each component's first line
+    for line in status.stdout.splitlines():
+        if line.startswith("  "):
+            lines.setdefault(line.split()[0], line)
+    assert {"registry", "prometheus", "monitor"} <= set(lines), status.stdout + status.stderr
+    assert "docker-registry" in lines["registry"] and "UNHEALTHY" in lines["registry"]
+    assert "apt-get install prometheus" in lines["prometheus"]
+    assert "UNHEALTHY" in lines["prometheus"]
+    assert "healthy" in lines["monitor"].split(), lines["monitor"]
+
+    # A part that cannot be checked is a line of its own; the table is not lost.
+    # (The engine refuses this name, as a loaded one times out: both once ended `status`.)
+    up.python(
+        "from blocks import PlatformSettings as P; s = P.load('default'); "
+        "s.base_image = 'Local/Python-Base:bookworm'; s.save('default', overwrite=True)"
+    )
+    status = up.cli("status")
+    table = status.stdout.splitlines()
+    assert any(line.startswith("  registry ") for line in table), status.stdout + status.stderr
+    base = next(line for line in table if line.startswith("  base-image "))
+    assert "not checked" in base and "unavailable" in base, base
     up.down()
 
 

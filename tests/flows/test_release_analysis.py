@@ -279,9 +279,10 @@ RESTORED = FAST.model_copy(update={"analysis_window_seconds": 40, "analysis_prob
 
 
 def unhealthy_on(delivery: Delivery, marker: str, port: int) -> str:
-    """A commit healthy on any port but ``port``, where its /healthz reports another version.
+    """A commit healthy on any port but ``port``: there /healthz reports another version, / a 500.
 
-    Not a 5xx: Prometheus would count it against the version it takes that port for.
+    Prometheus counts what it answers on ``port`` under the label of the version
+    that serves there: those 5xx must not fail that version's analysis.
     """
     from blocks import GitServer
     from tasks.git import publish_directory
@@ -296,8 +297,14 @@ def unhealthy_on(delivery: Delivery, marker: str, port: int) -> str:
         f'        if route == "/healthz" and os.environ.get("PORT") == "{port}":\n'
         '            self._send(200, {"status": "ok", "version": "0" * 40})\n'
         '        elif route == "/healthz":',
+    ).replace(
+        '        elif route == "/":',
+        f'        elif route == "/" and os.environ.get("PORT") == "{port}":\n'
+        '            self._send(500, {"error": "fails on the real port"})\n'
+        '        elif route == "/":',
+        1,
     )
-    assert patched != code, "the template's server.py changed; update this test"
+    assert patched.count(f'os.environ.get("PORT") == "{port}"') == 2, "update this test"
     server.write_text(patched)
     return publish_directory(GitServer.load_default(), delivery.service, tree, message=marker)
 
@@ -314,7 +321,7 @@ def test_a_newer_switch_that_fails_on_the_real_port_leaves_the_analysis_going(
     wait_for(lambda: served(delivery) == current, timeout=120, what="the version switched")
     with deploy_slot(delivery.service, "dev"):  # a newer release switching, and failing
         stage = open_stage(delivery.service, "dev")
-        with pytest.raises(DeployError, match="was restarted"):
+        with traffic(delivery.url("dev", "")), pytest.raises(DeployError, match="was restarted"):
             deploy_release(
                 stage.client,
                 stage.release(failing_switch, staged.image),  # type: ignore[union-attr]

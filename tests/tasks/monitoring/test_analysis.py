@@ -75,26 +75,38 @@ class Traffic:
         self._thread.join(timeout=5)
 
 
-def serve(stack: Stack, root: Path, *, broken: bool) -> Iterator[tuple[str, int]]:
-    port, service = free_port(), f"svc-{uuid.uuid4().hex[:6]}"
+def start(code: Path, port: int, sha: str = SHA) -> subprocess.Popen[bytes]:
+    """The service in ``code`` as a process on ``port``, once it answers /healthz."""
     process = subprocess.Popen(
         [sys.executable, "-m", "app.server"],
-        cwd=rendered_service(root, broken=broken),
-        env={"PORT": str(port), "GIT_SHA": SHA, "PATH": ""},
+        cwd=code,
+        env={"PORT": str(port), "GIT_SHA": sha, "PATH": ""},
         stderr=subprocess.DEVNULL,
     )
+    health = f"http://127.0.0.1:{port}/healthz"
+    wait_for(lambda: _answers(health), timeout=20, what="the service")
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def serve(
+    stack: Stack, root: Path, *, broken: bool
+) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
+    port, service = free_port(), f"svc-{uuid.uuid4().hex[:6]}"
+    process = start(rendered_service(root, broken=broken), port)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(f"{base}/healthz"), timeout=20, what="the service")
         target = ServiceTarget(service, "dev", SHA, "x", f"127.0.0.1:{port}")
         write_targets(stack.layout, [target])
         wait_for(
             lambda: stack.query(f'up{{service="{service}"}} == 1'), timeout=20, what="a scrape"
         )
-        yield service, port
+        yield service, port, process
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
         write_targets(stack.layout, [])
 
 
@@ -108,7 +120,7 @@ def _answers(url: str) -> bool:
 def test_a_version_that_answers_500_fails_its_analysis_with_the_reason(
     stack: Stack, tmp_path: Path
 ) -> None:
-    for service, port in serve(stack, tmp_path / "svc", broken=True):
+    for service, port, _ in serve(stack, tmp_path / "svc", broken=True):
         with Traffic(f"http://127.0.0.1:{port}/"):
             began = time.monotonic()
             verdict = analyse(
@@ -126,7 +138,7 @@ def test_a_version_that_answers_500_fails_its_analysis_with_the_reason(
 
 
 def test_a_healthy_version_passes_after_the_whole_window(stack: Stack, tmp_path: Path) -> None:
-    for service, port in serve(stack, tmp_path / "svc", broken=False):
+    for service, port, _ in serve(stack, tmp_path / "svc", broken=False):
         with Traffic(f"http://127.0.0.1:{port}/"):
             verdict = analyse(
                 Prometheus(stack.layout.prometheus_url, stack.layout.basic_auth()),
@@ -138,6 +150,79 @@ def test_a_healthy_version_passes_after_the_whole_window(stack: Stack, tmp_path:
         assert verdict.outcome == "passed", verdict
         assert verdict.seconds >= FAST.analysis_window_seconds
         assert verdict.looks >= FAST.analysis_window_seconds / FAST.analysis_interval_seconds
+
+
+def test_a_newer_version_that_failed_to_switch_does_not_fail_the_serving_ones_analysis(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """What answered on the port while a newer release's switch failed there is not the
+    serving version's doing.
+
+    The scrape target names the port, with the serving version's commit as a
+    label: a newer container started there counts under that label until the
+    targets are rewritten. Its 5xx failed the older version's analysis, which
+    then rolled back a healthy release. The analysis now counts only what was
+    answered since the watched container last started.
+    """
+    prometheus = Prometheus(stack.layout.prometheus_url, stack.layout.basic_auth())
+    for service, port, serving in serve(stack, tmp_path / "svc", broken=False):
+        switch = FailedSwitch(stack, tmp_path, service, port, serving)
+        try:
+            with Traffic(f"http://127.0.0.1:{port}/"):
+                verdict = analyse(
+                    prometheus,
+                    FAST,
+                    service=service,
+                    environment="dev",
+                    sha=SHA,
+                    served_since=switch.served_since,
+                    sleep=switch.sleep,
+                )
+        finally:
+            switch.stop()
+        assert switch.restarted is not None, "the newer version never answered"
+        assert verdict.outcome == "passed", verdict
+
+
+class FailedSwitch:
+    """At the analysis' first pause, a newer release's switch fails on the watched port.
+
+    As `tasks.release.blue_green._switch`: the serving process stops, the newer
+    one (answering 500) serves on the port until Prometheus has counted its
+    5xx under the serving version's label, then it is given up and the
+    serving version starts again.
+    """
+
+    def __init__(
+        self, stack: Stack, root: Path, service: str, port: int, serving: subprocess.Popen[bytes]
+    ) -> None:
+        self.stack, self.service, self.port, self.serving = stack, service, port, serving
+        self.newer = rendered_service(root / "newer", broken=True)
+        self.again = rendered_service(root / "again", broken=False)
+        self.restarted: tuple[float, subprocess.Popen[bytes]] | None = None
+
+    def served_since(self) -> float:
+        return float("-inf") if self.restarted is None else self.restarted[0]
+
+    def sleep(self, seconds: float) -> None:
+        if self.restarted is not None:
+            time.sleep(seconds)
+            return
+        stop(self.serving)
+        failing = start(self.newer, self.port, sha="b" * 40)
+        counted = (
+            f'increase(http_requests_total{{service="{self.service}", sha="{SHA[:12]}", '
+            'status="500"}[1m]) > 0'
+        )
+        with Traffic(f"http://127.0.0.1:{self.port}/"):
+            wait_for(lambda: self.stack.query(counted), timeout=20, what="5xx under our label")
+        stop(failing)
+        at = time.time()
+        self.restarted = (at, start(self.again, self.port))
+
+    def stop(self) -> None:
+        if self.restarted is not None:
+            stop(self.restarted[1])
 
 
 def test_without_prometheus_the_analysis_is_inconclusive_and_says_so() -> None:
