@@ -21,6 +21,9 @@ client_tls        every API client loads the CA bundle again    PrefectHQ/prefec
                   (23 ms of CPU each)
 block_schemas     saving a block builds its JSON schema once    PrefectHQ/prefect#17907
                   per field (2 s of a new home's start)
+settings_memo     every Settings() reads the environment and    PrefectHQ/prefect#21944
+                  settings files again: twice at each run's
+                  start (60-200 ms on a busy host)
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -53,6 +56,7 @@ from slipway.prefect_patches import (
     heartbeats,
     run_idempotency,
     server_app,
+    settings_memo,
     sqlite_writes,
     warm_runs,
 )
@@ -76,6 +80,8 @@ ALL_PATCHES: tuple[Patch, ...] = (
     client_tls.PATCH,
     client_tls.SYNC_PATCH,
     block_schemas.PATCH,
+    settings_memo.PATCH,
+    settings_memo.PROFILE_PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 
@@ -91,7 +97,11 @@ def apply_server_patches() -> dict[str, bool]:
 
 def apply_flow_run_patches() -> dict[str, bool]:
     """Apply the patches of a process that runs flow runs; returns which are in place."""
-    return {"heartbeats": heartbeats.apply()}
+    return {
+        "heartbeats": heartbeats.apply(),
+        "client-tls": client_tls.apply(),
+        "settings-memo": settings_memo.apply(),
+    }
 
 
 def apply_client_patches() -> dict[str, bool]:
