@@ -112,7 +112,10 @@ def _key(values: dict[str, Any]) -> _Key | None:
             if name.lower().startswith("prefect_") and not name.lower().startswith("prefect__")
         )
     )
-    profiles = _get_profiles_path()
+    try:
+        profiles = _get_profiles_path()
+    except Exception:  # a file that does not parse: Prefect's own build says so
+        return None
     return (
         given,
         environment,

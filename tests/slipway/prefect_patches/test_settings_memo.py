@@ -157,3 +157,12 @@ def test_primed_settings_are_what_a_run_started_by_prefect_asks_for(reads, monke
 
     assert not built_anew(reads, Settings)
     assert not built_anew(reads, lambda: SettingsContext(**context.serialize()))
+
+
+def test_a_settings_file_that_does_not_parse_fails_as_without_the_patch(reads, tmp_path):
+    from pydantic_settings import SettingsError
+
+    assert settings_memo.apply()
+    (tmp_path / "prefect.toml").write_text("[logging\n")
+    with pytest.raises(SettingsError, match="invalid TOML"):
+        Settings()
