@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from deployments.startup import RegistrationProgress, wait_for_gate
     from slipway.errors import SlipwayError
+    from slipway.prefect_patches import apply_runner_patches
     from slipway.prefect_patches.forkserver import use_forkserver
 
     progress = RegistrationProgress.of_child()
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         os.chdir(project_dir)  # entrypoints are relative to the project
         served = _served(project_dir)
         modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
+        apply_runner_patches()
         if use_forkserver(modules):
             print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
         asyncio.run(_register_and_serve(served, project_dir, progress))

@@ -21,8 +21,11 @@ one's release analysis, which then stops as superseded (`roll_out`).
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from typing import ParamSpec, TypeVar, cast
 
 from prefect import flow, get_run_logger
@@ -33,12 +36,13 @@ from slipway.errors import InvalidRequest, Superseded
 from slipway.home import SlipwayHome
 from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
 from tasks.actors import run_creator
-from tasks.git import checkout
+from tasks.git import Checkout, checkout
 from tasks.images import build_image, push_image, removed_unless_pushed
 from tasks.release import (
     BUILD_FLOW,
     Attempt,
     DeploymentRecord,
+    ReleaseSlot,
     Stage,
     deploy_slot,
     give_way_to_newer_push,
@@ -130,10 +134,7 @@ def _deliver(
     # the engine and the registry's login are reached in the background (Stage.client).
     stage = open_stage(service, environment)
     approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
-    with (
-        deploy_slot(service, environment, give_way=True) as slot,
-        checkout(stage.git, service, commit) as work,
-    ):
+    with _slot_and_checkout(stage, service, environment, commit) as (slot, work):
         built = build_image(
             stage.client,
             work.path,
@@ -165,6 +166,27 @@ def _deliver(
             release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
         )
         return roll_out(stage, attempt, slot, on_switch=on_switch)
+
+
+@contextmanager
+def _slot_and_checkout(
+    stage: Stage, service: ServiceName, environment: EnvironmentName, commit: GitSha
+) -> Iterator[tuple[ReleaseSlot, Checkout]]:
+    """The release slot held and ``commit`` checked out, the clone made while the slot is sought.
+
+    The build waits for both. Either failing undoes the other: the clone is
+    removed, the slot handed back (the clone first, as it was made inside it).
+    """
+    cloning = checkout(stage.git, service, commit)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkout") as pool:
+        work = pool.submit(contextvars.copy_context().run, cloning.__enter__)
+        with ExitStack() as held:
+            try:
+                slot = held.enter_context(deploy_slot(service, environment, give_way=True))
+            finally:
+                if work.exception() is None:  # waits for the clone
+                    held.push(cloning)
+            yield slot, work.result()
 
 
 @flow(name="promote")

@@ -21,6 +21,11 @@ client_tls        every API client loads the CA bundle again    PrefectHQ/prefec
                   (23 ms of CPU each)
 block_schemas     saving a block builds its JSON schema once    PrefectHQ/prefect#17907
                   per field (2 s of a new home's start)
+settings_memo     every Settings() reads the environment and    PrefectHQ/prefect#21944
+                  settings files again: twice at each run's
+                  start (60-200 ms on a busy host)
+settings_         the runner serializes its settings twice      PrefectHQ/prefect#21944
+serialized        for every run it starts (0.1 s of CPU)
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -29,8 +34,9 @@ at its entry point:
 - Prefect's server (`deployments.prefect_server`): `apply_server_patches`;
 - `slipway up` itself (`deployments.roles`), and the children it forks:
   `apply_client_patches`;
-- the embedded runner (`deployments.serve`): `forkserver.use_forkserver`,
-  whose forkserver preloads `flow_run_process` (the flow-run patches);
+- the embedded runner (`deployments.serve`): `apply_runner_patches` and
+  `forkserver.use_forkserver`, whose forkserver preloads `flow_run_process`
+  (the flow-run patches);
 - a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``,
   which hands the run to the host's run starter (`warm_runs`, started by
   `slipway up --role worker`), a process that preloaded `flow_run_process`.
@@ -53,6 +59,8 @@ from slipway.prefect_patches import (
     heartbeats,
     run_idempotency,
     server_app,
+    settings_memo,
+    settings_serialized,
     sqlite_writes,
     warm_runs,
 )
@@ -63,6 +71,7 @@ __all__ = [
     "Patch",
     "apply_client_patches",
     "apply_flow_run_patches",
+    "apply_runner_patches",
     "apply_server_patches",
 ]
 
@@ -76,6 +85,10 @@ ALL_PATCHES: tuple[Patch, ...] = (
     client_tls.PATCH,
     client_tls.SYNC_PATCH,
     block_schemas.PATCH,
+    settings_memo.PATCH,
+    settings_memo.PROFILE_PATCH,
+    settings_serialized.PATCH,
+    settings_serialized.CONTEXT_PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 
@@ -91,7 +104,16 @@ def apply_server_patches() -> dict[str, bool]:
 
 def apply_flow_run_patches() -> dict[str, bool]:
     """Apply the patches of a process that runs flow runs; returns which are in place."""
-    return {"heartbeats": heartbeats.apply()}
+    return {
+        "heartbeats": heartbeats.apply(),
+        "client-tls": client_tls.apply(),
+        "settings-memo": settings_memo.apply(),
+    }
+
+
+def apply_runner_patches() -> dict[str, bool]:
+    """Apply the patches of the process that serves deployments; returns which are in place."""
+    return {"settings-serialized": settings_serialized.apply()}
 
 
 def apply_client_patches() -> dict[str, bool]:

@@ -17,8 +17,9 @@ import importlib
 import inspect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Patch", "prefect_source"]
+__all__ = ["Patch", "file_stamp", "prefect_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,18 @@ def prefect_source(module: str, qualname: str) -> str:
     if segment is None:
         raise LookupError(f"{module} has no source for {qualname}")
     return segment
+
+
+def file_stamp(path: str | Path) -> tuple[int, int, int, int] | None:
+    """What tells a file rewritten or replaced: its inode, size and change times; None if absent.
+
+    For a patch that keeps what it read from a file until the file changes.
+    """
+    try:
+        found = Path(path).stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
 
 
 def _is_main_block(node: ast.stmt) -> bool:

@@ -20,7 +20,11 @@ connections anyway. Clients that share one therefore always set the same
 protocols, and a client with its own ``cert`` (which httpx loads into the
 context) or ``verify`` never shares. The unverified context of
 ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY`` stays Prefect's, one per client.
-A CA file replaced on disk is read again by a new process.
+A CA file replaced on disk (another inode, size or modification time) is
+read again.
+
+`prime` builds the default context ahead, in a warm parent that forks flow
+runs, so the runs start with it.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from slipway.prefect_patches.base import Patch
+from slipway.prefect_patches.base import Patch, file_stamp
 
-__all__ = ["PATCH", "SYNC_PATCH", "apply"]
+__all__ = ["PATCH", "SYNC_PATCH", "apply", "prime"]
 
 _UPSTREAM = "https://github.com/PrefectHQ/prefect/pull/19106"
 PATCH = Patch(
@@ -60,7 +64,7 @@ class _SharedContexts:
     """One verified context per CA file and HTTP/2 setting."""
 
     def __init__(self) -> None:
-        self._contexts: dict[tuple[str, bool], ssl.SSLContext] = {}
+        self._contexts: dict[tuple[str, object, bool], ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
     def verify(self, httpx_settings: dict[str, Any]) -> ssl.SSLContext | None:
@@ -77,11 +81,15 @@ class _SharedContexts:
         import certifi
 
         cafile = PREFECT_API_SSL_CERT_FILE.value() or certifi.where()  # as Prefect chooses it
-        key = (cafile, bool(httpx_settings.get("http2", PREFECT_API_ENABLE_HTTP2.value())))
+        http2 = bool(httpx_settings.get("http2", PREFECT_API_ENABLE_HTTP2.value()))
+        key = (cafile, file_stamp(cafile), http2)  # a missing file: ssl says so, as upstream
         with self._lock:
             if key not in self._contexts:
                 self._contexts[key] = ssl.create_default_context(cafile=cafile)
             return self._contexts[key]
+
+
+_CONTEXTS = _SharedContexts()
 
 
 def _sharing(init: Callable[..., None], contexts: _SharedContexts) -> Callable[..., None]:
@@ -111,7 +119,14 @@ def apply() -> bool:
         return True
     if not (PATCH.applicable() and SYNC_PATCH.applicable()):
         return False
-    contexts = _SharedContexts()
+    global _CONTEXTS
+    _CONTEXTS = _SharedContexts()
     for client in classes:
-        setattr(client, "__init__", _sharing(client.__init__, contexts))  # noqa: B010
+        setattr(client, "__init__", _sharing(client.__init__, _CONTEXTS))  # noqa: B010
     return True
+
+
+def prime() -> None:
+    """Build the context a client with Prefect's default settings shares, ahead of the first."""
+    if apply():
+        _CONTEXTS.verify({})

@@ -3,7 +3,9 @@
 Importing is the explicit act here, because Python's forkserver can only
 import its preload modules: `forkserver` names this module first, so every
 served run forks from a process that has the patches; so does a worker
-host's run starter (`warm_runs`).
+host's run starter (`warm_runs`). Imported so, it also builds ahead what
+every run builds first (its settings, its API clients' TLS context), so the
+forks start with them.
 
 A pool worker's flow run starts with
 ``python -m slipway.prefect_patches.flow_run_process``: it hands the run to
@@ -23,9 +25,13 @@ if __name__ == "__main__":
 
     hand_over()  # exits with the run when a warm starter takes it
 
-from slipway.prefect_patches import apply_flow_run_patches
+from slipway.prefect_patches import apply_flow_run_patches, client_tls, settings_memo
 
 apply_flow_run_patches()
+
+if __name__ != "__main__":  # a warm parent of runs: each fork starts with these built
+    settings_memo.prime()
+    client_tls.prime()
 
 if __name__ == "__main__":
     runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)

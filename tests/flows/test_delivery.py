@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import uuid
@@ -277,6 +278,8 @@ def test_two_quick_pushes_end_with_only_the_newer_deployed(delivery: Delivery) -
     assert "superseded by the newer run" in str(cancelled.message)
     assert second.join().is_completed()
     assert served_version(delivery) == newer
+    # The older run cloned while it waited for the slot: it left no checkout behind.
+    assert not list(Path(tempfile.gettempdir()).glob(f"slipway-{delivery.service}-*"))
     assert older not in {r.sha for r in deployment_history(delivery.service, "dev")}
 
 

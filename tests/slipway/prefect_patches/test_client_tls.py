@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,30 @@ def test_the_insecure_context_is_still_built_for_each_client(built):
         SyncPrefectClient(API)
 
     assert built == [{}, {}]  # Prefect turns verification off on each: never a shared one
+
+
+def test_a_primed_context_is_the_one_the_first_client_shares(built):
+    """What a warm parent of flow runs does, so that its forks build none."""
+    client_tls.prime()
+    assert len(built) == 1
+    clients = [PrefectClient(API), SyncPrefectClient(API)]
+
+    assert len(built) == 1
+    assert context_of(clients[0]) is context_of(clients[1])
+
+
+def test_a_replaced_ca_file_is_read_again(built, tmp_path):
+    import certifi
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    with temporary_settings({PREFECT_API_SSL_CERT_FILE: str(bundle)}):
+        assert client_tls.apply()
+        first = PrefectClient(API)
+        assert context_of(PrefectClient(API)) is context_of(first)
+        bundle.write_bytes(bundle.read_bytes() + b"\n")
+        replaced = PrefectClient(API)
+
+    assert [call.get("cafile") for call in built] == [str(bundle), str(bundle)]
+    assert context_of(replaced) is not context_of(first)
