@@ -191,7 +191,8 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
     if not embedded:
         _platform_code(options)
     close_gate(home)
-    _registering(supervisor)
+    # First: every second before it is a second the server answers later. Reading
+    # prefect.yaml imports Prefect (its trigger types), 1.5 s that now overlap its start.
     supervisor.start(server)
     if registry is None:
         report(
@@ -201,6 +202,8 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> None:
     python = [s for s in monitoring if s.argv[0] == sys.executable]
     if embedded:  # cold: it imports the project's flows, which may be another checkout's
         supervisor.start(serve_spec(options.project_dir))
+    _registering(supervisor)
+    timeline.mark("read prefect.yaml")
     _start_python_children(supervisor, timeline, [docs, bridge, *python])
 
     configure_blocks(supervisor, server.url, timeline)

@@ -144,12 +144,19 @@ class RegistrationProgress:
         return cls(SlipwayHome.from_env(), marker) if marker else None
 
     def begin(self, total: int) -> None:
-        """``total`` deployments are about to be registered; an earlier failure is kept."""
+        """``total`` deployments are about to be registered; an earlier failure is kept.
+
+        Registering counts from the record `up` began, when there is one: the
+        runner begins only once the gate opens, seconds after `up` did.
+        """
         previous = read_registration(self.home, self.current.marker)
         last = previous.last_error if previous is not None else None
+        started = datetime.now(UTC)
         if previous is not None and previous.state == "failed":
             last = f"{previous.error} Fix: {previous.hint}"
-        self._write(total=total, started_at=datetime.now(UTC), last_error=last)
+        elif previous is not None and previous.state == "registering":
+            started = previous.started_at
+        self._write(total=total, started_at=started, last_error=last)
 
     def advance(self) -> None:
         """One more deployment is registered."""
