@@ -7,6 +7,7 @@ teams then edit them under Blocks in the Prefect UI.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -26,8 +27,9 @@ from slipway.home import Ports, SlipwayHome
 
 __all__ = [
     "ALL_BLOCKS",
-    "DEFAULT_DOCUMENT",
     "BLOCK_TYPES_VARIABLE",
+    "DEFAULT_DOCUMENT",
+    "NESTED_BLOCKS",
     "ArtifactStore",
     "ContainerRegistry",
     "Defaults",
@@ -81,10 +83,28 @@ def register_block_types() -> bool:
     wanted = block_types_digest()
     if Variable.get(BLOCK_TYPES_VARIABLE) == wanted:
         return False
-    for block_type in ALL_BLOCKS:
-        block_type.register_type_and_schema()
+    asyncio.run(_register_side_by_side())
     Variable.set(BLOCK_TYPES_VARIABLE, wanted, overwrite=True)
     return True
+
+
+NESTED_BLOCKS: tuple[type[SlipwayBlock], ...] = (S3Connection,)
+"""The block types that others hold as fields: registered before those, which refer to them."""
+
+
+async def _register_side_by_side() -> None:
+    """The nested types, then every other at once.
+
+    One after another, a new home's `up` waited on some 30 round trips to a
+    server that had just started.
+    """
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for nested in NESTED_BLOCKS:
+            await nested.aregister_type_and_schema(client=client)
+        others = [t for t in ALL_BLOCKS if t not in NESTED_BLOCKS]
+        await asyncio.gather(*(t.aregister_type_and_schema(client=client) for t in others))
 
 
 @functools.cache
@@ -118,10 +138,17 @@ def ensure_default_documents(home: SlipwayHome, ports: Ports) -> list[str]:
     # S3Connection is nested inside stores; it has no default document of its own.
     kinds = [kind for kind in ALL_BLOCKS if kind is not S3Connection]
     present = default_documents(kinds)
-    written: list[str] = []
-    for block_type in kinds:
-        if block_type.get_block_type_slug() not in present:
-            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT)
-            written.append(block_type.get_block_type_slug())
-            logger.info("wrote default block document %s/%s", written[-1], DEFAULT_DOCUMENT)
+    missing = [kind for kind in kinds if kind.get_block_type_slug() not in present]
+    if missing:  # side by side, as `_register_side_by_side`; each save registers its type first
+        asyncio.run(_save_defaults([kind.local_default(home, ports) for kind in missing]))
+    written = [kind.get_block_type_slug() for kind in missing]
+    for slug in written:
+        logger.info("wrote default block document %s/%s", slug, DEFAULT_DOCUMENT)
     return written
+
+
+async def _save_defaults(documents: list[SlipwayBlock]) -> None:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        await asyncio.gather(*(d.asave(DEFAULT_DOCUMENT, client=client) for d in documents))

@@ -100,15 +100,19 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
     ui_note = follow_embedded_prefect_ui(home, supervisor.options.public_url or server_url)
     if ui_note is not None:
         report(ui_note)
+    # Side by side: Docker's, git's and Prefect's round trips, all before the gate.
+    jobs: list[Callable[[], object]] = [ensure_webhook_secret]
     if blocks.PlatformSettings.get_block_type_slug() in written:
-        choose_base_image(home, ports)
+        jobs.append(lambda: choose_base_image(home, ports))
     if blocks.GitServer.get_block_type_slug() in written:
         # Before the gate: else the children and the set-up jobs create it at once,
         # and one's `git init` meets another's lock on its config.
         from tasks.catalog import Catalog
 
-        Catalog.load_default().ensure()
-    if ensure_webhook_secret():
+        jobs.append(lambda: Catalog.load_default().ensure())
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="blocks") as pool:
+        done = [f.result() for f in [pool.submit(job) for job in jobs]]
+    if done[0]:
         report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
     timeline.mark("default documents and webhook secret")
 
