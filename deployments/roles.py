@@ -208,11 +208,13 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> Future[lis
         )
     supervisor.write_state(started=datetime.now(UTC))
     python = [s for s in monitoring if s.argv[0] == sys.executable]
-    if embedded:  # cold: it imports the project's flows, which may be another checkout's
-        supervisor.start(serve_spec(options.project_dir))
+    runner = [serve_spec(options.project_dir)] if embedded else []
+    for cold in (spec for spec in runner if not spec.preload):
+        supervisor.start(cold)  # another checkout's: it waits at the gate, importing nothing
     _registering(supervisor)
     timeline.mark("read prefect.yaml")
-    _start_python_children(supervisor, timeline, [docs, bridge, *python])
+    warm = [spec for spec in runner if spec.preload]
+    _start_python_children(supervisor, timeline, [docs, bridge, *python, *warm])
 
     configure_blocks(supervisor, server.url, timeline)
     MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
