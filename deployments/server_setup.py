@@ -26,6 +26,7 @@ from deployments.monitoring import follow_embedded_prefect_ui
 from deployments.registry_auth import ensure_registry_login
 from deployments.startup import Timeline, read_registration
 from deployments.supervisor import Supervisor, UpOptions
+from slipway.health import probe_client
 from slipway.home import Ports, SlipwayHome
 
 __all__ = [
@@ -176,6 +177,6 @@ def http_ok(url: str, login: tuple[str, SecretStr] | None = None) -> bool:
     """Whether GET ``url`` answers 2xx within a second (with ``login``, where one is needed)."""
     auth = (login[0], login[1].get_secret_value()) if login is not None else None
     try:
-        return httpx.get(url, timeout=1.0, auth=auth).is_success
+        return probe_client().get(url, timeout=1.0, auth=auth).is_success
     except httpx.HTTPError:
         return False

@@ -12,7 +12,7 @@ import httpx
 
 from deployments.state import UpState, read_state
 from slipway.api_auth import http_auth
-from slipway.health import ComponentHealth, http_health
+from slipway.health import ComponentHealth, http_health, probe_client
 from slipway.home import HOST, SlipwayHome
 from tasks.registry import check_registry
 
@@ -126,7 +126,7 @@ def bridge_health(bridge: str) -> ComponentHealth:
     if not found.healthy:
         return found
     try:
-        queue = httpx.get(f"{bridge}/healthz", timeout=2.0).json()["queue"]
+        queue = probe_client().get(f"{bridge}/healthz", timeout=2.0).json()["queue"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return found
     oldest = queue.get("oldest_seconds")
