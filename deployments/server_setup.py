@@ -93,9 +93,9 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
     timeline.mark("supervisor imported Prefect and digested the block types")
     supervisor.wait_until("prefect", lambda: http_ok(f"{server_url}/api/health"))
     timeline.mark("prefect answers")
-    changed = blocks.register_block_types()
-    timeline.mark("block types registered" if changed else "block types unchanged, kept")
-    written = blocks.ensure_default_documents(home, ports)
+    changed, written = blocks.set_up_blocks(home, ports)
+    registered = "registered" if changed else "unchanged, kept"
+    timeline.mark(f"block types {registered}, {len(written)} default documents written")
     for slug in written:
         report(f"wrote default block document {slug}/default")
     ui_note = follow_embedded_prefect_ui(home, supervisor.options.public_url or server_url)
