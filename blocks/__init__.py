@@ -7,6 +7,7 @@ teams then edit them under Blocks in the Prefect UI.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -26,8 +27,9 @@ from slipway.home import Ports, SlipwayHome
 
 __all__ = [
     "ALL_BLOCKS",
-    "DEFAULT_DOCUMENT",
     "BLOCK_TYPES_VARIABLE",
+    "DEFAULT_DOCUMENT",
+    "NESTED_BLOCKS",
     "ArtifactStore",
     "ContainerRegistry",
     "Defaults",
@@ -42,6 +44,7 @@ __all__ = [
     "block_types_digest",
     "ensure_default_documents",
     "register_block_types",
+    "set_up_blocks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,15 +79,49 @@ def register_block_types() -> bool:
     Returns:
         Whether the types were registered.
     """
+    return set_up_blocks(None, None)[0]
+
+
+def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, list[str]]:
+    """`register_block_types`, and with a home, `ensure_default_documents`, in one round.
+
+    Side by side, and each type once: a document's save registers its own type
+    (Prefect's ``Block.save`` does), so a new home's types are registered by
+    their saves. One after another, `up` on a new home waited on some 70
+    round trips to a server that had just started.
+
+    Returns:
+        Whether the types were registered, and the slugs of the documents written.
+    """
     from prefect.variables import Variable
 
     wanted = block_types_digest()
-    if Variable.get(BLOCK_TYPES_VARIABLE) == wanted:
-        return False
-    for block_type in ALL_BLOCKS:
-        block_type.register_type_and_schema()
-    Variable.set(BLOCK_TYPES_VARIABLE, wanted, overwrite=True)
-    return True
+    changed = Variable.get(BLOCK_TYPES_VARIABLE) != wanted
+    documents = _missing_defaults(home, ports) if home is not None and ports is not None else []
+    if changed or documents:
+        asyncio.run(_register_and_save(documents, register=changed))
+    if changed:
+        Variable.set(BLOCK_TYPES_VARIABLE, wanted, overwrite=True)
+    return changed, _written(documents)
+
+
+NESTED_BLOCKS: tuple[type[SlipwayBlock], ...] = (S3Connection,)
+"""The block types that others hold as fields: registered before those, which refer to them."""
+
+
+async def _register_and_save(documents: list[SlipwayBlock], *, register: bool) -> None:
+    """The nested types first, then every other type (with ``register``) and save at once."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for nested in NESTED_BLOCKS:
+            await nested.aregister_type_and_schema(client=client)
+        saved = {type(document) for document in documents}
+        types = [t for t in ALL_BLOCKS if t not in NESTED_BLOCKS and t not in saved]
+        await asyncio.gather(
+            *(t.aregister_type_and_schema(client=client) for t in (types if register else [])),
+            *(document.asave(DEFAULT_DOCUMENT, client=client) for document in documents),
+        )
 
 
 @functools.cache
@@ -115,13 +152,26 @@ def ensure_default_documents(home: SlipwayHome, ports: Ports) -> list[str]:
     choices. Which exist is one request (`default_documents`), as at every
     `slipway up` all do. Returns the slugs that were written.
     """
+    documents = _missing_defaults(home, ports)
+    if documents:
+        asyncio.run(_register_and_save(documents, register=False))
+    return _written(documents)
+
+
+def _missing_defaults(home: SlipwayHome, ports: Ports) -> list[SlipwayBlock]:
+    """The local default of each top-level block type without a ``default`` document."""
     # S3Connection is nested inside stores; it has no default document of its own.
-    kinds = [kind for kind in ALL_BLOCKS if kind is not S3Connection]
+    kinds = [kind for kind in ALL_BLOCKS if kind not in NESTED_BLOCKS]
     present = default_documents(kinds)
-    written: list[str] = []
-    for block_type in kinds:
-        if block_type.get_block_type_slug() not in present:
-            block_type.local_default(home, ports).save(DEFAULT_DOCUMENT)
-            written.append(block_type.get_block_type_slug())
-            logger.info("wrote default block document %s/%s", written[-1], DEFAULT_DOCUMENT)
+    return [
+        kind.local_default(home, ports)
+        for kind in kinds
+        if kind.get_block_type_slug() not in present
+    ]
+
+
+def _written(documents: list[SlipwayBlock]) -> list[str]:
+    written = [document.get_block_type_slug() for document in documents]
+    for slug in written:
+        logger.info("wrote default block document %s/%s", slug, DEFAULT_DOCUMENT)
     return written

@@ -302,13 +302,31 @@ def registry_spec(
 
 
 def serve_spec(project_dir: Path) -> ProcessSpec:
-    """The runner that serves every deployment of prefect.yaml."""
+    """The runner that serves every deployment of prefect.yaml.
+
+    Forked from `up` with Prefect's runner imported when the project is the
+    checkout Slipway runs from: it registers a second sooner once the gate
+    opens. Another checkout's flows may need other versions of the platform's
+    modules than `up` holds, so its runner starts cold.
+    """
+    own = project_dir.resolve() == _CHECKOUT
     return ProcessSpec(
         name="deployments",
         argv=(sys.executable, "-m", "deployments.serve", "--project", str(project_dir)),
         url=str(project_dir / "prefect.yaml"),
         health_url=None,
+        preload=_RUNNER_PRELOAD if own else (),
     )
+
+
+_CHECKOUT = Path(__file__).resolve().parents[1]
+"""The checkout these modules were imported from."""
+
+_RUNNER_PRELOAD = (
+    *("deployments.serve", "prefect.runner", "prefect.flows", "prefect.exceptions"),
+    *("slipway.prefect_patches.forkserver", "tasks.monitoring.otlp", "blocks.monitoring"),
+)
+"""What the runner imports after the gate, before the flows (which `up` never imports)."""
 
 
 def docs_spec(ports: Ports) -> ProcessSpec:

@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C; the runner polls every `RUN_POLL_SECONDS`.
 
     Under `slipway up` it waits until every other component answers
-    (`deployments.startup.wait_for_gate`), then imports the flows and
-    registers the deployments several at a time, with progress in the
+    (`deployments.startup.wait_for_gate`), then imports Prefect and the flows
+    and registers the deployments several at a time, with progress in the
     registration record.
     """
     parser = argparse.ArgumentParser(prog="python -m deployments.serve")
@@ -219,32 +219,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     project_dir: Path = args.project.resolve()
 
-    import asyncio
-    import os
-
-    from prefect.exceptions import TerminationSignal
-
     from deployments.startup import RegistrationProgress, wait_for_gate
     from slipway.errors import SlipwayError
-    from slipway.prefect_patches import apply_runner_patches
-    from slipway.prefect_patches.forkserver import use_forkserver
 
     progress = RegistrationProgress.of_child()
     try:
+        # Nothing of Prefect before the gate: importing it (1 s of CPU) and every
+        # flow (seconds more), done beside Prefect's start, slowed the server on 2
+        # cores by as much as it saved. A restarted runner finds the gate open.
+        wait_for_gate("ready")
         if progress is not None:
             progress.begin(len(declared_deployments(project_dir)))
-        # Importing every flow is seconds of CPU: on 2 cores, done beside Prefect's
-        # start it slowed the server and every other component as much as it saved.
-        wait_for_gate("ready")
-        _ship_logs()
-        os.chdir(project_dir)  # entrypoints are relative to the project
-        served = _served(project_dir)
-        modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
-        apply_runner_patches()
-        if use_forkserver(modules):
-            print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
-        asyncio.run(_register_and_serve(served, project_dir, progress))
-    except (KeyboardInterrupt, TerminationSignal):
+        _serve(project_dir, progress)
+    except KeyboardInterrupt:
         print("shutting down", flush=True)
     except Exception as e:
         if progress is not None:
@@ -255,6 +242,29 @@ def main(argv: list[str] | None = None) -> None:
                 cause = f"{type(e).__name__}: {e}"
             progress.fail(f"the deployment runner failed: {cause}", hint)
         raise
+
+
+def _serve(project_dir: Path, progress: RegistrationProgress | None) -> None:
+    """Import the flows, register their deployments and serve them until SIGTERM."""
+    import asyncio
+    import os
+
+    from prefect.exceptions import TerminationSignal
+
+    from slipway.prefect_patches import apply_runner_patches
+    from slipway.prefect_patches.forkserver import use_forkserver
+
+    try:
+        _ship_logs()
+        os.chdir(project_dir)  # entrypoints are relative to the project
+        served = _served(project_dir)
+        modules = sorted({_module(declared.entrypoint) for _, _, declared in served})
+        apply_runner_patches()
+        if use_forkserver(modules):
+            print(f"flow runs fork from a server that preloaded {', '.join(modules)}", flush=True)
+        asyncio.run(_register_and_serve(served, project_dir, progress))
+    except TerminationSignal:
+        print("shutting down", flush=True)
 
 
 _HINT = (

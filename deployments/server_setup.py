@@ -26,6 +26,7 @@ from deployments.monitoring import follow_embedded_prefect_ui
 from deployments.registry_auth import ensure_registry_login
 from deployments.startup import Timeline, read_registration
 from deployments.supervisor import Supervisor, UpOptions
+from slipway.health import probe_client
 from slipway.home import Ports, SlipwayHome
 
 __all__ = [
@@ -92,23 +93,27 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
     timeline.mark("supervisor imported Prefect and digested the block types")
     supervisor.wait_until("prefect", lambda: http_ok(f"{server_url}/api/health"))
     timeline.mark("prefect answers")
-    changed = blocks.register_block_types()
-    timeline.mark("block types registered" if changed else "block types unchanged, kept")
-    written = blocks.ensure_default_documents(home, ports)
+    changed, written = blocks.set_up_blocks(home, ports)
+    registered = "registered" if changed else "unchanged, kept"
+    timeline.mark(f"block types {registered}, {len(written)} default documents written")
     for slug in written:
         report(f"wrote default block document {slug}/default")
     ui_note = follow_embedded_prefect_ui(home, supervisor.options.public_url or server_url)
     if ui_note is not None:
         report(ui_note)
+    # Side by side: Docker's, git's and Prefect's round trips, all before the gate.
+    jobs: list[Callable[[], object]] = [ensure_webhook_secret]
     if blocks.PlatformSettings.get_block_type_slug() in written:
-        choose_base_image(home, ports)
+        jobs.append(lambda: choose_base_image(home, ports))
     if blocks.GitServer.get_block_type_slug() in written:
         # Before the gate: else the children and the set-up jobs create it at once,
         # and one's `git init` meets another's lock on its config.
         from tasks.catalog import Catalog
 
-        Catalog.load_default().ensure()
-    if ensure_webhook_secret():
+        jobs.append(lambda: Catalog.load_default().ensure())
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="blocks") as pool:
+        done = [f.result() for f in [pool.submit(job) for job in jobs]]
+    if done[0]:
         report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
     timeline.mark("default documents and webhook secret")
 
@@ -172,6 +177,6 @@ def http_ok(url: str, login: tuple[str, SecretStr] | None = None) -> bool:
     """Whether GET ``url`` answers 2xx within a second (with ``login``, where one is needed)."""
     auth = (login[0], login[1].get_secret_value()) if login is not None else None
     try:
-        return httpx.get(url, timeout=1.0, auth=auth).is_success
+        return probe_client().get(url, timeout=1.0, auth=auth).is_success
     except httpx.HTTPError:
         return False

@@ -1,9 +1,10 @@
 """What lets `slipway up` start its parts side by side, and what it leaves to read afterwards.
 
-- **The gate.** `up` starts its Python children (runner, portal, bridge,
-  monitor) beside Prefect's server, the last three forked from `up` once it
+- **The gate.** `up` starts Prefect's server first, then its Python children
+  (runner, portal, bridge, monitor) beside it, forked from `up` once it
   imported their modules (`deployments.warm_start`), so their imports are
-  paid once and overlap the server's start. Each child then calls `wait_for_gate` before it
+  paid once and overlap the server's start (a runner of another checkout
+  than Slipway's starts cold, and imports nothing of Prefect before its gate). Each child then calls `wait_for_gate` before it
   reads a block, and `up` opens the gate once the block types are registered
   and the default documents written. The runner waits at a second gate until
   every component answers before it imports the flows and registers the
@@ -144,12 +145,19 @@ class RegistrationProgress:
         return cls(SlipwayHome.from_env(), marker) if marker else None
 
     def begin(self, total: int) -> None:
-        """``total`` deployments are about to be registered; an earlier failure is kept."""
+        """``total`` deployments are about to be registered; an earlier failure is kept.
+
+        Registering counts from the record `up` began, when there is one: the
+        runner begins only once the gate opens, seconds after `up` did.
+        """
         previous = read_registration(self.home, self.current.marker)
         last = previous.last_error if previous is not None else None
+        started = datetime.now(UTC)
         if previous is not None and previous.state == "failed":
             last = f"{previous.error} Fix: {previous.hint}"
-        self._write(total=total, started_at=datetime.now(UTC), last_error=last)
+        elif previous is not None and previous.state == "registering":
+            started = previous.started_at
+        self._write(total=total, started_at=started, last_error=last)
 
     def advance(self) -> None:
         """One more deployment is registered."""

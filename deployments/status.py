@@ -12,11 +12,18 @@ import httpx
 
 from deployments.state import UpState, read_state
 from slipway.api_auth import http_auth
-from slipway.health import ComponentHealth, http_health
+from slipway.health import ComponentHealth, http_health, probe_client
 from slipway.home import HOST, SlipwayHome
 from tasks.registry import check_registry
 
-__all__ = ["bridge_health", "collect_status", "format_table", "registered_deployments", "verdict"]
+__all__ = [
+    "bridge_health",
+    "collect_status",
+    "configured_systems",
+    "format_table",
+    "registered_deployments",
+    "verdict",
+]
 
 # `slipway status` never shows a secret: the state file holds the database URL
 # with its password hidden (see `UpState.database`), and that is all it reads.
@@ -37,8 +44,16 @@ def registered_deployments(api_url: str, names: set[str]) -> set[str]:
     return {d["name"] for d in response.json()}
 
 
-def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
-    """Probe the processes of `up` and the systems the blocks point at."""
+def collect_status(
+    home: SlipwayHome, configured: list[ComponentHealth] | None = None
+) -> list[ComponentHealth]:
+    """Probe the processes of `up` and the systems the blocks point at.
+
+    Args:
+        home: The home of the running `up`.
+        configured: The systems' health (`configured_systems`) as probed
+            already; `up` probes them while its components start.
+    """
     state = read_state(home)
     if state is None:
         return [
@@ -65,8 +80,10 @@ def collect_status(home: SlipwayHome) -> list[ComponentHealth]:
         "registry": lambda: [_registry(state, local_registry)],
         "monitoring": lambda: _monitoring(home, state),
     }
-    if server.healthy:
-        probes["systems"] = lambda: _configured_systems(local_registry)
+    if configured is not None:
+        probes["systems"] = lambda: configured
+    elif server.healthy:
+        probes["systems"] = lambda: configured_systems(local_registry)
     # Side by side: `up` prints this table before its ready line.
     with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="status") as pool:
         found = pool.map(lambda named: _probe(*named), probes.items())
@@ -109,7 +126,7 @@ def bridge_health(bridge: str) -> ComponentHealth:
     if not found.healthy:
         return found
     try:
-        queue = httpx.get(f"{bridge}/healthz", timeout=2.0).json()["queue"]
+        queue = probe_client().get(f"{bridge}/healthz", timeout=2.0).json()["queue"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return found
     oldest = queue.get("oldest_seconds")
@@ -241,12 +258,12 @@ def _worker_host(state: UpState) -> list[ComponentHealth]:
     results = [http_health("server", api.removesuffix("/api"), f"{api}/health")]
     results.append(_own_worker(state))
     if results[0].healthy:
-        results.extend(_configured_systems(""))
+        results.extend(configured_systems(""))
     return results
 
 
-def _configured_systems(local_registry: str) -> list[ComponentHealth]:
-    """Git, Docker, artifacts (and a non-local registry) as the blocks configure them.
+def configured_systems(local_registry: str) -> list[ComponentHealth]:
+    """Git, Docker, artifacts (and a registry other than ``local_registry``) as the blocks configure them.
 
     Then the services' base image, which builds need in the deploy target's engine.
     """
