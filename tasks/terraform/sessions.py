@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -89,13 +90,19 @@ class _Session:
         except (ValueError, KeyError, TypeError) as e:
             raise self._crashed() from e
 
+    def hang_up(self) -> None:
+        """Close the worker's stdin, which ends it; `close` then waits for that."""
+        if self._process.stdin is not None:
+            with suppress(OSError):
+                self._process.stdin.close()
+
     def close(self, *, kill: bool = False) -> None:
         """End the worker: closing its stdin ends it; ``kill`` does not wait for that."""
         try:
             if kill:
                 self._process.kill()
-            elif self._process.stdin is not None:
-                self._process.stdin.close()
+            else:
+                self.hang_up()
             self._process.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             self._process.kill()
@@ -203,6 +210,8 @@ class Sessions:
             self._closed = True
             sessions = [s for group in self._idle.values() for s in group]
             self._idle.clear()
+        for session in sessions:  # they end side by side, not one after another
+            session.hang_up()
         for session in sessions:
             session.close()
 
