@@ -89,13 +89,18 @@ def test_a_session_that_crashes_fails_its_batch_and_the_next_batch_gets_a_new_on
     assert sessions.started == 2
 
 
-def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
+def slow_apply(tmp_path: Path) -> tuple[dict[str, str], list[dict[str, object]]]:
+    """A session's environment, and a batch that applies a plan whose apply runs ``sleep 3``."""
     backend = TerraformBackend(kind="local", state_dir=tmp_path / "state")
     tf = Terraform(backend, workspaces=tmp_path / "workspaces")
     ws = tf.workspace(slow_module(tmp_path), "payments", "dev")
-    plan = tf.plan(ws, VARS)  # its apply runs `sleep 3`
+    plan = tf.plan(ws, VARS)
     apply = [{"argv": [f"-chdir={ws.directory}", "apply", str(plan.plan_file)], "accept": [0]}]
-    env = child_environment(backend, cli_config_file=None)
+    return child_environment(backend, cli_config_file=None), apply
+
+
+def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
+    env, apply = slow_apply(tmp_path)
     began = time.monotonic()
     with Sessions() as sessions, pytest.raises(TerraformError, match="did not finish"):
         sessions.run(env, {"library": _library(), "commands": apply}, 0.5)
@@ -103,13 +108,8 @@ def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
 
 
 def test_a_batch_queued_behind_one_that_kills_its_session_runs_in_a_new_one(tmp_path: Path):
-    backend = TerraformBackend(kind="local", state_dir=tmp_path / "state")
-    tf = Terraform(backend, workspaces=tmp_path / "workspaces")
-    ws = tf.workspace(slow_module(tmp_path), "payments", "dev")
-    plan = tf.plan(ws, VARS)  # its apply runs `sleep 3`
-    apply = [{"argv": [f"-chdir={ws.directory}", "apply", str(plan.plan_file)], "accept": [0]}]
+    env, apply = slow_apply(tmp_path)
     version = [{"argv": ["version", "-json"], "accept": [0]}]
-    env = child_environment(backend, cli_config_file=None)
     lock_file = tmp_path / "state" / "payments" / ".dev.tfstate.lock.info"
     failed: list[BaseException] = []
 
