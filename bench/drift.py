@@ -16,7 +16,9 @@ Targets (issues 6 and 25, 2 cores): parallel at least 1.7x faster than serial;
 
 Each size is timed ``--repeat`` times on both sides (alternating which goes
 first) and the medians are compared: a 2-core machine's timings of a few
-seconds vary by 10 to 20% from one round to the next.
+seconds vary by 10 to 20% from one round to the next. Each side's median CPU
+seconds (this process and its Terraform sessions) are printed too: they vary
+far less, so a slow round with unchanged CPU was waiting for a core.
 
     python bench/drift.py [--sizes 10 50 100] [--workers 4] [--repeat 3] [--check]
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import statistics
 import sys
 import tempfile
@@ -96,14 +99,30 @@ def set_up(root: Path, count: int, workers: int) -> tuple[Terraform, list[Target
     return tf, targets
 
 
-def timed(tf: Terraform, client: object, targets: list[Target], workers: int) -> float:
+def timed(
+    tf: Terraform, client: object, targets: list[Target], workers: int
+) -> tuple[float, float]:
+    """Seconds of one check, and the CPU seconds it took here and in its Terraform sessions.
+
+    CPU varies far less than time on a shared machine: a side that got slower
+    while its CPU stayed put was waiting for a core.
+    """
+    cpu = _cpu_seconds()
     began = time.perf_counter()
     statuses = survey(tf, client, targets, recorded=lambda s, e: None, max_parallel=workers)
     took = time.perf_counter() - began
     failed = [s for s in statuses if s.error is not None]
     if failed:
         raise SystemExit(f"the check failed: {failed[0].reasons}")
-    return took
+    return took, _cpu_seconds() - cpu
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU and that of its ended children (the sessions end with the check)."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> int:
@@ -127,7 +146,9 @@ def main() -> int:
         began = time.perf_counter()
         tf, targets = set_up(Path(scratch), max(args.sizes), args.workers)
         print(f"set-up: {len(targets)} environments applied in {time.perf_counter() - began:.1f} s")
-        print(f"{'N':>5} {'serial s':>10} {'parallel s':>11} {'speedup':>8}")
+        print(
+            f"{'N':>5} {'serial s':>10} {'parallel s':>11} {'speedup':>8} {'CPU s (serial, parallel)':>25}"
+        )
         for size in args.sizes:
             subset = targets[:size]
             serials, parallels = [], []
@@ -137,9 +158,15 @@ def main() -> int:
                 serials.append(timed(tf, client, subset, 1))
                 if not round_ % 2:
                     parallels.append(timed(tf, client, subset, args.workers))
-            serial, parallel = statistics.median(serials), statistics.median(parallels)
+            serial, parallel = (
+                statistics.median(t for t, _ in side) for side in (serials, parallels)
+            )
+            cpu = [statistics.median(c for _, c in side) for side in (serials, parallels)]
             speedup = serial / parallel
-            print(f"{size:>5} {serial:>10.1f} {parallel:>11.1f} {speedup:>7.2f}x")
+            print(
+                f"{size:>5} {serial:>10.2f} {parallel:>11.2f} {speedup:>7.2f}x"
+                f" {cpu[0]:>13.2f}, {cpu[1]:.2f}"
+            )
             if speedup < SPEEDUP_TARGET:
                 missed.append(f"N={size}: speedup {speedup:.2f}x < {SPEEDUP_TARGET}x")
             if size >= 100 and parallel > SECONDS_TARGET_100:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -88,14 +89,45 @@ def test_a_session_that_crashes_fails_its_batch_and_the_next_batch_gets_a_new_on
     assert sessions.started == 2
 
 
-def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
+def slow_apply(tmp_path: Path) -> tuple[dict[str, str], list[dict[str, object]]]:
+    """A session's environment, and a batch that applies a plan whose apply runs ``sleep 3``."""
     backend = TerraformBackend(kind="local", state_dir=tmp_path / "state")
     tf = Terraform(backend, workspaces=tmp_path / "workspaces")
     ws = tf.workspace(slow_module(tmp_path), "payments", "dev")
-    plan = tf.plan(ws, VARS)  # its apply runs `sleep 3`
+    plan = tf.plan(ws, VARS)
     apply = [{"argv": [f"-chdir={ws.directory}", "apply", str(plan.plan_file)], "accept": [0]}]
-    env = child_environment(backend, cli_config_file=None)
+    return child_environment(backend, cli_config_file=None), apply
+
+
+def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
+    env, apply = slow_apply(tmp_path)
     began = time.monotonic()
     with Sessions() as sessions, pytest.raises(TerraformError, match="did not finish"):
         sessions.run(env, {"library": _library(), "commands": apply}, 0.5)
     assert time.monotonic() - began < 2.5
+
+
+def test_a_batch_queued_behind_one_that_kills_its_session_runs_in_a_new_one(tmp_path: Path):
+    env, apply = slow_apply(tmp_path)
+    version = [{"argv": ["version", "-json"], "accept": [0]}]
+    lock_file = tmp_path / "state" / "payments" / ".dev.tfstate.lock.info"
+    failed: list[BaseException] = []
+
+    def apply_out_of_time() -> None:
+        try:
+            sessions.run(env, {"library": _library(), "commands": apply}, 1.5)
+        except TerraformError as e:
+            failed.append(e)
+
+    with Sessions() as sessions:  # one core's worth: the second batch queues in the same session
+        first = threading.Thread(target=apply_out_of_time)
+        first.start()
+        deadline = time.monotonic() + 30
+        while not lock_file.exists():  # the apply runs
+            assert first.is_alive() and time.monotonic() < deadline, failed
+            time.sleep(0.05)
+        results = sessions.run(env, {"library": _library(), "commands": version}, 60)
+        first.join()
+    assert len(failed) == 1 and "did not finish" in str(failed[0])
+    assert results[0]["returncode"] == 0 and '"terraform_version"' in results[0]["stdout"]
+    assert sessions.started == 2
