@@ -121,16 +121,25 @@ def _monitoring(home: SlipwayHome, state: UpState) -> list[ComponentHealth]:
 
 
 def bridge_health(bridge: str) -> ComponentHealth:
-    """The bridge, with its queue: how many pushes wait, how old the oldest is, how many failed."""
-    found = http_health("bridge", f"{bridge}/hooks/", f"{bridge}/healthz")
-    if not found.healthy:
-        return found
+    """The bridge, with its queue: how many pushes wait, how old the oldest is, how many failed.
+
+    One request: its answer is both the health and the queue, so a slow
+    second request can no longer drop the queue from a healthy line.
+    """
+    url, probe = f"{bridge}/hooks/", f"{bridge}/healthz"
     try:
-        queue = probe_client().get(f"{bridge}/healthz", timeout=2.0).json()["queue"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return found
+        response = probe_client().get(probe, timeout=2.0)
+    except httpx.HTTPError as e:
+        return ComponentHealth("bridge", url, False, f"not answering ({type(e).__name__})")
+    if not response.is_success:
+        return ComponentHealth("bridge", url, False, f"HTTP {response.status_code} from {probe}")
+    found = ComponentHealth("bridge", url, True, f"HTTP {response.status_code}")
+    try:
+        queue = response.json()["queue"]
+        detail = f"{int(queue['waiting'])} push(es) waiting"
+    except (ValueError, KeyError, TypeError) as e:
+        return replace(found, detail=f"{found.detail}, its queue is not readable ({e!r})")
     oldest = queue.get("oldest_seconds")
-    detail = f"{queue['waiting']} push(es) waiting"
     detail += f" (oldest {oldest:.0f} s)" if oldest is not None else ""
     detail += f", {queue['failed']} failed" if queue.get("failed") else ""
     if queue.get("stalled"):
