@@ -28,6 +28,7 @@ from slipway.errors import ConfigurationError
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
     from prefect.flows import Flow
+    from prefect.runner import Runner
 
     from deployments.startup import RegistrationProgress
 
@@ -45,8 +46,10 @@ logger = logging.getLogger(__name__)
 RUN_POLL_SECONDS = 0.25
 """How often the embedded runner asks Prefect for runs to start.
 
-A push's run waits for the next poll before its process starts: half the
-interval on average. Prefect's setting (``PREFECT_RUNNER_POLL_FREQUENCY``)
+The runner also asks at once when the server says a run was scheduled
+(`slipway.prefect_patches.runner_wakeup`); the poll is what still starts a
+run whose event was lost. Without the event, a push's run waits for the
+next poll before its process starts: half the interval on average. Prefect's setting (``PREFECT_RUNNER_POLL_FREQUENCY``)
 takes whole seconds only, and at 1 s a push paid 0.5 s for nothing; the
 runner's ``query_seconds`` takes fractions. Polling is paid while idle too:
 an idle `slipway up` used 9.6% of a core at 0.25 s and 18.2% at 0.1 s,
@@ -312,7 +315,20 @@ async def _register_and_serve(
     if progress is not None:
         progress.finish()
     print(f"serving {len(served)} deployments from {project_dir}", flush=True)
-    await runner.start()
+    await _serve_woken(runner)
+
+
+async def _serve_woken(runner: Runner) -> None:
+    """Run the runner until it stops, woken at once when a run is scheduled (`runner_wakeup`)."""
+    import asyncio
+
+    from slipway.prefect_patches.runner_wakeup import wake_on_scheduled
+
+    waking = asyncio.create_task(wake_on_scheduled(runner))
+    try:
+        await runner.start()
+    finally:
+        waking.cancel()
 
 
 def _ship_logs() -> None:

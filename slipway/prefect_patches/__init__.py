@@ -26,6 +26,8 @@ settings_memo     every Settings() reads the environment and    PrefectHQ/prefec
                   start (60-200 ms on a busy host)
 settings_         the runner serializes its settings twice      PrefectHQ/prefect#21944
 serialized        for every run it starts (0.1 s of CPU)
+runner_wakeup     a scheduled run waits for the runner's next  PrefectHQ/prefect#19017
+                  poll (0.125 s on average)                    (the same shape)
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -34,7 +36,8 @@ at its entry point:
 - Prefect's server (`deployments.prefect_server`): `apply_server_patches`;
 - `slipway up` itself (`deployments.roles`), and the children it forks:
   `apply_client_patches`;
-- the embedded runner (`deployments.serve`): `apply_runner_patches` and
+- the embedded runner (`deployments.serve`): `apply_runner_patches`,
+  `runner_wakeup.wake_on_scheduled` beside the runner, and
   `forkserver.use_forkserver`, whose forkserver preloads `flow_run_process`
   (the flow-run patches);
 - a pool worker's flow run: ``python -m slipway.prefect_patches.flow_run_process``,
@@ -58,6 +61,7 @@ from slipway.prefect_patches import (
     forkserver,
     heartbeats,
     run_idempotency,
+    runner_wakeup,
     server_app,
     settings_memo,
     settings_serialized,
@@ -89,6 +93,8 @@ ALL_PATCHES: tuple[Patch, ...] = (
     settings_memo.PROFILE_PATCH,
     settings_serialized.PATCH,
     settings_serialized.CONTEXT_PATCH,
+    runner_wakeup.PATCH,
+    runner_wakeup.POLLER_PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 

@@ -1,0 +1,124 @@
+"""The embedded runner looks for runs as soon as one is scheduled, not at its next poll.
+
+Stands in for an event-driven Prefect runner; no upstream issue asks for it.
+Prefect itself pairs a websocket with a polling fallback for cancellation
+(PrefectHQ/prefect#19017), which is the shape kept here.
+
+Prefect's `Runner` starts a run only when its poll finds it: every
+``query_seconds`` (`deployments.serve.RUN_POLL_SECONDS`, 0.25 s), so a
+push's run waited half of that on average, and more under load. `wake_on_scheduled`
+subscribes to the server's ``prefect.flow-run.Scheduled`` events and, on
+each, asks the runner to query at once (``Runner._get_and_submit_flow_runs``,
+the body of one poll).
+
+The poll stays as it was and is what guarantees a run is started: an event
+lost, late, or a websocket that is down only costs the wait for the next
+poll. A poll and a wake-up running together cannot start a run twice: the
+poller skips the runs it is already submitting (``_submit_scheduled_flow_runs``
+checks and records each id with no await in between) and the server refuses
+a second Pending. Bursts of events (a reconnect's backfill) coalesce into
+one query at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from slipway.prefect_patches.base import Patch
+
+if TYPE_CHECKING:
+    from prefect.events.filters import EventFilter
+    from prefect.runner import Runner
+
+__all__ = ["PATCH", "POLLER_PATCH", "SCHEDULED_EVENT", "wake_on_scheduled"]
+
+logger = logging.getLogger(__name__)
+
+_UPSTREAM = "https://github.com/PrefectHQ/prefect/pull/19017"
+PATCH = Patch(
+    name="runner-wakeup",
+    module="prefect.runner.runner",
+    qualname="Runner._get_and_submit_flow_runs",
+    upstream=_UPSTREAM,
+    fingerprint="16ea1840a3911ffd",
+)
+POLLER_PATCH = Patch(
+    name="runner-wakeup-dedupe",
+    module="prefect.runner._scheduled_run_poller",
+    qualname="ScheduledRunPoller._submit_scheduled_flow_runs",
+    upstream=_UPSTREAM,
+    fingerprint="913485112f792a6f",
+)
+
+SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
+"""What Prefect's server emits when a run enters Scheduled, e.g. made by an automation."""
+
+_BACKOFF_FIRST = 0.5
+_BACKOFF_MOST = 30.0
+
+
+async def wake_on_scheduled(runner: Runner, *, backoff_first: float = _BACKOFF_FIRST) -> None:
+    """Query for runs whenever a run is scheduled, until cancelled; never raises otherwise.
+
+    Returns at once, leaving the runner to its poll, when Prefect's runner is
+    not the code this was written for. A failed subscription is retried with
+    backoff (``backoff_first`` doubling up to 30 s); meanwhile the poll starts runs.
+    """
+    if not (PATCH.applicable() and POLLER_PATCH.applicable()):
+        return
+    wanted = asyncio.Event()
+    waker = asyncio.create_task(_query_when_wanted(runner, wanted))
+    try:
+        await _subscribe(wanted, backoff_first)
+    finally:
+        waker.cancel()
+
+
+async def _subscribe(wanted: asyncio.Event, backoff_first: float) -> None:
+    from prefect.events.clients import get_events_subscriber
+
+    backoff = backoff_first
+    while True:
+        try:
+            async with get_events_subscriber(
+                filter=_scheduled_filter(), reconnect_on_clean_close=True
+            ) as subscriber:
+                logger.debug("waking the runner on %s events", SCHEDULED_EVENT)
+                backoff = backoff_first
+                async for _ in subscriber:
+                    wanted.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            logger.warning(
+                "the runner's event subscription failed (%s: %s); runs start at its poll "
+                "until it reconnects in %.1f s",
+                type(e).__name__,
+                e,
+                backoff,
+            )
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, _BACKOFF_MOST)
+
+
+async def _query_when_wanted(runner: Runner, wanted: asyncio.Event) -> None:
+    while True:
+        await wanted.wait()
+        wanted.clear()
+        if not runner.started:
+            continue  # the runner's first poll, when it starts, finds the run
+        try:
+            await runner._get_and_submit_flow_runs()  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            logger.warning("the runner's query on a scheduled run failed: %s", e)
+
+
+def _scheduled_filter() -> EventFilter:
+    """Runs entering Scheduled; the subscriber itself sets the times (a minute back, then on)."""
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    return EventFilter(event=EventNameFilter(name=[SCHEDULED_EVENT]))
