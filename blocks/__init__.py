@@ -110,7 +110,12 @@ NESTED_BLOCKS: tuple[type[SlipwayBlock], ...] = (S3Connection,)
 
 
 async def _register_and_save(documents: list[SlipwayBlock], *, register: bool) -> None:
-    """The nested types first, then every other type (with ``register``) and save at once."""
+    """The nested types first, then every other type (with ``register``) beside the saves.
+
+    The documents are saved one after another: saved at once, two of them
+    made PostgreSQL answer 409 (a data integrity conflict) to one, and `up`
+    on a new database failed.
+    """
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
@@ -118,9 +123,14 @@ async def _register_and_save(documents: list[SlipwayBlock], *, register: bool) -
             await nested.aregister_type_and_schema(client=client)
         saved = {type(document) for document in documents}
         types = [t for t in ALL_BLOCKS if t not in NESTED_BLOCKS and t not in saved]
+
+        async def save_each() -> None:
+            for document in documents:
+                await document.asave(DEFAULT_DOCUMENT, client=client)
+
         await asyncio.gather(
             *(t.aregister_type_and_schema(client=client) for t in (types if register else [])),
-            *(document.asave(DEFAULT_DOCUMENT, client=client) for document in documents),
+            save_each(),
         )
 
 

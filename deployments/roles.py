@@ -208,13 +208,7 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> Future[lis
         )
     supervisor.write_state(started=datetime.now(UTC))
     python = [s for s in monitoring if s.argv[0] == sys.executable]
-    runner = [serve_spec(options.project_dir)] if embedded else []
-    for cold in (spec for spec in runner if not spec.preload):
-        supervisor.start(cold)  # another checkout's: it waits at the gate, importing nothing
-    _registering(supervisor)
-    timeline.mark("read prefect.yaml")
-    warm = [spec for spec in runner if spec.preload]
-    _start_python_children(supervisor, timeline, [docs, bridge, *python, *warm])
+    _start_runner_and_children(supervisor, timeline, [docs, bridge, *python])
 
     configure_blocks(supervisor, server.url, timeline)
     MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
@@ -236,6 +230,20 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> Future[lis
     if options.role == "all":
         _start_worker(supervisor)
     return systems
+
+
+def _start_runner_and_children(
+    supervisor: Supervisor, timeline: Timeline, children: list[ProcessSpec]
+) -> None:
+    """The embedded runner (cold for another checkout's code), then the forked ``children``."""
+    options = supervisor.options
+    runner = [serve_spec(options.project_dir)] if options.role == "embedded" else []
+    for cold in (spec for spec in runner if not spec.preload):
+        supervisor.start(cold)
+    _registering(supervisor)
+    timeline.mark("read prefect.yaml")
+    warm = [spec for spec in runner if spec.preload]
+    _start_python_children(supervisor, timeline, [*children, *warm])
 
 
 def _probe_configured_systems(local_registry: str) -> Future[list[ComponentHealth]]:

@@ -119,15 +119,9 @@ def analyse(
     it was restarted (a newer release failed to switch on its port), and
     only what it answered since counts.
     """
+    if (unwatched := _unwatched(prometheus, settings)) is not None:
+        return unwatched
     window = settings.analysis_window_seconds
-    if window <= 0:
-        return Verdict("skipped", "release analysis is off (analysis window 0)")
-    if not prometheus.ready():
-        return Verdict(
-            "inconclusive",
-            f"Prometheus at {prometheus.url} does not answer, so the new version was not "
-            "watched; check `slipway status`",
-        )
     ratio_limit, _ = settings.thresholds(service)
     began, switched = time.monotonic(), time.time()
     looks = errors = probe_failures = 0
@@ -165,6 +159,19 @@ def analyse(
                 "passed", f"no alert, 5xx ratio and probe fine for {elapsed:.0f} s", looks, elapsed
             )
         sleep(min(settings.analysis_interval_seconds, max(0.0, window - elapsed)))
+
+
+def _unwatched(prometheus: Prometheus, settings: MonitoringSettings) -> Verdict | None:
+    """Why nothing can be watched (analysis off, Prometheus silent), or None to go on."""
+    if settings.analysis_window_seconds <= 0:
+        return Verdict("skipped", "release analysis is off (analysis window 0)")
+    if not prometheus.ready():
+        return Verdict(
+            "inconclusive",
+            f"Prometheus at {prometheus.url} does not answer, so the new version was not "
+            "watched; check `slipway status`",
+        )
+    return None
 
 
 def _look(prometheus: Prometheus, q: _Queries, ratio_limit: float) -> tuple[str | None, bool]:
