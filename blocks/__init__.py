@@ -42,7 +42,6 @@ __all__ = [
     "TerraformBackend",
     "VulnerabilitySource",
     "block_types_digest",
-    "ensure_default_documents",
     "register_block_types",
     "set_up_blocks",
 ]
@@ -83,7 +82,11 @@ def register_block_types() -> bool:
 
 
 def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, list[str]]:
-    """`register_block_types`, and with a home, `ensure_default_documents`, in one round.
+    """`register_block_types`, and with a home, the missing default documents, in one round.
+
+    A home gets a ``default`` document of each top-level block where none
+    exists. Existing documents are never overwritten: they hold the platform team's
+    choices. Which exist is one request (`default_documents`).
 
     Side by side, and each type once: a document's save registers its own type
     (Prefect's ``Block.save`` does), so a new home's types are registered by
@@ -153,19 +156,6 @@ def block_types_digest() -> str:
     ]
     text = json.dumps([prefect.__version__, described], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def ensure_default_documents(home: SlipwayHome, ports: Ports) -> list[str]:
-    """Write a ``default`` document of each top-level block where none exists.
-
-    Existing documents are never overwritten: they hold the platform team's
-    choices. Which exist is one request (`default_documents`), as at every
-    `slipway up` all do. Returns the slugs that were written.
-    """
-    documents = _missing_defaults(home, ports)
-    if documents:
-        asyncio.run(_register_and_save(documents, register=False))
-    return _written(documents)
 
 
 def _missing_defaults(home: SlipwayHome, ports: Ports) -> list[SlipwayBlock]:
