@@ -12,7 +12,7 @@ import httpx
 
 from deployments.state import UpState, read_state
 from slipway.api_auth import http_auth
-from slipway.health import ComponentHealth, http_health, probe_client
+from slipway.health import ComponentHealth, http_health, http_probe
 from slipway.home import HOST, SlipwayHome
 from tasks.registry import check_registry
 
@@ -126,14 +126,9 @@ def bridge_health(bridge: str) -> ComponentHealth:
     One request: its answer is both the health and the queue, so a slow
     second request can no longer drop the queue from a healthy line.
     """
-    url, probe = f"{bridge}/hooks/", f"{bridge}/healthz"
-    try:
-        response = probe_client().get(probe, timeout=2.0)
-    except httpx.HTTPError as e:
-        return ComponentHealth("bridge", url, False, f"not answering ({type(e).__name__})")
-    if not response.is_success:
-        return ComponentHealth("bridge", url, False, f"HTTP {response.status_code} from {probe}")
-    found = ComponentHealth("bridge", url, True, f"HTTP {response.status_code}")
+    found, response = http_probe("bridge", f"{bridge}/hooks/", f"{bridge}/healthz")
+    if not found.healthy or response is None:
+        return found
     try:
         queue = response.json()["queue"]
         detail = f"{int(queue['waiting'])} push(es) waiting"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["ComponentHealth", "http_health", "probe_client"]
+__all__ = ["ComponentHealth", "http_health", "http_probe", "probe_client"]
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,25 @@ def http_health(
         timeout: Seconds before the component counts as not answering.
         auth: User and password for a probe that must log in.
     """
+    return http_probe(name, url, probe, timeout=timeout, auth=auth)[0]
+
+
+def http_probe(
+    name: str,
+    url: str,
+    probe: str,
+    *,
+    timeout: float = 2.0,
+    auth: tuple[str, str] | None = None,
+) -> tuple[ComponentHealth, httpx.Response | None]:
+    """`http_health`, with the answer itself for a caller that reads its body; None if none came."""
     try:
         response = probe_client().get(probe, timeout=timeout, auth=auth)
     except httpx.HTTPError as e:
-        return ComponentHealth(name, url, False, f"not answering ({type(e).__name__})")
+        return ComponentHealth(name, url, False, f"not answering ({type(e).__name__})"), None
     if response.is_success:
-        return ComponentHealth(name, url, True, f"HTTP {response.status_code}")
-    return ComponentHealth(name, url, False, f"HTTP {response.status_code} from {probe}")
+        return ComponentHealth(name, url, True, f"HTTP {response.status_code}"), response
+    return ComponentHealth(name, url, False, f"HTTP {response.status_code} from {probe}"), response
 
 
 def probe_client() -> httpx.Client:
