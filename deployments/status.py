@@ -84,6 +84,11 @@ def collect_status(
         probes["systems"] = lambda: configured
     elif server.healthy:
         probes["systems"] = lambda: configured_systems(local_registry)
+    # Before the threads: one importing ``blocks`` while another imports one of
+    # its modules (``blocks.container_registry``) take the two import locks in
+    # opposite orders, and Python raises _DeadlockError in one of them.
+    import blocks  # noqa: F401
+
     # Side by side: `up` prints this table before its ready line.
     with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="status") as pool:
         found = pool.map(lambda named: _probe(*named), probes.items())
