@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,18 +30,13 @@ from pathlib import Path
 import httpx
 
 from slipway.names import ServiceName
+from testkit.platform import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TARGET_MS = 300.0
 SERVICE = ServiceName("ledger")
 ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:

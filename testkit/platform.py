@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -17,11 +18,41 @@ __all__ = ["Platform", "authenticated_url", "configure_platform", "free_port", "
 T = TypeVar("T")
 
 
+_HANDED_OUT: set[int] = set()
+_LOWEST = 20000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections and ``bind(0)``."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 32768, 60999
+    return int(low), int(high)
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on now, that no outgoing connection will take.
+
+    A port from ``bind(0)`` lies in the kernel's ephemeral range, which every
+    outgoing connection draws from too: between the pick and the child's bind,
+    a connection of the busy suite could take it ("address already in use").
+    So the port is drawn below that range, at random, never twice in a process.
+    """
+    low, _ = _ephemeral_range()
+    pool = range(_LOWEST, low) if low - _LOWEST >= 1000 else range(low - 1000, low)
+    for _ in range(200):
+        port = random.choice(pool)  # noqa: S311 -- spreading picks, not a secret
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {pool.start}-{pool.stop - 1}")
 
 
 def authenticated_url(url: str, auth: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,15 +11,10 @@ from pathlib import Path
 import pytest
 
 from tasks.templates import RenderedService, ServiceAnswers, render_service
+from testkit.platform import free_port
 
 HOSTILE = "He said \"quotes\" and 'single'\nline two {{ 7*7 }} {% raw %} : colon # hash\n- not: a list\n`x` ${var} 😀 <b>bold</b>"
 """A description that would break YAML, Jinja, HCL or Markdown if pasted in raw."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:
