@@ -32,13 +32,7 @@ from tasks.scanners.accepted import AcceptedRisks
 from tasks.scanners.alerts import emit_finding
 from tasks.scanners.base import ScanStatus
 from tasks.scanners.history import load_summary, save_scan
-from tasks.scanners.impact import (
-    Impact,
-    ServiceVersion,
-    match,
-    read_sboms,
-    service_versions,
-)
+from tasks.scanners.impact import Impact, ServiceVersion, current_sboms, match
 from tasks.scanners.report import FindingRecord, ScanSummary, ordered
 from tasks.scanners.sarif import to_sarif, validate_sarif
 from tasks.storage import ObjectStore, open_store
@@ -81,10 +75,13 @@ def affected_by(
     services: Iterable[str],
     deployed: Mapping[tuple[str, str], str],
 ) -> ImpactReport:
-    """Match ``records`` against the SBOMs of ``services``' current versions; records nothing."""
+    """Match ``records`` against the SBOMs of ``services``' current versions; changes no scan.
+
+    The SBOMs come from the SBOM index where it has them (`current_sboms`),
+    which this fills in for services it lacks.
+    """
     started = time.monotonic()
-    versions = service_versions(store, services, deployed)
-    sboms, missing = read_sboms(store, versions)
+    sboms, missing = current_sboms(store, services, deployed)
     impacts = match(records, sboms)
     return ImpactReport(
         advisories=len(records),
