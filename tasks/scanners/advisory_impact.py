@@ -46,7 +46,7 @@ __all__ = [
     "record_impacts",
 ]
 
-_WRITERS = 8  # stored scans updated at once
+_WRITERS = 16  # stored scans updated at once: round-trips dominate, not CPU
 
 
 @dataclass(frozen=True)
