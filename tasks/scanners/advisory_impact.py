@@ -67,6 +67,8 @@ class ImpactReport:
     """The version each added finding was added to."""
     seconds: float
     """Wall time of the reading and matching, not of recording."""
+    unindexed: tuple[str, ...] = ()
+    """Services the SBOM index lacked, so read from their SBOMs (and added to it)."""
 
 
 def affected_by(
@@ -81,7 +83,7 @@ def affected_by(
     which this fills in for services it lacks.
     """
     started = time.monotonic()
-    sboms, missing = current_sboms(store, services, deployed)
+    sboms, missing, unindexed = current_sboms(store, services, deployed)
     impacts = match(records, sboms)
     return ImpactReport(
         advisories=len(records),
@@ -91,6 +93,7 @@ def affected_by(
         added=(),
         added_to=(),
         seconds=time.monotonic() - started,
+        unindexed=tuple(unindexed),
     )
 
 
@@ -189,6 +192,12 @@ def match_advisories(records: list[Record]) -> ImpactReport:
         len(report.impacts),
         len(added),
     )
+    if report.unindexed:
+        logger.warning(
+            "the SBOM index lacked %d services (a store written before it), so their history "
+            "and SBOM were read one by one; they are in the index now",
+            len(report.unindexed),
+        )
     for version in report.unscanned:
         logger.warning(
             "%s at %s has no stored SBOM, so no advisory could be matched: scan it",

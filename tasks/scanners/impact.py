@@ -146,14 +146,14 @@ def service_versions(
 
 def current_sboms(
     store: ObjectStore, services: Iterable[str], deployed: Mapping[tuple[str, str], str]
-) -> tuple[list[StoredSbom], list[ServiceVersion]]:
-    """`read_sboms` of `service_versions`, from the SBOM index where it can.
+) -> tuple[list[StoredSbom], list[ServiceVersion], list[str]]:
+    """`read_sboms` of `service_versions`, from the SBOM index where it can; and what it lacked.
 
     The index (`tasks.scanners.sbom_index`) holds each service's newest
     default-branch scan and its components, so a store of a thousand
     services costs 16 reads; only deployed commits other than those, and
     services the index lacks, are read from their history and SBOM. Those
-    services are named in a warning and added to the index.
+    services are named in a warning, added to the index and returned third.
     """
     wanted = list(services)
     index = read_index(store)
@@ -172,8 +172,8 @@ def current_sboms(
     versions = _arrange(wanted, tips, deployed)
     known = {(s, e.sha): e.components for s, e in index.entries.items() if e.sha is not None}
     read, _ = read_sboms(store, [v for v in versions if (v.service, v.sha) not in known])
-    found = {s.version: s.components for s in read}
-    components = [known.get((v.service, v.sha), found.get(v)) for v in versions]
+    from_sboms = {s.version: s.components for s in read}
+    components = [known.get((v.service, v.sha), from_sboms.get(v)) for v in versions]
     if missing:
         lacking = set(missing)
         fill_in(
@@ -187,7 +187,8 @@ def current_sboms(
             },
         )
     pairs = list(zip(versions, components, strict=True))
-    return [StoredSbom(v, c) for v, c in pairs if c is not None], [v for v, c in pairs if c is None]
+    found = [StoredSbom(v, c) for v, c in pairs if c is not None]
+    return found, [v for v, c in pairs if c is None], missing
 
 
 def _history_tips(store: ObjectStore, services: list[str]) -> dict[str, str | None]:

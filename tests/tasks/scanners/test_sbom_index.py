@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from slipway.errors import StorageError, WriteConflict
+from tasks.scanners.advisory_impact import affected_by
 from tasks.scanners.history import default_branch_scans, save_scan
 from tasks.scanners.impact import (
     current_sboms,
@@ -74,9 +75,10 @@ def test_impact_reads_only_the_index_and_finds_what_the_sboms_say(store: ObjectS
     expected = the_old_way(store, names, {})
 
     seen = reads(store)
-    found = current_sboms(store, names, {})
+    *found, unindexed = current_sboms(store, names, {})
 
-    assert found == expected
+    assert tuple(found) == expected
+    assert unindexed == []
     assert match(records(), found[0]) == match(records(), expected[0])
     assert seen and all(key.startswith(INDEX_PREFIX) for key in seen), seen
     assert len(set(seen)) <= 16  # where each history and SBOM took 40
@@ -90,14 +92,17 @@ def test_a_store_written_before_the_index_is_read_the_old_way_then_indexed(
     expected = the_old_way(store, [*names, "never-scanned"], {})
 
     with caplog.at_level(logging.WARNING, logger="tasks.scanners.impact"):
-        assert current_sboms(store, [*names, "never-scanned"], {}) == expected
+        *found, unindexed = current_sboms(store, [*names, "never-scanned"], {})
+    assert tuple(found) == expected
+    assert unindexed == [*names, "never-scanned"]
     assert "the SBOM index has no entry for 13 of 13 services" in caplog.text
 
     caplog.clear()
     seen = reads(store)
-    assert current_sboms(store, [*names, "never-scanned"], {}) == expected
+    assert current_sboms(store, [*names, "never-scanned"], {}) == (*expected, [])
     assert all(key.startswith(INDEX_PREFIX) for key in seen), seen
     assert "no entry" not in caplog.text
+    assert affected_by(store, records(), [*names, "never-scanned"], {}).unindexed == ()
     assert read_index(store).entries["never-scanned"].sha is None
 
 
@@ -106,7 +111,7 @@ def test_a_new_scan_moves_the_entry_and_deployed_commits_still_count(store: Obje
     stored(store, "payments", "b" * 40, NEW, scanned_at=SCANNED_AT + timedelta(hours=1))
     deployed = {("payments", "prod"): "a" * 40, ("payments", "staging"): "b" * 40}
 
-    sboms, unscanned = current_sboms(store, ["payments"], deployed)
+    sboms, unscanned, _ = current_sboms(store, ["payments"], deployed)
 
     assert read_index(store).entries["payments"].sha == "b" * 40
     assert (sboms, unscanned) == the_old_way(store, ["payments"], deployed)
@@ -124,7 +129,7 @@ def test_a_rescan_of_the_current_commit_replaces_its_components(store: ObjectSto
     scan = stored(store, "payments", "a" * 40, NEW)
     save_scan(store, scan, sarif={}, sbom=bom(OLD).encode())  # e.g. a newer SBOM tool
 
-    sboms, _ = current_sboms(store, ["payments"], {})
+    sboms, _, _ = current_sboms(store, ["payments"], {})
 
     assert [c.version for c in sboms[0].components] == ["2.19.0"]
 
@@ -171,7 +176,7 @@ def test_a_shard_that_cannot_be_read_is_read_around_and_rewritten(
     store.put(broken, b"{not json")
 
     with caplog.at_level(logging.WARNING):
-        assert current_sboms(store, names, {}) == expected
+        assert current_sboms(store, names, {})[:2] == expected
     assert "ignoring the unreadable SBOM index shard" in caplog.text
 
     assert json.loads(store.get(broken))["services"][names[0]]["sha"] == f"{0:040x}"
