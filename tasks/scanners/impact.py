@@ -4,13 +4,13 @@ Dependency-Track's way: every scan already stores a CycloneDX SBOM
 (``<service>/<sha>/sbom.cdx.json``), so when the vulnerability data changes
 the platform matches the new or changed advisories against the components
 of every service version that matters at once: the newest scan of the
-default branch, and each environment's deployed commit. That is one read
-per SBOM and a dictionary lookup per advisory, where a rescan is a checkout
-and five tools per service.
+default branch (its components kept in the SBOM index,
+`tasks.scanners.sbom_index`, 16 reads for every service), and each
+environment's deployed commit (one read per SBOM). Matching is a dictionary
+lookup per advisory, where a rescan is a checkout and five tools per service.
 
 ```python
-versions = service_versions(store, names, deployed)
-sboms, unscanned = read_sboms(store, versions)
+sboms, unscanned, _ = current_sboms(store, names, deployed)
 for impact in match(advisories, sboms):
     print(impact.service, impact.sha[:12], impact.package, impact.installed)
 ```
