@@ -5,8 +5,9 @@
 
 It reads the advisory from the synced OSV data (or OSV online, with the
 vulnerability source's ``kind`` set to ``osv``) and matches it against the
-stored SBOM of every catalog service's newest default-branch scan and
-deployed commits: nothing is scanned, and nothing is changed.
+stored SBOM of every catalog service's newest default-branch scan (from the
+SBOM index, `tasks.scanners.sbom_index`) and deployed commits: nothing is
+scanned and no scan is changed; services the index lacks are added to it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ these.
     ├── DocsBuildError                    mkdocs refused a service's docs
     ├── MonitoringError                   Prometheus or Alertmanager refused or could not be reached
     ├── StorageError                      the artifact store refused a read or write
-    │   └── ObjectNotFound (KeyError)     ... because the key does not exist
+    │   ├── ObjectNotFound (KeyError)     ... because the key does not exist
+    │   └── WriteConflict                 ... because the object changed since it was read
     └── ComponentError                    `slipway up` could not start or reach a part
         └── PortInUse                     ... because its port is taken
 """
@@ -65,6 +66,7 @@ __all__ = [
     "Superseded",
     "TemplateError",
     "TerraformError",
+    "WriteConflict",
 ]
 
 
@@ -194,6 +196,10 @@ class ObjectNotFound(StorageError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument; keep the plain sentence instead.
         return SlipwayError.__str__(self)
+
+
+class WriteConflict(StorageError):
+    """A conditional write found the object changed since it was read: read it again."""
 
 
 class ComponentError(SlipwayError):

@@ -32,13 +32,7 @@ from tasks.scanners.accepted import AcceptedRisks
 from tasks.scanners.alerts import emit_finding
 from tasks.scanners.base import ScanStatus
 from tasks.scanners.history import load_summary, save_scan
-from tasks.scanners.impact import (
-    Impact,
-    ServiceVersion,
-    match,
-    read_sboms,
-    service_versions,
-)
+from tasks.scanners.impact import Impact, ServiceVersion, current_sboms, match
 from tasks.scanners.report import FindingRecord, ScanSummary, ordered
 from tasks.scanners.sarif import to_sarif, validate_sarif
 from tasks.storage import ObjectStore, open_store
@@ -52,7 +46,7 @@ __all__ = [
     "record_impacts",
 ]
 
-_WRITERS = 8  # stored scans updated at once
+_WRITERS = 16  # stored scans updated at once: round-trips dominate, not CPU
 
 
 @dataclass(frozen=True)
@@ -73,6 +67,8 @@ class ImpactReport:
     """The version each added finding was added to."""
     seconds: float
     """Wall time of the reading and matching, not of recording."""
+    unindexed: tuple[str, ...] = ()
+    """Services the SBOM index lacked, so read from their SBOMs (and added to it)."""
 
 
 def affected_by(
@@ -81,10 +77,13 @@ def affected_by(
     services: Iterable[str],
     deployed: Mapping[tuple[str, str], str],
 ) -> ImpactReport:
-    """Match ``records`` against the SBOMs of ``services``' current versions; records nothing."""
+    """Match ``records`` against the SBOMs of ``services``' current versions; changes no scan.
+
+    The SBOMs come from the SBOM index where it has them (`current_sboms`),
+    which this fills in for services it lacks.
+    """
     started = time.monotonic()
-    versions = service_versions(store, services, deployed)
-    sboms, missing = read_sboms(store, versions)
+    sboms, missing, unindexed = current_sboms(store, services, deployed)
     impacts = match(records, sboms)
     return ImpactReport(
         advisories=len(records),
@@ -94,6 +93,7 @@ def affected_by(
         added=(),
         added_to=(),
         seconds=time.monotonic() - started,
+        unindexed=tuple(unindexed),
     )
 
 
@@ -192,6 +192,12 @@ def match_advisories(records: list[Record]) -> ImpactReport:
         len(report.impacts),
         len(added),
     )
+    if report.unindexed:
+        logger.warning(
+            "the SBOM index lacked %d services (a store written before it), so their history "
+            "and SBOM were read one by one; they are in the index now",
+            len(report.unindexed),
+        )
     for version in report.unscanned:
         logger.warning(
             "%s at %s has no stored SBOM, so no advisory could be matched: scan it",

@@ -6,7 +6,9 @@ Layout, for a service ``payments`` scanned at commit ``3f2a...``:
 - ``payments/3f2a.../sbom.cdx.json``: the CycloneDX SBOM (absent when it errored);
 - ``payments/3f2a.../summary.json``: the `ScanSummary` the gate reads;
 - ``payments/security/default-branch.json``: the default branch's scanned commits,
-  newest first, from which the next scan takes its baseline.
+  newest first, from which the next scan takes its baseline;
+- ``_slipway/sbom-index/v1/<x>.json``: the newest one's SBOM components, with
+  other services' (`tasks.scanners.sbom_index`), for advisory impact.
 
 The baseline of a commit is the newest default-branch scan of *another* commit,
 so re-scanning a commit cannot turn its new findings into unchanged ones.
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from slipway.errors import ObjectNotFound, StorageError
 from tasks.scanners.report import ScanSummary
+from tasks.scanners.sbom_index import index_sbom, refresh_sbom
 from tasks.storage import ObjectStore
 
 __all__ = [
@@ -70,6 +73,7 @@ def save_scan(
     """Store the SARIF, the SBOM and the summary; returns their common prefix.
 
     The summary goes last: whoever finds it can rely on the other two being there.
+    A new SBOM of the commit the SBOM index holds for the service replaces it there.
     """
     prefix = scan_prefix(summary.service, summary.sha)
     store.put(
@@ -84,6 +88,8 @@ def save_scan(
         summary.model_dump_json(indent=2).encode(),
         content_type="application/json",
     )
+    if sbom is not None:  # a rescan of the indexed commit may list other components
+        refresh_sbom(store, summary.service, summary.sha, sbom)
     return prefix
 
 
@@ -134,11 +140,20 @@ def record_default_branch_scan(store: ObjectStore, summary: ScanSummary) -> None
     history before either writes it; the later write then drops the other's
     entry, and the next scan's baseline is one commit older. That is the
     worst case, so no lock is taken.
+
+    The newest scan's SBOM goes into the SBOM index first
+    (`tasks.scanners.sbom_index`), so advisory impact never sees a history
+    that its index entry lags behind.
+
+    Raises:
+        StorageError: The history or the index entry could not be written.
     """
     history = _read_history(store, summary.service)
     scans = [s for s in history.scans if s.sha != summary.sha]
     scans.insert(0, DefaultBranchScan(sha=summary.sha, scanned_at=summary.scanned_at))
     scans.sort(key=lambda s: s.scanned_at, reverse=True)
+    newest = scans[0].sha
+    index_sbom(store, summary.service, newest, load_sbom(store, summary.service, newest))
     data = _History(scans=scans[:HISTORY_LENGTH]).model_dump_json(indent=2).encode()
     store.put(_history_key(summary.service), data, content_type="application/json")
 

@@ -4,13 +4,13 @@ Dependency-Track's way: every scan already stores a CycloneDX SBOM
 (``<service>/<sha>/sbom.cdx.json``), so when the vulnerability data changes
 the platform matches the new or changed advisories against the components
 of every service version that matters at once: the newest scan of the
-default branch, and each environment's deployed commit. That is one read
-per SBOM and a dictionary lookup per advisory, where a rescan is a checkout
-and five tools per service.
+default branch (its components kept in the SBOM index,
+`tasks.scanners.sbom_index`, 16 reads for every service), and each
+environment's deployed commit (one read per SBOM). Matching is a dictionary
+lookup per advisory, where a rescan is a checkout and five tools per service.
 
 ```python
-versions = service_versions(store, names, deployed)
-sboms, unscanned = read_sboms(store, versions)
+sboms, unscanned, _ = current_sboms(store, names, deployed)
 for impact in match(advisories, sboms):
     print(impact.service, impact.sha[:12], impact.package, impact.installed)
 ```
@@ -22,7 +22,6 @@ finding pip-audit reports, so a later rescan sees it as the same finding.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +36,13 @@ from tasks.scanners.advisories import advisory_severity, fix_versions
 from tasks.scanners.base import Finding, Severity
 from tasks.scanners.dependencies import first_fix
 from tasks.scanners.history import default_branch_scans, scan_prefix
+from tasks.scanners.sbom_index import (
+    Component,
+    IndexEntry,
+    fill_in,
+    parse_components,
+    read_index,
+)
 from tasks.storage import ObjectStore
 
 __all__ = [
@@ -45,6 +51,7 @@ __all__ = [
     "Impact",
     "ServiceVersion",
     "StoredSbom",
+    "current_sboms",
     "match",
     "parse_components",
     "read_sboms",
@@ -56,29 +63,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BRANCH = "default branch"
 """`ServiceVersion.where` of the newest scan of the default branch."""
 _READERS = 16  # SBOM reads at once: S3 round-trips dominate, not CPU
-_ECOSYSTEMS = {
-    "pypi": "PyPI",
-    "npm": "npm",
-    "maven": "Maven",
-    "golang": "Go",
-    "cargo": "crates.io",
-    "gem": "RubyGems",
-    "nuget": "NuGet",
-}
-"""purl types and the OSV ecosystem each one is."""
 _REQUIREMENTS = "requirements.txt"
 """What both pip-audit and the SBOM read, so what a finding names."""
-
-
-@dataclass(frozen=True)
-class Component:
-    """One package an SBOM lists."""
-
-    ecosystem: str
-    """OSV's ecosystem name, e.g. ``PyPI``."""
-    name: str
-    """Normalised as OSV compares it (PEP 503 for PyPI)."""
-    version: str
 
 
 @dataclass(frozen=True)
@@ -144,31 +130,10 @@ class Impact:
         )
 
 
-def parse_components(document: bytes) -> tuple[Component, ...]:
-    """The versioned packages a CycloneDX JSON document lists; others cannot be matched.
-
-    Raises:
-        ValueError: The document is not CycloneDX JSON.
-    """
-    bom = json.loads(document)
-    if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
-        raise ValueError("not a CycloneDX JSON document")
-    found: list[Component] = []
-    for item in bom.get("components") or []:
-        purl = str(item.get("purl") or "")
-        kind = purl.removeprefix("pkg:").split("/", 1)[0] if purl.startswith("pkg:") else "pypi"
-        ecosystem, version = _ECOSYSTEMS.get(kind), item.get("version")
-        if ecosystem and version and item.get("name"):
-            found.append(
-                Component(ecosystem, normalize_name(ecosystem, str(item["name"])), str(version))
-            )
-    return tuple(found)
-
-
 def service_versions(
     store: ObjectStore, services: Iterable[str], deployed: Mapping[tuple[str, str], str]
 ) -> list[ServiceVersion]:
-    """The newest default-branch scan and every deployed commit of each service.
+    """The newest default-branch scan and every deployed commit of each service, from histories.
 
     Args:
         store: The artifact store.
@@ -176,14 +141,73 @@ def service_versions(
         deployed: ``(service, environment) -> sha`` of what each environment runs.
     """
     wanted = list(services)
-    where: dict[tuple[str, str], list[str]] = defaultdict(list)
-    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sbom-read") as pool:
-        tips = dict(
-            zip(wanted, pool.map(lambda s: default_branch_scans(store, s), wanted), strict=True)
+    return _arrange(wanted, _history_tips(store, wanted), deployed)
+
+
+def current_sboms(
+    store: ObjectStore, services: Iterable[str], deployed: Mapping[tuple[str, str], str]
+) -> tuple[list[StoredSbom], list[ServiceVersion], list[str]]:
+    """`read_sboms` of `service_versions`, from the SBOM index where it can; and what it lacked.
+
+    The index (`tasks.scanners.sbom_index`) holds each service's newest
+    default-branch scan and its components, so a store of a thousand
+    services costs 16 reads; only deployed commits other than those, and
+    services the index lacks, are read from their history and SBOM. Those
+    services are named in a warning, added to the index and returned third.
+    """
+    wanted = list(services)
+    index = read_index(store)
+    missing = [s for s in wanted if s not in index.entries]
+    if missing:
+        logger.warning(
+            "the SBOM index has no entry for %d of %d services (%s%s): reading their scan "
+            "history and SBOMs instead, and adding them to the index",
+            len(missing),
+            len(wanted),
+            ", ".join(missing[:5]),
+            ", ..." if len(missing) > 5 else "",
         )
+    tips = {s: index.entries[s].sha for s in wanted if s in index.entries}
+    tips |= _history_tips(store, missing)
+    versions = _arrange(wanted, tips, deployed)
+    known = {(s, e.sha): e.components for s, e in index.entries.items() if e.sha is not None}
+    read, _ = read_sboms(store, [v for v in versions if (v.service, v.sha) not in known])
+    from_sboms = {s.version: s.components for s in read}
+    components = [known.get((v.service, v.sha), from_sboms.get(v)) for v in versions]
+    if missing:
+        lacking = set(missing)
+        fill_in(
+            store,
+            index,
+            {s: IndexEntry(None, None) for s in missing if tips[s] is None}
+            | {
+                v.service: IndexEntry(v.sha, c)
+                for v, c in zip(versions, components, strict=True)
+                if v.service in lacking and v.sha == tips[v.service]
+            },
+        )
+    pairs = list(zip(versions, components, strict=True))
+    found = [StoredSbom(v, c) for v, c in pairs if c is not None]
+    return found, [v for v, c in pairs if c is None], missing
+
+
+def _history_tips(store: ObjectStore, services: list[str]) -> dict[str, str | None]:
+    """Each service's newest default-branch scan, from its history; None when there is none."""
+    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="sbom-read") as pool:
+        scans = pool.map(lambda s: default_branch_scans(store, s), services)
+        return {
+            s: found[0].sha if found else None for s, found in zip(services, scans, strict=True)
+        }
+
+
+def _arrange(
+    wanted: list[str], tips: Mapping[str, str | None], deployed: Mapping[tuple[str, str], str]
+) -> list[ServiceVersion]:
+    """Tips first, in catalog order, then each environment's commit, a commit listed once."""
+    where: dict[tuple[str, str], list[str]] = defaultdict(list)
     for service in wanted:
-        if tips[service]:
-            where[(service, tips[service][0].sha)].append(DEFAULT_BRANCH)
+        if (tip := tips[service]) is not None:
+            where[(service, tip)].append(DEFAULT_BRANCH)
     for (service, environment), sha in sorted(deployed.items()):
         if service in tips:
             where[(service, sha)].append(environment)

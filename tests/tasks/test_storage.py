@@ -25,6 +25,7 @@ from slipway.errors import (
     ObjectNotFound,
     SlipwayError,
     StorageError,
+    WriteConflict,
 )
 from tasks.storage import LocalStore, ObjectStore, S3Store, check_key, open_store
 from tests.tasks.conftest import SECRET
@@ -137,6 +138,52 @@ def test_deleting_a_missing_key_is_a_noop(store: ObjectStore) -> None:
     store.delete("a")  # a "directory" holding an object is not an object itself
     store.delete("a/b.txt/below")
     assert store.get("a/b.txt") == b"x"
+
+
+def test_get_with_etag_gives_the_content_and_the_etag_put_reported(store: ObjectStore) -> None:
+    put = store.put("a/b.json", b"{}")
+
+    assert store.get_with_etag("a/b.json") == (b"{}", put.etag)
+    with pytest.raises(ObjectNotFound):
+        store.get_with_etag("a/missing.json")
+
+
+def test_put_if_writes_only_over_the_etag_it_was_given(store: ObjectStore) -> None:
+    first = store.put_if("index.json", b"one", etag=None)  # absent: created
+    with pytest.raises(WriteConflict, match="changed since it was read"):
+        store.put_if("index.json", b"two", etag=None)  # present now
+    second = store.put_if("index.json", b"two", etag=first.etag)
+    with pytest.raises(WriteConflict):
+        store.put_if("index.json", b"three", etag=first.etag)  # stale
+    with pytest.raises(WriteConflict):
+        store.put_if("missing.json", b"x", etag=first.etag)  # nothing to match
+
+    assert store.get_with_etag("index.json") == (b"two", second.etag)
+    assert not store.exists("missing.json")
+    assert [o.key for o in store.list()] == ["index.json"]  # no lock file shows
+
+
+def test_local_put_if_lets_concurrent_writers_take_turns(tmp_path: Path) -> None:
+    """Each of 40 read-change-write loops on 8 threads counts once: none is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = LocalStore(tmp_path)
+    store.put("counter", b"0")
+
+    def increment(_: int) -> None:
+        for _attempt in range(1000):
+            data, etag = store.get_with_etag("counter")
+            try:
+                store.put_if("counter", str(int(data) + 1).encode(), etag=etag)
+                return
+            except WriteConflict:
+                continue
+        raise AssertionError("never got a turn")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(increment, range(40)))
+
+    assert store.get("counter") == b"40"
 
 
 def test_check_passes_on_a_usable_store(store: ObjectStore) -> None:
@@ -322,7 +369,7 @@ def test_s3_list_follows_every_page(
     keys = [f"k{i}" for i in range(5)]
     for key in keys:
         store.put(key, b"x")
-    monkeypatch.setattr(storage, "_PAGE_SIZE", 2)
+    monkeypatch.setattr(storage.s3, "_PAGE_SIZE", 2)
     assert [o.key for o in store.list()] == keys
     assert requests == [2, 2, 2]
 

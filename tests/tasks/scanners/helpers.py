@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,9 +10,11 @@ from slipway.errors import ScanError
 from tasks.scanners import Finding, Scanner, ScanResult, ScanStatus, Severity
 from tasks.scanners.accepted import AcceptedRisks
 from tasks.scanners.compare import compare
+from tasks.scanners.history import record_default_branch_scan, save_scan
 from tasks.scanners.report import ScanSummary, build_summary
 from tasks.scanners.runner import ScanRun
 from tasks.scanners.sbom import SbomResult
+from tasks.storage import ObjectStore
 
 SCANNED_AT = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 
@@ -69,3 +72,27 @@ def summary(
         baseline_sha="a" * 40 if baseline is not None else None,
         accepted=accepted or AcceptedRisks(),
     )
+
+
+def bom(*pins: str, purl: bool = True) -> str:
+    """A CycloneDX document listing ``pins`` such as ``requests==2.19.0``."""
+    components = []
+    for pin in pins:
+        name, version = pin.split("==")
+        item = {"type": "library", "name": name, "version": version}
+        if purl:
+            item["purl"] = f"pkg:pypi/{name.lower()}@{version}"
+        components.append(item)
+    return json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": components})
+
+
+def stored(
+    store: ObjectStore, service: str, sha: str, *pins: str, scanned_at: datetime = SCANNED_AT
+) -> ScanSummary:
+    """A default-branch scan of ``service`` at ``sha`` whose SBOM lists ``pins``, stored as a scan does."""
+    scan = summary(result("pip-audit"), sha=sha).model_copy(
+        update={"service": service, "scanned_at": scanned_at}
+    )
+    save_scan(store, scan, sarif={"version": "2.1.0", "runs": []}, sbom=bom(*pins).encode())
+    record_default_branch_scan(store, scan)
+    return scan

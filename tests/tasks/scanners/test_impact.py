@@ -25,37 +25,17 @@ from tasks.scanners.impact import (
     read_sboms,
     service_versions,
 )
-from tasks.scanners.report import ScanSummary
 from tasks.scanners.sbom import SbomGenerator
 from tasks.scanners.vulnerability_data import archive_digests, changed_advisories
 from tasks.storage import LocalStore
 from tests.tasks.scanners.conftest import OSV_RECORDS
-from tests.tasks.scanners.helpers import PYSEC, result, summary
+from tests.tasks.scanners.helpers import PYSEC, bom, result, stored, summary
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def records() -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(OSV_RECORDS.glob("*.json"))]
-
-
-def bom(*pins: str, purl: bool = True) -> bytes:
-    components = []
-    for pin in pins:
-        name, version = pin.split("==")
-        item = {"type": "library", "name": name, "version": version}
-        if purl:
-            item["purl"] = f"pkg:pypi/{name.lower()}@{version}"
-        components.append(item)
-    return json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": components})
-
-
-def stored(store: LocalStore, service: str, sha: str, *pins: str) -> ScanSummary:
-    """A default-branch scan of ``service`` at ``sha`` whose SBOM lists ``pins``."""
-    scan = summary(result("pip-audit"), sha=sha).model_copy(update={"service": service})
-    save_scan(store, scan, sarif={"version": "2.1.0", "runs": []}, sbom=bom(*pins).encode())
-    record_default_branch_scan(store, scan)
-    return scan
 
 
 def test_components_come_from_purls_and_unversioned_ones_are_left_out():
