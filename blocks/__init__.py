@@ -81,7 +81,7 @@ def register_block_types() -> bool:
     return set_up_blocks(None, None)[0]
 
 
-def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, list[str]]:
+def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, list[SlipwayBlock]]:
     """`register_block_types`, and with a home, the missing default documents, in one round.
 
     A home gets a ``default`` document of each top-level block where none
@@ -94,7 +94,8 @@ def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, 
     round trips to a server that had just started.
 
     Returns:
-        Whether the types were registered, and the slugs of the documents written.
+        Whether the types were registered, and the documents written: what a
+        load of them would return now, so `up` need not read them back.
     """
     from prefect.variables import Variable
 
@@ -105,7 +106,8 @@ def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, 
         asyncio.run(_register_and_save(documents, register=changed))
     if changed:
         Variable.set(BLOCK_TYPES_VARIABLE, wanted, overwrite=True)
-    return changed, _written(documents)
+    _log_written(documents)
+    return changed, documents
 
 
 NESTED_BLOCKS: tuple[type[SlipwayBlock], ...] = (S3Connection,)
@@ -170,8 +172,8 @@ def _missing_defaults(home: SlipwayHome, ports: Ports) -> list[SlipwayBlock]:
     ]
 
 
-def _written(documents: list[SlipwayBlock]) -> list[str]:
-    written = [document.get_block_type_slug() for document in documents]
-    for slug in written:
-        logger.info("wrote default block document %s/%s", slug, DEFAULT_DOCUMENT)
-    return written
+def _log_written(documents: list[SlipwayBlock]) -> None:
+    for document in documents:
+        logger.info(
+            "wrote default block document %s/%s", document.get_block_type_slug(), DEFAULT_DOCUMENT
+        )
