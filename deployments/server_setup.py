@@ -33,7 +33,7 @@ from slipway.health import probe_client
 from slipway.home import Ports, SlipwayHome
 
 if TYPE_CHECKING:
-    from blocks import GitServer, PlatformSettings, SlipwayBlock
+    from blocks import GitServer, SlipwayBlock
     from blocks.monitoring import MonitoringSettings
     from tasks.catalog.entry import CatalogEntry
 
@@ -49,7 +49,7 @@ __all__ = [
     "before_the_gate",
     "beside_the_gate",
     "check_before_start",
-    "choose_base_image",
+    "base_image_of_new_platform",
     "configure_blocks",
     "follow_registration",
     "http_ok",
@@ -182,15 +182,23 @@ def _written_or_loaded(written: Sequence[SlipwayBlock], kind: type[_B]) -> _B:
 
 def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline) -> BlocksSetUp:
     """Once Prefect answers: the block types, their default documents, the monitoring settings."""
-    home, report = supervisor.options.home, supervisor.report
+    home, ports, report = supervisor.options.home, supervisor.options.ports, supervisor.report
     import blocks  # imports Prefect while the server boots
     from deployments.monitoring import follow_prefect_ui
 
     blocks.block_types_digest()  # while Prefect starts: the check after it is one request
     timeline.mark("supervisor imported Prefect and digested the block types")
-    supervisor.wait_until("prefect", lambda: http_ok(f"{server_url}/api/health"))
-    timeline.mark("prefect answers")
-    changed, written = blocks.set_up_blocks(home, supervisor.options.ports)
+    # Asked of the engine while Prefect boots: a new platform's settings are then
+    # written once with it, not saved again after (six more round trips before the gate).
+    _import_here("tasks.base_image", "tasks.containers")
+    image = ThreadPoolExecutor(max_workers=1, thread_name_prefix="base-image")
+    try:
+        chosen = image.submit(base_image_of_new_platform, home, ports)
+        supervisor.wait_until("prefect", lambda: http_ok(f"{server_url}/api/health"))
+        timeline.mark("prefect answers")
+        changed, written = blocks.set_up_blocks(home, ports, base_image=chosen.result)
+    finally:
+        image.shutdown(wait=False, cancel_futures=True)
     registered = "registered" if changed else "unchanged, kept"
     timeline.mark(f"block types {registered}, {len(written)} default documents written")
     for document in written:
@@ -256,24 +264,19 @@ def before_the_gate(
 ) -> _Jobs:
     """What the children need before they read the blocks, beside ``monitoring``'s configs.
 
-    Side by side: Docker's, git's and Prefect's round trips. The monitoring
+    Side by side: git's and Prefect's round trips. The monitoring
     parts start as soon as their configs are written, before the gate.
     """
-    from blocks import PlatformSettings
     from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
 
-    _import_here("tasks.catalog", "tasks.monitoring.config", "tasks.base_image")
-    home, ports, report = supervisor.options.home, supervisor.options.ports, supervisor.report
+    _import_here("tasks.catalog", "tasks.monitoring.config")
+    report = supervisor.report
 
     def webhook_secret() -> None:
         if ensure_webhook_secret():
             report(f"created the webhook secret: Secret block '{WEBHOOK_SECRET_BLOCK}' in the UI")
 
-    jobs: _Jobs = {"webhook secret": webhook_secret, "monitoring configs": monitoring.configure}
-    if found.wrote(PlatformSettings):
-        settings = found.default(PlatformSettings)
-        jobs["base image"] = lambda: choose_base_image(home, ports, settings)
-    return jobs
+    return {"webhook secret": webhook_secret, "monitoring configs": monitoring.configure}
 
 
 def beside_the_gate(supervisor: Supervisor, found: BlocksSetUp, registry: str | None) -> _Jobs:
@@ -311,19 +314,17 @@ def _import_here(*modules: str) -> None:
         importlib.import_module(module)
 
 
-def choose_base_image(home: SlipwayHome, ports: Ports, settings: PlatformSettings) -> None:
-    """Give a new platform's ``settings`` a base image this machine's engine holds.
+def base_image_of_new_platform(home: SlipwayHome, ports: Ports) -> str:
+    """The base image a new platform's settings start from: one this machine's engine holds.
 
     ``python:3.12-slim`` where it is there (or pullable), else the local image
     `make setup` builds where Docker Hub is out of reach; ``$SLIPWAY_BASE_IMAGE``
     when set.
     """
-    from blocks import DEFAULT_DOCUMENT, DeployTarget
+    from blocks import DeployTarget
     from tasks.base_image import local_base_image
 
-    image = local_base_image(DeployTarget.local_default(home, ports))
-    if settings.base_image != image:
-        settings.model_copy(update={"base_image": image}).save(DEFAULT_DOCUMENT, overwrite=True)
+    return local_base_image(DeployTarget.local_default(home, ports))
 
 
 def check_before_start(options: UpOptions, specs: list[ProcessSpec], registry: bool) -> None:
