@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 
 from blocks.artifact_store import ArtifactStore
 from blocks.base import DEFAULT_DOCUMENT, Defaults, SlipwayBlock, default_documents
@@ -81,7 +82,12 @@ def register_block_types() -> bool:
     return set_up_blocks(None, None)[0]
 
 
-def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, list[str]]:
+def set_up_blocks(
+    home: SlipwayHome | None,
+    ports: Ports | None,
+    *,
+    base_image: Callable[[], str] | None = None,
+) -> tuple[bool, list[SlipwayBlock]]:
     """`register_block_types`, and with a home, the missing default documents, in one round.
 
     A home gets a ``default`` document of each top-level block where none
@@ -93,19 +99,27 @@ def set_up_blocks(home: SlipwayHome | None, ports: Ports | None) -> tuple[bool, 
     their saves. One after another, `up` on a new home waited on some 70
     round trips to a server that had just started.
 
+    ``base_image``, asked only when the platform settings are written, gives
+    the image a new platform builds from (`tasks.base_image.local_base_image`):
+    the document is written with it at once, not saved a second time.
+
     Returns:
-        Whether the types were registered, and the slugs of the documents written.
+        Whether the types were registered, and the documents written: what a
+        load of them would return now, so `up` need not read them back.
     """
     from prefect.variables import Variable
 
     wanted = block_types_digest()
     changed = Variable.get(BLOCK_TYPES_VARIABLE) != wanted
-    documents = _missing_defaults(home, ports) if home is not None and ports is not None else []
+    documents = (
+        _missing_defaults(home, ports, base_image) if home is not None and ports is not None else []
+    )
     if changed or documents:
         asyncio.run(_register_and_save(documents, register=changed))
     if changed:
         Variable.set(BLOCK_TYPES_VARIABLE, wanted, overwrite=True)
-    return changed, _written(documents)
+    _log_written(documents)
+    return changed, documents
 
 
 NESTED_BLOCKS: tuple[type[SlipwayBlock], ...] = (S3Connection,)
@@ -158,20 +172,28 @@ def block_types_digest() -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _missing_defaults(home: SlipwayHome, ports: Ports) -> list[SlipwayBlock]:
+def _missing_defaults(
+    home: SlipwayHome, ports: Ports, base_image: Callable[[], str] | None
+) -> list[SlipwayBlock]:
     """The local default of each top-level block type without a ``default`` document."""
     # S3Connection is nested inside stores; it has no default document of its own.
     kinds = [kind for kind in ALL_BLOCKS if kind not in NESTED_BLOCKS]
     present = default_documents(kinds)
-    return [
+    missing = [
         kind.local_default(home, ports)
         for kind in kinds
         if kind.get_block_type_slug() not in present
     ]
+    return [
+        d.model_copy(update={"base_image": base_image()})
+        if isinstance(d, PlatformSettings) and base_image is not None
+        else d
+        for d in missing
+    ]
 
 
-def _written(documents: list[SlipwayBlock]) -> list[str]:
-    written = [document.get_block_type_slug() for document in documents]
-    for slug in written:
-        logger.info("wrote default block document %s/%s", slug, DEFAULT_DOCUMENT)
-    return written
+def _log_written(documents: list[SlipwayBlock]) -> None:
+    for document in documents:
+        logger.info(
+            "wrote default block document %s/%s", document.get_block_type_slug(), DEFAULT_DOCUMENT
+        )

@@ -15,12 +15,16 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from deployments.components import ProcessSpec
 from slipway.health import ComponentHealth, http_health
 from slipway.home import HOST, Ports, SlipwayHome
 from slipway.private import write_private
 from tasks.monitoring.layout import MonitoringLayout
+
+if TYPE_CHECKING:
+    from blocks.monitoring import MonitoringSettings
 
 Report = Callable[[str], None]
 
@@ -29,6 +33,7 @@ __all__ = [
     "MonitoringBinaries",
     "ensure_alert_notifications",
     "follow_embedded_prefect_ui",
+    "follow_prefect_ui",
     "monitor_spec",
     "monitoring_health",
     "monitoring_specs",
@@ -198,25 +203,31 @@ def planned_monitoring(home: SlipwayHome, ports: Ports) -> tuple[list[ProcessSpe
 
 
 def prepare_monitoring(
-    home: SlipwayHome, ports: Ports, specs: list[ProcessSpec], missing: list[str], report: Report
+    home: SlipwayHome,
+    ports: Ports,
+    specs: list[ProcessSpec],
+    missing: list[str],
+    report: Report,
+    *,
+    settings: MonitoringSettings,
+    services: list[str],
 ) -> list[ProcessSpec]:
-    """Write the configs and targets; returns ``specs`` as they must start (Prefect is up).
+    """Write the configs and rules; returns ``specs`` as they must start.
 
-    Starting them, and waiting for their health, is the caller's, with the other components'.
+    ``settings`` and the catalog's ``services`` come from the caller, who
+    read them once. The scrape targets are not written here: Prometheus
+    watches their files, so `slipway up` writes them once it starts
+    (`tasks.monitoring.sync.write_scrape_targets`), and listing Docker's
+    containers no longer holds back the start of all three. Starting them,
+    and waiting for their health, is the caller's, with the other components'.
     """
-    from blocks.monitoring import MonitoringSettings
-    from tasks.catalog import Catalog
     from tasks.monitoring.config import write_configs
-    from tasks.monitoring.sync import sync_monitoring
 
     if missing:
         report(
             f"monitoring: {', '.join(missing)} not installed, so no alerts. Fix: {MONITORING_HINT}"
         )
-    settings = MonitoringSettings.load_default()
-    layout = MonitoringLayout.of(home, ports)
-    write_configs(layout, settings, sorted(Catalog.load_default().names()))
-    sync_monitoring(layout, reload_rules=False)
+    write_configs(MonitoringLayout.of(home, ports), settings, sorted(services))
     retention = {"--storage.tsdb.retention.time": f"{settings.retention_days}d"}
     return [
         replace(
@@ -230,14 +241,16 @@ def prepare_monitoring(
     ]
 
 
-def ensure_alert_notifications(report: Report) -> None:
-    """The notification block type and the automations that route alerts (Prefect is up)."""
-    from blocks.monitoring import MonitoringSettings
+def ensure_alert_notifications(report: Report, ui_url: str) -> None:
+    """The notification block type and the automations that route alerts (Prefect is up).
+
+    ``ui_url`` is the monitoring settings' own, which notification links are built from.
+    """
     from blocks.notifications import EmailNotification
     from tasks.monitoring.automations import ensure_notification_automations
 
     EmailNotification.register_type_and_schema()
-    for change in ensure_notification_automations(MonitoringSettings.load_default().ui_url):
+    for change in ensure_notification_automations(ui_url):
         report(f"notifications: {change}")
 
 
@@ -246,6 +259,15 @@ _LOOPBACK_ROOT = re.compile(rf"http://{re.escape(HOST)}:\d+")
 
 
 def follow_embedded_prefect_ui(home: SlipwayHome, ui_url: str) -> str | None:
+    """`follow_prefect_ui` of the monitoring settings as Prefect holds them now; its note."""
+    from blocks.monitoring import MonitoringSettings
+
+    return follow_prefect_ui(home, ui_url, MonitoringSettings.load_default())[1]
+
+
+def follow_prefect_ui(
+    home: SlipwayHome, ui_url: str, settings: MonitoringSettings
+) -> tuple[MonitoringSettings, str | None]:
     """Keep the monitoring settings' ``ui_url`` on the embedded Prefect UI; a note if it moved.
 
     Needs Prefect's API. Notification links are built from ``ui_url``, so a
@@ -255,24 +277,31 @@ def follow_embedded_prefect_ui(home: SlipwayHome, ui_url: str) -> str | None:
     ``<home>/run`` at each start; in a home from before that record, when it
     holds a loopback root URL, which only Slipway's default writes. Any other
     value is the platform team's choice and is left as it is.
+
+    Args:
+        home: The data directory, which holds the record.
+        ui_url: Where the embedded UI answers now.
+        settings: The ``default`` document, as Prefect holds it now.
+
+    Returns:
+        The settings as they are now, and the note to show when they changed.
     """
     from blocks import DEFAULT_DOCUMENT
-    from blocks.monitoring import MonitoringSettings
 
     record = home.run / _UI_RECORD
     try:
         previous: str | None = record.read_text().strip()
     except FileNotFoundError:
         previous = None
-    settings = MonitoringSettings.load_default()
     stored, wanted = settings.ui_url, ui_url.rstrip("/")
     ours = stored == previous or (previous is None and _LOOPBACK_ROOT.fullmatch(stored) is not None)
     note = None
     if stored != wanted and ours:
-        settings.model_copy(update={"ui_url": wanted}).save(DEFAULT_DOCUMENT, overwrite=True)
+        settings = settings.model_copy(update={"ui_url": wanted})
+        settings.save(DEFAULT_DOCUMENT, overwrite=True)
         note = (
             f"the monitoring settings' ui_url follows the Prefect UI from {stored} to {wanted} "
             f"in the block slipway-monitoring-settings/{DEFAULT_DOCUMENT}"
         )
     write_private(record, wanted + "\n")
-    return note
+    return settings, note

@@ -26,10 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import yaml
 
-from deployments.serve import pull_steps, runner_deployments
 from slipway.api_auth import API_AUTH_FILE, http_auth
 from slipway.errors import CommandError, ConfigurationError
 
@@ -307,6 +305,8 @@ def apply_to_pool(project_dir: Path, code: PlatformCode, crash: CrashDetection) 
     """
     from prefect.client.orchestration import get_client
 
+    from deployments.serve import pull_steps, runner_deployments
+
     steps = pull_steps(project_dir)
     deployments = runner_deployments(project_dir, pool_steps=steps)
     with get_client(sync_client=True) as client:
@@ -322,6 +322,8 @@ def apply_to_pool(project_dir: Path, code: PlatformCode, crash: CrashDetection) 
 
 def online_workers(api_url: str, pool: str) -> set[str]:
     """Names of the workers that the server counts as online in ``pool``; empty on error."""
+    import httpx  # here: `slipway up` imports this module before Prefect's server starts
+
     try:
         response = httpx.post(
             f"{api_url}/work_pools/{pool}/workers/filter",
@@ -341,6 +343,8 @@ def server_heartbeat(api_url: str) -> int | None:
     Raises:
         ConfigurationError: the server refuses this host's auth string.
     """
+    import httpx
+
     try:
         response = httpx.get(
             f"{api_url}/variables/name/{HEARTBEAT_VARIABLE}", timeout=2.0, auth=http_auth()

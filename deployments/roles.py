@@ -4,9 +4,11 @@
   (on SQLite or PostgreSQL, every request authenticated) and, beside its
   start, the Python children (docs portal, bridge, monitor), forked from
   `up` once it imported their modules (`deployments.warm_start`), which
-  wait at the gate (`deployments.startup`); then blocks;
-  then, side by side, the registry (whose login the registry block holds)
-  and monitoring (Prometheus, Alertmanager, blackbox). Ready means every
+  wait at the gate (`deployments.startup`); then blocks; then, side by
+  side before the gate, the webhook secret and monitoring's configs, whose
+  parts (Prometheus, Alertmanager, blackbox) start as soon as those are
+  written; then, while the children read the blocks, the registry (whose
+  login the registry block holds) and the scrape targets. Ready means every
   component answers: deployments register after that, served here by the
   runner (started with the others, it waits at a second gate) or applied to
   the work pool by a one-shot child (`deployments.pool`), and `slipway
@@ -46,20 +48,17 @@ from deployments.components import (
     worker_spec,
 )
 from deployments.home_keys import prepare_home
-from deployments.monitoring import (
-    ensure_alert_notifications,
-    planned_monitoring,
-    prepare_monitoring,
-)
+from deployments.monitoring import planned_monitoring
 from deployments.pool import PlatformCode, online_workers, server_heartbeat
 from deployments.server_setup import (
+    MonitoringSetUp,
+    SideBySide,
+    after_the_gate,
+    before_the_gate,
+    beside_the_gate,
     check_before_start,
     configure_blocks,
     follow_registration,
-    http_ok,
-    reconnect_local_git,
-    registry_spec_of,
-    set_up_side_by_side,
     use_embedded_prefect,
 )
 from deployments.startup import (
@@ -210,23 +209,23 @@ def _start_server_host(supervisor: Supervisor, timeline: Timeline) -> Future[lis
     python = [s for s in monitoring if s.argv[0] == sys.executable]
     _start_runner_and_children(supervisor, timeline, [docs, bridge, *python])
 
-    configure_blocks(supervisor, server.url, timeline)
-    MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
-    open_gate(home, supervisor.marker, "configured")
-    timeline.mark("gate open: the children read the blocks now")
-    systems = _probe_configured_systems(f"{HOST}:{ports.registry}")
+    found = configure_blocks(supervisor, server.url, timeline)
     binaries = [s for s in monitoring if s not in python]
-    started = set_up_side_by_side(
-        supervisor,
-        timeline,
-        {
-            "registry": functools.partial(registry_spec_of, supervisor, registry),
-            "monitoring": lambda: prepare_monitoring(home, ports, binaries, missing, report),
-            "notifications": lambda: ensure_alert_notifications(report),
-            "git hooks": lambda: reconnect_local_git(home, ports),
-        },
-    )
-    _wait_answering(supervisor, timeline, [*started, docs, bridge, *python])
+    parts = MonitoringSetUp(supervisor, found, binaries, missing)
+    side = SideBySide(supervisor, timeline)
+    try:
+        # The monitoring parts start as soon as their configs are written, before the gate.
+        gate = side.submit(before_the_gate(supervisor, found, parts))
+        side.submit(beside_the_gate(supervisor, found, registry))
+        side.join(gate)
+        MonitoringLayout.of(home, ports).receiver_token()  # before the monitor reads it
+        open_gate(home, supervisor.marker, "configured")
+        timeline.mark("gate open: the children read the blocks now")
+        systems = _probe_configured_systems(f"{HOST}:{ports.registry}")
+        side.submit(after_the_gate(supervisor, found, parts))
+        side.join(answering=[docs, bridge, *python])
+    finally:
+        side.close()
     if options.role == "all":
         _start_worker(supervisor)
     return systems
@@ -280,18 +279,6 @@ def _start_python_children(
         cold = any(module in failed for module in spec.preload)
         supervisor.start(replace(spec, preload=()) if cold else spec)
     supervisor.write_state()  # a cold one too, for `slipway status`
-
-
-def _wait_answering(supervisor: Supervisor, timeline: Timeline, specs: list[ProcessSpec]) -> None:
-    """Wait, side by side, until every component with a health URL answers it."""
-    supervisor.wait_all(
-        {
-            s.name: functools.partial(http_ok, s.health_url, s.health_login)
-            for s in specs
-            if s.health_url is not None
-        },
-        on_ready=lambda name: timeline.mark(f"{name} answers"),
-    )
 
 
 def _platform_code(options: UpOptions) -> PlatformCode:

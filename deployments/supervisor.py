@@ -19,10 +19,11 @@ import signal
 import subprocess  # nosec B404 - long-running children; argv lists only
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 from deployments.components import (
     Database,
@@ -167,10 +168,14 @@ class Supervisor:
         self,
         waits: Mapping[str, Callable[[], bool]],
         on_ready: Callable[[str], object] = lambda _: None,
+        *,
+        joining: Callable[[], Mapping[str, Callable[[], bool]] | None] | None = None,
     ) -> None:
         """Wait until every component of ``waits`` is ready, probing them side by side.
 
-        ``on_ready`` hears each name as it becomes ready.
+        ``on_ready`` hears each name as it becomes ready. ``joining``, asked
+        before each round, gives the components started since, to wait for
+        too, or None once no more will come: the wait ends only then.
 
         Raises:
             ComponentError: one exited, or was not ready within the start-up timeout;
@@ -178,29 +183,40 @@ class Supervisor:
         """
         deadline = time.monotonic() + self.options.startup_timeout
         pending = dict(waits)
-        while pending:
-            for name, ready in list(pending.items()):
-                if ready():
-                    del pending[name]
-                    on_ready(name)
-                    continue
-                code = self.children[name].process.poll()
-                if code is not None:
-                    raise ComponentError(
-                        f"{name} exited with code {code} while starting:\n{self.log_tail(name)}",
-                        hint=f"see {self.options.home.logs / (name + '.log')}",
-                    )
-            if not pending:
-                return
-            self.check_stopping()
-            if time.monotonic() > deadline:
-                name = next(iter(pending))
-                raise ComponentError(
-                    f"{name} was not healthy within {self.options.startup_timeout:.0f} s:\n"
-                    f"{self.log_tail(name)}",
-                    hint=f"see {self.options.home.logs / (name + '.log')}",
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe") as probes:
+            while True:
+                more = joining() if joining is not None else None
+                pending.update(more or {})
+                ready = dict(
+                    zip(pending, probes.map(lambda probe: probe(), pending.values()), strict=True)
                 )
-            time.sleep(0.1)
+                for name, answered in ready.items():
+                    if answered:
+                        del pending[name]
+                        on_ready(name)
+                    elif (code := self.children[name].process.poll()) is not None:
+                        raise ComponentError(
+                            f"{name} exited with code {code} while starting:\n{self.log_tail(name)}",
+                            hint=f"see {self.options.home.logs / (name + '.log')}",
+                        )
+                if not pending and (joining is None or more is None):
+                    return
+                self.check_stopping()
+                if time.monotonic() > deadline:
+                    self._not_ready(next(iter(pending), None))
+                time.sleep(0.1)
+
+    def _not_ready(self, name: str | None) -> NoReturn:
+        if name is None:
+            raise ComponentError(
+                f"the set-up steps did not end within {self.options.startup_timeout:.0f} s",
+                hint=f"see {self.options.home.logs / 'startup.log'} for the last step that ended",
+            )
+        raise ComponentError(
+            f"{name} was not healthy within {self.options.startup_timeout:.0f} s:\n"
+            f"{self.log_tail(name)}",
+            hint=f"see {self.options.home.logs / (name + '.log')}",
+        )
 
     def watch(self) -> None:
         """Restart children that die, with a back-off, until a stop is requested."""

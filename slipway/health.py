@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ComponentHealth", "http_health", "http_probe", "probe_client"]
 
@@ -62,6 +64,8 @@ def http_probe(
     auth: tuple[str, str] | None = None,
 ) -> tuple[ComponentHealth, httpx.Response | None]:
     """`http_health`, with the answer itself for a caller that reads its body; None if none came."""
+    import httpx  # here: `slipway up` imports this module before Prefect's server starts
+
     try:
         response = probe_client().get(probe, timeout=timeout, auth=auth)
     except httpx.HTTPError as e:
@@ -84,4 +88,6 @@ def probe_client() -> httpx.Client:
 
 @functools.cache
 def _client_of(pid: int) -> httpx.Client:
+    import httpx
+
     return httpx.Client()

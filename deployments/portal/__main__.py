@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     from prefect import get_client
     from prefect.settings import get_current_settings
 
-    from blocks import ArtifactStore, DeployTarget, GitServer
+    from blocks import ArtifactStore, Defaults, DeployTarget, GitServer
     from deployments.portal.app import build_app
     from deployments.portal.health import HealthBoard
     from deployments.portal.sources import CatalogCache, PortalSources
@@ -53,15 +53,16 @@ def main(argv: list[str] | None = None) -> None:
     from tasks.storage import open_store
 
     wait_for_gate()  # imported beside Prefect's start; the blocks are there now
-    store = open_store(ArtifactStore.load_default())
+    found = Defaults(ArtifactStore, GitServer, DeployTarget)  # one request, not three
+    store = open_store(found[ArtifactStore])
     with get_client(sync_client=True) as client:
         sources = PortalSources(
-            catalog=CatalogCache(GitServer.load_default()),
+            catalog=CatalogCache(found[GitServer]),
             store=store,
             client=client,
             monitoring=monitoring_view(),
             ui_url=str(get_current_settings().ui_url or "").rstrip("/"),
-            bind_address=DeployTarget.load_default().bind_address,
+            bind_address=found[DeployTarget].bind_address,
             stale_after=timedelta(days=args.stale_after_days),
         )
         app = build_app(sources, health=HealthBoard(interval=args.health_interval))

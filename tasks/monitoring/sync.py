@@ -9,6 +9,7 @@ Prometheus re-reads by itself; only a change of the rule files needs a reload.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -18,7 +19,11 @@ from tasks.monitoring.config import reload, write_rules
 from tasks.monitoring.layout import MonitoringLayout
 from tasks.monitoring.targets import ServiceTarget, running_targets, write_targets
 
-__all__ = ["refresh_scrape_targets", "sync_monitoring"]
+if TYPE_CHECKING:
+    from blocks import DeployTarget
+    from tasks.catalog.entry import CatalogEntry
+
+__all__ = ["refresh_scrape_targets", "sync_monitoring", "write_scrape_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +40,42 @@ def sync_monitoring(layout: MonitoringLayout, *, reload_rules: bool = True) -> l
     from blocks import Defaults, DeployTarget, GitServer
     from blocks.monitoring import MonitoringSettings
     from tasks.catalog import Catalog
-    from tasks.containers import docker_client
 
     blocks = Defaults(GitServer, DeployTarget, MonitoringSettings)
     entries = Catalog(blocks[GitServer]).entries()
-    target = blocks[DeployTarget]
     rules_changed = write_rules(layout, blocks[MonitoringSettings], [e.name for e in entries])
-    try:
-        client = docker_client(target, timeout=10)
-    except DockerUnavailable as e:
-        logger.warning("scrape targets left as they were: %s", e.message)
+    targets = write_scrape_targets(layout, entries, blocks[DeployTarget])
+    if targets is None:
         return []
-    try:
-        targets = running_targets(client, entries, bind_address=target.bind_address)
-    finally:
-        client.close()
-    write_targets(layout, targets)
     if rules_changed and reload_rules:
         try:
             reload(layout)
         except MonitoringError as e:
             logger.warning("%s", e)
+    return targets
+
+
+def write_scrape_targets(
+    layout: MonitoringLayout, entries: list[CatalogEntry], target: DeployTarget
+) -> list[ServiceTarget] | None:
+    """Rewrite the file_sd targets from ``entries`` and the engine of ``target``; returns them.
+
+    Prometheus re-reads the files by itself, so `slipway up` writes them once
+    Prometheus already starts. Without a reachable engine they are left as
+    they are, and None says so.
+    """
+    from tasks.containers import docker_client
+
+    try:
+        client = docker_client(target, timeout=10)
+    except DockerUnavailable as e:
+        logger.warning("scrape targets left as they were: %s", e.message)
+        return None
+    try:
+        targets = running_targets(client, entries, bind_address=target.bind_address)
+    finally:
+        client.close()
+    write_targets(layout, targets)
     return targets
 
 

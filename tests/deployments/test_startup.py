@@ -99,6 +99,10 @@ def test_up_is_ready_while_deployments_register_and_reports_when_they_are(make_u
     timeline = (up.home / "logs" / "startup.log").read_text()
     for step in ("prefect answers", "gate open", "every component answers", "registered 1"):
         assert step in timeline, timeline
+    # Monitoring's configs are written, and its parts started, before the children read the blocks.
+    steps = [line.split(" s  ", 1)[1] for line in timeline.splitlines()[1:]]
+    gate = steps.index("gate open: the children read the blocks now")
+    assert steps.index("monitoring configs set up") < gate, timeline
     up.down()
 
 

@@ -117,6 +117,8 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert f"127.0.0.1:{up.ports['monitor']}" in targets[0]["targets"]
     docs = httpx.get(f"http://127.0.0.1:{up.ports['docs']}/", timeout=5)
     assert docs.status_code == 200 and "Slipway portal" in docs.text
+    # A new home's portal finds monitoring configured: its configs exist before the gate.
+    assert f"Prometheus http://127.0.0.1:{up.ports['prometheus']}" in docs.text, docs.text
 
     assert processes_of_home(up.home), "children should carry SLIPWAY_HOME"
     up.down()
