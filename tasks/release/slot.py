@@ -7,7 +7,9 @@ touch that environment's containers.
 A push that is still waiting for the slot when a newer push of the same
 service and environment arrives gives way: `Superseded` is raised, the slot is
 never taken, and build-test-deploy ends Cancelled. So is a push whose newer
-push arrived while it was built (`give_way_to_newer_push`).
+push arrived while it was built (`give_way_to_newer_push`). The first look
+is started before the run opens its stage (`look_for_newer_push`), so that
+an uncontended slot is taken without waiting for it.
 
 The slot covers the switch, not what follows it: a release hands it back
 (`ReleaseSlot.hand_back`) before its release analysis, as Argo Rollouts lets
@@ -18,8 +20,12 @@ again (`ReleaseSlot.retaken`) only to roll back.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from typing import Final
 
@@ -51,6 +57,7 @@ __all__ = [
     "ReleaseSlot",
     "deploy_slot",
     "give_way_to_newer_push",
+    "look_for_newer_push",
     "slot_name",
 ]
 
@@ -113,9 +120,33 @@ class ReleaseSlot:
             yield
 
 
+def look_for_newer_push(service: str, environment: str) -> Future[str | None]:
+    """Start looking for a newer push now, in the background, for `deploy_slot`'s first look.
+
+    A run starts it before the work that precedes the slot (opening its
+    stage), so that its first look costs the slot no time.
+    """
+    looking: Future[str | None] = Future()
+
+    def look() -> None:
+        try:
+            looking.set_result(_newer_push(service, environment))
+        except BaseException as e:
+            looking.set_exception(e)
+
+    run = functools.partial(contextvars.copy_context().run, look)
+    threading.Thread(target=run, name="newer-push", daemon=True).start()
+    return looking
+
+
 @contextmanager
 def deploy_slot(
-    service: str, environment: str, *, give_way: bool = False, poll_seconds: float = 2.0
+    service: str,
+    environment: str,
+    *,
+    give_way: bool = False,
+    poll_seconds: float = 2.0,
+    first_look: Future[str | None] | None = None,
 ) -> Iterator[ReleaseSlot]:
     """Hold the one release slot of ``service`` in ``environment``.
 
@@ -129,14 +160,21 @@ def deploy_slot(
     Yields:
         The held slot, which a release hands back after its switch.
 
+    Args:
+        service: The service released.
+        environment: Where it is released.
+        give_way: Look for a newer push before each attempt (`Superseded`).
+        poll_seconds: The longest pause between attempts.
+        first_look: With ``give_way``, the first look, started earlier
+            (`look_for_newer_push`); later ones are made here.
+
     Raises:
         Superseded: With ``give_way``, a newer push of the same service and
             environment arrived while this run waited; the slot was not taken.
     """
     name = slot_name(service, environment)
-    slot = ReleaseSlot(
-        service, environment, _acquire(name, service, environment, give_way, poll_seconds)
-    )
+    look = functools.partial(_newer_push, service, environment) if give_way else None
+    slot = ReleaseSlot(service, environment, _acquire(name, look, first_look, poll_seconds))
     run_logger(__name__).info("Holding the release slot %s", name)
     try:
         yield slot
@@ -145,15 +183,21 @@ def deploy_slot(
 
 
 def _acquire(
-    name: str, service: str, environment: str, give_way: bool, poll_seconds: float
+    name: str,
+    look: Callable[[], str | None] | None,
+    first_look: Future[str | None] | None,
+    poll_seconds: float,
 ) -> ExitStack:
     """The slot ``name`` taken, in an exit stack that frees it; see `deploy_slot`."""
     held = ExitStack()
     pause = min(0.1, poll_seconds)
     looked_for_limit = False  # created at the first release, not read before every one
     while True:
-        if give_way and (newer := _newer_push(service, environment)) is not None:
-            raise Superseded(newer)
+        if look is not None:
+            newer = first_look.result() if first_look is not None else look()
+            first_look = None
+            if newer is not None:
+                raise Superseded(newer)
         try:
             held.enter_context(
                 concurrency(
