@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
 from typing import Final
 
 import httpx
@@ -37,6 +38,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -68,6 +70,9 @@ DEFAULT_ENVIRONMENT = "dev"
 LEASE_SECONDS = 120
 """A dead holder's slot frees itself after this long; a live one renews it."""
 _WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+_CLOCK_SLACK = timedelta(minutes=10)
+"""How much earlier than this run's creation a newer run may be expected to start:
+the clocks of the hosts that create runs may differ."""
 
 
 def slot_name(service: str, environment: str) -> str:
@@ -245,28 +250,19 @@ def _newer_push(service: str, environment: str) -> str | None:
     does not stop an older one from delivering.
     """
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    me = context.flow_run if context is not None else None
+    if me is None or (created := me.created) is None:
         return None
-    me = context.flow_run
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[BUILD_FLOW])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[*_WAITING, StateType.COMPLETED])
-                )
-            ),
+            flow_run_filter=recent_runs(created),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=100,
             offset=0,
         )
     for run in runs:
-        if (
-            run.id == me.id
-            or run.created is None
-            or me.created is None
-            or run.created <= me.created
-        ):
+        if run.id == me.id or run.created is None or run.created <= created:
             continue
         wanted = run.parameters
         if (
@@ -275,6 +271,22 @@ def _newer_push(service: str, environment: str) -> str | None:
         ):
             return f"superseded by the newer run {run.name} of {str(wanted.get('commit', ''))[:12]}"
     return None
+
+
+def recent_runs(created: datetime) -> FlowRunFilter:
+    """The runs that may be newer than one ``created`` then: waiting, running or completed.
+
+    Prefect cannot filter by creation, so the server is asked only for runs
+    expected to start since shortly before (`_CLOCK_SLACK`): a run is expected
+    to start when it is created, or later when scheduled so. The completed
+    history is not read at every look.
+    """
+    return FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[*_WAITING, StateType.COMPLETED])
+        ),
+        expected_start_time=FlowRunFilterExpectedStartTime(after_=created - _CLOCK_SLACK),
+    )
 
 
 def _locked(error: ConcurrencySlotAcquisitionError) -> bool:

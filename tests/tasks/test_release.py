@@ -43,7 +43,7 @@ from tasks.release import (
     start_trial,
 )
 from tasks.release.candidate import Trial
-from tasks.release.slot import LEASE_SECONDS, slot_name
+from tasks.release.slot import LEASE_SECONDS, recent_runs, slot_name
 from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
@@ -556,6 +556,40 @@ def test_the_first_look_for_a_newer_push_is_made_before_the_slot_and_used_by_it(
     finally:
         with get_client(sync_client=True) as client:
             for run in created:
+                client.delete_flow_run(run.id)
+
+
+def test_a_look_for_a_newer_push_reads_recent_runs_not_the_history(prefect_server: str) -> None:
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import FlowRunFilterId
+    from prefect.states import Completed, Pending, Scheduled
+
+    @flow(name="build-test-deploy")
+    def push(service: str, commit: str) -> None:
+        pass
+
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        old = client.create_flow_run(
+            push,
+            parameters={"service": "s"},
+            state=Scheduled(scheduled_time=now - timedelta(hours=1)),
+        )
+        client.set_flow_run_state(old.id, Completed(), force=True)
+        later = client.create_flow_run(
+            push,
+            parameters={"service": "s"},
+            state=Scheduled(scheduled_time=now + timedelta(hours=1)),
+        )
+        new = client.create_flow_run(push, parameters={"service": "s"}, state=Pending())
+        try:
+            mine = FlowRunFilterId(any_=[old.id, later.id, new.id])
+            found = client.read_flow_runs(
+                flow_run_filter=recent_runs(now).model_copy(update={"id": mine})
+            )
+            assert {r.id for r in found} == {later.id, new.id}
+        finally:
+            for run in (old, later, new):
                 client.delete_flow_run(run.id)
 
 
