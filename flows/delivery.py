@@ -162,16 +162,21 @@ def _deliver(
                 unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
                 return record_unchanged(stage, unchanged, serving.live)
             pushed, trial = _pushed_beside_trial(stage, built, work.sha)
+        # Waited for right before the switch (deploy_release's before_switch).
+        gate = functools.partial(
+            give_way_to_newer_push,
+            look_for_newer_push(service, environment),
+            note=f"{pushed.reference} was pushed but not deployed",
+        )
         try:
-            give_way_to_newer_push(
-                service, environment, note=f"{pushed.reference} was pushed but not deployed"
-            )
             release = stage.release(work.sha, pushed.reference)
             committed_at = work.committed_at().isoformat()
             attempt = Attempt(
                 release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
             )
-            return roll_out(stage, attempt, slot, on_switch=on_switch, trial=trial)
+            return roll_out(
+                stage, attempt, slot, on_switch=on_switch, before_switch=gate, trial=trial
+            )
         finally:
             trial.discard()  # the switch removed it already, unless the run ended before
 

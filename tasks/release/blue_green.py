@@ -27,6 +27,7 @@ created and started by `tasks.release.candidate`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,7 @@ def deploy_release(
     target: DeployTarget,
     health_timeout: float,
     reserved_ports: frozenset[int] = frozenset(),
+    before_switch: Callable[[], None] | None = None,
     trial: Trial | None = None,
 ) -> Deployed:
     """Run ``release`` beside the serving container, then switch to it once healthy.
@@ -93,6 +95,8 @@ def deploy_release(
         target: The deploy target: bind address and the range spare ports come from.
         health_timeout: Seconds each container may take to answer ``/healthz``.
         reserved_ports: Ports that must not be used as spare ports (other services').
+        before_switch: Called before any container changes, e.g. to give way to
+            a newer push (`give_way_to_newer_push`); raising ends the release there.
         trial: The candidate `start_trial` started beside the push, if any; it
             is used, or removed, either way.
 
@@ -107,9 +111,9 @@ def deploy_release(
     from docker.errors import DockerException
 
     try:
-        if trial is not None and trial.failure is not None:
-            raise trial.failure
-        return _deploy(client, release, target, health_timeout, reserved_ports, trial)
+        return _deploy(
+            client, release, target, health_timeout, reserved_ports, before_switch, trial
+        )
     except DockerException as e:
         raise DeployError(
             f"the Docker engine failed during the release of {release.service} to "
@@ -124,9 +128,14 @@ def _deploy(
     target: DeployTarget,
     health_timeout: float,
     reserved_ports: frozenset[int],
+    before_switch: Callable[[], None] | None,
     trial: Trial | None,
 ) -> Deployed:
     image = ensure_image(client, release.image)
+    if before_switch is not None:
+        before_switch()
+    if trial is not None and trial.failure is not None:
+        raise trial.failure
     if trial is not None and trial.image_id != image.id:
         trial.discard()  # not the pushed image: a candidate of it is started again
         trial = None

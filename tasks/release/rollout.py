@@ -87,6 +87,7 @@ def roll_out(
     slot: ReleaseSlot,
     *,
     on_switch: OnSwitch = None,
+    before_switch: OnSwitch = None,
     trial: Trial | None = None,
 ) -> DeploymentRecord:
     """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
@@ -99,6 +100,7 @@ def roll_out(
         attempt: Who asked which action to release what.
         slot: The held release slot of the stage; handed back after the switch.
         on_switch: Called once the new version serves, before it is watched.
+        before_switch: Called before anything changes; raising stops the release there.
         trial: The release's candidate, started beside its push (`start_trial`).
 
     Raises:
@@ -110,6 +112,8 @@ def roll_out(
     release = attempt.release
     live = already_serving(stage.client, release, target=stage.target)
     if live is not None:
+        if before_switch is not None:
+            before_switch()
         if trial is not None:
             trial.discard()
         return record_unchanged(stage, attempt, live)
@@ -120,6 +124,7 @@ def roll_out(
             target=stage.target,
             health_timeout=stage.settings.health_timeout_seconds,
             reserved_ports=stage.reserved_ports,
+            before_switch=before_switch,
             trial=trial,
         )
     except DeployError as e:

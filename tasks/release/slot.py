@@ -7,9 +7,10 @@ touch that environment's containers.
 A push that is still waiting for the slot when a newer push of the same
 service and environment arrives gives way: `Superseded` is raised, the slot is
 never taken, and build-test-deploy ends Cancelled. So is a push whose newer
-push arrived while it was built (`give_way_to_newer_push`). The first look
-is started before the run opens its stage (`look_for_newer_push`), so that
-an uncontended slot is taken without waiting for it.
+push arrived while it was built (`give_way_to_newer_push`, before the
+switch). Each look runs in the background (`look_for_newer_push`): the
+first from before the run opens its stage, so that an uncontended slot is
+taken without waiting for it; the last beside the steps up to the switch.
 
 The slot covers the switch, not what follows it: a release hands it back
 (`ReleaseSlot.hand_back`) before its release analysis, as Argo Rollouts lets
@@ -31,8 +32,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 import httpx
-from prefect import get_client, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -228,16 +228,18 @@ def _acquire(
         pause = min(pause * 2, poll_seconds)
 
 
-@task(name="give-way-to-newer-push", cache_policy=NO_CACHE)
-def give_way_to_newer_push(service: str, environment: str, *, note: str = "") -> None:
-    """Raise `Superseded` when a newer push of ``service`` to ``environment`` arrived.
+def give_way_to_newer_push(looking: Future[str | None], *, note: str = "") -> None:
+    """Raise `Superseded` when ``looking`` (`look_for_newer_push`) found a newer push.
+
+    build-test-deploy looks once its image is pushed and waits for the answer
+    only right before its release changes anything (`deploy_release`'s
+    ``before_switch``), so the look overlaps the steps up to there.
 
     Args:
-        service: The service this run releases.
-        environment: Where it releases it.
+        looking: The look for a newer push.
         note: What this run did already, added to the reason.
     """
-    newer = _newer_push(service, environment)
+    newer = looking.result()
     if newer is not None:
         raise Superseded(f"{newer}; {note}" if note else newer)
 

@@ -325,6 +325,45 @@ def test_the_candidate_starts_while_the_image_is_pushed(delivery: Delivery) -> N
     assert [c.name for c in containers] == [f"{delivery.service}-dev-{sha[:12]}"]  # no candidate
 
 
+def test_a_newer_push_arriving_during_the_build_stops_the_older_before_its_switch(
+    delivery: Delivery,
+) -> None:
+    before = ensure_live(delivery)
+    older = delivery.commit(uuid.uuid4().hex)  # new code: built and tested, so it takes a while
+    running = Background(build_test_deploy, service=delivery.service, commit=older, ref=REF)
+    built = f"{delivery.registry}/{delivery.service}:{older}"
+
+    def tagged() -> bool:
+        try:
+            delivery.client.images.get(built)  # type: ignore[attr-defined]
+        except ImageNotFound:
+            return False
+        return True
+
+    wait_for(tagged, timeout=120, poll=0.05, what="the older push's build")  # past the slot
+    with get_client(sync_client=True) as client:
+        newer = client.create_flow_run(
+            build_test_deploy,
+            parameters={"service": delivery.service, "commit": "b" * 40, "ref": REF},
+        )
+    try:
+        cancelled = running.join()
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_flow_run(newer.id)
+    assert cancelled.is_cancelled(), cancelled
+    assert f"superseded by the newer run {newer.name}" in str(cancelled.message)
+    assert "was pushed but not deployed" in str(cancelled.message)
+    assert live(delivery) == before and served_version(delivery) == before.sha
+    containers = delivery.client.containers.list(  # type: ignore[attr-defined]
+        all=True,
+        filters={
+            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
+        },
+    )
+    assert [c.name for c in containers] == [before.name]  # its candidate is gone
+
+
 def test_an_image_identical_to_a_tested_one_reuses_its_passed_tests(delivery: Delivery) -> None:
     code = uuid.uuid4().hex  # new code: no image with these layers was tested before
     tested = delivery.commit(code)

@@ -283,6 +283,31 @@ def test_a_trial_of_another_image_is_removed_and_a_candidate_started_again(
     assert _version(port) == images.v2.sha
 
 
+def test_a_release_whose_gate_raises_changes_nothing(images: Images) -> None:
+    began, port = datetime.now(UTC), free_port()
+    images.deploy(images.v1, "gated", port)
+    trial = _trial(images, images.v2, "gated", port, health_timeout=TIMEOUT)
+    release = Release(images.service, "gated", images.v2.sha, images.v2.image, port)
+
+    def newer_push() -> None:
+        raise Superseded("superseded by a newer push")
+
+    with pytest.raises(Superseded):
+        deploy_release.fn(
+            images.client,  # type: ignore[arg-type]
+            release,
+            target=TARGET,
+            health_timeout=TIMEOUT,
+            before_switch=newer_push,
+            trial=trial,
+        )
+    old, new = (container_name(images.service, "gated", v.sha) for v in (images.v1, images.v2))
+    assert _created(images, "gated", began) == [old, f"{new}-candidate"]  # only the trial's
+    assert _version(port) == images.v1.sha
+    trial.discard()  # as build-test-deploy does when its release ends early
+    assert [c.name for c in images.containers("gated")] == [old]  # type: ignore[attr-defined]
+
+
 def test_a_failed_trial_fails_the_release_and_the_old_version_keeps_serving(
     images: Images,
 ) -> None:
