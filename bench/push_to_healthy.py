@@ -56,7 +56,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ class Round:
     """What the platform recorded, by phase: wall-clock times."""
     others: list[str]
     """Other runs this push started, with when they ran, relative to ``began``."""
+    logs: list[tuple[float, str]] = field(default_factory=list)
+    """The build run's log lines: wall-clock time and message."""
 
     @property
     def to_healthy(self) -> float:
@@ -199,7 +201,17 @@ class Platform:
         healthy = began + watch.wait(HEALTH_TIMEOUT)
         run = self.wait_finished(sha)
         phases = self.phases(sha, run)
-        return Round(began, pushed, healthy, phases, self.others(sha, began))
+        return Round(began, pushed, healthy, phases, self.others(sha, began), self.logs(run))
+
+    def logs(self, run: dict[str, Any]) -> list[tuple[float, str]]:
+        """The build run's log lines until its release analysis, oldest first."""
+        body = {
+            "logs": {"flow_run_id": {"any_": [run["id"]]}},
+            "sort": "TIMESTAMP_ASC",
+            "limit": 200,
+        }
+        found = self.http.post("/logs/filter", json=body).json()
+        return [(_time(line["timestamp"]), str(line["message"])[:100]) for line in found]
 
     def runs(self, sha: str, *, flow: str | None = None) -> list[dict[str, Any]]:
         """The runs of ``sha``, newest first; of the flow ``flow`` only, if given."""
@@ -367,7 +379,7 @@ def clean_up(services: list[str], registry: str) -> None:
             print(f"warning: could not clean up {name}: {e}", file=sys.stderr)
 
 
-def report(rows: dict[str, list[Round]]) -> None:
+def report(rows: dict[str, list[Round]], *, show_logs: bool = False) -> None:
     plain, slip = rows["plain script"], rows["slipway"]
     print(f"git push -> new version healthy, median of {len(slip)} pushes each (seconds)")
     print(f"  {'':<14} {'to healthy':>10} {'push took':>9} {'after push':>10}   to healthy, each")
@@ -387,6 +399,11 @@ def report(rows: dict[str, list[Round]]) -> None:
     for r in slip:
         if r.others:
             print(f"    also started by the push at {r.to_healthy:.2f}: {'; '.join(r.others)}")
+    if show_logs:
+        middle = sorted(slip, key=lambda r: r.to_healthy)[len(slip) // 2]
+        print(f"  slipway: the median push's run log (healthy at {middle.to_healthy:.2f})")
+        for stamp, message in middle.logs:
+            print(f"    {stamp - middle.began:6.2f} {message}")
     ratio = _median(r.to_healthy for r in slip) / _median(r.to_healthy for r in plain)
     after = _median(r.from_return for r in slip) / _median(r.from_return for r in plain)
     verdict = "ok" if ratio <= TARGET else "OVER TARGET"
@@ -408,6 +425,9 @@ def main() -> None:
         type=float,
         default=10.0,
         help="seconds each release is watched after the switch (120 by default on a platform)",
+    )
+    parser.add_argument(
+        "--logs", action="store_true", help="print the median push's run log, timed"
     )
     args = parser.parse_args()
     from testkit.delivery import BASE_IMAGE
@@ -440,7 +460,7 @@ def main() -> None:
                 sha = commit_change(service, f"change {run} {uuid.uuid4().hex}")
                 rows[key].append(side.deliver(sha))
                 check_serving(service.port, sha)
-    report(rows)
+    report(rows, show_logs=args.logs)
 
 
 def note(text: str) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import ParamSpec, TypeVar, cast
 
@@ -37,21 +37,24 @@ from slipway.home import SlipwayHome
 from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
 from tasks.actors import run_creator
 from tasks.git import Checkout, checkout
-from tasks.images import build_image, push_image, removed_unless_pushed
+from tasks.images import BuiltImage, PushedImage, build_image, push_image, removed_unless_pushed
 from tasks.release import (
     BUILD_FLOW,
     Attempt,
     DeploymentRecord,
     ReleaseSlot,
     Stage,
+    Trial,
     deploy_slot,
     give_way_to_newer_push,
     live_release,
+    look_for_newer_push,
     open_stage,
     record_unchanged,
     roll_out,
     rollback_attempt,
     serving_build,
+    start_trial,
 )
 from tasks.release.authority import approve_release
 from tasks.scanners.due import scan_due
@@ -130,11 +133,13 @@ def _deliver(
     on_switch: Callable[[], None] | None,
 ) -> DeploymentRecord:
     """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
+    # The slot's first look for a newer push is made meanwhile (not for prod: its gate waits).
+    looking = None if environment == PROD else look_for_newer_push(service, environment)
     # Refuses an unknown service or environment before the slot's limit exists;
     # the engine and the registry's login are reached in the background (Stage.client).
     stage = open_stage(service, environment)
     approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
-    with _slot_and_checkout(stage, service, environment, commit) as (slot, work):
+    with _slot_and_checkout(stage, commit, looking) as (slot, work):
         built = build_image(
             stage.client,
             work.path,
@@ -156,33 +161,72 @@ def _deliver(
             if (serving := serving_build(stage, built)) is not None:
                 unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
                 return record_unchanged(stage, unchanged, serving.live)
+            pushed, trial = _pushed_beside_trial(stage, built, work.sha)
+        # Waited for right before the switch (deploy_release's before_switch).
+        gate = functools.partial(
+            give_way_to_newer_push,
+            look_for_newer_push(service, environment),
+            note=f"{pushed.reference} was pushed but not deployed",
+        )
+        try:
+            release = stage.release(work.sha, pushed.reference)
+            committed_at = work.committed_at().isoformat()
+            attempt = Attempt(
+                release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
+            )
+            return roll_out(
+                stage, attempt, slot, on_switch=on_switch, before_switch=gate, trial=trial
+            )
+        finally:
+            trial.discard()  # the switch removed it already, unless the run ended before
+
+
+def _pushed_beside_trial(stage: Stage, built: BuiltImage, sha: GitSha) -> tuple[PushedImage, Trial]:
+    """``built`` pushed, while its candidate starts beside the serving version (`start_trial`).
+
+    The candidate runs the local image, so it need not wait for the push; the
+    switch takes it once the pushed digest names that same image. A failed
+    push removes it, before the image is removed.
+    """
+    start = functools.partial(
+        start_trial,
+        stage.client,
+        stage.release(sha, f"{stage.repository}@{built.image_id}"),
+        built.image_id,
+        target=stage.target,
+        health_timeout=stage.settings.health_timeout_seconds,
+        reserved_ports=stage.reserved_ports,
+    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial") as pool:
+        trying = pool.submit(contextvars.copy_context().run, start)
+        try:
             pushed = push_image(stage.client, built, registry=stage.registry)
-        give_way_to_newer_push(
-            service, environment, note=f"{pushed.reference} was pushed but not deployed"
-        )
-        release = stage.release(work.sha, pushed.reference)
-        committed_at = work.committed_at().isoformat()
-        attempt = Attempt(
-            release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
-        )
-        return roll_out(stage, attempt, slot, on_switch=on_switch)
+        except BaseException:
+            if trying.exception() is None:  # waits for the candidate
+                trying.result().discard()
+            raise
+        return pushed, trying.result()
 
 
 @contextmanager
 def _slot_and_checkout(
-    stage: Stage, service: ServiceName, environment: EnvironmentName, commit: GitSha
+    stage: Stage, commit: GitSha, first_look: Future[str | None] | None
 ) -> Iterator[tuple[ReleaseSlot, Checkout]]:
     """The release slot held and ``commit`` checked out, the clone made while the slot is sought.
 
     The build waits for both. Either failing undoes the other: the clone is
     removed, the slot handed back (the clone first, as it was made inside it).
     """
-    cloning = checkout(stage.git, service, commit)
+    cloning = checkout(stage.git, stage.service, commit)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkout") as pool:
         work = pool.submit(contextvars.copy_context().run, cloning.__enter__)
         with ExitStack() as held:
             try:
-                slot = held.enter_context(deploy_slot(service, environment, give_way=True))
+                slot = held.enter_context(
+                    deploy_slot(
+                        stage.service, stage.environment, give_way=True, first_look=first_look
+                    )
+                )
             finally:
                 if work.exception() is None:  # waits for the clone
                     held.push(cloning)

@@ -3,6 +3,8 @@
 - `contract`: the container contract (names and ``dev.slipway.*`` labels) and
   reading back what runs;
 - `blue_green`: the blue-green deploy on one Docker host (`deploy_release`);
+- `candidate`: a release's containers, and its candidate started beside
+  the push (`start_trial`);
 - `health`: waiting for a new container to answer healthy, or saying why not;
 - `stage`: where a release goes: catalog entry, port, variables, engine (`open_stage`);
 - `rollout`: a release rolled out and recorded either way (`roll_out`);
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 from tasks.release.blue_green import Deployed, deploy_release
+from tasks.release.candidate import Trial, start_trial
 from tasks.release.contract import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
@@ -50,6 +53,7 @@ from tasks.release.slot import (
     ReleaseSlot,
     deploy_slot,
     give_way_to_newer_push,
+    look_for_newer_push,
     slot_name,
 )
 from tasks.release.stage import Stage, open_stage
@@ -70,6 +74,7 @@ __all__ = [
     "ReleaseSlot",
     "Serving",
     "Stage",
+    "Trial",
     "already_serving",
     "container_name",
     "deploy_release",
@@ -79,6 +84,7 @@ __all__ = [
     "history_key",
     "live_container",
     "live_release",
+    "look_for_newer_push",
     "open_stage",
     "record_deployment",
     "record_unchanged",
@@ -88,5 +94,6 @@ __all__ = [
     "service_url",
     "serving_build",
     "slot_name",
+    "start_trial",
     "wait_healthy",
 ]

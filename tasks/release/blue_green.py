@@ -14,40 +14,40 @@ its removal would otherwise delay.
   under a second) during which connections are refused. Should the new
   container then not answer on the real port, it is removed and the old one
   started again.
+- build-test-deploy starts the candidate while its image is still being
+  pushed (`start_trial`): the local image, whose pushed digest is not known
+  yet, proven on a spare port as any candidate. `deploy_release` takes that
+  trial as its candidate once the pushed digest names the same image (probed
+  once more first), and fails as a failed candidate does when it failed.
 
-Every container follows the contract of `tasks.release.contract`.
+Every container follows the contract of `tasks.release.contract`; they are
+created and started by `tasks.release.candidate`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from slipway.errors import ConfigurationError, DeployError, InvalidRequest
+from slipway.errors import ConfigurationError, DeployError
 from slipway.run_log import run_logger
-from tasks.containers import LOG_CONFIG, confinement
 from tasks.images import ensure_image
+from tasks.release.candidate import Trial, claim_spare, create_container, discard, started
 from tasks.release.contract import (
-    LABEL_ENVIRONMENT,
-    LABEL_IMAGE,
     LABEL_LIVE,
-    LABEL_PORT,
-    LABEL_SERVICE,
-    LABEL_SHA,
     Release,
-    container_environment,
     container_name,
     health_url,
     release_containers,
     service_url,
 )
 from tasks.release.health import wait_healthy
-from tasks.release.ports import first_claim, port_free, spare_port
+from tasks.release.ports import port_free
 
 if TYPE_CHECKING:
     import docker
@@ -84,6 +84,8 @@ def deploy_release(
     target: DeployTarget,
     health_timeout: float,
     reserved_ports: frozenset[int] = frozenset(),
+    before_switch: Callable[[], None] | None = None,
+    trial: Trial | None = None,
 ) -> Deployed:
     """Run ``release`` beside the serving container, then switch to it once healthy.
 
@@ -93,6 +95,10 @@ def deploy_release(
         target: The deploy target: bind address and the range spare ports come from.
         health_timeout: Seconds each container may take to answer ``/healthz``.
         reserved_ports: Ports that must not be used as spare ports (other services').
+        before_switch: Called before any container changes, e.g. to give way to
+            a newer push (`give_way_to_newer_push`); raising ends the release there.
+        trial: The candidate `start_trial` started beside the push, if any; it
+            is used, or removed, either way.
 
     Raises:
         DeployError: The new version did not become healthy; the old one still serves.
@@ -105,7 +111,9 @@ def deploy_release(
     from docker.errors import DockerException
 
     try:
-        return _deploy(client, release, target, health_timeout, reserved_ports)
+        return _deploy(
+            client, release, target, health_timeout, reserved_ports, before_switch, trial
+        )
     except DockerException as e:
         raise DeployError(
             f"the Docker engine failed during the release of {release.service} to "
@@ -120,11 +128,21 @@ def _deploy(
     target: DeployTarget,
     health_timeout: float,
     reserved_ports: frozenset[int],
+    before_switch: Callable[[], None] | None,
+    trial: Trial | None,
 ) -> Deployed:
-    ensure_image(client, release.image)
+    image = ensure_image(client, release.image)
+    if before_switch is not None:
+        before_switch()
+    if trial is not None and trial.failure is not None:
+        raise trial.failure
+    if trial is not None and trial.image_id != image.id:
+        trial.discard()  # not the pushed image: a candidate of it is started again
+        trial = None
     name = container_name(release.service, release.environment, release.sha)
     mine = release_containers(client, release.service, release.environment)  # one listing
-    for leftover in (c for c in mine if c.labels.get(LABEL_LIVE) == "false"):
+    kept = trial.candidate.id if trial is not None and trial.candidate is not None else None
+    for leftover in (c for c in mine if c.labels.get(LABEL_LIVE) == "false" and c.id != kept):
         run_logger(__name__).warning(
             "Removing %s, a candidate left by an interrupted release", leftover.name
         )
@@ -138,10 +156,12 @@ def _deploy(
     began = time.monotonic()
     try:
         if serving is None:
+            if trial is not None:
+                trial.discard()
             deployed = _first_start(client, release, name, target, health_timeout)
         else:
             deployed = _switch(
-                client, release, name, serving, target, health_timeout, reserved_ports
+                client, release, name, serving, target, health_timeout, reserved_ports, trial
             )
     except BaseException:
         for stale in previous:
@@ -169,7 +189,8 @@ def _first_start(
             f"a Slipway container of {release.service} in {release.environment}",
             hint=f"stop what listens there (`ss -ltnp 'sport = :{release.port}'`) or give the service another port",
         )
-    container = _start(client, release, name, target, release.port, live=True)
+    container = create_container(client, release, name, target, release.port, live=True)
+    started(container, name)
     try:
         wait_healthy(container, health_url(target, release.port), sha=release.sha, timeout=timeout)
     except BaseException:
@@ -186,17 +207,23 @@ def _switch(
     target: DeployTarget,
     timeout: float,
     reserved: frozenset[int],
+    trial: Trial | None,
 ) -> Deployed:
-    candidate, spare = _claim_spare(
-        client, release, f"{name}-candidate", target, reserved | {release.port}
-    )
-    run_logger(__name__).info(
-        "Starting candidate %s on spare port %d beside %s", candidate.name, spare, serving.name
-    )
+    if trial is not None and trial.candidate is not None:
+        candidate, spare = trial.candidate, trial.port
+        run_logger(__name__).info("Candidate %s was started beside the push", candidate.name)
+    else:
+        candidate, spare = claim_spare(
+            client, release, f"{name}-candidate", target, reserved | {release.port}
+        )
+        run_logger(__name__).info(
+            "Starting candidate %s on spare port %d beside %s", candidate.name, spare, serving.name
+        )
     try:  # the candidate is removed after the switch, which its removal would delay
-        _started(candidate, str(candidate.name))
+        if trial is None or trial.candidate is None:
+            started(candidate, str(candidate.name))
         wait_healthy(candidate, health_url(target, spare), sha=release.sha, timeout=timeout)
-        final = _create(client, release, name, target, release.port, live=True)
+        final = create_container(client, release, name, target, release.port, live=True)
         switch_began = time.monotonic()
         try:
             serving.stop(timeout=_STOP_SECONDS)
@@ -211,18 +238,10 @@ def _switch(
                 ) from e
             raise
     finally:
-        _discard(candidate)
+        discard(candidate)
     switch = time.monotonic() - switch_began
     run_logger(__name__).info("Switched %s to %s in %.2f s", serving.name, name, switch)
     return Deployed(name, service_url(target, release.port), 0, switch, str(serving.name))
-
-
-def _discard(container: Container) -> None:
-    """Remove ``container``, which may be gone already (`_started` removes one that did not start)."""
-    from docker.errors import NotFound
-
-    with contextlib.suppress(NotFound):
-        container.remove(force=True)
 
 
 def _restore(failed: Container, serving: Container) -> str:
@@ -235,93 +254,3 @@ def _restore(failed: Container, serving: Container) -> str:
     except DockerException as e:
         return f"{serving.name} could not be restarted ({e}): start it by hand"
     return f"{serving.name} was restarted"
-
-
-def _create(
-    client: docker.DockerClient,
-    release: Release,
-    name: str,
-    target: DeployTarget,
-    port: int,
-    *,
-    live: bool,
-) -> Container:
-    from docker.errors import DockerException
-
-    environment = container_environment(release, target, port)
-    labels = {
-        LABEL_SERVICE: release.service,
-        LABEL_ENVIRONMENT: release.environment,
-        LABEL_SHA: release.sha,
-        LABEL_IMAGE: release.image,
-        LABEL_PORT: str(port),
-        LABEL_LIVE: str(live).lower(),
-    }
-    try:
-        confined = confinement(client, release.image, target)
-    except InvalidRequest as e:
-        raise DeployError(f"{e.message}: it was not released", hint=e.hint) from e
-    try:
-        return client.containers.create(
-            release.image,
-            name=name,
-            detach=True,
-            environment=environment,
-            labels=labels,
-            restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
-            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
-            **confined.options(),
-        )
-    except DockerException as e:
-        raise DeployError(f"the engine refused to create {name}: {e}") from e
-
-
-def _start(
-    client: docker.DockerClient,
-    release: Release,
-    name: str,
-    target: DeployTarget,
-    port: int,
-    *,
-    live: bool,
-) -> Container:
-    return _started(_create(client, release, name, target, port, live=live), name)
-
-
-def _started(container: Container, name: str) -> Container:
-    from docker.errors import DockerException
-
-    try:
-        container.start()
-    except DockerException as e:
-        container.remove(force=True)
-        raise DeployError(f"{name} did not start: {e}") from e
-    return container
-
-
-def _claim_spare(
-    client: docker.DockerClient,
-    release: Release,
-    name: str,
-    target: DeployTarget,
-    reserved: frozenset[int],
-) -> tuple[Container, int]:
-    """The candidate, created (not started) on a spare port no concurrent release claims too.
-
-    Two releases on one engine can pick the same free port at once. Each
-    creates its candidate with the port in its label, then looks: the one
-    created first keeps the port, a later one removes its candidate and picks
-    again. The engine's creation order decides, so both agree.
-    """
-    taken = set(reserved)
-    for _ in range(10):
-        port = spare_port(client, target, frozenset(taken))
-        candidate = _create(client, release, name, target, port, live=False)
-        if first_claim(client, candidate, port):
-            return candidate, port
-        candidate.remove(force=True)
-        taken.add(port)
-    raise DeployError(
-        f"no spare port for {name}: other releases claimed each one tried",
-        hint="run the release again, or widen the slipway-deploy-target block's port range",
-    )

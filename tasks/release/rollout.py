@@ -38,6 +38,7 @@ from tasks.monitoring.analysis import Verdict
 from tasks.monitoring.watch import analyse_release, follow_release
 from tasks.release.authority import carried_approval, rollback_choice
 from tasks.release.blue_green import Deployed, deploy_release
+from tasks.release.candidate import Trial
 from tasks.release.contract import (
     LiveContainer,
     Release,
@@ -81,7 +82,13 @@ class Serving:
 
 @task(name="roll-out", cache_policy=NO_CACHE)
 def roll_out(
-    stage: Stage, attempt: Attempt, slot: ReleaseSlot, *, on_switch: OnSwitch = None
+    stage: Stage,
+    attempt: Attempt,
+    slot: ReleaseSlot,
+    *,
+    on_switch: OnSwitch = None,
+    before_switch: OnSwitch = None,
+    trial: Trial | None = None,
 ) -> DeploymentRecord:
     """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
 
@@ -93,6 +100,8 @@ def roll_out(
         attempt: Who asked which action to release what.
         slot: The held release slot of the stage; handed back after the switch.
         on_switch: Called once the new version serves, before it is watched.
+        before_switch: Called before anything changes; raising stops the release there.
+        trial: The release's candidate, started beside its push (`start_trial`).
 
     Raises:
         DeployError: The new version did not become healthy; the old one still
@@ -103,6 +112,10 @@ def roll_out(
     release = attempt.release
     live = already_serving(stage.client, release, target=stage.target)
     if live is not None:
+        if before_switch is not None:
+            before_switch()
+        if trial is not None:
+            trial.discard()
         return record_unchanged(stage, attempt, live)
     try:
         deployed = deploy_release(
@@ -111,6 +124,8 @@ def roll_out(
             target=stage.target,
             health_timeout=stage.settings.health_timeout_seconds,
             reserved_ports=stage.reserved_ports,
+            before_switch=before_switch,
+            trial=trial,
         )
     except DeployError as e:
         record_deployment(attempt.record("failed", detail=e.message[:2000]), team=stage.team)

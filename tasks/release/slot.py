@@ -7,7 +7,10 @@ touch that environment's containers.
 A push that is still waiting for the slot when a newer push of the same
 service and environment arrives gives way: `Superseded` is raised, the slot is
 never taken, and build-test-deploy ends Cancelled. So is a push whose newer
-push arrived while it was built (`give_way_to_newer_push`).
+push arrived while it was built (`give_way_to_newer_push`, before the
+switch). Each look runs in the background (`look_for_newer_push`): the
+first from before the run opens its stage, so that an uncontended slot is
+taken without waiting for it; the last beside the steps up to the switch.
 
 The slot covers the switch, not what follows it: a release hands it back
 (`ReleaseSlot.hand_back`) before its release analysis, as Argo Rollouts lets
@@ -18,19 +21,24 @@ again (`ReleaseSlot.retaken`) only to roll back.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
 from typing import Final
 
 import httpx
-from prefect import get_client, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -51,6 +59,7 @@ __all__ = [
     "ReleaseSlot",
     "deploy_slot",
     "give_way_to_newer_push",
+    "look_for_newer_push",
     "slot_name",
 ]
 
@@ -61,6 +70,9 @@ DEFAULT_ENVIRONMENT = "dev"
 LEASE_SECONDS = 120
 """A dead holder's slot frees itself after this long; a live one renews it."""
 _WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+_CLOCK_SLACK = timedelta(minutes=10)
+"""How much earlier than this run's creation a newer run may be expected to start:
+the clocks of the hosts that create runs may differ."""
 
 
 def slot_name(service: str, environment: str) -> str:
@@ -113,9 +125,33 @@ class ReleaseSlot:
             yield
 
 
+def look_for_newer_push(service: str, environment: str) -> Future[str | None]:
+    """Start looking for a newer push now, in the background, for `deploy_slot`'s first look.
+
+    A run starts it before the work that precedes the slot (opening its
+    stage), so that its first look costs the slot no time.
+    """
+    looking: Future[str | None] = Future()
+
+    def look() -> None:
+        try:
+            looking.set_result(_newer_push(service, environment))
+        except BaseException as e:
+            looking.set_exception(e)
+
+    run = functools.partial(contextvars.copy_context().run, look)
+    threading.Thread(target=run, name="newer-push", daemon=True).start()
+    return looking
+
+
 @contextmanager
 def deploy_slot(
-    service: str, environment: str, *, give_way: bool = False, poll_seconds: float = 2.0
+    service: str,
+    environment: str,
+    *,
+    give_way: bool = False,
+    poll_seconds: float = 2.0,
+    first_look: Future[str | None] | None = None,
 ) -> Iterator[ReleaseSlot]:
     """Hold the one release slot of ``service`` in ``environment``.
 
@@ -129,14 +165,21 @@ def deploy_slot(
     Yields:
         The held slot, which a release hands back after its switch.
 
+    Args:
+        service: The service released.
+        environment: Where it is released.
+        give_way: Look for a newer push before each attempt (`Superseded`).
+        poll_seconds: The longest pause between attempts.
+        first_look: With ``give_way``, the first look, started earlier
+            (`look_for_newer_push`); later ones are made here.
+
     Raises:
         Superseded: With ``give_way``, a newer push of the same service and
             environment arrived while this run waited; the slot was not taken.
     """
     name = slot_name(service, environment)
-    slot = ReleaseSlot(
-        service, environment, _acquire(name, service, environment, give_way, poll_seconds)
-    )
+    look = functools.partial(_newer_push, service, environment) if give_way else None
+    slot = ReleaseSlot(service, environment, _acquire(name, look, first_look, poll_seconds))
     run_logger(__name__).info("Holding the release slot %s", name)
     try:
         yield slot
@@ -145,15 +188,21 @@ def deploy_slot(
 
 
 def _acquire(
-    name: str, service: str, environment: str, give_way: bool, poll_seconds: float
+    name: str,
+    look: Callable[[], str | None] | None,
+    first_look: Future[str | None] | None,
+    poll_seconds: float,
 ) -> ExitStack:
     """The slot ``name`` taken, in an exit stack that frees it; see `deploy_slot`."""
     held = ExitStack()
     pause = min(0.1, poll_seconds)
     looked_for_limit = False  # created at the first release, not read before every one
     while True:
-        if give_way and (newer := _newer_push(service, environment)) is not None:
-            raise Superseded(newer)
+        if look is not None:
+            newer = first_look.result() if first_look is not None else look()
+            first_look = None
+            if newer is not None:
+                raise Superseded(newer)
         try:
             held.enter_context(
                 concurrency(
@@ -179,16 +228,18 @@ def _acquire(
         pause = min(pause * 2, poll_seconds)
 
 
-@task(name="give-way-to-newer-push", cache_policy=NO_CACHE)
-def give_way_to_newer_push(service: str, environment: str, *, note: str = "") -> None:
-    """Raise `Superseded` when a newer push of ``service`` to ``environment`` arrived.
+def give_way_to_newer_push(looking: Future[str | None], *, note: str = "") -> None:
+    """Raise `Superseded` when ``looking`` (`look_for_newer_push`) found a newer push.
+
+    build-test-deploy looks once its image is pushed and waits for the answer
+    only right before its release changes anything (`deploy_release`'s
+    ``before_switch``), so the look overlaps the steps up to there.
 
     Args:
-        service: The service this run releases.
-        environment: Where it releases it.
+        looking: The look for a newer push.
         note: What this run did already, added to the reason.
     """
-    newer = _newer_push(service, environment)
+    newer = looking.result()
     if newer is not None:
         raise Superseded(f"{newer}; {note}" if note else newer)
 
@@ -201,28 +252,19 @@ def _newer_push(service: str, environment: str) -> str | None:
     does not stop an older one from delivering.
     """
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    me = context.flow_run if context is not None else None
+    if me is None or (created := me.created) is None:
         return None
-    me = context.flow_run
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[BUILD_FLOW])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[*_WAITING, StateType.COMPLETED])
-                )
-            ),
+            flow_run_filter=recent_runs(created),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=100,
             offset=0,
         )
     for run in runs:
-        if (
-            run.id == me.id
-            or run.created is None
-            or me.created is None
-            or run.created <= me.created
-        ):
+        if run.id == me.id or run.created is None or run.created <= created:
             continue
         wanted = run.parameters
         if (
@@ -231,6 +273,22 @@ def _newer_push(service: str, environment: str) -> str | None:
         ):
             return f"superseded by the newer run {run.name} of {str(wanted.get('commit', ''))[:12]}"
     return None
+
+
+def recent_runs(created: datetime) -> FlowRunFilter:
+    """The runs that may be newer than one ``created`` then: waiting, running or completed.
+
+    Prefect cannot filter by creation, so the server is asked only for runs
+    expected to start since shortly before (`_CLOCK_SLACK`): a run is expected
+    to start when it is created, or later when scheduled so. The completed
+    history is not read at every look.
+    """
+    return FlowRunFilter(
+        state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[*_WAITING, StateType.COMPLETED])
+        ),
+        expected_start_time=FlowRunFilterExpectedStartTime(after_=created - _CLOCK_SLACK),
+    )
 
 
 def _locked(error: ConcurrencySlotAcquisitionError) -> bool:

@@ -15,8 +15,13 @@ import httpx
 import pytest
 from docker.errors import ImageNotFound
 from prefect import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound, ParameterTypeError
 from prefect.flow_runs import resume_flow_run
@@ -281,6 +286,82 @@ def test_two_quick_pushes_end_with_only_the_newer_deployed(delivery: Delivery) -
     # The older run cloned while it waited for the slot: it left no checkout behind.
     assert not list(Path(tempfile.gettempdir()).glob(f"slipway-{delivery.service}-*"))
     assert older not in {r.sha for r in deployment_history(delivery.service, "dev")}
+
+
+def test_the_candidate_starts_while_the_image_is_pushed(delivery: Delivery) -> None:
+    before = ensure_live(delivery)
+    sha = delivery.commit(uuid.uuid4().hex)  # new code: built, tested and pushed again
+    state = build_test_deploy(delivery.service, sha, REF, return_state=True)
+    assert state.is_completed(), state
+    flow_run_id = state.state_details.flow_run_id
+
+    def ended() -> dict[str, TaskRun] | None:
+        with get_client(sync_client=True) as client:
+            found = client.read_task_runs(
+                task_run_filter=TaskRunFilter(
+                    flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+        runs = {t.name.rsplit("-", 1)[0]: t for t in found if t.end_time is not None}
+        return runs if {"start-trial", "push-image"} <= runs.keys() else None
+
+    runs = wait_for(ended, timeout=30, what="the trial's and the push's task runs")
+    trial, push = runs["start-trial"], runs["push-image"]  # type: ignore[index]
+    assert trial.start_time is not None and push.end_time is not None
+    assert trial.start_time < push.end_time
+    assert served_version(delivery) == sha
+    latest = deployment_history(delivery.service, "dev")[0]
+    assert (latest.sha, latest.outcome, latest.detail) == (
+        sha,
+        "succeeded",
+        f"replaced {before.name}",
+    )
+    containers = delivery.client.containers.list(  # type: ignore[attr-defined]
+        all=True,
+        filters={
+            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
+        },
+    )
+    assert [c.name for c in containers] == [f"{delivery.service}-dev-{sha[:12]}"]  # no candidate
+
+
+def test_a_newer_push_arriving_during_the_build_stops_the_older_before_its_switch(
+    delivery: Delivery,
+) -> None:
+    before = ensure_live(delivery)
+    older = delivery.commit(uuid.uuid4().hex)  # new code: built and tested, so it takes a while
+    running = Background(build_test_deploy, service=delivery.service, commit=older, ref=REF)
+    built = f"{delivery.registry}/{delivery.service}:{older}"
+
+    def tagged() -> bool:
+        try:
+            delivery.client.images.get(built)  # type: ignore[attr-defined]
+        except ImageNotFound:
+            return False
+        return True
+
+    wait_for(tagged, timeout=120, poll=0.05, what="the older push's build")  # past the slot
+    with get_client(sync_client=True) as client:
+        newer = client.create_flow_run(
+            build_test_deploy,
+            parameters={"service": delivery.service, "commit": "b" * 40, "ref": REF},
+        )
+    try:
+        cancelled = running.join()
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_flow_run(newer.id)
+    assert cancelled.is_cancelled(), cancelled
+    assert f"superseded by the newer run {newer.name}" in str(cancelled.message)
+    assert "was pushed but not deployed" in str(cancelled.message)
+    assert live(delivery) == before and served_version(delivery) == before.sha
+    containers = delivery.client.containers.list(  # type: ignore[attr-defined]
+        all=True,
+        filters={
+            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
+        },
+    )
+    assert [c.name for c in containers] == [before.name]  # its candidate is gone
 
 
 def test_an_image_identical_to_a_tested_one_reuses_its_passed_tests(delivery: Delivery) -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,10 +37,13 @@ from tasks.release import (
     deploy_slot,
     deployment_history,
     live_container,
+    look_for_newer_push,
     record_deployment,
     rollback_target,
+    start_trial,
 )
-from tasks.release.slot import LEASE_SECONDS, slot_name
+from tasks.release.candidate import Trial
+from tasks.release.slot import LEASE_SECONDS, recent_runs, slot_name
 from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
@@ -87,10 +90,18 @@ class Images:
         )
 
     def deploy(
-        self, shipped: Shipped, environment: str, port: int, *, timeout: float = TIMEOUT
+        self,
+        shipped: Shipped,
+        environment: str,
+        port: int,
+        *,
+        timeout: float = TIMEOUT,
+        trial: Trial | None = None,
     ) -> object:
         release = Release(self.service, environment, shipped.sha, shipped.image, port)
-        return deploy_release.fn(self.client, release, target=TARGET, health_timeout=timeout)
+        return deploy_release.fn(
+            self.client, release, target=TARGET, health_timeout=timeout, trial=trial
+        )
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +222,115 @@ def test_an_unhealthy_candidate_leaves_the_old_version_serving_without_a_failed_
     [container] = images.containers("guarded")  # the candidate is gone
     assert container.labels[LABEL_SHA] == images.v1.sha  # type: ignore[attr-defined]
     assert container.status == "running"  # type: ignore[attr-defined]
+
+
+def _trial(images: Images, shipped: Shipped, environment: str, port: int, **kw: Any) -> Trial:
+    """A trial of ``shipped``'s local image, as build-test-deploy starts one beside its push."""
+    image_id = str(images.client.images.get(shipped.image).id)  # type: ignore[attr-defined]
+    repository = shipped.image.partition("@")[0]
+    release = Release(images.service, environment, shipped.sha, f"{repository}@{image_id}", port)
+    return start_trial.fn(images.client, release, image_id, target=TARGET, **kw)  # type: ignore[arg-type]
+
+
+def _created(images: Images, environment: str, since: datetime) -> list[str]:
+    """The names of the containers the engine created in ``environment`` since ``since``."""
+    labels = [f"{LABEL_SERVICE}={images.service}", f"{LABEL_ENVIRONMENT}={environment}"]
+    found = images.client.events(  # type: ignore[attr-defined]
+        since=since - timedelta(seconds=1),  # whole seconds
+        until=datetime.now(UTC) + timedelta(seconds=1),
+        filters={"type": "container", "event": "create", "label": labels},
+        decode=True,
+    )
+    return [str(e["Actor"]["Attributes"]["name"]) for e in found]
+
+
+def test_a_trial_started_before_the_push_is_the_switchs_candidate(images: Images) -> None:
+    began, port = datetime.now(UTC), free_port()
+    images.deploy(images.v1, "trial", port)
+    trial = _trial(images, images.v2, "trial", port, health_timeout=TIMEOUT)
+    assert trial.candidate is not None and trial.failure is None
+    assert _version(trial.port) == images.v2.sha and _version(port) == images.v1.sha
+    assert trial.candidate.labels[LABEL_LIVE] == "false"  # type: ignore[attr-defined]
+
+    deployed = images.deploy(images.v2, "trial", port, trial=trial)
+
+    old, new = (container_name(images.service, "trial", v.sha) for v in (images.v1, images.v2))
+    assert _created(images, "trial", began) == [old, f"{new}-candidate", new]  # no other candidate
+    assert deployed.replaced == container_name(images.service, "trial", images.v1.sha)
+    [container] = images.containers("trial")  # the trial's candidate is gone after the switch
+    assert container.labels[LABEL_IMAGE] == images.v2.image  # type: ignore[attr-defined]
+    assert _version(port) == images.v2.sha
+
+
+def test_a_trial_of_another_image_is_removed_and_a_candidate_started_again(
+    images: Images,
+) -> None:
+    began, port = datetime.now(UTC), free_port()
+    images.deploy(images.v1, "mistried", port)
+    trial = _trial(images, images.v1_rebuilt, "mistried", port, health_timeout=TIMEOUT)
+    assert trial.candidate is not None
+
+    images.deploy(images.v2, "mistried", port, trial=trial)
+
+    old, name = (container_name(images.service, "mistried", v.sha) for v in (images.v1, images.v2))
+    assert _created(images, "mistried", began) == [
+        old,
+        f"{old}-candidate",  # the trial, of v1's content built again
+        f"{name}-candidate",
+        name,
+    ]
+    assert [c.name for c in images.containers("mistried")] == [name]  # type: ignore[attr-defined]
+    assert _version(port) == images.v2.sha
+
+
+def test_a_release_whose_gate_raises_changes_nothing(images: Images) -> None:
+    began, port = datetime.now(UTC), free_port()
+    images.deploy(images.v1, "gated", port)
+    trial = _trial(images, images.v2, "gated", port, health_timeout=TIMEOUT)
+    release = Release(images.service, "gated", images.v2.sha, images.v2.image, port)
+
+    def newer_push() -> None:
+        raise Superseded("superseded by a newer push")
+
+    with pytest.raises(Superseded):
+        deploy_release.fn(
+            images.client,  # type: ignore[arg-type]
+            release,
+            target=TARGET,
+            health_timeout=TIMEOUT,
+            before_switch=newer_push,
+            trial=trial,
+        )
+    old, new = (container_name(images.service, "gated", v.sha) for v in (images.v1, images.v2))
+    assert _created(images, "gated", began) == [old, f"{new}-candidate"]  # only the trial's
+    assert _version(port) == images.v1.sha
+    trial.discard()  # as build-test-deploy does when its release ends early
+    assert [c.name for c in images.containers("gated")] == [old]  # type: ignore[attr-defined]
+
+
+def test_a_failed_trial_fails_the_release_and_the_old_version_keeps_serving(
+    images: Images,
+) -> None:
+    port = free_port()
+    images.deploy(images.v1, "trial-failed", port)
+    with Poller(f"http://127.0.0.1:{port}/healthz") as poller:
+        trial = _trial(images, images.unhealthy, "trial-failed", port, health_timeout=3)
+        assert trial.candidate is None and trial.failure is not None
+        deploying = time.monotonic()
+        with pytest.raises(DeployError, match="did not become healthy within 3 s") as error:
+            images.deploy(images.unhealthy, "trial-failed", port, trial=trial)
+        assert time.monotonic() - deploying < 2  # its failure, not a second candidate's
+    assert "HTTP 503" in str(error.value)
+    assert poller.ok > 10 and poller.failures == [] and poller.versions == [images.v1.sha]
+    [container] = images.containers("trial-failed")  # the failed candidate is gone
+    assert container.labels[LABEL_SHA] == images.v1.sha  # type: ignore[attr-defined]
+
+
+def test_with_nothing_serving_a_trial_starts_nothing(images: Images) -> None:
+    port = free_port()
+    trial = _trial(images, images.v1, "trial-first", port, health_timeout=TIMEOUT)
+    assert trial.candidate is None and trial.failure is None
+    assert images.containers("trial-first") == []
 
 
 def test_deploying_the_running_commit_again_replaces_it_under_the_same_name(images: Images) -> None:
@@ -429,6 +549,73 @@ def test_the_slot_admits_one_holder_and_a_waiting_push_gives_way_to_a_newer_one(
     with deploy_slot(service, "dev"):
         pass
     assert time.monotonic() - began < 10
+
+
+def test_the_first_look_for_a_newer_push_is_made_before_the_slot_and_used_by_it(
+    prefect_server: str,
+) -> None:
+    from prefect import flow, get_client
+
+    service = f"look-{uuid.uuid4().hex[:8]}"
+    created: list[Any] = []
+
+    @flow(name="build-test-deploy")
+    def push(service: str, commit: str, environment: str = "dev") -> str:
+        with get_client(sync_client=True) as client:
+            created.append(
+                client.create_flow_run(push, parameters={"service": service, "commit": "b" * 40})
+            )
+        looked: Future[str | None] = Future()
+        looked.set_result(None)  # a first look made before the newer push arrived
+        with deploy_slot(service, environment, give_way=True, first_look=looked):
+            pass  # taken on that look: the next one is the one after the build
+        looking = look_for_newer_push(service, environment)  # in the background, in this run
+        with deploy_slot(service, environment, give_way=True, first_look=looking):
+            return "deployed"
+
+    try:
+        state = push(service, "a" * 40, return_state=True)
+        error = state.result(raise_on_failure=False)
+        assert isinstance(error, Superseded), error
+        assert error.message == f"superseded by the newer run {created[0].name} of bbbbbbbbbbbb"
+    finally:
+        with get_client(sync_client=True) as client:
+            for run in created:
+                client.delete_flow_run(run.id)
+
+
+def test_a_look_for_a_newer_push_reads_recent_runs_not_the_history(prefect_server: str) -> None:
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import FlowRunFilterId
+    from prefect.states import Completed, Pending, Scheduled
+
+    @flow(name="build-test-deploy")
+    def push(service: str, commit: str) -> None:
+        pass
+
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        old = client.create_flow_run(
+            push,
+            parameters={"service": "s"},
+            state=Scheduled(scheduled_time=now - timedelta(hours=1)),
+        )
+        client.set_flow_run_state(old.id, Completed(), force=True)
+        later = client.create_flow_run(
+            push,
+            parameters={"service": "s"},
+            state=Scheduled(scheduled_time=now + timedelta(hours=1)),
+        )
+        new = client.create_flow_run(push, parameters={"service": "s"}, state=Pending())
+        try:
+            mine = FlowRunFilterId(any_=[old.id, later.id, new.id])
+            found = client.read_flow_runs(
+                flow_run_filter=recent_runs(now).model_copy(update={"id": mine})
+            )
+            assert {r.id for r in found} == {later.id, new.id}
+        finally:
+            for run in (old, later, new):
+                client.delete_flow_run(run.id)
 
 
 def test_a_slot_handed_back_after_the_switch_admits_a_newer_release_and_is_retaken_after_it(

@@ -1,0 +1,200 @@
+"""A release's containers: created confined under the contract, started, and candidates on spare ports.
+
+A candidate (``live=false``) proves a new version on a spare port of the
+deploy target's range before `tasks.release.blue_green` switches to it.
+build-test-deploy starts its candidate while the image is still being
+pushed (`start_trial`): from the local image, whose pushed digest is not
+known yet, labelled with the release it will become.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from slipway.errors import DeployError, InvalidRequest
+from slipway.run_log import run_logger
+from tasks.containers import LOG_CONFIG, confinement
+from tasks.release.contract import (
+    LABEL_ENVIRONMENT,
+    LABEL_IMAGE,
+    LABEL_LIVE,
+    LABEL_PORT,
+    LABEL_SERVICE,
+    LABEL_SHA,
+    Release,
+    container_environment,
+    container_name,
+    health_url,
+    release_containers,
+)
+from tasks.release.health import wait_healthy
+from tasks.release.ports import first_claim, spare_port
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+    from blocks.deploy_target import DeployTarget
+
+__all__ = ["Trial", "claim_spare", "create_container", "discard", "start_trial", "started"]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A candidate started from a local image before its push ended (`start_trial`)."""
+
+    image_id: str
+    """The engine's id of the image it runs (``sha256:...``)."""
+    candidate: Container | None = None
+    """Healthy on `port`; None when nothing served (a first deploy) or it failed."""
+    port: int = 0
+    failure: DeployError | None = None
+    """Why it did not become healthy: the release fails with this."""
+
+    def discard(self) -> None:
+        """Remove the candidate, if the switch has not already."""
+        if self.candidate is not None:
+            discard(self.candidate)
+
+
+@task(name="start-trial", cache_policy=NO_CACHE)
+def start_trial(
+    client: docker.DockerClient,
+    release: Release,
+    image_id: str,
+    *,
+    target: DeployTarget,
+    health_timeout: float,
+    reserved_ports: frozenset[int] = frozenset(),
+) -> Trial:
+    """Start the local image ``image_id`` as ``release``'s candidate and wait until it answers.
+
+    Started while the image is pushed, so that the switch does not wait for a
+    candidate's start. Nothing serving means no candidate: a first deploy
+    starts on the service's port, after the push. A candidate that fails (or
+    an engine that fails it) is removed, and the trial carries the failure,
+    with which the release fails and is recorded (`deploy_release`).
+    """
+    from docker.errors import DockerException
+
+    name = f"{container_name(release.service, release.environment, release.sha)}-candidate"
+    candidate = None
+    try:
+        live = release_containers(client, release.service, release.environment, live="true")
+        if not any(c.status == "running" for c in live):
+            return Trial(image_id)
+        candidate, spare = claim_spare(
+            client, release, name, target, reserved_ports | {release.port}, image=image_id
+        )
+        run_logger(__name__).info("Starting candidate %s on spare port %d", name, spare)
+        started(candidate, name)
+        wait_healthy(candidate, health_url(target, spare), sha=release.sha, timeout=health_timeout)
+    except (DeployError, DockerException) as e:
+        if candidate is not None:
+            discard(candidate)
+        failure = e
+        if isinstance(e, DockerException):
+            failure = DeployError(f"the Docker engine failed starting {name}: {e}")
+            failure.__cause__ = e  # raised later, by the release (deploy_release)
+        return Trial(image_id, failure=failure)
+    except BaseException:
+        if candidate is not None:
+            discard(candidate)
+        raise
+    return Trial(image_id, candidate, spare)
+
+
+def create_container(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    target: DeployTarget,
+    port: int,
+    *,
+    live: bool,
+    image: str | None = None,
+) -> Container:
+    """A container of ``release`` on ``port``; of the local ``image`` when given (a trial's)."""
+    from docker.errors import DockerException
+
+    environment = container_environment(release, target, port)
+    labels = {
+        LABEL_SERVICE: release.service,
+        LABEL_ENVIRONMENT: release.environment,
+        LABEL_SHA: release.sha,
+        LABEL_IMAGE: release.image,
+        LABEL_PORT: str(port),
+        LABEL_LIVE: str(live).lower(),
+    }
+    try:
+        confined = confinement(client, image or release.image, target)
+    except InvalidRequest as e:
+        raise DeployError(f"{e.message}: it was not released", hint=e.hint) from e
+    try:
+        return client.containers.create(
+            image or release.image,
+            name=name,
+            detach=True,
+            environment=environment,
+            labels=labels,
+            restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
+            log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
+            **confined.options(),
+        )
+    except DockerException as e:
+        raise DeployError(f"the engine refused to create {name}: {e}") from e
+
+
+def started(container: Container, name: str) -> Container:
+    """``container`` started; removed when the engine refuses to start it."""
+    from docker.errors import DockerException
+
+    try:
+        container.start()
+    except DockerException as e:
+        container.remove(force=True)
+        raise DeployError(f"{name} did not start: {e}") from e
+    return container
+
+
+def discard(container: Container) -> None:
+    """Remove ``container``, which may be gone already (`started` removes one that did not start)."""
+    from docker.errors import NotFound
+
+    with contextlib.suppress(NotFound):
+        container.remove(force=True)
+
+
+def claim_spare(
+    client: docker.DockerClient,
+    release: Release,
+    name: str,
+    target: DeployTarget,
+    reserved: frozenset[int],
+    *,
+    image: str | None = None,
+) -> tuple[Container, int]:
+    """The candidate, created (not started) on a spare port no concurrent release claims too.
+
+    Two releases on one engine can pick the same free port at once. Each
+    creates its candidate with the port in its label, then looks: the one
+    created first keeps the port, a later one removes its candidate and picks
+    again. The engine's creation order decides, so both agree.
+    """
+    taken = set(reserved)
+    for _ in range(10):
+        port = spare_port(client, target, frozenset(taken))
+        candidate = create_container(client, release, name, target, port, live=False, image=image)
+        if first_claim(client, candidate, port):
+            return candidate, port
+        candidate.remove(force=True)
+        taken.add(port)
+    raise DeployError(
+        f"no spare port for {name}: other releases claimed each one tried",
+        hint="run the release again, or widen the slipway-deploy-target block's port range",
+    )
