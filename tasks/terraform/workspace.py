@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from slipway.errors import SlipwayError, TerraformError
+from slipway.errors import MissingDependency, SlipwayError, TerraformError
 from slipway.private import make_private
 from tasks.terraform.config import child_environment, cli_config, render_backend
 from tasks.terraform.inputs import (
@@ -40,7 +40,7 @@ from tasks.terraform.inputs import (
     declared_variables,
 )
 from tasks.terraform.models import OutputValue, PlanResult, prior_state, summarize_plan
-from tasks.terraform.runner import Runner
+from tasks.terraform.runner import Runner, bundled_library
 from tasks.terraform.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -283,6 +283,9 @@ class Terraform:
             yield self._sessions
             return
         with Sessions(parallel=parallel) as sessions:
+            if parallel > 0 and self._backend.binary is None:  # warm before the first batch
+                with suppress(MissingDependency):  # each batch reports it, as without sessions
+                    sessions.start(self._child_environment(), bundled_library())
             self._sessions = sessions
             try:
                 yield sessions
@@ -290,8 +293,12 @@ class Terraform:
                 self._sessions = None
 
     def _runner(self, ws: Workspace) -> Runner:
-        env = child_environment(self._backend, cli_config_file=self._cli_config_file())
-        return Runner(env, self._backend.binary, self._timeout, self._sessions)
+        return Runner(
+            self._child_environment(), self._backend.binary, self._timeout, self._sessions
+        )
+
+    def _child_environment(self) -> dict[str, str]:
+        return child_environment(self._backend, cli_config_file=self._cli_config_file())
 
     def _cli_config_file(self) -> Path | None:
         """The provider mirror's CLI config; one file for every workspace, so they share sessions."""
