@@ -100,7 +100,7 @@ class Runner:
             StateLocked: another run holds the state lock.
             TerraformError: a command failed; the ones after it did not run.
         """
-        if self.binary:
+        if self.binary or not commands:
             return [self(directory, argv, changes_exit=ok) for argv, ok in commands]
         requests = [
             {"argv": [f"-chdir={directory}", *argv], "accept": [0, 2] if ok else [0]}
