@@ -2,7 +2,7 @@
 
 Both figures come from one run on one machine and the same code path as the
 `detect-drift` flow (`tasks.drift.survey`): per environment, a refresh-only
-plan and a normal plan, each with its ``show``, in one of the Terraform
+plan and a normal plan (each shown when it finds something), in one of the Terraform
 processes (one per core) kept for the whole check (`tasks.terraform.sessions`), then one
 look at the Docker engine (when it answers) for every environment at once.
 Only ``max_parallel`` differs: the serial side keeps one process, with Go's

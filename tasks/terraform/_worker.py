@@ -17,8 +17,10 @@ runs the commands one after another in this one process and prints
 ``{"results": [{"returncode": ..., "stdout": ..., "stderr": ...}, ...]}``,
 stopping after the first command whose exit code is not accepted.
 
-With ``--session``, batches come one per line on stdin and their answers go
-one per line on stdout, until stdin closes. Loading the library and starting
+With ``--session [LIBRARY]``, batches come one per line on stdin and their
+answers go one per line on stdout, until stdin closes. A LIBRARY given there
+is loaded at once, before the first batch arrives: Go's runtime and
+Terraform's packages start while the caller still prepares that batch. Loading the library and starting
 Go's runtime is most of a short command's cost (0.065 of 0.085 CPU seconds
 for a plan here), so a drift check keeps a few sessions and runs every
 environment's plans and shows through them. Terraform reads everything else
@@ -42,8 +44,8 @@ __all__ = ["main"]
 
 def main() -> int:
     """Run the command (or the batch, or a session of batches) from stdin and report."""
-    if sys.argv[1:] == ["--session"]:
-        return _session()
+    if sys.argv[1:2] == ["--session"] and len(sys.argv) <= 3:
+        return _session(sys.argv[2] if len(sys.argv) == 3 else None)
     request = json.loads(sys.stdin.read())
     batch = request.get("commands")
     commands = batch if isinstance(batch, list) else [{"argv": request.get("argv"), "accept": []}]
@@ -54,14 +56,14 @@ def main() -> int:
     return 0
 
 
-def _session() -> int:
+def _session(library: str | None) -> int:
     """Batches, one JSON line each on stdin, answered one JSON line each, until stdin closes."""
     requests = os.fdopen(os.dup(0), encoding="utf-8")
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # Terraform never reads a request as input...
     os.dup2(2, 1)  # ...nor writes into an answer
-    run_cli = None
+    run_cli = _load(library) if library else None
     for line in requests:
         request = json.loads(line)
         commands = request.get("commands")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ __all__ = [
     "ResourceChange",
     "plan_markdown",
     "prior_state",
+    "saved_prior_state",
     "summarize_plan",
 ]
 
@@ -144,6 +147,45 @@ def prior_state(document: Mapping[str, object]) -> PriorState:
         if isinstance(entry, dict)
     }
     return PriorState(tuple(_addresses(values.get("root_module"))), outputs)
+
+
+def saved_prior_state(plan_file: Path) -> PriorState | None:
+    """What `prior_state` reads from ``show -json``, read from the saved plan itself.
+
+    A saved plan is a zip holding the state that the plan started from as
+    ``tfstate`` (state format 4): the very state that ``show -json`` prints
+    as ``prior_state``. Reading it here spares a drift check's ``show`` of an
+    environment in sync. None when the file holds no such state (another
+    Terraform's format): the caller then asks ``show``.
+    """
+    try:
+        with zipfile.ZipFile(plan_file) as saved:
+            state = json.loads(saved.read("tfstate"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if not isinstance(state, dict) or state.get("version") != 4:
+        return None
+    outputs = {
+        name: OutputValue(entry.get("value"), bool(entry.get("sensitive")))
+        for name, entry in (state.get("outputs") or {}).items()
+        if isinstance(entry, dict)
+    }
+    found = [a for r in state.get("resources") or [] for a in _instance_addresses(r)]
+    return PriorState(tuple(address for _, address in sorted(found)), outputs)
+
+
+def _instance_addresses(resource: object) -> list[tuple[str, str]]:
+    """(module, address) of each object of one managed resource in a state file."""
+    if not isinstance(resource, dict) or resource.get("mode") != "managed":
+        return []
+    module = str(resource.get("module") or "")
+    base = f"{module}.{resource.get('type')}.{resource.get('name')}".lstrip(".")
+    found = []
+    for instance in resource.get("instances") or []:
+        key = instance.get("index_key") if isinstance(instance, dict) else None
+        index = "" if key is None else f"[{json.dumps(key, ensure_ascii=False)}]"
+        found.append((module, base + index))
+    return found
 
 
 def _addresses(module: object) -> list[str]:

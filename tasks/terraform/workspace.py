@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from slipway.errors import SlipwayError, TerraformError
+from slipway.errors import MissingDependency, SlipwayError, TerraformError
 from slipway.private import make_private
 from tasks.terraform.config import child_environment, cli_config, render_backend
 from tasks.terraform.inputs import (
@@ -39,8 +39,14 @@ from tasks.terraform.inputs import (
     check_workspace_names,
     declared_variables,
 )
-from tasks.terraform.models import OutputValue, PlanResult, prior_state, summarize_plan
-from tasks.terraform.runner import Runner
+from tasks.terraform.models import (
+    OutputValue,
+    PlanResult,
+    prior_state,
+    saved_prior_state,
+    summarize_plan,
+)
+from tasks.terraform.runner import Runner, bundled_library
 from tasks.terraform.sessions import Sessions
 
 if TYPE_CHECKING:
@@ -154,14 +160,16 @@ class Terraform:
     def check_plans(
         self, ws: Workspace, variables: Variables, *, name: str
     ) -> tuple[PlanResult, PlanResult]:
-        """A refresh-only plan with its ``show``, and a normal plan, shown when it changes something.
+        """A refresh-only plan and a normal plan, each shown only when it found something.
 
         What a drift check asks of every environment. The bundled Terraform
         runs the commands in one process (`Runner.batch`): starting
         Terraform is most of a short command's cost. The plans are saved as
-        ``<name>-refresh.tfplan`` and ``<name>.tfplan``. The normal plan of an
-        environment in sync is not shown: its view says nothing the refresh's
-        does not, and it was a tenth of the check's CPU (its ``prior`` is None).
+        ``<name>-refresh.tfplan`` and ``<name>.tfplan``. An environment in
+        sync needs no ``show``: the state its refresh started from is read
+        from the saved plan (`saved_prior_state`), and its normal plan's view
+        says nothing more (its ``prior`` is None). Each show was a tenth of
+        the check's CPU.
 
         Raises:
             InvalidRequest: a variable is unknown, malformed or of the wrong type.
@@ -171,20 +179,21 @@ class Terraform:
         self._prepare(ws, variables)
         refresh, normal = ws.directory / f"{name}-refresh.tfplan", ws.directory / f"{name}.tfplan"
         runner = self._runner(ws)
-        done = runner.batch(
-            ws.directory,
-            [
-                (self._plan_argv(refresh, refresh_only=True), True),
-                (["show", "-json", str(refresh)], False),
-                (self._plan_argv(normal), True),
-            ],
-        )
-        drifted = done[0].returncode == 2
-        checked = self._planned(ws, refresh, drifted, True, _json_object(done[1].stdout, "show"))
-        if done[2].returncode != 2:
+        plans = [
+            (self._plan_argv(refresh, refresh_only=True), True),
+            (self._plan_argv(normal), True),
+        ]
+        drifted, pending = (done.returncode == 2 for done in runner.batch(ws.directory, plans))
+        prior = None if drifted else saved_prior_state(refresh)
+        shown = [plan for plan, wanted in ((refresh, prior is None), (normal, pending)) if wanted]
+        done = runner.batch(ws.directory, [(["show", "-json", str(p)], False) for p in shown])
+        views = {plan: _json_object(d.stdout, "show") for plan, d in zip(shown, done, strict=True)}
+        checked = PlanResult(refresh, False, True, summarize_plan({}), prior)
+        if refresh in views:
+            checked = self._planned(ws, refresh, drifted, True, views[refresh])
+        if not pending:
             return checked, PlanResult(normal, False, False, summarize_plan({}))
-        shown = runner.batch(ws.directory, [(["show", "-json", str(normal)], False)])[0]
-        return checked, self._planned(ws, normal, True, False, _json_object(shown.stdout, "show"))
+        return checked, self._planned(ws, normal, True, False, views[normal])
 
     def _prepare(self, ws: Workspace, variables: Variables) -> None:
         """Check the variables, initialize the workspace and write the variables file."""
@@ -283,6 +292,9 @@ class Terraform:
             yield self._sessions
             return
         with Sessions(parallel=parallel) as sessions:
+            if parallel > 0 and self._backend.binary is None:  # warm before the first batch
+                with suppress(MissingDependency):  # each batch reports it, as without sessions
+                    sessions.start(self._child_environment(), bundled_library())
             self._sessions = sessions
             try:
                 yield sessions
@@ -290,8 +302,12 @@ class Terraform:
                 self._sessions = None
 
     def _runner(self, ws: Workspace) -> Runner:
-        env = child_environment(self._backend, cli_config_file=self._cli_config_file())
-        return Runner(env, self._backend.binary, self._timeout, self._sessions)
+        return Runner(
+            self._child_environment(), self._backend.binary, self._timeout, self._sessions
+        )
+
+    def _child_environment(self) -> dict[str, str]:
+        return child_environment(self._backend, cli_config_file=self._cli_config_file())
 
     def _cli_config_file(self) -> Path | None:
         """The provider mirror's CLI config; one file for every workspace, so they share sessions."""

