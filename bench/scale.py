@@ -278,6 +278,23 @@ def batch(
     )
 
 
+def registered_deployments(api: str, names: list[str], timeout: float = 180) -> dict[str, str]:
+    """Each of ``names`` to its deployment id, once the server's `up` has applied them all.
+
+    `up` is ready before its deployments are applied (a one-shot child does
+    that after every component answers), so the bench waits for them.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        query: dict[str, object] = {"deployments": {"name": {"any_": names}}}
+        found = {d["name"]: d["id"] for d in post(f"{api}/deployments/filter", query).json()}
+        if set(names) <= found.keys():
+            return found
+        if time.monotonic() > deadline:
+            raise SystemExit(f"deployments not applied after {timeout:.0f} s: {sorted(found)}")
+        time.sleep(0.5)
+
+
 def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> list[Row]:
     pg = (
         Postgres(Path(tempfile.mkdtemp(prefix="slipway-bench-pg-")))
@@ -303,11 +320,7 @@ def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> l
         server.wait_ready()
         api = platform_api(server.home, port)  # the bench's own requests authenticate
         print(f"  {kind}: server up in {time.monotonic() - began:.1f} s", flush=True)
-        found = post(
-            f"{api}/deployments/filter",
-            {"deployments": {"name": {"any_": ["platform-check", BASELINE]}}},
-        ).json()
-        deployments = {d["name"]: d["id"] for d in found}
+        deployments = registered_deployments(api, ["platform-check", BASELINE])
         for count in args.workers:
             workers = [
                 Host(
