@@ -334,23 +334,25 @@ def measure(kind: str, base: Path, project: Path, args: argparse.Namespace) -> l
                 )
                 for i in range(count)
             ]
-            for w in workers:  # each worker host is given its server's keys
-                shutil.copytree(server.home / "keys", w.home / "keys", dirs_exist_ok=True)
-                w.launch()
-            for w in workers:
-                w.wait_ready()
-            time.sleep(2)  # let the workers settle after start-up
-            for variant, name in (("baseline", BASELINE), ("now", "platform-check")):
-                row = batch(kind, variant, deployments[name], api, workers, server, pg, args)
-                rows.append(row)
-                print(
-                    f"  {kind} {variant:>8}: {count} worker(s): {row.wall:.1f} s, "
-                    f"{row.per_minute:.1f} runs/min, {row.worker_cpu_per_run:.2f} CPU s/run "
-                    f"on worker hosts, states {row.states}",
-                    flush=True,
-                )
-            for w in workers:
-                w.stop()
+            try:  # the workers are stopped also when a batch fails
+                for w in workers:  # each worker host is given its server's keys
+                    shutil.copytree(server.home / "keys", w.home / "keys", dirs_exist_ok=True)
+                    w.launch()
+                for w in workers:
+                    w.wait_ready()
+                time.sleep(2)  # let the workers settle after start-up
+                for variant, name in (("baseline", BASELINE), ("now", "platform-check")):
+                    row = batch(kind, variant, deployments[name], api, workers, server, pg, args)
+                    rows.append(row)
+                    print(
+                        f"  {kind} {variant:>8}: {count} worker(s): {row.wall:.1f} s, "
+                        f"{row.per_minute:.1f} runs/min, {row.worker_cpu_per_run:.2f} CPU s/run "
+                        f"on worker hosts, states {row.states}",
+                        flush=True,
+                    )
+            finally:
+                for w in workers:
+                    w.stop()
     finally:
         server.stop()
         if pg is not None:
