@@ -21,9 +21,7 @@ again (`ReleaseSlot.retaken`) only to roll back.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -49,6 +47,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from slipway.background import in_background
 from slipway.errors import Superseded
 from slipway.run_log import run_logger
 
@@ -131,17 +130,7 @@ def look_for_newer_push(service: str, environment: str) -> Future[str | None]:
     A run starts it before the work that precedes the slot (opening its
     stage), so that its first look costs the slot no time.
     """
-    looking: Future[str | None] = Future()
-
-    def look() -> None:
-        try:
-            looking.set_result(_newer_push(service, environment))
-        except BaseException as e:
-            looking.set_exception(e)
-
-    run = functools.partial(contextvars.copy_context().run, look)
-    threading.Thread(target=run, name="newer-push", daemon=True).start()
-    return looking
+    return in_background(functools.partial(_newer_push, service, environment), name="newer-push")
 
 
 @contextmanager

@@ -7,7 +7,7 @@ service does not have before anything is built, pulled or started.
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from blocks import (
     GitServer,
     PlatformSettings,
 )
+from slipway.background import in_background
 from slipway.errors import InvalidRequest
 from slipway.names import EnvironmentName, GitSha, ServiceName
 from tasks.catalog import Catalog, CatalogEntry
@@ -126,11 +127,7 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
     target, registry = blocks[DeployTarget], blocks[ContainerRegistry]
     # Reaching the engine and the registry's login (a password hash on its side) take
     # a tenth of a second: done beside what comes next (the release slot, the checkout).
-    engine: Future[docker.DockerClient] = Future()
-    login = threading.Thread(
-        target=_log_in, args=(engine, target, registry), name="registry-login", daemon=True
-    )
-    login.start()
+    engine = in_background(functools.partial(_logged_in, target, registry), name="registry-login")
     return Stage(
         entry=entry,
         environment=environment,
@@ -152,20 +149,12 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
     )
 
 
-def _log_in(
-    engine: Future[docker.DockerClient], target: DeployTarget, registry: ContainerRegistry
-) -> None:
-    """Set ``engine`` to a client of the target's engine logged in to the registry, or its error.
-
-    Runs in a daemon thread: a stuck engine never holds up the process's exit.
-    """
-    client = None
+def _logged_in(target: DeployTarget, registry: ContainerRegistry) -> docker.DockerClient:
+    """A client of the target's engine logged in to the registry (run `in_background`)."""
+    client = docker_client(target)
     try:
-        client = docker_client(target)
         login_registry(client, registry)  # every push and pull of this client logs in
-    except BaseException as e:
-        if client is not None:
-            client.close()  # refused by the registry: nobody will read it
-        engine.set_exception(e)
-    else:
-        engine.set_result(client)
+    except BaseException:
+        client.close()  # refused by the registry: nobody will read it
+        raise
+    return client
