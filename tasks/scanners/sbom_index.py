@@ -150,7 +150,7 @@ def index_sbom(store: ObjectStore, service: str, sha: str | None, sbom: bytes | 
         shard.services[service] = entry
         return True
 
-    _update(store, shard_key(service), change, _read_shard(store, shard_key(service)))
+    _update(store, shard_key(service), change)
 
 
 def refresh_sbom(store: ObjectStore, service: str, sha: str, sbom: bytes) -> None:
@@ -168,7 +168,7 @@ def refresh_sbom(store: ObjectStore, service: str, sha: str, sbom: bytes) -> Non
         shard.services[service] = entry
         return True
 
-    _update(store, shard_key(service), change, _read_shard(store, shard_key(service)))
+    _update(store, shard_key(service), change)
 
 
 def _entry(service: str, sha: str | None, sbom: bytes | None) -> _Entry:
@@ -251,10 +251,10 @@ def _update(
     store: ObjectStore,
     key: str,
     change: Callable[[_Shard], bool],
-    first: tuple[_Shard, str | None],
+    first: tuple[_Shard, str | None] | None = None,
 ) -> None:
-    """Apply ``change`` to the shard and write it over the ETag it had; on conflict, again."""
-    shard, etag = first
+    """Apply ``change`` to the shard (``first``, else read now) and write it over its ETag; on conflict, again."""
+    shard, etag = first if first is not None else _read_shard(store, key)
     for attempt in range(1, _ATTEMPTS + 1):
         if not change(shard):
             return

@@ -97,17 +97,21 @@ class S3Store(ObjectStore):
         return StorageError(f"{what}: {reason}", hint=hint)
 
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> StoredObject:  # noqa: D102
-        name, extra = self._name(key), {"ContentType": content_type} if content_type else {}
         with self._call(f"write {key!r} to"):
-            sent = self._client.put_object(Bucket=self._bucket, Key=name, Body=data, **extra)
+            return self._put_object(key, data, content_type, {})
+
+    def _put_object(
+        self, key: str, data: bytes, content_type: str | None, conditions: dict[str, str]
+    ) -> StoredObject:
+        """One PutObject, with ``conditions`` (``IfMatch``/``IfNoneMatch``); the caller maps errors."""
+        name, extra = self._name(key), {"ContentType": content_type} if content_type else {}
+        sent = self._client.put_object(
+            Bucket=self._bucket, Key=name, Body=data, **extra, **conditions
+        )
         return StoredObject(key, len(data), str(sent["ETag"]).strip('"'))
 
     def get(self, key: str) -> bytes:  # noqa: D102
-        name = self._name(key)
-        with self._call(f"read {key!r} from"):
-            body = self._client.get_object(Bucket=self._bucket, Key=name)["Body"]
-            data: bytes = body.read()
-        return data
+        return self.get_with_etag(key)[0]
 
     def get_with_etag(self, key: str) -> tuple[bytes, str]:  # noqa: D102
         name = self._name(key)
@@ -119,11 +123,10 @@ class S3Store(ObjectStore):
     def put_if(  # noqa: D102
         self, key: str, data: bytes, *, etag: str | None, content_type: str | None = None
     ) -> StoredObject:
-        name, extra = self._name(key), {"ContentType": content_type} if content_type else {}
-        extra |= {"IfMatch": f'"{etag}"'} if etag is not None else {"IfNoneMatch": "*"}
+        conditions = {"IfMatch": f'"{etag}"'} if etag is not None else {"IfNoneMatch": "*"}
         with self._call(f"write {key!r} to"):
             try:
-                sent = self._client.put_object(Bucket=self._bucket, Key=name, Body=data, **extra)
+                return self._put_object(key, data, content_type, conditions)
             except ClientError as e:
                 code = str(e.response.get("Error", {}).get("Code", ""))
                 # If-Match on a key deleted since it was read answers "no such key"
@@ -133,7 +136,6 @@ class S3Store(ObjectStore):
                         hint="read it again, apply the change, and write it back",
                     ) from e
                 raise
-        return StoredObject(key, len(data), str(sent["ETag"]).strip('"'))
 
     def exists(self, key: str) -> bool:  # noqa: D102
         name = self._name(key)
