@@ -140,6 +140,16 @@ class NetworkTest(unittest.TestCase):
 """
 
 
+SLOW_TEST = """import time
+import unittest
+
+
+class SlowTest(unittest.TestCase):
+    def test_takes_a_while(self):
+        time.sleep({seconds})
+"""
+
+
 INSECURE_CODE = """import subprocess
 
 
@@ -158,11 +168,15 @@ def variant(
     network_test_port: int | None = None,
     insecure: bool = False,
     docs: str | None = None,
+    slow_tests: float | None = None,
 ) -> Path:
     """A copy of ``source`` with a change that makes a new commit, and optional breakage.
 
     ``docs``: appended to ``docs/index.md``, which the image does not contain; with
     the same ``marker`` as an earlier commit, the two images have the same layers.
+
+    ``slow_tests``: the tests take at least this many seconds, which holds the
+    run between its build and its push for as long.
 
     ``unhealthy``: /healthz answers 503 whenever PORT is set, i.e. when deployed,
     while the tests (which set no PORT) still pass.
@@ -174,6 +188,9 @@ def variant(
     if network_test_port is not None:
         text = NETWORK_TEST.replace("{port}", str(network_test_port))
         (destination / "tests" / "test_network.py").write_text(text)
+    if slow_tests is not None:
+        text = SLOW_TEST.replace("{seconds}", str(slow_tests))
+        (destination / "tests" / "test_slow.py").write_text(text)
     if docs is not None:
         with (destination / "docs" / "index.md").open("a", encoding="utf-8") as page:
             page.write(f"\n{docs}\n")

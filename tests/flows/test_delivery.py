@@ -329,7 +329,9 @@ def test_a_newer_push_arriving_during_the_build_stops_the_older_before_its_switc
     delivery: Delivery,
 ) -> None:
     before = ensure_live(delivery)
-    older = delivery.commit(uuid.uuid4().hex)  # new code: built and tested, so it takes a while
+    # The newer run is created once the older is built; its tests then hold it
+    # for seconds more, well before it pushes and looks for a newer push.
+    older = delivery.commit(uuid.uuid4().hex, slow_tests=4)
     running = Background(build_test_deploy, service=delivery.service, commit=older, ref=REF)
     built = f"{delivery.registry}/{delivery.service}:{older}"
 
