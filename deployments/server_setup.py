@@ -9,7 +9,6 @@ side, and the follower that reports when deployments are registered.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from deployments.monitoring import ensure_alert_notifications
 from deployments.registry_auth import ensure_registry_login
 from deployments.startup import Timeline, read_registration
 from deployments.supervisor import Supervisor, UpOptions
+from slipway.background import import_before_threads
 from slipway.health import probe_client
 from slipway.home import Ports, SlipwayHome
 
@@ -190,7 +190,7 @@ def configure_blocks(supervisor: Supervisor, server_url: str, timeline: Timeline
     timeline.mark("supervisor imported Prefect and digested the block types")
     # Asked of the engine while Prefect boots: a new platform's settings are then
     # written once with it, not saved again after (six more round trips before the gate).
-    _import_here("tasks.base_image", "tasks.containers")
+    import_before_threads("tasks.base_image", "tasks.containers")
     image = ThreadPoolExecutor(max_workers=1, thread_name_prefix="base-image")
     try:
         chosen = image.submit(base_image_of_new_platform, home, ports)
@@ -269,7 +269,7 @@ def before_the_gate(
     """
     from blocks.webhook import WEBHOOK_SECRET_BLOCK, ensure_webhook_secret
 
-    _import_here("tasks.catalog", "tasks.monitoring.config")
+    import_before_threads("tasks.catalog", "tasks.monitoring.config")
     report = supervisor.report
 
     def webhook_secret() -> None:
@@ -281,7 +281,7 @@ def before_the_gate(
 
 def beside_the_gate(supervisor: Supervisor, found: BlocksSetUp, registry: str | None) -> _Jobs:
     """What needs only Prefect and no child waits for: it may run while the gate is still shut."""
-    _import_here("blocks.notifications", "tasks.monitoring.automations")
+    import_before_threads("blocks.notifications", "tasks.monitoring.automations")
     report = supervisor.report
     return {
         "registry": lambda: registry_spec_of(supervisor, registry),
@@ -295,23 +295,13 @@ def after_the_gate(
     """What needs the catalog that ``monitoring`` made sure of and read."""
     from blocks import GitServer
 
-    _import_here("tasks.git", "tasks.monitoring.sync", "tasks.containers")
+    import_before_threads("tasks.git", "tasks.monitoring.sync", "tasks.containers")
 
     home, ports = supervisor.options.home, supervisor.options.ports
     return {
         "git hooks": lambda: reconnect_local_git(home, ports, found.default(GitServer)),
         "scrape targets": monitoring.write_targets,
     }
-
-
-def _import_here(*modules: str) -> None:
-    """Import what the jobs import, in this thread, before they start side by side.
-
-    Two threads that import modules in opposite orders can take Python's
-    import locks crosswise (`_DeadlockError`, seen once in `slipway status`).
-    """
-    for module in modules:
-        importlib.import_module(module)
 
 
 def base_image_of_new_platform(home: SlipwayHome, ports: Ports) -> str:

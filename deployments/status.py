@@ -12,6 +12,7 @@ import httpx
 
 from deployments.state import UpState, read_state
 from slipway.api_auth import http_auth
+from slipway.background import import_before_threads
 from slipway.health import ComponentHealth, http_health, http_probe
 from slipway.home import HOST, SlipwayHome
 from tasks.registry import check_registry
@@ -84,10 +85,8 @@ def collect_status(
         probes["systems"] = lambda: configured
     elif server.healthy:
         probes["systems"] = lambda: configured_systems(local_registry)
-    # Before the threads: one importing ``blocks`` while another imports one of
-    # its modules (``blocks.container_registry``) take the two import locks in
-    # opposite orders, and Python raises _DeadlockError in one of them.
-    import blocks  # noqa: F401
+    # One probe imports ``blocks``, another ``blocks.container_registry``.
+    import_before_threads("blocks")
 
     # Side by side: `up` prints this table before its ready line.
     with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="status") as pool:
