@@ -7,8 +7,9 @@ Prefect's API (`deployments.prefect_api`). Each step:
    Pushes that arrive meanwhile wait; when it is done, the newest of them goes
    and the others are superseded by it. A burst therefore starts runs at the
    pace Prefect creates them, per branch, not one set per push.
-2. **Posts** the events of pushes in flight, in one request, and records the
-   runs their triggers will create (`PrefectApi.expected_runs`).
+2. **Posts** the events of pushes in flight, in one request, then records the
+   runs their triggers will create (`PrefectApi.expected_runs`); a step that
+   fails between the two posts the events again, which Prefect takes once.
 3. **Confirms**: a push is delivered once each of those runs exists. Until
    then its event is posted again now and then (`repost_after`, doubling).
    Prefect drops an event id it has seen, and after a restart, when it has
@@ -137,8 +138,10 @@ class Forwarder:
         if not due:
             return
         try:
-            expected = {f.seq: await self._prefect.expected_runs(f.event) for f in due}
+            # Posted first: what the triggers will start (an automations read when its
+            # cache is stale) is only needed to confirm the runs, not to create them.
             await self._prefect.post_events([f.event for f in due])
+            expected = {f.seq: await self._prefect.expected_runs(f.event) for f in due}
         except BaseException:
             self._unreachable |= resend
             raise

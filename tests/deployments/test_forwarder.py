@@ -120,3 +120,29 @@ def test_a_push_whose_runs_never_come_is_given_up_recorded_and_frees_its_branch(
     assert "created no run" in failed["payload"]["reason"]  # type: ignore[index]
     stats = asyncio.run(_steps(prefect_server, tmp_path / "q.db", [later], clock[3:], settings))
     assert stats.in_flight == 1  # the branch took its next push
+
+
+def test_a_push_is_posted_before_the_triggers_it_starts_are_read(prefect_server, tmp_path):
+    """Reading the automations (when their cache is stale) does not delay the event itself."""
+    service = f"po-{uuid.uuid4().hex[:8]}"
+    requests: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        requests.append(request.url.path.removeprefix("/api"))
+
+    async def step() -> None:
+        queue = await IntakeQueue.open(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+        try:
+            await queue.accept(_accepted(service, "slipway.test.forward", 100.0))
+            hooks = {"request": [record]}
+            async with httpx.AsyncClient(
+                base_url=prefect_server, timeout=30, event_hooks=hooks
+            ) as client:
+                forwarder = Forwarder(queue, PrefectApi(client), BridgeMetrics())
+                await forwarder.step(200.0)
+        finally:
+            await queue.close()
+
+    asyncio.run(step())
+    posted = [p for p in requests if p in ("/events", "/automations/filter")]
+    assert posted == ["/events", "/automations/filter"]
