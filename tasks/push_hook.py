@@ -106,26 +106,24 @@ def install_push_hook(repository: Path, hook: PushHook) -> None:
 def hook_script() -> str:
     """The post-receive hook: the installed platform's interpreter running its hook module.
 
+    ``git push`` waits for the hook, so its interpreter starts isolated and
+    without site-packages (``-IS``: 20 ms less, and the pusher's
+    ``PYTHONPATH`` or working directory cannot replace the hook's code); the
+    installation's source root is put on its path instead, and the hook
+    module needs nothing but the standard library and the kernel.
+
     Called before a repository is made for a hook, so a missing installation
     is refused before anything exists.
 
     Raises:
         ConfigurationError: This interpreter has no installed ``slipway`` package.
     """
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        distribution("slipway")
-    except PackageNotFoundError as e:
-        raise ConfigurationError(
-            f"the interpreter {sys.executable} has no installed slipway package, "
-            "so a repository's push hook could not run it",
-            hint="install the platform into it (`make python`, i.e. `pip install -e .`)",
-        ) from e
+    root = _installation_root()
     return (
-        f"#!{sys.executable}\n"
+        f"#!{sys.executable} -IS\n"
         "# Installed by Slipway: tells the webhook bridge about this push.\n"
         "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
         "try:\n"
         "    from deployments.post_receive import main\n"
         "except Exception as e:  # never fail a push\n"
@@ -133,3 +131,39 @@ def hook_script() -> str:
         "    raise SystemExit(0)\n"
         "raise SystemExit(main())\n"
     )
+
+
+def _installation_root() -> Path:
+    """Where this interpreter's installed ``slipway`` distribution keeps its packages.
+
+    The project directory of an editable install (its ``direct_url.json``,
+    PEP 610), else the site-packages directory it was installed into: never
+    the directory this code was loaded from, which may be a run's checkout.
+
+    Raises:
+        ConfigurationError: No installed ``slipway``, or it has no hook module.
+    """
+    import sysconfig
+    from importlib.metadata import distributions
+    from urllib.parse import unquote, urlsplit
+
+    # Its site-packages only: a working directory's slipway.egg-info is no installation.
+    site = list(dict.fromkeys(sysconfig.get_path(p) for p in ("purelib", "platlib")))
+    installed = next(iter(distributions(name="slipway", path=site)), None)
+    if installed is None:
+        raise ConfigurationError(
+            f"the interpreter {sys.executable} has no installed slipway package, "
+            "so a repository's push hook could not run it",
+            hint="install the platform into it (`make python`, i.e. `pip install -e .`)",
+        )
+    direct = json.loads(installed.read_text("direct_url.json") or "{}")
+    editable = bool(direct.get("dir_info", {}).get("editable"))
+    root = Path(unquote(urlsplit(direct["url"]).path)) if editable else None
+    root = root or Path(str(installed.locate_file("")))
+    if not (root / "deployments" / "post_receive.py").is_file():
+        raise ConfigurationError(
+            f"the slipway package of {sys.executable} has no deployments/post_receive.py "
+            f"under {root}, so a repository's push hook could not run it",
+            hint="reinstall the platform (`make python`, i.e. `pip install -e .`)",
+        )
+    return root

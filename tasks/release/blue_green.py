@@ -4,7 +4,8 @@ Containers use the host's network, and two processes cannot bind one port, so
 the new version is proven on a spare port first: a *candidate*
 (``live=false``) starts on a free port of the deploy target's range and must
 answer ``/healthz`` within the health timeout. Only then is the switch made:
-the old container stops, and the new one starts on the service's port and
+the old container stops, and the new one starts on the service's port as
+soon as the old one lets it go (not once the engine has torn it down), and
 must answer there too. The candidate is removed after the switch, which
 its removal would otherwise delay.
 
@@ -27,7 +28,9 @@ created and started by `tasks.release.candidate`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["Deployed", "deploy_release"]
 
 _STOP_SECONDS = 10
+_PORT_POLL_SECONDS = 0.005
+"""How often the switch looks whether the old version has let its port go."""
 
 
 @dataclass(frozen=True)
@@ -226,9 +231,12 @@ def _switch(
         final = create_container(client, release, name, target, release.port, live=True)
         switch_began = time.monotonic()
         try:
-            serving.stop(timeout=_STOP_SECONDS)
-            final.start()
-            wait_healthy(final, health_url(target, release.port), sha=release.sha, timeout=timeout)
+            with _stopping(serving) as stopped:
+                _start_once_free(final, stopped, target.bind_address, release.port)
+                wait_healthy(
+                    final, health_url(target, release.port), sha=release.sha, timeout=timeout
+                )
+                switch = time.monotonic() - switch_began
         except BaseException as e:
             restored = _restore(final, serving)
             run_logger(__name__).error("%s failed on port %d; %s", name, release.port, restored)
@@ -239,9 +247,41 @@ def _switch(
             raise
     finally:
         discard(candidate)
-    switch = time.monotonic() - switch_began
     run_logger(__name__).info("Switched %s to %s in %.2f s", serving.name, name, switch)
     return Deployed(name, service_url(target, release.port), 0, switch, str(serving.name))
+
+
+@contextmanager
+def _stopping(serving: Container) -> Iterator[Future[None]]:
+    """``serving`` being stopped in the background; on leaving, its stop has ended.
+
+    A failed stop is raised on leaving, unless the body failed first: the
+    caller then restores ``serving``, which its stop must not race.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stop") as pool:
+        stopping = pool.submit(serving.stop, timeout=_STOP_SECONDS)
+        try:
+            yield stopping
+        except BaseException:
+            wait([stopping])
+            raise
+        stopping.result()
+
+
+def _start_once_free(final: Container, stopping: Future[None], address: str, port: int) -> None:
+    """Start ``final`` as soon as nothing listens on ``port``, or once ``stopping`` ended.
+
+    The engine's stop returns only after it has torn the stopped container
+    down (some 40 ms after its process let the port go, on 2 cores), and
+    after the old version drained its requests, if it lets its port go first:
+    the new version need not wait for either. A stop that failed is raised
+    before anything starts.
+    """
+    while not stopping.done() and not port_free(address, port):
+        time.sleep(_PORT_POLL_SECONDS)
+    if stopping.done():
+        stopping.result()
+    final.start()
 
 
 def _restore(failed: Container, serving: Container) -> str:

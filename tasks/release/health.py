@@ -26,48 +26,38 @@ __all__ = ["wait_healthy"]
 _POLL_FAST, _POLL_SLOW = 0.05, 0.2
 """Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
 _POLL_FAST_SECONDS = 3.0
+_READ_SECONDS = 0.25
+"""How often the state of a container that Docker does not restart is read while it starts."""
 
 
 def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
     """Poll ``url`` until it answers 200 (and, when it reports one, the right version).
+
+    The container's state is read after the answer that passes (a live
+    container that restarted meanwhile fails) and, while none passes, at
+    each probe of a container that Docker restarts (its exit is seen only
+    while it lasts), else every `_READ_SECONDS`: a read is an inspection by
+    the engine, which shares the cores with what runs meanwhile (a
+    candidate's start beside the push).
 
     Raises:
         DeployError: The container exited (saying with which code, after how
             long), or ``timeout`` passed (with the last answer); either way it
             carries the tail of the container's log.
     """
-    from docker.errors import NotFound
-
     began = time.monotonic()
     deadline = began + timeout
     fast_until = began + _POLL_FAST_SECONDS
-    last = "no answer yet"
-    http = _http()
+    policy = (container.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+    every = 0.0 if policy.get("Name") not in (None, "", "no") else _READ_SECONDS
+    read_at = began - every
     while True:
-        try:
-            container.reload()
-        except NotFound as e:
-            raise DeployError(f"{container.name} disappeared while starting") from e
-        # A live container restarts on exit: a restart is an exit too.
-        if container.status in ("exited", "dead", "restarting") or container.attrs.get(
-            "RestartCount"
-        ):
-            exited = _exited(container, time.monotonic() - began, url)
-            raise DeployError(
-                exited + _log_tail(container, why=exited),
-                hint="fix the start-up error its log shows, then push again; "
-                "the previous version keeps serving",
-            )
-        try:
-            response = http.get(url)
-            if healthy(response, sha):
+        passed, last = _probe(url, sha)
+        if passed or time.monotonic() - read_at >= every:
+            _raise_if_ended(container, began, url)
+            read_at = time.monotonic()
+            if passed:
                 return
-            version = reported_version(response)
-            last = f"HTTP {response.status_code}: {response.text[:300]}"
-            if version not in (None, sha):
-                last = f"{url} reports version {version}, not {sha[:12]}"
-        except httpx.HTTPError as e:
-            last = f"{type(e).__name__}: {e}"
         if time.monotonic() > deadline:
             break
         # Close polling while a healthy start is likely: during the switch, every
@@ -78,6 +68,37 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
         + _log_tail(container, why=last),
         hint="fix /healthz or the start-up error above, then push again; the previous version keeps serving",
     )
+
+
+def _probe(url: str, sha: str) -> tuple[bool, str]:
+    """Whether ``url`` answers healthy with ``sha``; else what it answered."""
+    try:
+        response = _http().get(url)
+    except httpx.HTTPError as e:
+        return False, f"{type(e).__name__}: {e}"
+    if healthy(response, sha):
+        return True, ""
+    version = reported_version(response)
+    if version not in (None, sha):
+        return False, f"{url} reports version {version}, not {sha[:12]}"
+    return False, f"HTTP {response.status_code}: {response.text[:300]}"
+
+
+def _raise_if_ended(container: Container, began: float, url: str) -> None:
+    """Raise when ``container`` is gone, exited or restarted (a restart is an exit too)."""
+    from docker.errors import NotFound
+
+    try:
+        container.reload()
+    except NotFound as e:
+        raise DeployError(f"{container.name} disappeared while starting") from e
+    if container.status in ("exited", "dead", "restarting") or container.attrs.get("RestartCount"):
+        exited = _exited(container, time.monotonic() - began, url)
+        raise DeployError(
+            exited + _log_tail(container, why=exited),
+            hint="fix the start-up error its log shows, then push again; "
+            "the previous version keeps serving",
+        )
 
 
 @functools.cache

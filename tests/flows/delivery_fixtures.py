@@ -169,6 +169,7 @@ def variant(
     insecure: bool = False,
     docs: str | None = None,
     slow_tests: float | None = None,
+    drain_seconds: float | None = None,
 ) -> Path:
     """A copy of ``source`` with a change that makes a new commit, and optional breakage.
 
@@ -180,6 +181,9 @@ def variant(
 
     ``unhealthy``: /healthz answers 503 whenever PORT is set, i.e. when deployed,
     while the tests (which set no PORT) still pass.
+
+    ``drain_seconds``: on SIGTERM the server lets its port go, then takes this
+    long to exit, as one that drains its requests does.
     """
     shutil.copytree(source, destination)
     (destination / "app" / "release.txt").write_text(marker + "\n")
@@ -207,6 +211,16 @@ def variant(
         )
         assert broken != code, "the template's server.py changed; update this test helper"
         server.write_text(broken)
+    if drain_seconds is not None:
+        server = destination / "app" / "server.py"
+        code = server.read_text()
+        draining = code.replace(
+            "    def stop(signum: int, frame: object) -> None:\n",
+            "    def stop(signum: int, frame: object) -> None:\n"
+            f"        server.socket.close()\n        time.sleep({drain_seconds})\n",
+        )
+        assert draining != code, "the template's server.py changed; update this test helper"
+        server.write_text(draining)
     return destination
 
 

@@ -275,6 +275,30 @@ def test_a_hook_installed_by_a_run_from_a_checkout_never_runs_that_checkouts_cod
     assert json.loads(json.loads(spooled.read_text())["body"])["after"] == sha
 
 
+def test_a_pushers_python_path_cannot_replace_the_hooks_code(
+    server: GitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A developer's ``PYTHONPATH`` often holds a project with a ``deployments`` package."""
+    from testkit.platform import free_port
+    from tests.deployments.webhook_helpers import commit_and_push
+
+    theirs = tmp_path / "their-project"
+    (theirs / "deployments").mkdir(parents=True)
+    (theirs / "deployments" / "__init__.py").write_text("")
+    (theirs / "deployments" / "post_receive.py").write_text("def main():\n    return 0\n")
+    spool = tmp_path / "spool"
+    hook = PushHook(f"http://127.0.0.1:{free_port()}/hooks/github", SecretStr("s"), spool)
+    repository = create_repository(server, "svc", hook=hook)
+
+    monkeypatch.setenv("PYTHONPATH", str(theirs))  # the hook inherits the pusher's environment
+    sha, pushed = commit_and_push(repository, tmp_path / "work", "README.md")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "for redelivery" in pushed.stderr, pushed.stderr
+    [spooled] = spool.glob("*.json")
+    assert json.loads(json.loads(spooled.read_text())["body"])["after"] == sha
+
+
 def test_reinstalling_a_hook_leaves_the_repository_config_untouched(
     server: GitServer, tmp_path: Path
 ) -> None:
@@ -295,10 +319,10 @@ def test_a_hook_that_cannot_run_is_refused_before_the_repository_is_made(
 ) -> None:
     import importlib.metadata
 
-    def missing(name: str) -> None:
-        raise importlib.metadata.PackageNotFoundError(name)
+    def missing(**where: object) -> list[importlib.metadata.Distribution]:
+        return []
 
-    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(importlib.metadata, "distributions", missing)
     hook_script.cache_clear()
     try:
         hook = PushHook("http://127.0.0.1:1/hooks/github", SecretStr("s"), tmp_path / "s")

@@ -61,6 +61,7 @@ pytestmark = pytest.mark.docker
 
 TARGET = DeployTarget()
 TIMEOUT = 10.0
+DRAIN_SECONDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Images:
     """v1's tree and commit built again: the same content, its own build time and digest."""
     rooted: Shipped
     """A Dockerfile with ``USER root``: never released."""
+    draining: Shipped
+    """Lets its port go on SIGTERM, then exits only `DRAIN_SECONDS` later."""
 
     def containers(self, environment: str) -> list[object]:
         return self.client.containers.list(  # type: ignore[attr-defined, no-any-return]
@@ -120,7 +123,7 @@ def images(
     base_alias = f"{BASE_IMAGE.partition(':')[0]}:rebuild-{service}"
     client.images.get(BASE_IMAGE).tag(base_alias)
 
-    def ship(*, again: Shipped | None = None, rooted: bool = False, **breakage: bool) -> Shipped:
+    def ship(*, again: Shipped | None = None, rooted: bool = False, **breakage: Any) -> Shipped:
         sha = again.sha if again else uuid.uuid4().hex + "0" * 8
         if sha not in trees:
             trees[sha] = variant(source, root / sha, marker=uuid.uuid4().hex, **breakage)
@@ -142,7 +145,9 @@ def images(
         v1 = ship()
         v2, unhealthy = ship(), ship(unhealthy=True)
         time.sleep(1.1)  # the build time label has whole seconds
-        yield Images(client, service, v1, v2, unhealthy, ship(again=v1), ship(rooted=True))
+        draining = ship(drain_seconds=DRAIN_SECONDS)
+        rebuilt, rooted = ship(again=v1), ship(rooted=True)
+        yield Images(client, service, v1, v2, unhealthy, rebuilt, rooted, draining)
     finally:
         remove_service_containers(client, service)
         remove_service_images(client, image_repository(registry, service))
@@ -202,6 +207,23 @@ def test_a_switch_serves_the_new_version_after_a_gap_of_one_start(images: Images
     assert 0 < deployed.switch_seconds < 5  # type: ignore[attr-defined]
     assert poller.outage_seconds() <= deployed.switch_seconds + 0.5  # type: ignore[attr-defined]
     [container] = images.containers("switch")
+    assert container.labels[LABEL_SHA] == images.v2.sha  # type: ignore[attr-defined]
+
+
+def test_the_new_version_starts_once_the_old_one_lets_its_port_go_not_after_its_drain(
+    images: Images,
+) -> None:
+    port = free_port()
+    images.deploy(images.draining, "drain", port)
+    with Poller(f"http://127.0.0.1:{port}/healthz") as poller:
+        began = time.monotonic()
+        deployed = images.deploy(images.v2, "drain", port)
+        took = time.monotonic() - began
+    assert poller.versions == [images.draining.sha, images.v2.sha]
+    assert poller.outage_seconds() < DRAIN_SECONDS / 2
+    assert deployed.switch_seconds < DRAIN_SECONDS / 2  # type: ignore[attr-defined]
+    assert took >= DRAIN_SECONDS  # the old version was let drain, not killed
+    [container] = images.containers("drain")  # the old one was stopped, then removed
     assert container.labels[LABEL_SHA] == images.v2.sha  # type: ignore[attr-defined]
 
 

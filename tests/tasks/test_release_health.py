@@ -77,3 +77,42 @@ def test_a_container_that_never_answers_times_out_with_the_last_attempt(client: 
     message = str(error.value)
     assert f"did not become healthy within 1 s at {url}: ConnectError" in message
     assert "warming up" in message
+
+
+SLOW_START = """
+import http.server, sys, time
+time.sleep(1.5)
+class Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{}')
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), Healthy).serve_forever()
+"""
+
+
+def test_a_slow_start_is_probed_closely_but_inspected_seldom(
+    client: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each inspection costs the engine CPU that the starting container and a push need."""
+    port = free_port()
+    container = client.containers.run(  # type: ignore[attr-defined]
+        BASE_IMAGE,
+        ["python3", "-c", SLOW_START, str(port)],
+        name=f"slipway-test-slow-{uuid.uuid4().hex[:8]}",
+        network_mode="host",
+        detach=True,
+    )
+    reads: list[float] = []
+    reload = container.reload
+
+    def counted() -> None:
+        reads.append(0)
+        reload()
+
+    monkeypatch.setattr(container, "reload", counted)
+    try:
+        wait_healthy(container, f"http://127.0.0.1:{port}/healthz", sha="a" * 40, timeout=30)
+    finally:
+        container.remove(force=True)
+    assert 2 <= len(reads) <= 10  # every 0.25 s, and once more when it answered; not every 50 ms
