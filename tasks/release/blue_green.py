@@ -232,7 +232,7 @@ def _switch(
         switch_began = time.monotonic()
         try:
             with _stopping(serving) as stopped:
-                _start_once_free(final, stopped, target.bind_address, release.port)
+                _start_once_free(final, stopped, target, release.port)
                 wait_healthy(
                     final, health_url(target, release.port), sha=release.sha, timeout=timeout
                 )
@@ -268,16 +268,20 @@ def _stopping(serving: Container) -> Iterator[Future[None]]:
         stopping.result()
 
 
-def _start_once_free(final: Container, stopping: Future[None], address: str, port: int) -> None:
+def _start_once_free(
+    final: Container, stopping: Future[None], target: DeployTarget, port: int
+) -> None:
     """Start ``final`` as soon as nothing listens on ``port``, or once ``stopping`` ended.
 
     The engine's stop returns only after it has torn the stopped container
     down (some 40 ms after its process let the port go, on 2 cores), and
     after the old version drained its requests, if it lets its port go first:
-    the new version need not wait for either. A stop that failed is raised
-    before anything starts.
+    the new version need not wait for either. The port is looked at only on
+    an engine of this machine (a ``unix://`` socket); a remote one's ports
+    are not this machine's. A stop that failed is raised before anything starts.
     """
-    while not stopping.done() and not port_free(address, port):
+    local = target.docker_host.startswith("unix://")
+    while not stopping.done() and not (local and port_free(target.bind_address, port)):
         time.sleep(_PORT_POLL_SECONDS)
     if stopping.done():
         stopping.result()
