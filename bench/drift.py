@@ -1,8 +1,9 @@
 """The drift check over N environments, in parallel, against a serial loop of the same plans.
 
 Both figures come from one run on one machine and the same code path as the
-`detect-drift` flow (`tasks.drift.survey`): per environment, a refresh-only
-plan and a normal plan (each shown when it finds something), in one of the Terraform
+`detect-drift` flow (`tasks.drift.survey`): per environment, a normal plan and,
+unless that one proves it moot (every environment here is in sync), a
+refresh-only plan, each shown when it finds something, in one of the Terraform
 processes (one per core) kept for the whole check (`tasks.terraform.sessions`), then one
 look at the Docker engine (when it answers) for every environment at once.
 Only ``max_parallel`` differs: the serial side keeps one process, with Go's

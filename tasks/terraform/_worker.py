@@ -15,7 +15,8 @@ object on stdout: ``{"returncode": int, "stdout": str, "stderr": str}``.
 A batch, ``{"library": PATH, "commands": [{"argv": [...], "accept": [0, 2]}, ...]}``,
 runs the commands one after another in this one process and prints
 ``{"results": [{"returncode": ..., "stdout": ..., "stderr": ...}, ...]}``,
-stopping after the first command whose exit code is not accepted.
+stopping after the first command whose exit code is not accepted, or, where a
+command lists ``"go_on": [2]``, whose exit code is not listed there.
 
 With ``--session [LIBRARY]``, batches come one per line on stdin and their
 answers go one per line on stdout, until stdin closes. A LIBRARY given there
@@ -100,11 +101,16 @@ def _load(library: object) -> Any:
 
 
 def _batch(run_cli: Any, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The commands in order, stopping after the first whose exit code is not accepted."""
+    """The commands in order, stopping after the first whose exit code is not accepted.
+
+    A command may also say after which of its exit codes the batch goes on
+    (``go_on``): a plan with nothing to do can make the next command moot.
+    """
     results = []
     for command in commands:
         results.append(_run(run_cli, command["argv"]))
-        if results[-1]["returncode"] not in command.get("accept", []):
+        accept = command.get("accept", [])
+        if results[-1]["returncode"] not in command.get("go_on", accept):
             break
     return results
 

@@ -7,7 +7,8 @@ Two plans against the recorded variables, both with ``-detailed-exitcode``:
   or variables that were never applied, or state lost outside Slipway).
 
 The normal plan is kept as a saved plan, so a reconcile applies exactly what
-was reported and never a fresh plan.
+was reported and never a fresh plan. It runs first, and the refresh-only plan
+only when that one cannot tell what it would say (`Terraform.check_plans`).
 """
 
 from __future__ import annotations

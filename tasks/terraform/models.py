@@ -16,6 +16,7 @@ __all__ = [
     "ResourceChange",
     "plan_markdown",
     "prior_state",
+    "refresh_changed_nothing",
     "saved_prior_state",
     "summarize_plan",
 ]
@@ -172,6 +173,31 @@ def saved_prior_state(plan_file: Path) -> PriorState | None:
     }
     found = [a for r in state.get("resources") or [] for a in _instance_addresses(r)]
     return PriorState(tuple(address for _, address in sorted(found)), outputs)
+
+
+def refresh_changed_nothing(plan_file: Path) -> bool:
+    """Whether a saved plan's refresh left every managed resource exactly as state had it.
+
+    A saved plan holds the state before its refresh (``tfstate-prev``) and
+    after it (``tfstate``). When their managed resources differ, a
+    refresh-only plan has something to report even where a normal plan has
+    nothing to do (Terraform's ``Plan.CanApply``). False when the file holds
+    no such pair (another Terraform's format): the caller then asks Terraform.
+    """
+    try:
+        with zipfile.ZipFile(plan_file) as saved:
+            before, after = (json.loads(saved.read(n)) for n in ("tfstate-prev", "tfstate"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    managed = _managed_resources(before)
+    return managed is not None and managed == _managed_resources(after)
+
+
+def _managed_resources(state: object) -> list[object] | None:
+    if not isinstance(state, dict) or state.get("version") != 4:
+        return None
+    found = state.get("resources") or []
+    return [r for r in found if isinstance(r, dict) and r.get("mode") == "managed"]
 
 
 def _instance_addresses(resource: object) -> list[tuple[str, str]]:

@@ -87,7 +87,11 @@ class Runner:
         return self._outcome(directory, argv, returncode, stdout, stderr, changes_exit)
 
     def batch(
-        self, directory: Path, commands: Sequence[tuple[Sequence[str], bool]]
+        self,
+        directory: Path,
+        commands: Sequence[tuple[Sequence[str], bool]],
+        *,
+        while_changed: bool = False,
     ) -> list[CommandOutcome]:
         """Run several commands in ``directory`` one after another, in one process when bundled.
 
@@ -96,14 +100,29 @@ class Runner:
         child (`tasks.terraform._worker`), saving the library's load for every
         command after the first; a binary runs each as its own process.
 
+        Args:
+            directory: The workspace that the commands run in.
+            commands: Each command's argv and whether exit code 2 is accepted.
+            while_changed: Run each command after the first only when the one
+                before it exited 2; the outcomes then end at the first 0.
+
         Raises:
             StateLocked: another run holds the state lock.
             TerraformError: a command failed; the ones after it did not run.
         """
         if self.binary or not commands:
-            return [self(directory, argv, changes_exit=ok) for argv, ok in commands]
+            done: list[CommandOutcome] = []
+            for argv, ok in commands:
+                if while_changed and done and done[-1].returncode != 2:
+                    break
+                done.append(self(directory, argv, changes_exit=ok))
+            return done
         requests = [
-            {"argv": [f"-chdir={directory}", *argv], "accept": [0, 2] if ok else [0]}
+            {
+                "argv": [f"-chdir={directory}", *argv],
+                "accept": [0, 2] if ok else [0],
+                **({"go_on": [2]} if while_changed else {}),
+            }
             for argv, ok in commands
         ]
         logger.debug("terraform batch in %s: %s", directory, [argv[0] for argv, _ in commands])
@@ -112,7 +131,8 @@ class Runner:
             commands, self._execute_batch(requests), strict=False
         ):
             outcomes.append(self._outcome(directory, argv, returncode, stdout, stderr, ok))
-        if len(outcomes) != len(commands):  # the worker stops only after a failure
+        settled = while_changed and bool(outcomes) and outcomes[-1].returncode == 0
+        if len(outcomes) != len(commands) and not settled:  # else it stops only after a failure
             raise TerraformError(
                 f"terraform stopped early in {directory.name}", hint="report a bug"
             )

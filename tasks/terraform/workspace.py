@@ -43,6 +43,7 @@ from tasks.terraform.models import (
     OutputValue,
     PlanResult,
     prior_state,
+    refresh_changed_nothing,
     saved_prior_state,
     summarize_plan,
 )
@@ -162,14 +163,12 @@ class Terraform:
     ) -> tuple[PlanResult, PlanResult]:
         """A refresh-only plan and a normal plan, each shown only when it found something.
 
-        What a drift check asks of every environment. The bundled Terraform
-        runs the commands in one process (`Runner.batch`): starting
-        Terraform is most of a short command's cost. The plans are saved as
-        ``<name>-refresh.tfplan`` and ``<name>.tfplan``. An environment in
-        sync needs no ``show``: the state its refresh started from is read
-        from the saved plan (`saved_prior_state`), and its normal plan's view
-        says nothing more (its ``prior`` is None). Each show was a tenth of
-        the check's CPU.
+        What a drift check asks of every environment, in one process when
+        bundled (`Runner.batch`). The normal plan (``<name>.tfplan``) goes
+        first: its exit 0 says that no resource or output changes, and when its
+        refresh changed no managed object either (`refresh_changed_nothing`),
+        the refresh-only plan (``<name>-refresh.tfplan``) would find nothing:
+        it is not run, and the state is read from the normal plan.
 
         Raises:
             InvalidRequest: a variable is unknown, malformed or of the wrong type.
@@ -179,15 +178,17 @@ class Terraform:
         self._prepare(ws, variables)
         refresh, normal = ws.directory / f"{name}-refresh.tfplan", ws.directory / f"{name}.tfplan"
         runner = self._runner(ws)
-        plans = [
-            (self._plan_argv(refresh, refresh_only=True), True),
-            (self._plan_argv(normal), True),
-        ]
-        drifted, pending = (done.returncode == 2 for done in runner.batch(ws.directory, plans))
-        prior = None if drifted else saved_prior_state(refresh)
-        shown = [plan for plan, wanted in ((refresh, prior is None), (normal, pending)) if wanted]
+        plans = [(self._plan_argv(p, refresh_only=p is refresh), True) for p in (normal, refresh)]
+        done = runner.batch(ws.directory, plans, while_changed=True)
+        if len(done) == 1 and not refresh_changed_nothing(normal):
+            done += runner.batch(ws.directory, plans[1:])  # e.g. drift that plans nothing
+        pending, drifted = done[0].returncode == 2, len(done) == 2 and done[1].returncode == 2
+        source = refresh if len(done) == 2 else normal  # where the state that was checked is read
+        prior = None if drifted else saved_prior_state(source)
+        shown = [p for p, want in ((source, prior is None), (normal, pending)) if want]
         done = runner.batch(ws.directory, [(["show", "-json", str(p)], False) for p in shown])
         views = {plan: _json_object(d.stdout, "show") for plan, d in zip(shown, done, strict=True)}
+        prior = prior_state(views[source]) if prior is None else prior
         checked = PlanResult(refresh, False, True, summarize_plan({}), prior)
         if refresh in views:
             checked = self._planned(ws, refresh, drifted, True, views[refresh])
