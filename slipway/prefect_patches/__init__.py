@@ -28,6 +28,9 @@ settings_         the runner serializes its settings twice      PrefectHQ/prefec
 serialized        for every run it starts (0.1 s of CPU)
 runner_wakeup     a scheduled run waits for the runner's next  PrefectHQ/prefect#19017
                   poll (0.125 s on average)                    (the same shape)
+version_check     every run of a deployment checks the          PrefectHQ/prefect#21875
+                  server's version twice before it may run
+                  (45-75 ms)
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -66,6 +69,7 @@ from slipway.prefect_patches import (
     settings_memo,
     settings_serialized,
     sqlite_writes,
+    version_check,
     warm_runs,
 )
 from slipway.prefect_patches.base import Patch
@@ -95,6 +99,7 @@ ALL_PATCHES: tuple[Patch, ...] = (
     settings_serialized.CONTEXT_PATCH,
     runner_wakeup.PATCH,
     runner_wakeup.POLLER_PATCH,
+    version_check.PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 
@@ -114,6 +119,7 @@ def apply_flow_run_patches() -> dict[str, bool]:
         "heartbeats": heartbeats.apply(),
         "client-tls": client_tls.apply(),
         "settings-memo": settings_memo.apply(),
+        "version-check": version_check.apply(),
     }
 
 

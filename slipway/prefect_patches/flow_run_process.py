@@ -25,13 +25,19 @@ if __name__ == "__main__":
 
     hand_over()  # exits with the run when a warm starter takes it
 
-from slipway.prefect_patches import apply_flow_run_patches, client_tls, settings_memo
+from slipway.prefect_patches import (
+    apply_flow_run_patches,
+    client_tls,
+    settings_memo,
+    version_check,
+)
 
 apply_flow_run_patches()
 
 if __name__ != "__main__":  # a warm parent of runs: each fork starts with these built
     settings_memo.prime()
     client_tls.prime()
+    version_check.prime()
 
 if __name__ == "__main__":
     runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
