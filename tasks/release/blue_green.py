@@ -27,9 +27,10 @@ created and started by `tasks.release.candidate`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from slipway.background import in_background
 from slipway.errors import ConfigurationError, DeployError
 from slipway.run_log import run_logger
 from tasks.images import ensure_image
@@ -258,14 +260,13 @@ def _stopping(serving: Container) -> Iterator[Future[None]]:
     A failed stop is raised on leaving, unless the body failed first: the
     caller then restores ``serving``, which its stop must not race.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stop") as pool:
-        stopping = pool.submit(serving.stop, timeout=_STOP_SECONDS)
-        try:
-            yield stopping
-        except BaseException:
-            wait([stopping])
-            raise
-        stopping.result()
+    stopping = in_background(functools.partial(serving.stop, timeout=_STOP_SECONDS), name="stop")
+    try:
+        yield stopping
+    except BaseException:
+        wait([stopping])
+        raise
+    stopping.result()
 
 
 def _start_once_free(
