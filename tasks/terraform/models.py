@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "OutputValue",
@@ -159,13 +160,10 @@ def saved_prior_state(plan_file: Path) -> PriorState | None:
     environment in sync. None when the file holds no such state (another
     Terraform's format): the caller then asks ``show``.
     """
-    try:
-        with zipfile.ZipFile(plan_file) as saved:
-            state = json.loads(saved.read("tfstate"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    states = _saved_states(plan_file, "tfstate")
+    if states is None:
         return None
-    if not isinstance(state, dict) or state.get("version") != 4:
-        return None
+    (state,) = states
     outputs = {
         name: OutputValue(entry.get("value"), bool(entry.get("sensitive")))
         for name, entry in (state.get("outputs") or {}).items()
@@ -184,20 +182,26 @@ def refresh_changed_nothing(plan_file: Path) -> bool:
     nothing to do (Terraform's ``Plan.CanApply``). False when the file holds
     no such pair (another Terraform's format): the caller then asks Terraform.
     """
+    states = _saved_states(plan_file, "tfstate-prev", "tfstate")
+    if states is None:
+        return False
+    before, after = (
+        [r for r in s.get("resources") or [] if isinstance(r, dict) and r.get("mode") == "managed"]
+        for s in states
+    )
+    return before == after
+
+
+def _saved_states(plan_file: Path, *names: str) -> list[dict[str, Any]] | None:
+    """The states ``names`` of a saved plan (a zip), or None unless each is state format 4."""
     try:
         with zipfile.ZipFile(plan_file) as saved:
-            before, after = (json.loads(saved.read(n)) for n in ("tfstate-prev", "tfstate"))
+            states = [json.loads(saved.read(name)) for name in names]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return False
-    managed = _managed_resources(before)
-    return managed is not None and managed == _managed_resources(after)
-
-
-def _managed_resources(state: object) -> list[object] | None:
-    if not isinstance(state, dict) or state.get("version") != 4:
         return None
-    found = state.get("resources") or []
-    return [r for r in found if isinstance(r, dict) and r.get("mode") == "managed"]
+    if all(isinstance(s, dict) and s.get("version") == 4 for s in states):
+        return states
+    return None
 
 
 def _instance_addresses(resource: object) -> list[tuple[str, str]]:
