@@ -197,10 +197,10 @@ class Terraform:
         return checked, self._planned(ws, normal, True, False, views[normal])
 
     def _prepare(self, ws: Workspace, variables: Variables) -> None:
-        """Check the variables, initialize the workspace and write the variables file."""
+        """Check the variables, initialize the workspace, write the variables if they changed."""
         check_variables(variables, declared_variables(ws.module))
         self.init(ws)
-        (ws.directory / _VARS_FILE).write_text(json.dumps(dict(variables)), encoding="utf-8")
+        _write_if_changed(ws.directory / _VARS_FILE, json.dumps(dict(variables)))
 
     def _plan_argv(
         self, plan_file: Path, *, refresh_only: bool = False, destroy: bool = False
