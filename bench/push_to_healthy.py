@@ -390,6 +390,13 @@ def report(rows: dict[str, list[Round]], *, show_logs: bool = False) -> None:
             f"{_median(r.pushed - r.began for r in rounds):9.2f} "
             f"{_median(r.from_return for r in rounds):10.2f}   {each}"
         )
+    # The tests end: the plain script's step, the platform's test-image task run.
+    tested = {"plain script": "tested", "slipway": "  test-image to"}
+    for key, rounds in rows.items():
+        ends = [r.healthy - r.phases[tested[key]] for r in rounds if tested[key] in r.phases]
+        if ends:
+            each = ", ".join(f"{a:.2f}" for a in ends)
+            print(f"  {key}: tests passed -> healthy, median {_median(ends):.2f} s   each: {each}")
     for key, rounds in rows.items():
         print(f"  {key}: phases, median seconds from the start of `git push`")
         for phase in rounds[0].phases:
