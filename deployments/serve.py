@@ -43,17 +43,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RUN_POLL_SECONDS = 0.25
-"""How often the embedded runner asks Prefect for runs to start.
+RUN_POLL_SECONDS = 2.0
+"""How often the embedded runner asks Prefect for runs to start, as a backstop.
 
-The runner also asks at once when the server says a run was scheduled
-(`slipway.prefect_patches.runner_wakeup`); the poll is what still starts a
-run whose event was lost. Without the event, a push's run waits for the
-next poll before its process starts: half the interval on average. Prefect's setting (``PREFECT_RUNNER_POLL_FREQUENCY``)
-takes whole seconds only, and at 1 s a push paid 0.5 s for nothing; the
-runner's ``query_seconds`` takes fractions. Polling is paid while idle too:
-an idle `slipway up` used 9.6% of a core at 0.25 s and 18.2% at 0.1 s,
-which would have bought a push about 0.075 s.
+The runner asks at once when the server says a run was scheduled, and every
+0.25 s while that subscription is not open
+(`slipway.prefect_patches.runner_wakeup`); this poll only starts a run whose
+event was lost while subscribed. Polling is paid while idle and during every
+build on the same cores: at 0.25 s it took some 4% of a core in Prefect's
+server alone (the query, the deployments it marks ready, the request
+handling), and a push's run no longer waited for it. The runner's
+``query_seconds`` takes fractions; Prefect's setting
+(``PREFECT_RUNNER_POLL_FREQUENCY``) whole seconds only.
 """
 
 
@@ -210,7 +211,7 @@ def _module(entrypoint: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve until SIGTERM or Ctrl-C; the runner polls every `RUN_POLL_SECONDS`.
+    """Serve until SIGTERM or Ctrl-C; runs start when scheduled, else at the `RUN_POLL_SECONDS` poll.
 
     Under `slipway up` it waits until every other component answers
     (`deployments.startup.wait_for_gate`), then imports Prefect and the flows

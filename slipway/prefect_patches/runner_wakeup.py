@@ -11,9 +11,13 @@ subscribes to the server's ``prefect.flow-run.Scheduled`` events and, on
 each, asks the runner to query at once (``Runner._get_and_submit_flow_runs``,
 the body of one poll).
 
-The poll stays as it was and is what guarantees a run is started: an event
-lost, late, or a websocket that is down only costs the wait for the next
-poll. A poll and a wake-up running together cannot start a run twice: the
+The poll stays and is what guarantees a run is started: an event lost or
+late only costs the wait for the next poll. While the subscription is not
+open (before it first connects, and between a failure and its reconnect)
+the runner is asked to query every `UNSUBSCRIBED_POLL_SECONDS` instead, so
+a websocket that is down costs a run no more than the fast poll it replaced;
+the runner's own poll can then be slow and cheap (`deployments.serve`).
+A poll and a wake-up running together cannot start a run twice: the
 poller skips the runs it is already submitting (``_submit_scheduled_flow_runs``
 checks and records each id with no await in between) and the server refuses
 a second Pending. Bursts of events (a reconnect's backfill) coalesce into
@@ -32,7 +36,13 @@ if TYPE_CHECKING:
     from prefect.events.filters import EventFilter
     from prefect.runner import Runner
 
-__all__ = ["PATCH", "POLLER_PATCH", "SCHEDULED_EVENT", "wake_on_scheduled"]
+__all__ = [
+    "PATCH",
+    "POLLER_PATCH",
+    "SCHEDULED_EVENT",
+    "UNSUBSCRIBED_POLL_SECONDS",
+    "wake_on_scheduled",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,28 +65,46 @@ POLLER_PATCH = Patch(
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
 """What Prefect's server emits when a run enters Scheduled, e.g. made by an automation."""
 
+UNSUBSCRIBED_POLL_SECONDS = 0.25
+"""How often the runner is asked to query while no event can wake it."""
+
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MOST = 30.0
 
 
-async def wake_on_scheduled(runner: Runner, *, backoff_first: float = _BACKOFF_FIRST) -> None:
+async def wake_on_scheduled(
+    runner: Runner,
+    *,
+    backoff_first: float = _BACKOFF_FIRST,
+    unsubscribed_every: float = UNSUBSCRIBED_POLL_SECONDS,
+) -> None:
     """Query for runs whenever a run is scheduled, until cancelled; never raises otherwise.
 
     Returns at once, leaving the runner to its poll, when Prefect's runner is
     not the code this was written for. A failed subscription is retried with
-    backoff (``backoff_first`` doubling up to 30 s); meanwhile the poll starts runs.
+    backoff (``backoff_first`` doubling up to 30 s); until it is open, the
+    runner queries every ``unsubscribed_every`` seconds.
     """
     if not (PATCH.applicable() and POLLER_PATCH.applicable()):
         return
-    wanted = asyncio.Event()
-    waker = asyncio.create_task(_query_when_wanted(runner, wanted))
+    wanted, subscribed = asyncio.Event(), asyncio.Event()
+    helpers = [
+        asyncio.create_task(_query_when_wanted(runner, wanted)),
+        asyncio.create_task(_poll_while_unsubscribed(wanted, subscribed, unsubscribed_every)),
+    ]
     try:
-        await _subscribe(wanted, backoff_first)
+        await _subscribe(wanted, subscribed, backoff_first, unsubscribed_every)
     finally:
-        waker.cancel()
+        for helper in helpers:
+            helper.cancel()
 
 
-async def _subscribe(wanted: asyncio.Event, backoff_first: float) -> None:
+async def _subscribe(
+    wanted: asyncio.Event,
+    subscribed: asyncio.Event,
+    backoff_first: float,
+    unsubscribed_every: float,
+) -> None:
     from prefect.events.clients import get_events_subscriber
 
     backoff = backoff_first
@@ -86,21 +114,34 @@ async def _subscribe(wanted: asyncio.Event, backoff_first: float) -> None:
                 filter=_scheduled_filter(), reconnect_on_clean_close=True
             ) as subscriber:
                 logger.debug("waking the runner on %s events", SCHEDULED_EVENT)
+                subscribed.set()  # it replays the last minute's events: none is missed
                 backoff = backoff_first
                 async for _ in subscriber:
                     wanted.set()
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            subscribed.clear()
             logger.warning(
-                "the runner's event subscription failed (%s: %s); runs start at its poll "
-                "until it reconnects in %.1f s",
+                "the runner's event subscription failed (%s: %s); runs start at a query "
+                "every %.2f s until it reconnects in %.1f s",
                 type(e).__name__,
                 e,
+                unsubscribed_every,
                 backoff,
             )
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, _BACKOFF_MOST)
+
+
+async def _poll_while_unsubscribed(
+    wanted: asyncio.Event, subscribed: asyncio.Event, every: float
+) -> None:
+    """Ask for a query every ``every`` seconds while no event can wake the runner."""
+    while True:
+        if not subscribed.is_set():
+            wanted.set()
+        await asyncio.sleep(every)
 
 
 async def _query_when_wanted(runner: Runner, wanted: asyncio.Event) -> None:

@@ -70,6 +70,21 @@ def test_with_the_subscription_failing_the_poll_still_starts_runs(
     assert "the runner's event subscription failed" in caplog.text
 
 
+def test_while_the_subscription_is_down_runs_start_long_before_a_slow_poll(
+    prefect_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    import prefect.events.clients
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError("the events websocket is down")
+
+    monkeypatch.setattr(prefect.events.clients, "get_events_subscriber", unreachable)
+
+    waited = asyncio.run(_seconds_until_the_run_leaves_scheduled(query_seconds=30))
+
+    assert waited < 10, f"the run waited {waited:.2f} s, as for the 30 s poll"
+
+
 def test_the_wakeup_leaves_the_runner_to_its_poll_when_prefect_changed(
     monkeypatch: pytest.MonkeyPatch,
 ):
