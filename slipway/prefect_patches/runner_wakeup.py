@@ -145,6 +145,12 @@ async def _poll_while_unsubscribed(
 
 
 async def _query_when_wanted(runner: Runner, wanted: asyncio.Event) -> None:
+    """Query whenever asked; a failure is logged once until a query succeeds again.
+
+    While Prefect is down the fallback asks four times a second: the log
+    says so once, not at every try.
+    """
+    failing = False
     while True:
         await wanted.wait()
         wanted.clear()
@@ -155,7 +161,11 @@ async def _query_when_wanted(runner: Runner, wanted: asyncio.Event) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            logger.warning("the runner's query on a scheduled run failed: %s", e)
+            if not failing:
+                logger.warning("the runner's query for scheduled runs failed: %s", e)
+            failing = True
+        else:
+            failing = False
 
 
 def _scheduled_filter() -> EventFilter:

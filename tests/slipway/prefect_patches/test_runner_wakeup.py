@@ -96,3 +96,37 @@ def test_the_wakeup_leaves_the_runner_to_its_poll_when_prefect_changed(
     monkeypatch.setattr(runner_wakeup, "PATCH", stale)
 
     asyncio.run(asyncio.wait_for(runner_wakeup.wake_on_scheduled(Runner()), timeout=5))
+
+
+def test_a_query_failing_again_and_again_is_logged_once_until_one_succeeds(
+    caplog: pytest.LogCaptureFixture,
+):
+    class Flaky:
+        started = True
+
+        def __init__(self) -> None:
+            self.answers = [
+                OSError("down"),
+                OSError("down"),
+                OSError("down"),
+                None,
+                OSError("again"),
+            ]
+
+        async def _get_and_submit_flow_runs(self) -> None:
+            answer = self.answers.pop(0)
+            if answer is not None:
+                raise answer
+
+    async def ask_five_times() -> None:
+        wanted = asyncio.Event()
+        querying = asyncio.create_task(runner_wakeup._query_when_wanted(Flaky(), wanted))  # type: ignore[arg-type]
+        for _ in range(5):
+            wanted.set()
+            await asyncio.sleep(0.05)
+        querying.cancel()
+
+    asyncio.run(ask_five_times())
+
+    failures = [r for r in caplog.records if "query for scheduled runs failed" in r.message]
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in failures] == ["down", "again"]
