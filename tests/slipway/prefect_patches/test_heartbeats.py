@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,6 +9,7 @@ from typing import Any
 import pytest
 
 from slipway.prefect_patches import heartbeats
+from testkit.fresh import printed_by
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -51,11 +50,7 @@ def _heartbeats_module_after(code: str) -> str:
     probe = (
         f"{code}\nimport prefect.flow_engine as engine\nprint(engine._send_heartbeats.__module__)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
+    return printed_by(probe)[-1]
 
 
 def test_importing_the_blocks_or_a_flow_patches_nothing():
