@@ -5,8 +5,8 @@ Prefect itself pairs a websocket with a polling fallback for cancellation
 (PrefectHQ/prefect#19017), which is the shape kept here.
 
 Prefect's `Runner` starts a run only when its poll finds it: every
-``query_seconds`` (`deployments.serve.RUN_POLL_SECONDS`, 0.25 s), so a
-push's run waited half of that on average, and more under load. `wake_on_scheduled`
+``query_seconds`` (`deployments.serve.RUN_POLL_SECONDS`), so a push's
+run would wait half of that on average, and more under load. `wake_on_scheduled`
 subscribes to the server's ``prefect.flow-run.Scheduled`` events and, on
 each, asks the runner to query at once (``Runner._get_and_submit_flow_runs``,
 the body of one poll).
