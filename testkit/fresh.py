@@ -7,9 +7,10 @@ anything else.
 
 from __future__ import annotations
 
-import subprocess  # nosec B404 - the test's own interpreter, fixed argv
 import sys
 from pathlib import Path
+
+from slipway.process import run
 
 __all__ = ["printed_by"]
 
@@ -17,9 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def printed_by(code: str) -> list[str]:
-    """The words the last line of ``code``'s output holds; the run must succeed."""
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    """The words on the last line ``code`` prints; a failed run raises `CommandError` with its stderr."""
+    done = run([sys.executable, "-c", code], cwd=REPO, timeout=120)
     return done.stdout.strip().splitlines()[-1].split()
