@@ -12,6 +12,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as EndpointError
+from botocore.utils import determine_content_length
 
 from slipway.errors import ObjectNotFound, StorageError, WriteConflict
 from tasks.storage.base import (
@@ -37,6 +38,7 @@ _TIMEOUTS = Config(
     retries={"max_attempts": 3},
     max_pool_connections=32,  # parallel readers (SBOMs, docs) each keep a connection
 )
+_CONTINUE_FROM = 1024 * 1024  # bytes; smaller bodies are sent without waiting for 100 Continue
 _NO_BUCKET = {"NoSuchBucket", "404", "NotFound"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -59,6 +61,7 @@ class S3Store(ObjectStore):
             own = kwargs.get("config")
             kwargs["config"] = _TIMEOUTS if own is None else _TIMEOUTS.merge(own)
             client = boto3.client("s3", **kwargs)
+            client.meta.events.register("before-send.s3.PutObject", _send_small_bodies_at_once)
         self._client = client
 
     def _name(self, key: str) -> str:
@@ -189,3 +192,16 @@ class S3Store(ObjectStore):
                 self._client.put_bucket_versioning(
                     Bucket=self._bucket, VersioningConfiguration=enabled
                 )
+
+
+def _send_small_bodies_at_once(request: Any, **_: Any) -> None:
+    """Drop ``Expect: 100-continue`` from a put of a small body.
+
+    botocore asks for it on every put, so each one waits a round trip for the
+    server's go-ahead before sending its body. That saves sending a large body
+    the server would refuse; for the summaries, SARIF and docs pages the
+    platform writes it only adds the wait (about 15% of a put's time on moto).
+    """
+    size = determine_content_length(request.body)
+    if size is not None and size < _CONTINUE_FROM:
+        request.headers.pop("Expect", None)

@@ -7,10 +7,12 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -372,6 +374,39 @@ def test_s3_list_follows_every_page(
     monkeypatch.setattr(storage.s3, "_PAGE_SIZE", 2)
     assert [o.key for o in store.list()] == keys
     assert requests == [2, 2, 2]
+
+
+class _PutRecorder(BaseHTTPRequestHandler):
+    """An S3 endpoint that takes any put, noting whether it asked for 100 Continue."""
+
+    protocol_version = "HTTP/1.1"  # so a request's Expect gets its 100 Continue
+    expects: ClassVar[list[str | None]] = []
+
+    def do_PUT(self) -> None:
+        self.expects.append(self.headers.get("Expect"))
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("ETag", '"0"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_s3_put_sends_a_small_body_at_once_and_a_large_one_after_100_continue() -> None:
+    _PutRecorder.expects = []
+    with ThreadingHTTPServer(("127.0.0.1", 0), _PutRecorder) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        connection = S3Connection(
+            endpoint_url=endpoint, access_key_id="AKIASLIPWAYTEST", secret_access_key=SECRET
+        )
+        store = S3Store(bucket="b-b-b", prefix="", connection=connection)
+        store.put("small", b"x" * 1000)
+        store.put("large", b"x" * (1024 * 1024))
+        server.shutdown()
+    assert _PutRecorder.expects == [None, "100-continue"]
 
 
 def test_s3_list_skips_keys_that_get_would_refuse(
