@@ -282,8 +282,7 @@ class Sessions:
         with self._changed:
             self._library = library
             while not self._closed and len(self._live) < self._width:
-                self.started += 1
-                self._live.append(_Session(key, env, library))
+                self._spawn(key, env)
 
     def run(
         self, env: Mapping[str, str], payload: Mapping[str, Any], timeout: float
@@ -326,11 +325,15 @@ class Sessions:
         if idle:
             return idle[0]
         if sum(1 for s in self._live if s.in_flight) < self._width:
-            self.started += 1
-            self._live.append(_Session(key, env, self._library))
-            return self._live[-1]
+            return self._spawn(key, env)
         queued = [s for s in mine if s.in_flight < _DEPTH]
         return min(queued, key=lambda s: s.in_flight) if queued else None
+
+    def _spawn(self, key: tuple[tuple[str, str], ...], env: Mapping[str, str]) -> _Session:
+        """A new session, counted and kept; the caller holds ``_changed``."""
+        self.started += 1
+        self._live.append(_Session(key, env, self._library))
+        return self._live[-1]
 
     def _give_back(self, session: _Session) -> None:
         with self._changed:
