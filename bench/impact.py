@@ -49,7 +49,7 @@ from tasks.osv_mirror import OsvMirror, serve  # noqa: E402
 from tasks.scanners.accepted import AcceptedRisks  # noqa: E402
 from tasks.scanners.advisory_impact import affected_by, record_impacts  # noqa: E402
 from tasks.scanners.compare import compare  # noqa: E402
-from tasks.scanners.history import record_default_branch_scan, save_scan  # noqa: E402
+from tasks.scanners.history import save_scan  # noqa: E402
 from tasks.scanners.impact import match, read_sboms, service_versions  # noqa: E402
 from tasks.scanners.report import build_summary  # noqa: E402
 from tasks.scanners.runner import ScanRun, default_scanners, run_scanners  # noqa: E402
@@ -139,8 +139,8 @@ def populate(store: ObjectStore, count: int, components: int) -> list[str]:
             baseline_sha=None,
             accepted=AcceptedRisks(),
         )
-        save_scan(store, summary, sarif={"version": "2.1.0", "runs": []}, sbom=documents[n])
-        record_default_branch_scan(store, summary)
+        sarif = {"version": "2.1.0", "runs": []}
+        save_scan(store, summary, sarif=sarif, sbom=documents[n], on_default_branch=True)
         return name
 
     with ThreadPoolExecutor(max_workers=16) as pool:

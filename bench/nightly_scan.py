@@ -38,7 +38,6 @@ from tasks.scanners.compare import compare  # noqa: E402
 from tasks.scanners.history import (  # noqa: E402
     last_default_branch_scan,
     load_sbom,
-    record_default_branch_scan,
     save_scan,
 )
 from tasks.scanners.incremental import PreviousScan, run_incrementally  # noqa: E402
@@ -77,8 +76,7 @@ def scan(
         baseline_sha=last.sha if last else None,
         accepted=AcceptedRisks(),
     )
-    save_scan(store, summary, sarif={}, sbom=run.sbom.document)
-    record_default_branch_scan(store, summary)
+    save_scan(store, summary, sarif={}, sbom=run.sbom.document, on_default_branch=True)
     return summary
 
 

@@ -110,7 +110,7 @@ def history(releases: int) -> None:
 def scan(findings: int) -> None:
     from blocks import ArtifactStore
     from tasks.scanners.base import ScanStatus, Severity
-    from tasks.scanners.history import record_default_branch_scan, save_scan
+    from tasks.scanners.history import save_scan
     from tasks.scanners.report import FindingRecord, ScanSummary, ToolRecord
     from tasks.storage import open_store
 
@@ -139,8 +139,8 @@ def scan(findings: int) -> None:
         ),
     )
     store = open_store(ArtifactStore.load_default())
-    save_scan(store, summary, sarif={"version": "2.1.0", "runs": []}, sbom=None)
-    record_default_branch_scan(store, summary)
+    sarif = {"version": "2.1.0", "runs": []}
+    save_scan(store, summary, sarif=sarif, sbom=None, on_default_branch=True)
 
 
 def catalog() -> None:

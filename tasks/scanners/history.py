@@ -36,7 +36,6 @@ __all__ = [
     "last_default_branch_scan",
     "load_sbom",
     "load_summary",
-    "record_default_branch_scan",
     "save_scan",
     "scan_prefix",
 ]
@@ -68,12 +67,20 @@ def _history_key(service: str) -> str:
 
 
 def save_scan(
-    store: ObjectStore, summary: ScanSummary, *, sarif: dict[str, Any], sbom: bytes | None
+    store: ObjectStore,
+    summary: ScanSummary,
+    *,
+    sarif: dict[str, Any],
+    sbom: bytes | None,
+    on_default_branch: bool = False,
 ) -> str:
     """Store the SARIF, the SBOM and the summary; returns their common prefix.
 
     The summary goes last: whoever finds it can rely on the other two being there.
-    A new SBOM of the commit the SBOM index holds for the service replaces it there.
+    A scan ``on_default_branch`` (its tip) then joins the service's history,
+    and its SBOM becomes the service's entry in the SBOM index
+    (`_record_default_branch_scan`). Any other new SBOM of the commit the
+    index holds for the service replaces it there.
     """
     prefix = scan_prefix(summary.service, summary.sha)
     store.put(
@@ -88,7 +95,9 @@ def save_scan(
         summary.model_dump_json(indent=2).encode(),
         content_type="application/json",
     )
-    if sbom is not None:  # a rescan of the indexed commit may list other components
+    if on_default_branch:  # sets the index entry, so no refresh of it is needed as well
+        _record_default_branch_scan(store, summary, sbom)
+    elif sbom is not None:  # a rescan of the indexed commit may list other components
         refresh_sbom(store, summary.service, summary.sha, sbom)
     return prefix
 
@@ -133,8 +142,10 @@ def last_default_branch_scan(store: ObjectStore, service: str) -> ScanSummary | 
     return None
 
 
-def record_default_branch_scan(store: ObjectStore, summary: ScanSummary) -> None:
-    """Add a scan of the default branch's tip to the service's history.
+def _record_default_branch_scan(
+    store: ObjectStore, summary: ScanSummary, sbom: bytes | None
+) -> None:
+    """Add a scan of the default branch's tip, whose SBOM is ``sbom``, to the service's history.
 
     Two scans of one service finishing at the same moment may both read the
     history before either writes it; the later write then drops the other's
@@ -153,7 +164,9 @@ def record_default_branch_scan(store: ObjectStore, summary: ScanSummary) -> None
     scans.insert(0, DefaultBranchScan(sha=summary.sha, scanned_at=summary.scanned_at))
     scans.sort(key=lambda s: s.scanned_at, reverse=True)
     newest = scans[0].sha
-    index_sbom(store, summary.service, newest, load_sbom(store, summary.service, newest))
+    if newest != summary.sha or sbom is None:  # another scan is newer, or this one kept its SBOM
+        sbom = load_sbom(store, summary.service, newest)
+    index_sbom(store, summary.service, newest, sbom)
     data = _History(scans=scans[:HISTORY_LENGTH]).model_dump_json(indent=2).encode()
     store.put(_history_key(summary.service), data, content_type="application/json")
 

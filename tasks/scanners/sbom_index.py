@@ -12,9 +12,9 @@ the scan, in a few shared objects:
   has no readable SBOM; ``sha`` is null when the default branch was never
   scanned.
 
-`record_default_branch_scan` writes a service's entry just before its
-history, with a conditional write (`ObjectStore.put_if`) retried on
-conflict, so scans finishing at once never drop each other's entries, and
+A default-branch scan (`tasks.scanners.history.save_scan`) writes a
+service's entry just before its history, with a conditional write
+(`ObjectStore.put_if`) retried on conflict, so scans finishing at once never drop each other's entries, and
 a scan whose entry cannot be written fails before its history moves. Readers
 (`tasks.scanners.impact.current_sboms`) treat a service with no entry (a
 store written before the index) the old way, from its history and SBOM,

@@ -36,7 +36,6 @@ from tasks.scanners.history import (
     last_default_branch_scan,
     load_sbom,
     load_summary,
-    record_default_branch_scan,
     save_scan,
     scan_prefix,
 )
@@ -135,9 +134,9 @@ def scan_service(
     )
     sarif = to_sarif(summary, repository=repository)
     validate_sarif(sarif)
-    save_scan(store, summary, sarif=sarif, sbom=run.sbom.document)
-    if on_default_branch:
-        record_default_branch_scan(store, summary)
+    save_scan(
+        store, summary, sarif=sarif, sbom=run.sbom.document, on_default_branch=on_default_branch
+    )
     _log_tools(summary, run)
     return summary
 

@@ -28,7 +28,7 @@ from tasks.catalog.entities import GroupEntity, SystemEntity
 from tasks.catalog.model import CatalogModel
 from tasks.release import DeploymentRecord, record_deployment
 from tasks.scanners.base import ScanStatus, Severity
-from tasks.scanners.history import record_default_branch_scan, save_scan
+from tasks.scanners.history import save_scan
 from tasks.scanners.report import FindingRecord, ScanSummary, ToolRecord
 from tasks.storage import ObjectStore
 from tasks.techdocs import DocsMetadata, PublishInfo, site_prefix, sync_site
@@ -120,8 +120,8 @@ def store_scan(store: ObjectStore, service: str, counts: dict[Severity, int]) ->
         sbom=ToolRecord(tool="cyclonedx", status=ScanStatus.CLEAN),
         findings=findings(service, counts),
     )
-    save_scan(store, summary, sarif={"version": "2.1.0", "runs": []}, sbom=None)
-    record_default_branch_scan(store, summary)
+    sarif = {"version": "2.1.0", "runs": []}
+    save_scan(store, summary, sarif=sarif, sbom=None, on_default_branch=True)
 
 
 def publish_docs_with_script(store: ObjectStore, service: str, work: Path) -> None:

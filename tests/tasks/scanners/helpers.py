@@ -10,7 +10,7 @@ from slipway.errors import ScanError
 from tasks.scanners import Finding, Scanner, ScanResult, ScanStatus, Severity
 from tasks.scanners.accepted import AcceptedRisks
 from tasks.scanners.compare import compare
-from tasks.scanners.history import record_default_branch_scan, save_scan
+from tasks.scanners.history import save_scan
 from tasks.scanners.report import ScanSummary, build_summary
 from tasks.scanners.runner import ScanRun
 from tasks.scanners.sbom import SbomResult
@@ -93,6 +93,6 @@ def stored(
     scan = summary(result("pip-audit"), sha=sha).model_copy(
         update={"service": service, "scanned_at": scanned_at}
     )
-    save_scan(store, scan, sarif={"version": "2.1.0", "runs": []}, sbom=bom(*pins).encode())
-    record_default_branch_scan(store, scan)
+    sarif = {"version": "2.1.0", "runs": []}
+    save_scan(store, scan, sarif=sarif, sbom=bom(*pins).encode(), on_default_branch=True)
     return scan

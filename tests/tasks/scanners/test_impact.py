@@ -16,7 +16,7 @@ from tasks.scanners.advisories import advisory_severity, rate_findings
 from tasks.scanners.advisory_impact import record_impacts
 from tasks.scanners.base import Reach
 from tasks.scanners.dependencies import DependencyScanner
-from tasks.scanners.history import load_summary, record_default_branch_scan, save_scan
+from tasks.scanners.history import load_summary, save_scan
 from tasks.scanners.impact import (
     DEFAULT_BRANCH,
     ServiceVersion,
@@ -138,8 +138,7 @@ def test_recording_adds_only_what_the_scan_lacks_and_applies_its_accepted_risks(
     scan = summary(result("pip-audit", PYSEC), accepted=accepted).model_copy(
         update={"service": "svc"}
     )
-    save_scan(store, scan, sarif={}, sbom=bom("requests==2.19.0").encode())
-    record_default_branch_scan(store, scan)
+    save_scan(store, scan, sarif={}, sbom=bom("requests==2.19.0").encode(), on_default_branch=True)
     sboms, _ = read_sboms(store, service_versions(store, ["svc"], {}))
     impacts = match(records(), sboms)
 

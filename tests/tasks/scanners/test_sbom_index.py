@@ -125,6 +125,26 @@ def test_a_new_scan_moves_the_entry_and_deployed_commits_still_count(store: Obje
     }
 
 
+def test_a_default_branch_scan_reads_its_shard_once_and_not_its_own_sbom_back(
+    store: ObjectStore,
+) -> None:
+    stored(store, "payments", "a" * 40, OLD)
+    reads: dict[str, list[str]] = {"get": [], "get_with_etag": []}
+    for name, keys in reads.items():
+        real = getattr(store, name)
+
+        def counted(key: str, real: Callable[[str], Any] = real, keys: list[str] = keys) -> Any:
+            keys.append(key)
+            return real(key)
+
+        setattr(store, name, counted)
+    stored(store, "payments", "b" * 40, NEW, scanned_at=SCANNED_AT + timedelta(hours=1))
+
+    assert reads["get_with_etag"].count(shard_key("payments")) == 1
+    assert not [key for key in reads["get"] if key.endswith("sbom.cdx.json")]
+    assert read_index(store).entries["payments"].sha == "b" * 40
+
+
 def test_a_rescan_of_the_current_commit_replaces_its_components(store: ObjectStore) -> None:
     scan = stored(store, "payments", "a" * 40, NEW)
     save_scan(store, scan, sarif={}, sbom=bom(OLD).encode())  # e.g. a newer SBOM tool
@@ -153,7 +173,7 @@ def test_a_scan_written_between_a_read_and_a_write_of_a_shard_is_kept(
         found = real(key)
         if key == shard_key(first) and not racing_now:
             shard_reads.append(key)
-            if len(shard_reads) == 2:  # save_scan's read, then the index entry's
+            if len(shard_reads) == 1:  # the index entry's one read
                 racing_now = True
                 stored(store, second, "c" * 40, NEW)  # lands in between
                 racing_now = False
@@ -161,7 +181,7 @@ def test_a_scan_written_between_a_read_and_a_write_of_a_shard_is_kept(
 
     setattr(store, "get_with_etag", racing)  # noqa: B010
     stored(store, first, "b" * 40, NEW, scanned_at=SCANNED_AT + timedelta(hours=1))
-    assert len(shard_reads) == 3  # the write conflicted, so the shard was read again
+    assert len(shard_reads) == 2  # the write conflicted, so the shard was read again
 
     entries = read_index(store).entries
     assert (entries[first].sha, entries[second].sha) == ("b" * 40, "c" * 40)
