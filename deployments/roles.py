@@ -102,27 +102,38 @@ def up(options: UpOptions, report: Report = print) -> None:
 
 
 def _supervise(supervisor: Supervisor, lock: UpLock, began: float) -> None:
-    """Start this host's part, watch it until stopped, then stop every child."""
+    """Start this host's part, watch it until stopped, then stop every child.
+
+    The signal handlers stay until every child is stopped: a second SIGTERM
+    does not cut the stop short. A stop before every component answered
+    raises ComponentError, after it.
+    """
     home, report = supervisor.options.home, supervisor.report
-    try:
-        with _stop_on_signals(supervisor):
+    with _stop_on_signals(supervisor):
+        try:
             start_host(supervisor, began)
             supervisor.watch()
-    except Stopped:
-        pass
-    finally:
-        report("stopping Slipway ...")
-        supervisor.stop_all()
-        with contextlib.suppress(FileNotFoundError):
-            (home.run / "up.json").unlink()
-        lock.release()
-        report("Slipway stopped.")
+        except Stopped:
+            if not supervisor.ready:
+                report(f"{supervisor.stopped_by} after {time.monotonic() - began:.1f} s of start")
+        finally:
+            report("stopping Slipway ...")
+            supervisor.stop_all()
+            with contextlib.suppress(FileNotFoundError):
+                (home.run / "up.json").unlink()
+            lock.release()
+            report("Slipway stopped.")
+    if not supervisor.ready:
+        raise ComponentError(
+            f"`slipway up` was stopped by {supervisor.stopped_by} before every component answered",
+            hint="start it again with `slipway up`; nothing of this start runs now",
+        )
 
 
 @contextlib.contextmanager
 def _stop_on_signals(supervisor: Supervisor) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
-        supervisor.stopping = True
+        supervisor.request_stop(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -148,6 +159,7 @@ def start_host(supervisor: Supervisor, began: float) -> None:
     else:
         systems = _start_server_host(supervisor, timeline)
     ready = timeline.mark("every component answers")
+    supervisor.ready = True
     supervisor.write_state(ready_seconds=ready)
 
     from deployments.status import collect_status, format_table, verdict
@@ -269,7 +281,8 @@ def _start_python_children(
     fails on its own, with its own log; `up` goes on and says which.
     """
     apply_client_patches()  # here and in the children forked below
-    failed = preload(module for spec in specs for module in spec.preload)
+    modules = (module for spec in specs for module in spec.preload)
+    failed = preload(modules, check=supervisor.check_stopping)
     timeline.mark("imported what the Python children import")
     for module, error in failed.items():
         supervisor.report(

@@ -47,6 +47,10 @@ Report = Callable[[str], None]
 _MAX_RESTARTS = 5
 _STOP_GRACE_SECONDS = 10.0
 """Seconds each tier of children gets between SIGTERM and SIGKILL."""
+_ABORT_GRACE_SECONDS = 3.0
+"""The same when `up` stops before it is ready. A child still starting has no work to hand
+over, and Prefect's server ignores SIGTERM until its own start ends (uvicorn only notes the
+signal during the app's start-up, Kludex/uvicorn#2751): seconds of migrations on a new home."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,10 @@ class Supervisor:
         )
         self.children: dict[str, _Child] = {}
         self.stopping = False
+        self.stopped_by: str | None = None
+        """What asked for the stop (``SIGTERM``, ``SIGINT``), for the line `up` ends with."""
+        self.ready = False
+        """Whether every component answered; a stop before that aborts a start."""
 
     # -- processes ---------------------------------------------------------
     def start(self, spec: ProcessSpec) -> None:
@@ -119,7 +127,11 @@ class Supervisor:
         A forked child lacks the marker that `down` finds the others by, so
         it goes into the state file at once: `down` finds it there even if
         `up` is killed before the next change.
+
+        Raises:
+            Stopped: a stop was requested: nothing starts after that.
         """
+        self.check_stopping()
         log = (self.options.home.logs / f"{spec.name}.log").open("ab")
         warm = bool(spec.preload) and can_fork(spec.argv)
         how = "forked from `up`" if warm else "cold"
@@ -159,6 +171,11 @@ class Supervisor:
         """Leave a start-up wait when Ctrl-C or SIGTERM arrived."""
         if self.stopping:
             raise Stopped
+
+    def request_stop(self, why: str) -> None:
+        """Ask every wait, and `watch`, to end; from the signal handlers of `up`."""
+        self.stopping = True
+        self.stopped_by = self.stopped_by or why
 
     def wait_until(self, name: str, ready: Callable[[], bool]) -> None:
         """Wait for ``ready``; fail with the log tail if ``name`` exits or times out."""
@@ -248,9 +265,11 @@ class Supervisor:
         SIGTERM; with Prefect stopping at the same moment, it retried against
         a dead server until the grace period ran out (15 s of every `down`).
         Each tier gets SIGTERM, then SIGKILL for what is left after the grace;
-        each is reported, so a child that has to be killed is seen.
+        each is reported, so a child that has to be killed is seen. The grace
+        is shorter when `up` was not ready yet (`_ABORT_GRACE_SECONDS`).
         """
         children = list(self.children.values())
+        grace = _STOP_GRACE_SECONDS if self.ready else _ABORT_GRACE_SECONDS
         began = time.monotonic()
         for tier in (
             [c for c in children if not c.spec.stop_last],
@@ -258,14 +277,13 @@ class Supervisor:
         ):
             for child in reversed(tier):
                 _signal_group(child.process.pid, signal.SIGTERM)
-            deadline = time.monotonic() + _STOP_GRACE_SECONDS
+            deadline = time.monotonic() + grace
             for child in tier:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 if child.process.poll() is None:
                     self.report(
-                        f"{child.spec.name} did not stop within {_STOP_GRACE_SECONDS:.0f} s "
-                        "of SIGTERM; killed it"
+                        f"{child.spec.name} did not stop within {grace:.0f} s of SIGTERM; killed it"
                     )
                 _signal_group(child.process.pid, signal.SIGKILL)
                 child.process.wait()

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -87,19 +87,24 @@ class Forked:
         return code
 
 
-def preload(modules: Iterable[str]) -> dict[str, str]:
+def preload(
+    modules: Iterable[str], *, check: Callable[[], object] = lambda: None
+) -> dict[str, str]:
     """Import ``modules`` here, then freeze what is alive, so forks share it and never collect it.
 
     No garbage is left for a child's collector: it would close descriptors
     the child has reused. A module that fails to import is not `up`'s
     failure: the child that needs it starts cold, and fails on its own, in
-    its own log, as it did before `up` forked.
+    its own log, as it did before `up` forked. ``check`` runs before each
+    import: what it raises (`up`'s stop request) ends the preload, as the
+    imports take seconds of CPU.
 
     Returns:
         Each module that failed to import, with its error.
     """
     failed: dict[str, str] = {}
     for name in modules:
+        check()
         try:
             importlib.import_module(name)
         except Exception as e:  # the child's own error: the child reports it
