@@ -215,6 +215,10 @@ def _up(home: SlipwayHome, args: argparse.Namespace) -> int:
         raise SlipwayError(
             f"{project} has no prefect.yaml", hint="pass --project with the Slipway checkout"
         )
+    if args.role != "worker":  # a worker host runs the server's commit, not this checkout
+        from deployments.project import check_project
+
+        check_project(project)  # before the home is touched or anything starts
     options = UpOptions(home=home, ports=replace(ports, **overrides), project_dir=project)
     up(_with_role(options, args))
     return 0
