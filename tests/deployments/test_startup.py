@@ -28,8 +28,14 @@ def hello() -> str:
     return "hello"
 """
 
+# Defines its flow, so `up` starts (it parses entrypoints, never imports them), but fails
+# as the runner imports it.
 _BROKEN_FLOW = """\
 raise ImportError("this flow module cannot be imported: broken on purpose")
+
+
+def hello() -> str:
+    return "never reached"
 """
 
 
