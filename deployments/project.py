@@ -207,7 +207,10 @@ def check_project(project_dir: Path) -> ProjectSpec:
             raw = yaml.load(stream, Loader=_SAFE_LOADER)  # noqa: S506  # nosec B506 - safe
         project = ProjectSpec.model_validate(raw or {})
     except (OSError, yaml.YAMLError) as e:
-        raise ConfigurationError(f"cannot read deployments from {path}: {e}", hint=_HINT) from e
+        problem = " ".join(str(e).split())  # YAML's positions on one line, as the CLI prints
+        raise ConfigurationError(
+            f"cannot read deployments from {path}: {problem}", hint=_HINT
+        ) from e
     except ValidationError as e:
         raise ConfigurationError(
             f"cannot read deployments from {path}: {_problems(raw, e)}", hint=_HINT
@@ -233,9 +236,10 @@ def read_project(project_dir: Path) -> ProjectSpec:
             for schedule in deployment.schedules:
                 schedule.to_schedule()
         except ValueError as e:  # pydantic's ValidationError too
+            problem = " ".join(str(e).split())
             raise ConfigurationError(
                 f"cannot read deployments from {project_dir / 'prefect.yaml'}: "
-                f"deployment {deployment.name!r}: {e}",
+                f"deployment {deployment.name!r}: {problem}",
                 hint=_HINT,
             ) from e
     return project
