@@ -104,7 +104,7 @@ def test_what_prefect_refuses_stops_up_with_nothing_left_running(make_up, tmp_pa
     up = make_up(args=["--project", str(project)])
     try:
         done = subprocess.run(up.argv(), env=up.env, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired as e:  # the old code served a bad cron on, failing registration
+    except subprocess.TimeoutExpired as e:  # the old code served a bad cron on
         raise AssertionError(f"`up` was still running after {e.timeout} s") from e
     assert done.returncode == 1, done.stdout + done.stderr
     message = done.stderr.strip()
