@@ -36,6 +36,15 @@ def slipway_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie has stopped, only its parent has not reaped it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def processes_of_home(home: Path) -> list[int]:
     """Live processes whose environment names this home: everything `up` started."""
     needle = f"SLIPWAY_HOME={home}".encode()

@@ -34,6 +34,7 @@ from slipway.errors import ComponentError, ConfigurationError
 from tests.deployments.conftest import (
     REPO,
     SLIPWAY,
+    alive,
     api_post,
     processes_of_home,
 )
@@ -240,14 +241,6 @@ def _heartbeat_seen(server, run_id: str) -> bool:
     return bool(api_post(server, "/events/filter", body).json()["events"])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has stopped; only its parent has not reaped it
-
-
 def _wait(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -317,7 +310,7 @@ def test_two_worker_hosts_on_postgres_run_every_flow_run_once_and_survive_losing
     for pid in processes_of_home(victim.home):  # the worker and its flow run
         os.kill(pid, signal.SIGKILL)
     assert victim.process.wait(timeout=30) == -signal.SIGKILL
-    _wait(lambda: not _alive(int(started["pid"])), 10, "the slow run's end")
+    _wait(lambda: not alive(int(started["pid"])), 10, "the slow run's end")
     killed_at = time.monotonic()
 
     # The other host keeps taking new runs.

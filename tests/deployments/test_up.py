@@ -21,7 +21,7 @@ from tasks.catalog import Catalog, CatalogEntry
 from tasks.containers import docker_client
 from tasks.git import PushHook, create_repository
 from tests.conftest import in_ci, missing_part
-from tests.deployments.conftest import api_post, free_port, processes_of_home
+from tests.deployments.conftest import alive, api_post, free_port, processes_of_home
 from tests.deployments.webhook_helpers import commit_and_push, events_for
 
 HAS_REGISTRY = shutil.which("docker-registry") is not None
@@ -36,14 +36,6 @@ def _wait_for_terminal_run(up, run_id: str, timeout: float = 90) -> dict[str, ob
             return run
         time.sleep(0.5)
     raise AssertionError(f"flow run {run_id} did not finish in {timeout} s")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return status != "Z"
 
 
 def _deployment(up, name: str) -> dict[str, object]:
@@ -127,7 +119,7 @@ def test_up_registers_deployments_serves_runs_and_down_leaves_no_process(make_up
     assert any(line.startswith("stopped prefect") for line in up.output), up.output
     assert processes_of_home(up.home) == []
     # The forked children carry `up`'s own environment, not the home: checked by pid.
-    assert [c["name"] for c in state["children"] if _alive(c["pid"])] == []
+    assert [c["name"] for c in state["children"] if alive(c["pid"])] == []
     assert not (up.home / "run" / "up.json").exists()
     for port in up.ports.values():  # no listener is left (TIME_WAIT is fine)
         with socket.socket() as s:

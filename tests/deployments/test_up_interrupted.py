@@ -6,24 +6,15 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 
 from deployments.supervisor import marked_processes
-from tests.deployments.conftest import Up, processes_of_home
+from tests.deployments.conftest import Up, alive, processes_of_home
 
 _STOP_WITHIN_SECONDS = 6.0
 """`up` took 10.4 s here before the fix: Prefect's server ignores SIGTERM while its start runs
 the migrations of a new database, and `up` gave it the 10 s of a normal stop. Now 3.3 s."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _children(up: Up) -> tuple[str, set[int]]:
@@ -80,7 +71,7 @@ def test_sigterm_while_prefect_starts_stops_up_in_seconds_and_leaves_no_process(
     assert code is not None and took <= _STOP_WITHIN_SECONDS, (took, output)
     assert code == 1, output
     assert "SIGTERM" in output and "before every component answered" in output, output
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if alive(pid)] == []
     assert processes_of_home(up.home) == []
     assert marked_processes(marker) == []
     assert not (up.home / "run" / "up.json").exists()

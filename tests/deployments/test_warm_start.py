@@ -13,7 +13,7 @@ from pathlib import Path
 from deployments.supervisor import down
 from deployments.warm_start import preload
 from slipway.home import SlipwayHome
-from tests.deployments.conftest import REPO, slipway_env
+from tests.deployments.conftest import REPO, alive, slipway_env
 
 _UP = """
 import os, signal, sys
@@ -37,14 +37,6 @@ _SLEEPER = (
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def test_down_stops_a_forked_child_of_an_up_killed_right_after_the_fork(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -60,11 +52,11 @@ def test_down_stops_a_forked_child_of_an_up_killed_right_after_the_fork(tmp_path
         assert "forked from `up`" in (home.logs / "sleeper.log").read_text()
         assert down(home, report=lambda _: None)
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(pid)
+        assert not alive(pid)
     finally:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
