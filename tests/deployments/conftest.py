@@ -218,6 +218,8 @@ class Up:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        if (self.home / "run" / "up.json").exists():  # `up` died (a test's timeout killed it)
+            self.cli("down")  # finds its forked children too, which keep no SLIPWAY_HOME
         for pid in processes_of_home(self.home):
             os.kill(pid, signal.SIGKILL)
 
