@@ -112,7 +112,6 @@ class Supervisor:
             options.home, options.ports, marker, auth=auth, api_url=options.api_url
         )
         self.children: dict[str, _Child] = {}
-        self.stopping = False
         self.stopped_by: str | None = None
         """What asked for the stop (``SIGTERM``, ``SIGINT``), for the line `up` ends with."""
         self.ready = False
@@ -167,6 +166,11 @@ class Supervisor:
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (`request_stop`)."""
+        return self.stopped_by is not None
+
     def check_stopping(self) -> None:
         """Leave a start-up wait when Ctrl-C or SIGTERM arrived."""
         if self.stopping:
@@ -174,7 +178,6 @@ class Supervisor:
 
     def request_stop(self, why: str) -> None:
         """Ask every wait, and `watch`, to end; from the signal handlers of `up`."""
-        self.stopping = True
         self.stopped_by = self.stopped_by or why
 
     def wait_until(self, name: str, ready: Callable[[], bool]) -> None:
