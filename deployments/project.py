@@ -207,14 +207,9 @@ def check_project(project_dir: Path) -> ProjectSpec:
             raw = yaml.load(stream, Loader=_SAFE_LOADER)  # noqa: S506  # nosec B506 - safe
         project = ProjectSpec.model_validate(raw or {})
     except (OSError, yaml.YAMLError) as e:
-        problem = " ".join(str(e).split())  # YAML's positions on one line, as the CLI prints
-        raise ConfigurationError(
-            f"cannot read deployments from {path}: {problem}", hint=_HINT
-        ) from e
+        raise _unreadable(path, str(e)) from e  # YAML's positions on one line, as the CLI prints
     except ValidationError as e:
-        raise ConfigurationError(
-            f"cannot read deployments from {path}: {_problems(raw, e)}", hint=_HINT
-        ) from e
+        raise _unreadable(path, _problems(raw, e)) from e
     for deployment in project.deployments:
         _check_entrypoint(path, deployment)
     return project
@@ -236,12 +231,8 @@ def read_project(project_dir: Path) -> ProjectSpec:
             for schedule in deployment.schedules:
                 schedule.to_schedule()
         except ValueError as e:  # pydantic's ValidationError too
-            problem = " ".join(str(e).split())
-            raise ConfigurationError(
-                f"cannot read deployments from {project_dir / 'prefect.yaml'}: "
-                f"deployment {deployment.name!r}: {problem}",
-                hint=_HINT,
-            ) from e
+            path = project_dir / "prefect.yaml"
+            raise _unreadable(path, f"deployment {deployment.name!r}: {e}") from e
     return project
 
 
@@ -251,6 +242,13 @@ _HINT = (
     "fix that entry of prefect.yaml (every deployment needs a unique `name` and an "
     "`entrypoint` path/to/module.py:flow_function; `prefect deploy --help` documents the format)"
 )
+
+
+def _unreadable(path: Path, problem: str) -> ConfigurationError:
+    """The error for a prefect.yaml that cannot be served, ``problem`` on one line."""
+    return ConfigurationError(
+        f"cannot read deployments from {path}: {' '.join(problem.split())}", hint=_HINT
+    )
 
 
 def _problems(raw: object, error: ValidationError) -> str:
