@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -37,7 +38,7 @@ from slipway.home import SlipwayHome
 from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
 from tasks.actors import run_creator
 from tasks.git import Checkout, checkout
-from tasks.images import BuiltImage, PushedImage, build_image, push_image, removed_unless_pushed
+from tasks.images import BuiltImage, build_image, push_image, removed_unless_pushed
 from tasks.release import (
     BUILD_FLOW,
     Attempt,
@@ -150,7 +151,10 @@ def _deliver(
             target=stage.target,
             wheelhouses=SlipwayHome.from_env().wheelhouses,
         )
-        with removed_unless_pushed(stage.client, built):
+        with (
+            removed_unless_pushed(stage.client, built),
+            _trial_beside(stage, built, work.sha) as take_trial,
+        ):
             verify_image(
                 stage.client,
                 stage.store,
@@ -161,7 +165,8 @@ def _deliver(
             if (serving := serving_build(stage, built)) is not None:
                 unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
                 return record_unchanged(stage, unchanged, serving.live)
-            pushed, trial = _pushed_beside_trial(stage, built, work.sha)
+            pushed = push_image(stage.client, built, registry=stage.registry)
+            trial = take_trial()
         # Waited for right before the switch (deploy_release's before_switch).
         gate = functools.partial(
             give_way_to_newer_push,
@@ -181,13 +186,18 @@ def _deliver(
             trial.discard()  # the switch removed it already, unless the run ended before
 
 
-def _pushed_beside_trial(stage: Stage, built: BuiltImage, sha: GitSha) -> tuple[PushedImage, Trial]:
-    """``built`` pushed, while its candidate starts beside the serving version (`start_trial`).
+@contextmanager
+def _trial_beside(stage: Stage, built: BuiltImage, sha: GitSha) -> Iterator[Callable[[], Trial]]:
+    """``built``'s candidate starting beside its tests and push (`start_trial`); the body takes it.
 
-    The candidate runs the local image, so it need not wait for the push; the
-    switch takes it once the pushed digest names that same image. A failed
-    push removes it, before the image is removed.
+    The candidate runs the local image, so it waits for neither: the switch
+    takes it once the pushed digest names that same image. It only runs on
+    a spare port, and so does the code under test, confined alike; it serves
+    nobody until the switch. Leaving without taking it (the tests failed, the
+    build already serves, the push failed) abandons it: it is removed before
+    the image is.
     """
+    abandon = threading.Event()
     start = functools.partial(
         start_trial,
         stage.client,
@@ -196,16 +206,23 @@ def _pushed_beside_trial(stage: Stage, built: BuiltImage, sha: GitSha) -> tuple[
         target=stage.target,
         health_timeout=stage.settings.health_timeout_seconds,
         reserved_ports=stage.reserved_ports,
+        abandoned=abandon.is_set,
     )
+    taken: list[Trial] = []
+
+    def take() -> Trial:
+        taken.append(trying.result())
+        return taken[0]
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial") as pool:
         trying = pool.submit(contextvars.copy_context().run, start)
         try:
-            pushed = push_image(stage.client, built, registry=stage.registry)
-        except BaseException:
-            if trying.exception() is None:  # waits for the candidate
-                trying.result().discard()
-            raise
-        return pushed, trying.result()
+            yield take
+        finally:
+            if not taken:
+                abandon.set()
+                if trying.exception() is None:  # waits for the candidate's next step
+                    trying.result().discard()
 
 
 @contextmanager

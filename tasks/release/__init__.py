@@ -4,7 +4,7 @@
   reading back what runs;
 - `blue_green`: the blue-green deploy on one Docker host (`deploy_release`);
 - `candidate`: a release's containers, and its candidate started beside
-  the push (`start_trial`);
+  the tests and the push (`start_trial`);
 - `health`: waiting for a new container to answer healthy, or saying why not;
 - `stage`: where a release goes: catalog entry, port, variables, engine (`open_stage`);
 - `rollout`: a release rolled out and recorded either way (`roll_out`);

@@ -15,9 +15,10 @@ its removal would otherwise delay.
   under a second) during which connections are refused. Should the new
   container then not answer on the real port, it is removed and the old one
   started again.
-- build-test-deploy starts the candidate while its image is still being
-  pushed (`start_trial`): the local image, whose pushed digest is not known
-  yet, proven on a spare port as any candidate. `deploy_release` takes that
+- build-test-deploy starts the candidate as soon as its image is built,
+  while the image is tested and pushed (`start_trial`): the local image,
+  whose pushed digest is not known yet, proven on a spare port as any
+  candidate. `deploy_release` takes that
   trial as its candidate once the pushed digest names the same image (probed
   once more first), and fails as a failed candidate does when it failed.
 
@@ -104,7 +105,7 @@ def deploy_release(
         reserved_ports: Ports that must not be used as spare ports (other services').
         before_switch: Called before any container changes, e.g. to give way to
             a newer push (`give_way_to_newer_push`); raising ends the release there.
-        trial: The candidate `start_trial` started beside the push, if any; it
+        trial: The candidate `start_trial` started beside the tests and push, if any; it
             is used, or removed, either way.
 
     Raises:
@@ -218,7 +219,7 @@ def _switch(
 ) -> Deployed:
     if trial is not None and trial.candidate is not None:
         candidate, spare = trial.candidate, trial.port
-        run_logger(__name__).info("Candidate %s was started beside the push", candidate.name)
+        run_logger(__name__).info("Candidate %s was started beside the tests", candidate.name)
     else:
         candidate, spare = claim_spare(
             client, release, f"{name}-candidate", target, reserved | {release.port}

@@ -2,14 +2,15 @@
 
 A candidate (``live=false``) proves a new version on a spare port of the
 deploy target's range before `tasks.release.blue_green` switches to it.
-build-test-deploy starts its candidate while the image is still being
-pushed (`start_trial`): from the local image, whose pushed digest is not
-known yet, labelled with the release it will become.
+build-test-deploy starts its candidate as soon as the image is built, while
+its tests run and it is pushed (`start_trial`): from the local image, whose
+pushed digest is not known yet, labelled with the release it will become.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,7 @@ __all__ = ["Trial", "claim_spare", "create_container", "discard", "start_trial",
 
 @dataclass(frozen=True)
 class Trial:
-    """A candidate started from a local image before its push ended (`start_trial`)."""
+    """A candidate started from a local image before its tests and push ended (`start_trial`)."""
 
     image_id: str
     """The engine's id of the image it runs (``sha256:...``)."""
@@ -71,14 +72,17 @@ def start_trial(
     target: DeployTarget,
     health_timeout: float,
     reserved_ports: frozenset[int] = frozenset(),
+    abandoned: Callable[[], bool] | None = None,
 ) -> Trial:
     """Start the local image ``image_id`` as ``release``'s candidate and wait until it answers.
 
-    Started while the image is pushed, so that the switch does not wait for a
-    candidate's start. Nothing serving means no candidate: a first deploy
-    starts on the service's port, after the push. A candidate that fails (or
-    an engine that fails it) is removed, and the trial carries the failure,
-    with which the release fails and is recorded (`deploy_release`).
+    Started while the image is tested and pushed, so that the switch does not
+    wait for a candidate's start. Nothing serving means no candidate: a first
+    deploy starts on the service's port, after the push. A candidate that
+    fails (or an engine that fails it) is removed, and the trial carries the
+    failure, with which the release fails and is recorded (`deploy_release`).
+    Once ``abandoned`` says yes (the tests failed), it stops at its next step
+    and removes what it started.
     """
     from docker.errors import DockerException
 
@@ -91,9 +95,17 @@ def start_trial(
         candidate, spare = claim_spare(
             client, release, name, target, reserved_ports | {release.port}, image=image_id
         )
+        if abandoned is not None and abandoned():
+            raise DeployError(f"{name} was abandoned before it started")
         run_logger(__name__).info("Starting candidate %s on spare port %d", name, spare)
         started(candidate, name)
-        wait_healthy(candidate, health_url(target, spare), sha=release.sha, timeout=health_timeout)
+        wait_healthy(
+            candidate,
+            health_url(target, spare),
+            sha=release.sha,
+            timeout=health_timeout,
+            abandoned=abandoned,
+        )
     except (DeployError, DockerException) as e:
         if candidate is not None:
             discard(candidate)

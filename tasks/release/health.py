@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,14 @@ _READ_SECONDS = 0.25
 """How often the state of a container that Docker does not restart is read while it starts."""
 
 
-def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) -> None:
+def wait_healthy(
+    container: Container,
+    url: str,
+    *,
+    sha: str,
+    timeout: float,
+    abandoned: Callable[[], bool] | None = None,
+) -> None:
     """Poll ``url`` until it answers 200 (and, when it reports one, the right version).
 
     The container's state is read after the answer that passes (a live
@@ -38,12 +46,15 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
     each probe of a container that Docker restarts (its exit is seen only
     while it lasts), else every `_READ_SECONDS`: a read is an inspection by
     the engine, which shares the cores with what runs meanwhile (a
-    candidate's start beside the push).
+    candidate's start beside the tests).
+
+    ``abandoned`` is asked before each probe: once it says yes, nobody
+    waits for the answer any more (a trial whose image failed its tests).
 
     Raises:
         DeployError: The container exited (saying with which code, after how
             long), or ``timeout`` passed (with the last answer); either way it
-            carries the tail of the container's log.
+            carries the tail of the container's log. Or it was ``abandoned``.
     """
     began = time.monotonic()
     deadline = began + timeout
@@ -52,6 +63,8 @@ def wait_healthy(container: Container, url: str, *, sha: str, timeout: float) ->
     every = 0.0 if policy.get("Name") not in (None, "", "no") else _READ_SECONDS
     read_at = began - every
     while True:
+        if abandoned is not None and abandoned():
+            raise DeployError(f"{container.name} was abandoned before it answered at {url}")
         passed, last = _probe(url, sha)
         if passed or time.monotonic() - read_at >= every:
             _raise_if_ended(container, began, url)

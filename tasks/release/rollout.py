@@ -101,7 +101,7 @@ def roll_out(
         slot: The held release slot of the stage; handed back after the switch.
         on_switch: Called once the new version serves, before it is watched.
         before_switch: Called before anything changes; raising stops the release there.
-        trial: The release's candidate, started beside its push (`start_trial`).
+        trial: The release's candidate, started beside its tests and push (`start_trial`).
 
     Raises:
         DeployError: The new version did not become healthy; the old one still

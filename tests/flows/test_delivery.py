@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from docker.errors import ImageNotFound
+from docker.models.containers import Container
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -213,7 +214,19 @@ def test_failing_tests_stop_before_push_and_deploy(delivery: Delivery) -> None:
     left = delivery.client.images.list(f"{delivery.registry}/{delivery.service}")  # type: ignore[attr-defined]
     assert not [i for i in left if i.labels.get(LABEL_REVISION) == sha]  # nor its inputs tag
     assert live(delivery) == before
+    # The candidate started beside the tests is gone too.
+    assert [c.name for c in _containers(delivery)] == [before.name]
     assert deployment_history(delivery.service, "dev")[0].sha != sha
+
+
+def _containers(delivery: Delivery) -> list[Container]:
+    """Every container of the delivery's service in dev, live or candidate."""
+    return delivery.client.containers.list(  # type: ignore[attr-defined,no-any-return]
+        all=True,
+        filters={
+            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
+        },
+    )
 
 
 def test_a_failing_health_check_leaves_the_old_version_serving_without_a_failed_request(
@@ -240,13 +253,7 @@ def test_a_failing_health_check_leaves_the_old_version_serving_without_a_failed_
     assert poller.ok > 20 and poller.failures == []
     assert poller.versions == [before.sha]
     assert live(delivery) == before
-    containers = delivery.client.containers.list(  # type: ignore[attr-defined]
-        all=True,
-        filters={
-            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
-        },
-    )
-    assert [c.name for c in containers] == [before.name]
+    assert [c.name for c in _containers(delivery)] == [before.name]
     latest = deployment_history(delivery.service, "dev")[0]
     assert (latest.sha, latest.outcome) == (sha, "failed")
     assert "HTTP 503" in latest.detail
@@ -357,13 +364,7 @@ def test_a_newer_push_arriving_during_the_build_stops_the_older_before_its_switc
     assert f"superseded by the newer run {newer.name}" in str(cancelled.message)
     assert "was pushed but not deployed" in str(cancelled.message)
     assert live(delivery) == before and served_version(delivery) == before.sha
-    containers = delivery.client.containers.list(  # type: ignore[attr-defined]
-        all=True,
-        filters={
-            "label": [f"dev.slipway.service={delivery.service}", "dev.slipway.environment=dev"]
-        },
-    )
-    assert [c.name for c in containers] == [before.name]  # its candidate is gone
+    assert [c.name for c in _containers(delivery)] == [before.name]  # its candidate is gone
 
 
 def test_an_image_identical_to_a_tested_one_reuses_its_passed_tests(delivery: Delivery) -> None:

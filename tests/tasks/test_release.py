@@ -247,7 +247,7 @@ def test_an_unhealthy_candidate_leaves_the_old_version_serving_without_a_failed_
 
 
 def _trial(images: Images, shipped: Shipped, environment: str, port: int, **kw: Any) -> Trial:
-    """A trial of ``shipped``'s local image, as build-test-deploy starts one beside its push."""
+    """A trial of ``shipped``'s local image, as build-test-deploy starts one beside its tests."""
     image_id = str(images.client.images.get(shipped.image).id)  # type: ignore[attr-defined]
     repository = shipped.image.partition("@")[0]
     release = Release(images.service, environment, shipped.sha, f"{repository}@{image_id}", port)
@@ -346,6 +346,27 @@ def test_a_failed_trial_fails_the_release_and_the_old_version_keeps_serving(
     assert poller.ok > 10 and poller.failures == [] and poller.versions == [images.v1.sha]
     [container] = images.containers("trial-failed")  # the failed candidate is gone
     assert container.labels[LABEL_SHA] == images.v1.sha  # type: ignore[attr-defined]
+
+
+def test_an_abandoned_trial_stops_waiting_and_leaves_no_container(images: Images) -> None:
+    """build-test-deploy abandons its trial when the tests it ran beside fail."""
+    port = free_port()
+    images.deploy(images.v1, "abandoned", port)
+    began = time.monotonic()
+    trial = _trial(
+        images,
+        images.unhealthy,  # never answers healthy: only abandoning ends the wait
+        "abandoned",
+        port,
+        health_timeout=TIMEOUT,
+        abandoned=lambda: time.monotonic() - began > 1.5,
+    )
+    assert time.monotonic() - began < 5
+    assert trial.candidate is None and trial.failure is not None
+    assert "abandoned" in trial.failure.message
+    [container] = images.containers("abandoned")  # only the serving version
+    assert container.labels[LABEL_SHA] == images.v1.sha  # type: ignore[attr-defined]
+    assert _version(port) == images.v1.sha
 
 
 def test_with_nothing_serving_a_trial_starts_nothing(images: Images) -> None:
