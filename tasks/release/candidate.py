@@ -44,6 +44,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Trial", "claim_spare", "create_container", "discard", "start_trial", "started"]
 
+_TRIAL_CPU_SHARES = 128
+"""The trial's CPU weight (Docker's default is 1024): it yields the cores to the tests.
+
+The tests are what the release waits for; the trial has until the push ends.
+Only a weight under contention, never a limit: with the cores idle it starts
+as fast as any container. The serving container is a new one, with the default.
+"""
+
 
 @dataclass(frozen=True)
 class Trial:
@@ -93,7 +101,13 @@ def start_trial(
         if not any(c.status == "running" for c in live):
             return Trial(image_id)
         candidate, spare = claim_spare(
-            client, release, name, target, reserved_ports | {release.port}, image=image_id
+            client,
+            release,
+            name,
+            target,
+            reserved_ports | {release.port},
+            image=image_id,
+            cpu_shares=_TRIAL_CPU_SHARES,
         )
         if abandoned is not None and abandoned():
             raise DeployError(f"{name} was abandoned before it started")
@@ -130,8 +144,12 @@ def create_container(
     *,
     live: bool,
     image: str | None = None,
+    cpu_shares: int | None = None,
 ) -> Container:
-    """A container of ``release`` on ``port``; of the local ``image`` when given (a trial's)."""
+    """A container of ``release`` on ``port``; of the local ``image`` when given (a trial's).
+
+    ``cpu_shares`` is its CPU weight under contention; Docker's default when None.
+    """
     from docker.errors import DockerException
 
     environment = container_environment(release, target, port)
@@ -157,6 +175,7 @@ def create_container(
             restart_policy={"Name": "unless-stopped"} if live else {"Name": "no"},
             log_config=LOG_CONFIG,  # rotated by the engine (tasks.containers)
             **confined.options(),
+            **({"cpu_shares": cpu_shares} if cpu_shares is not None else {}),
         )
     except DockerException as e:
         raise DeployError(f"the engine refused to create {name}: {e}") from e
@@ -190,6 +209,7 @@ def claim_spare(
     reserved: frozenset[int],
     *,
     image: str | None = None,
+    cpu_shares: int | None = None,
 ) -> tuple[Container, int]:
     """The candidate, created (not started) on a spare port no concurrent release claims too.
 
@@ -201,7 +221,9 @@ def claim_spare(
     taken = set(reserved)
     for _ in range(10):
         port = spare_port(client, target, frozenset(taken))
-        candidate = create_container(client, release, name, target, port, live=False, image=image)
+        candidate = create_container(
+            client, release, name, target, port, live=False, image=image, cpu_shares=cpu_shares
+        )
         if first_claim(client, candidate, port):
             return candidate, port
         candidate.remove(force=True)

@@ -273,6 +273,8 @@ def test_a_trial_started_before_the_push_is_the_switchs_candidate(images: Images
     assert trial.candidate is not None and trial.failure is None
     assert _version(trial.port) == images.v2.sha and _version(port) == images.v1.sha
     assert trial.candidate.labels[LABEL_LIVE] == "false"  # type: ignore[attr-defined]
+    # It yields the cores to the tests it runs beside; the serving container does not.
+    assert trial.candidate.attrs["HostConfig"]["CpuShares"] == 128  # type: ignore[attr-defined]
 
     deployed = images.deploy(images.v2, "trial", port, trial=trial)
 
@@ -281,6 +283,7 @@ def test_a_trial_started_before_the_push_is_the_switchs_candidate(images: Images
     assert deployed.replaced == container_name(images.service, "trial", images.v1.sha)
     [container] = images.containers("trial")  # the trial's candidate is gone after the switch
     assert container.labels[LABEL_IMAGE] == images.v2.image  # type: ignore[attr-defined]
+    assert container.attrs["HostConfig"]["CpuShares"] == 0  # type: ignore[attr-defined]
     assert _version(port) == images.v2.sha
 
 
