@@ -123,16 +123,21 @@ def start_trial(
     except (DeployError, DockerException) as e:
         if candidate is not None:
             discard(candidate)
-        failure = e
-        if isinstance(e, DockerException):
-            failure = DeployError(f"the Docker engine failed starting {name}: {e}")
-            failure.__cause__ = e  # raised later, by the release (deploy_release)
-        return Trial(image_id, failure=failure)
+        return Trial(image_id, failure=_as_deploy_error(e, name))
     except BaseException:
         if candidate is not None:
             discard(candidate)
         raise
     return Trial(image_id, candidate, spare)
+
+
+def _as_deploy_error(error: Exception, name: str) -> DeployError:
+    """The failure a trial carries; raised later, by the release (`deploy_release`)."""
+    if isinstance(error, DeployError):
+        return error
+    failure = DeployError(f"the Docker engine failed starting {name}: {error}")
+    failure.__cause__ = error
+    return failure
 
 
 def create_container(
