@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from slipway.errors import MonitoringError
+from slipway.http import shared_client
 from slipway.names import check_dns_label
 
 __all__ = ["FiringAlert", "Prometheus", "firing_alerts", "service_alerts"]
@@ -35,7 +36,7 @@ class Prometheus:
     def ready(self) -> bool:
         """Whether it answers ``/-/ready``."""
         try:
-            ready = httpx.get(f"{self.url}/-/ready", auth=self.auth, timeout=self.timeout)
+            ready = shared_client().get(f"{self.url}/-/ready", auth=self.auth, timeout=self.timeout)
             return ready.is_success
         except httpx.HTTPError:
             return False
@@ -64,7 +65,7 @@ class Prometheus:
 
     def _query(self, promql: str) -> list[dict[str, Any]]:
         try:
-            response = httpx.get(
+            response = shared_client().get(
                 f"{self.url}/api/v1/query",
                 params={"query": promql},
                 auth=self.auth,
@@ -120,7 +121,7 @@ def firing_alerts(
     params: list[tuple[str, str | int | float | bool | None]] = [("filter", m) for m in matchers]
     params += [("active", True), ("silenced", False), ("inhibited", False)]
     try:
-        response = httpx.get(
+        response = shared_client().get(
             f"{alertmanager_url}/api/v2/alerts", params=params, auth=auth, timeout=timeout
         )
         response.raise_for_status()

@@ -24,6 +24,7 @@ from typing import Protocol
 import httpx
 
 from slipway.errors import MonitoringError
+from slipway.http import shared_client
 from tasks.monitoring.layout import MonitoringLayout
 from tasks.monitoring.prometheus import firing_alerts
 
@@ -113,7 +114,7 @@ class PrometheusMonitoring:
     def rule_count(self, service: str) -> int | None:
         """Alert rules of ``service``'s group plus the platform's rules for every service."""
         try:
-            response = httpx.get(
+            response = shared_client().get(
                 f"{self._layout.prometheus_url}/api/v1/rules",
                 params={"type": "alert"},
                 auth=self._layout.basic_auth(),

@@ -8,7 +8,6 @@ is also attached to the run.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from slipway.errors import DeployError
+from slipway.http import shared_client
 from tasks.release.contract import healthy, reported_version
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ __all__ = ["wait_healthy"]
 _POLL_FAST, _POLL_SLOW = 0.05, 0.2
 """Seconds between health probes: in the first `_POLL_FAST_SECONDS`, then after."""
 _POLL_FAST_SECONDS = 3.0
+_PROBE_SECONDS = 2.0
+"""How long one probe may take."""
 _READ_SECONDS = 0.25
 """How often the state of a container that Docker does not restart is read while it starts."""
 
@@ -86,7 +88,7 @@ def wait_healthy(
 def _probe(url: str, sha: str) -> tuple[bool, str]:
     """Whether ``url`` answers healthy with ``sha``; else what it answered."""
     try:
-        response = _http().get(url)
+        response = shared_client(trust_env=False).get(url, timeout=_PROBE_SECONDS)
     except httpx.HTTPError as e:
         return False, f"{type(e).__name__}: {e}"
     if healthy(response, sha):
@@ -112,12 +114,6 @@ def _raise_if_ended(container: Container, began: float, url: str) -> None:
             hint="fix the start-up error its log shows, then push again; "
             "the previous version keeps serving",
         )
-
-
-@functools.cache
-def _http() -> httpx.Client:
-    """One client for every probe of this process: each new one loads the CA bundle (20 ms)."""
-    return httpx.Client(timeout=2.0, trust_env=False)
 
 
 def _exited(container: Container, waited: float, url: str) -> str:
