@@ -191,11 +191,11 @@ def _trial_beside(stage: Stage, built: BuiltImage, sha: GitSha) -> Iterator[Call
     """``built``'s candidate starting beside its tests and push (`start_trial`); the body takes it.
 
     The candidate runs the local image, so it waits for neither: the switch
-    takes it once the pushed digest names that same image. It only runs on
-    a spare port, and so does the code under test, confined alike; it serves
-    nobody until the switch. Leaving without taking it (the tests failed, the
-    build already serves, the push failed) abandons it: it is removed before
-    the image is.
+    takes it once the pushed digest names that same image. It is confined as
+    every release container is and serves nobody until the switch; passing
+    tests were never a trust gate, as the repository writes them. Leaving
+    without taking it (the tests failed, the build already serves, the push
+    failed) abandons it: it is removed before the image is.
     """
     abandon = threading.Event()
     start = functools.partial(
