@@ -4,8 +4,8 @@ pip-audit runs in a sandbox without network, so with the vulnerability
 source set to OSV online (``kind="osv"``) it cannot reach OSV itself. The
 platform serves it `tasks.osv_mirror`'s API on a unix socket as for the
 mirror, answering from this relay: each package query becomes one
-``POST`` to the configured OSV query URL, made by the platform, and nothing
-else crosses. The sandbox can ask about packages; it can reach no other
+``POST`` to the configured OSV query URL, made by the platform on one
+kept-alive connection (`slipway.http`), and nothing else crosses. The sandbox can ask about packages; it can reach no other
 address and send nothing but an OSV query.
 
 Example:
@@ -22,6 +22,8 @@ import re
 from typing import Any
 
 import httpx
+
+from slipway.http import shared_client
 
 __all__ = ["OsvRelay"]
 
@@ -56,7 +58,7 @@ class OsvRelay:
         if version is not None:
             body["version"] = version
         try:
-            response = httpx.post(self.query_url, json=body, timeout=self.timeout)
+            response = shared_client().post(self.query_url, json=body, timeout=self.timeout)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as e:
@@ -81,7 +83,7 @@ class OsvRelay:
             raise ValueError(f"{vuln_id!r} is not an advisory id")
         url = f"{self.query_url.rstrip('/').removesuffix('/query')}/vulns/{vuln_id}"
         try:
-            response = httpx.get(url, timeout=self.timeout)
+            response = shared_client().get(url, timeout=self.timeout)
             if response.status_code == 404:
                 return None
             response.raise_for_status()
