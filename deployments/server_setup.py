@@ -29,8 +29,8 @@ from deployments.registry_auth import ensure_registry_login
 from deployments.startup import Timeline, read_registration
 from deployments.supervisor import Supervisor, UpOptions
 from slipway.background import import_before_threads
-from slipway.health import probe_client
 from slipway.home import Ports, SlipwayHome
+from slipway.http import shared_client
 
 if TYPE_CHECKING:
     from blocks import GitServer, SlipwayBlock
@@ -360,6 +360,6 @@ def http_ok(url: str, login: tuple[str, SecretStr] | None = None) -> bool:
 
     auth = (login[0], login[1].get_secret_value()) if login is not None else None
     try:
-        return probe_client().get(url, timeout=1.0, auth=auth).is_success
+        return shared_client().get(url, timeout=1.0, auth=auth).is_success
     except httpx.HTTPError:
         return False

@@ -6,15 +6,15 @@ one type, so a component looks the same wherever it is shown.
 
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from slipway.http import shared_client
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ComponentHealth", "http_health", "http_probe", "probe_client"]
+__all__ = ["ComponentHealth", "http_health", "http_probe"]
 
 
 @dataclass(frozen=True)
@@ -67,27 +67,9 @@ def http_probe(
     import httpx  # here: `slipway up` imports this module before Prefect's server starts
 
     try:
-        response = probe_client().get(probe, timeout=timeout, auth=auth)
+        response = shared_client().get(probe, timeout=timeout, auth=auth)
     except httpx.HTTPError as e:
         return ComponentHealth(name, url, False, f"not answering ({type(e).__name__})"), None
     if response.is_success:
         return ComponentHealth(name, url, True, f"HTTP {response.status_code}"), response
     return ComponentHealth(name, url, False, f"HTTP {response.status_code} from {probe}"), response
-
-
-def probe_client() -> httpx.Client:
-    """This process's client for health probes, made once.
-
-    Each new client loads the CA bundle again: 21 ms of CPU, which `up` paid
-    for every probe of every component, ten times a second while they start,
-    and the status table once per row. One per process: a forked child makes
-    its own, as the parent's connections are not its own.
-    """
-    return _client_of(os.getpid())
-
-
-@functools.cache
-def _client_of(pid: int) -> httpx.Client:
-    import httpx
-
-    return httpx.Client()

@@ -5,8 +5,9 @@ source set to OSV online (``kind="osv"``) it cannot reach OSV itself. The
 platform serves it `tasks.osv_mirror`'s API on a unix socket as for the
 mirror, answering from this relay: each package query becomes one
 ``POST`` to the configured OSV query URL, made by the platform on one
-kept-alive connection (`slipway.http`), and nothing else crosses. The sandbox can ask about packages; it can reach no other
-address and send nothing but an OSV query.
+kept-alive connection (`slipway.http`), and nothing else crosses. The
+sandbox can ask about packages; it can reach no other address and send
+nothing but an OSV query.
 
 Example:
     ```python

@@ -19,6 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from slipway.errors import BuildError, DeployError
+from slipway.http import shared_client
 from slipway.names import EnvironmentName, GitSha, ServiceName
 from slipway.run_log import run_logger
 from tasks.containers import is_confined
@@ -189,8 +190,9 @@ def already_serving(
         if not _same_run(client, container, release, target, content_of or release.image):
             return None
         try:
-            with httpx.Client(timeout=2.0, trust_env=False) as http:
-                answer = http.get(health_url(target, release.port))
+            answer = shared_client(trust_env=False).get(
+                health_url(target, release.port), timeout=2.0
+            )
         except httpx.HTTPError:
             return None
         return live if healthy(answer, release.sha) else None

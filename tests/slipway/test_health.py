@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from slipway.health import http_health, probe_client
+from slipway.health import http_health
+from slipway.http import shared_client
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -32,7 +33,7 @@ def server() -> Iterator[str]:
 
 
 def test_probes_share_one_client_and_read_each_answer(server: str) -> None:
-    assert probe_client() is probe_client()
+    assert shared_client() is shared_client()
     assert http_health("x", server, f"{server}/ok").healthy
     sick = http_health("x", server, f"{server}/sick")
     assert not sick.healthy and "HTTP 503" in sick.detail
@@ -40,12 +41,12 @@ def test_probes_share_one_client_and_read_each_answer(server: str) -> None:
     assert not httpd_gone.healthy and "not answering" in httpd_gone.detail
 
 
-def test_a_forked_child_makes_its_own_probe_client() -> None:
-    parent = probe_client()
+def test_a_forked_child_makes_its_own_shared_client() -> None:
+    parent = shared_client()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.write(write, b"own" if probe_client() is not parent else b"shared")
+        os.write(write, b"own" if shared_client() is not parent else b"shared")
         os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
