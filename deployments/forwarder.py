@@ -8,15 +8,17 @@ Prefect's API (`deployments.prefect_api`). Each step:
    and the others are superseded by it. A burst therefore starts runs at the
    pace Prefect creates them, per branch, not one set per push.
 2. **Posts** the events of pushes in flight, in one request, then records the
-   runs their triggers will create (`PrefectApi.expected_runs`); a step that
-   fails between the two posts the events again, which Prefect takes once.
-3. **Confirms**: a push is delivered once each of those runs exists. Until
-   then its event is posted again now and then (`repost_after`, doubling).
-   Prefect drops an event id it has seen, and after a restart, when it has
-   forgotten, the run keys (`slipway.prefect_patches.run_idempotency`) make
-   the resend start nothing twice. A push whose runs never appear within
-   `give_up_after` is marked failed and recorded as such, so one broken
-   trigger does not hold its branch forever.
+   runs their triggers will create (`PrefectApi.expected_runs`, from the
+   automations it reads while idle); a step that fails between the two posts
+   the events again, which Prefect takes once.
+3. **Confirms**, from the next step on: a push is delivered once each of
+   those runs exists. Until then its event is posted again now and then
+   (`repost_after`, doubling). Prefect drops an event id it has seen, and
+   after a restart, when it has forgotten, the run keys
+   (`slipway.prefect_patches.run_idempotency`) make the resend start nothing
+   twice. A push whose runs never appear within `give_up_after` is marked
+   failed and recorded as such, so one broken trigger does not hold its
+   branch forever.
 4. **Records** superseded pushes in Prefect, so none is dropped silently.
 
 Prefect being down only makes steps fail; the loop logs it and tries again.
@@ -121,6 +123,12 @@ class Forwarder:
             _sent, superseded = await self._queue.coalesce(now)
             self._metrics.superseded.inc(superseded)
         flights = await self._queue.in_flight()
+        if not flights:
+            # Read while idle, so that a push's step posts it without this read beside
+            # the run its trigger is starting (Prefect's server serves both). A failure
+            # is no error yet: the post reads them again.
+            with contextlib.suppress(httpx.HTTPError):
+                await self._prefect.refresh_automations()
         await self._post_due(flights, now)
         await self._confirm(await self._queue.in_flight(), now)
         await self._record_superseded()
@@ -160,7 +168,9 @@ class Forwarder:
         return now - flight.posted_at >= wait
 
     async def _confirm(self, flights: list[InFlight], now: float) -> None:
-        posted = [f for f in flights if f.attempts > 0]
+        # Not in the step that first posted it: its runs are being created while the
+        # server also starts them, so a look now finds nothing and only slows that down.
+        posted = [f for f in flights if f.attempts > 1 or (f.attempts == 1 and f.posted_at != now)]
         keys = [k for f in posted for k in f.expected.get("keys", {})]
         found = await self._prefect.found_runs(keys) if keys else {}
         for f in posted:

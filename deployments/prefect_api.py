@@ -92,11 +92,15 @@ class PrefectApi:
             response = await self._client.post("/events", json=list(events))
             response.raise_for_status()
 
-    async def expected_runs(self, event: dict[str, Any]) -> list[ExpectedRun]:
-        """The runs Prefect's reactive triggers start for ``event``, each with its key."""
+    async def refresh_automations(self) -> None:
+        """Read the automations again if the cached ones are older than the TTL."""
         if time.monotonic() - self._read_at > self._ttl:
             self._automations = await self._read_automations()
             self._read_at = time.monotonic()
+
+    async def expected_runs(self, event: dict[str, Any]) -> list[ExpectedRun]:
+        """The runs Prefect's reactive triggers start for ``event``, each with its key."""
+        await self.refresh_automations()
         expected = []
         for automation in self._automations:
             if not _fires_for(automation, event):

@@ -146,3 +146,58 @@ def test_a_push_is_posted_before_the_triggers_it_starts_are_read(prefect_server,
     asyncio.run(step())
     posted = [p for p in requests if p in ("/events", "/automations/filter")]
     assert posted == ["/events", "/automations/filter"]
+
+
+def _trigger_for(api: str, service: str, name: str) -> None:
+    """An automation whose trigger matches ``name`` of ``service`` and starts a run (never made)."""
+    trigger = {
+        "type": "event",
+        "posture": "Reactive",
+        "expect": [name],
+        "match": {"prefect.resource.id": f"slipway.service.{service}"},
+        "threshold": 1,
+        "within": 0,
+    }
+    action = {
+        "type": "run-deployment",
+        "source": "selected",
+        "deployment_id": str(uuid.uuid4()),
+        "parameters": {},
+    }
+    automation = {"name": service, "trigger": trigger, "actions": [action]}
+    httpx.post(f"{api}/automations/", json=automation, timeout=30).raise_for_status()
+
+
+def test_a_push_step_leaves_the_server_to_start_its_runs(prefect_server, tmp_path):
+    """Idle steps read the triggers; the push's step only posts it; the next one confirms."""
+    service = f"qs-{uuid.uuid4().hex[:8]}"
+    name = f"slipway.test.{service}"
+    _trigger_for(prefect_server, service, name)
+    steps: list[list[str]] = []
+
+    async def record(request: httpx.Request) -> None:
+        steps[-1].append(request.url.path.removeprefix("/api"))
+
+    async def run() -> None:
+        queue = await IntakeQueue.open(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+        hooks = {"request": [record]}
+        try:
+            async with httpx.AsyncClient(
+                base_url=prefect_server, timeout=30, event_hooks=hooks
+            ) as client:
+                forwarder = Forwarder(queue, PrefectApi(client), BridgeMetrics())
+                for now, push in ((100.0, False), (100.25, False), (100.5, True), (100.75, False)):
+                    if push:
+                        await queue.accept(_accepted(service, name, now))
+                        forwarder.wake()
+                    steps.append([])
+                    await forwarder.step(now)
+        finally:
+            await queue.close()
+
+    asyncio.run(run())
+    idle, still_idle, posting, confirming = steps
+    assert idle == ["/automations/filter"]
+    assert still_idle == []  # the read is fresh for its TTL
+    assert posting == ["/events"]  # no read of the triggers, no look for runs
+    assert confirming == ["/flow_runs/filter"]
