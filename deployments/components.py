@@ -131,6 +131,13 @@ class ProcessSpec:
     them once itself and forks the child from there (`deployments.warm_start`)."""
 
 
+_SERVER_CSRF = (
+    "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED",
+    "PREFECT_SERVER_CSRF_PROTECTION_ENABLED",
+)
+_CLIENT_CSRF = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
+
+
 def child_env(
     home: SlipwayHome, ports: Ports, marker: str, *, auth: ApiAuth, api_url: str | None = None
 ) -> dict[str, str]:
@@ -139,6 +146,8 @@ def child_env(
     Every child authenticates to Prefect with ``auth``. Database URLs and the
     server's own copy of the auth string are dropped: only the server's
     `ProcessSpec` carries those, so no flow run can print them from its environment.
+    Clients of this host's own server ask it for no CSRF token unless the
+    environment turns its CSRF protection on.
     """
     env = {k: v for k, v in os.environ.items() if k not in (*DATABASE_ENV, SERVER_VARIABLE)}
     api = api_url or ports.prefect_api_url
@@ -163,6 +172,11 @@ def child_env(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if api == ports.prefect_api_url and not any(name in env for name in _SERVER_CSRF):
+        # Our own server, without CSRF protection (Prefect's default): its clients
+        # need not ask it for a token first, one round trip per client (two at each
+        # run's start). Either variable set, or the client's own, keeps Prefect's way.
+        env.setdefault(_CLIENT_CSRF, "false")
     return env
 
 
