@@ -173,9 +173,7 @@ def child_env(
         }
     )
     if api == ports.prefect_api_url and not any(name in env for name in _SERVER_CSRF):
-        # Our own server, without CSRF protection (Prefect's default): its clients
-        # need not ask it for a token first, one round trip per client (two at each
-        # run's start). Either variable set, or the client's own, keeps Prefect's way.
+        # Prefect's default: a token request per client, two at each run's start, saved.
         env.setdefault(_CLIENT_CSRF, "false")
     return env
 

@@ -72,6 +72,26 @@ def _wait_events(api: str, name: str, service: str) -> list[dict[str, object]]:
     return []
 
 
+def _trigger_for(api: str, service: str, name: str) -> None:
+    """An automation whose trigger matches ``name`` of ``service`` and starts a run (never made)."""
+    trigger = {
+        "type": "event",
+        "posture": "Reactive",
+        "expect": [name],
+        "match": {"prefect.resource.id": f"slipway.service.{service}"},
+        "threshold": 1,
+        "within": 0,
+    }
+    action = {
+        "type": "run-deployment",
+        "source": "selected",
+        "deployment_id": str(uuid.uuid4()),
+        "parameters": {},
+    }
+    automation = {"name": service, "trigger": trigger, "actions": [action]}
+    httpx.post(f"{api}/automations/", json=automation, timeout=30).raise_for_status()
+
+
 def test_waiting_pushes_collapse_and_each_superseded_one_is_recorded(prefect_server, tmp_path):
     service = f"fw-{uuid.uuid4().hex[:8]}"
     pushes = [_accepted(service, "slipway.test.forward", 100.0 + i) for i in range(4)]
@@ -94,22 +114,7 @@ def test_a_push_whose_runs_never_come_is_given_up_recorded_and_frees_its_branch(
 ):
     service = f"gu-{uuid.uuid4().hex[:8]}"
     name = f"slipway.test.{service}"
-    trigger = {
-        "type": "event",
-        "posture": "Reactive",
-        "expect": [name],
-        "match": {"prefect.resource.id": f"slipway.service.{service}"},
-        "threshold": 1,
-        "within": 0,
-    }
-    action = {  # a deployment that does not exist: Prefect never creates the run
-        "type": "run-deployment",
-        "source": "selected",
-        "deployment_id": str(uuid.uuid4()),
-        "parameters": {},
-    }
-    automation = {"name": service, "trigger": trigger, "actions": [action]}
-    httpx.post(f"{prefect_server}/automations/", json=automation, timeout=30).raise_for_status()
+    _trigger_for(prefect_server, service, name)  # its deployment does not exist: no run comes
     first, later = _accepted(service, name, 1.0), _accepted(service, name, 2.0)
     settings = ForwarderSettings(repost_after=5.0, give_up_after=60.0)
     clock = [100.0, 110.0, 161.0, 162.0]  # post; resend; give up; the next push goes
@@ -146,26 +151,6 @@ def test_a_push_is_posted_before_the_triggers_it_starts_are_read(prefect_server,
     asyncio.run(step())
     posted = [p for p in requests if p in ("/events", "/automations/filter")]
     assert posted == ["/events", "/automations/filter"]
-
-
-def _trigger_for(api: str, service: str, name: str) -> None:
-    """An automation whose trigger matches ``name`` of ``service`` and starts a run (never made)."""
-    trigger = {
-        "type": "event",
-        "posture": "Reactive",
-        "expect": [name],
-        "match": {"prefect.resource.id": f"slipway.service.{service}"},
-        "threshold": 1,
-        "within": 0,
-    }
-    action = {
-        "type": "run-deployment",
-        "source": "selected",
-        "deployment_id": str(uuid.uuid4()),
-        "parameters": {},
-    }
-    automation = {"name": service, "trigger": trigger, "actions": [action]}
-    httpx.post(f"{api}/automations/", json=automation, timeout=30).raise_for_status()
 
 
 def test_a_push_step_leaves_the_server_to_start_its_runs(prefect_server, tmp_path):
