@@ -31,9 +31,6 @@ runner_wakeup     a scheduled run waits for the runner's next  PrefectHQ/prefect
 version_check     every run of a deployment checks the          PrefectHQ/prefect#21875
                   server's version twice before it may run
                   (45-75 ms)
-suspension_       every run of a deployment starts its          PrefectHQ/prefect#21875
-observer          suspension observer only after two round
-                  trips, then waits for it (40 ms)
 ================  ==========================================  ===========================
 
 Importing this package patches nothing. Each process applies what it needs
@@ -72,7 +69,6 @@ from slipway.prefect_patches import (
     settings_memo,
     settings_serialized,
     sqlite_writes,
-    suspension_observer,
     version_check,
     warm_runs,
 )
@@ -104,8 +100,6 @@ ALL_PATCHES: tuple[Patch, ...] = (
     runner_wakeup.PATCH,
     runner_wakeup.POLLER_PATCH,
     version_check.PATCH,
-    suspension_observer.PATCH,
-    suspension_observer.OBSERVE_PATCH,
 )
 """Every patch, for the tests that hold each one to the installed Prefect."""
 
@@ -126,7 +120,6 @@ def apply_flow_run_patches() -> dict[str, bool]:
         "client-tls": client_tls.apply(),
         "settings-memo": settings_memo.apply(),
         "version-check": version_check.apply(),
-        "suspension-observer": suspension_observer.apply(),
     }
 
 

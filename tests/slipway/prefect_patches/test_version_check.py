@@ -7,11 +7,15 @@ cached once per process, and Prefect's suspension observer is its own
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from slipway.prefect_patches import version_check
-from testkit.fresh import json_printed_by, printed_by
+from testkit.fresh import printed_by
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -68,7 +72,19 @@ print(json.dumps({"checks": checks, "requested": requests}))
 
 def _a_run_starts(prefect_server: str, patched: bool) -> dict[str, Any]:
     """The version checks and suspension requests two runs of a deployment see as they start."""
-    result: dict[str, Any] = json_printed_by(_A_RUN_STARTS, "patched" if patched else "upstream")
+    from prefect.settings import PREFECT_API_URL  # the server's, without the auth string
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    done = subprocess.run(
+        [sys.executable, "-c", _A_RUN_STARTS, "patched" if patched else "upstream"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
