@@ -18,12 +18,12 @@ that is a module attribute pickle by reference: the run's process takes the
 flow from its (preloaded) module, with the module's globals, instead of a copy
 of the function that lacks the names only its annotations use (our parameter
 models, under ``from __future__ import annotations``).
-A run's process also does not run this process's main module again, as
+A run's process also does not run the runner's main module again, as
 multiprocessing does in each child so that functions defined there can be
 unpickled (a run needs none: its flow and Prefect's engine come by
-reference from their modules). Here that was `slipway up`'s command module,
-compiled anew in every run with no bytecode cache: 35-43 ms of each run's
-start, between the runner's Pending and the run's first request.
+reference from their modules). Compiled anew in every run where there is no
+bytecode cache, as on these machines, that took 35-43 ms of each run's
+start, between the runner's Submitting state and the run's first request.
 ``SLIPWAY_RUN_START=spawn`` keeps Prefect's default, should a flow need it.
 """
 
