@@ -96,7 +96,7 @@ def test_waiting_pushes_collapse_and_each_superseded_one_is_recorded(prefect_ser
     service = f"fw-{uuid.uuid4().hex[:8]}"
     pushes = [_accepted(service, "slipway.test.forward", 100.0 + i) for i in range(4)]
     stats = asyncio.run(
-        _steps(prefect_server, tmp_path / "q.db", pushes, [200.0, 200.5], ForwarderSettings())
+        _steps(prefect_server, tmp_path / "q.db", pushes, [200.0, 201.0], ForwarderSettings())
     )
     # No trigger expects the event: posted once, delivered, and the other three recorded.
     assert (stats.queued, stats.unrecorded, stats.failed) == (0, 0, 0)
@@ -154,7 +154,7 @@ def test_a_push_is_posted_before_the_triggers_it_starts_are_read(prefect_server,
 
 
 def test_a_push_step_leaves_the_server_to_start_its_runs(prefect_server, tmp_path):
-    """Idle steps read the triggers; the push's step only posts it; the next one confirms."""
+    """Idle steps read the triggers; the push's step only posts it; a second later it confirms."""
     service = f"qs-{uuid.uuid4().hex[:8]}"
     name = f"slipway.test.{service}"
     _trigger_for(prefect_server, service, name)
@@ -171,7 +171,14 @@ def test_a_push_step_leaves_the_server_to_start_its_runs(prefect_server, tmp_pat
                 base_url=prefect_server, timeout=30, event_hooks=hooks
             ) as client:
                 forwarder = Forwarder(queue, PrefectApi(client), BridgeMetrics())
-                for now, push in ((100.0, False), (100.25, False), (100.5, True), (100.75, False)):
+                clock = (
+                    (100.0, False),
+                    (100.25, False),
+                    (100.5, True),
+                    (101.25, False),
+                    (101.5, False),
+                )
+                for now, push in clock:
                     if push:
                         await queue.accept(_accepted(service, name, now))
                         forwarder.wake()
@@ -181,8 +188,9 @@ def test_a_push_step_leaves_the_server_to_start_its_runs(prefect_server, tmp_pat
             await queue.close()
 
     asyncio.run(run())
-    idle, still_idle, posting, confirming = steps
+    idle, still_idle, posting, starting, confirming = steps
     assert idle == ["/automations/filter"]
     assert still_idle == []  # the read is fresh for its TTL
     assert posting == ["/events"]  # no read of the triggers, no look for runs
+    assert starting == []  # its run is starting: no look yet
     assert confirming == ["/flow_runs/filter"]
