@@ -153,7 +153,7 @@ def _deliver(
         )
         with (
             removed_unless_pushed(stage.client, built),
-            _trial_beside(stage, built, work.sha) as take_trial,
+            _trial_beside(stage, built, work.sha) as (begin_trial, take_trial),
         ):
             verify_image(
                 stage.client,
@@ -161,18 +161,14 @@ def _deliver(
                 built,
                 target=stage.target,
                 reuse=stage.settings.reuse_test_results,
+                started=begin_trial,
             )
             if (serving := serving_build(stage, built)) is not None:
                 unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
                 return record_unchanged(stage, unchanged, serving.live)
             pushed = push_image(stage.client, built, registry=stage.registry)
             trial = take_trial()
-        # Waited for right before the switch (deploy_release's before_switch).
-        gate = functools.partial(
-            give_way_to_newer_push,
-            look_for_newer_push(service, environment),
-            note=f"{pushed.reference} was pushed but not deployed",
-        )
+        gate = _newer_push_gate(service, environment, pushed.reference)
         try:
             release = stage.release(work.sha, pushed.reference)
             committed_at = work.committed_at().isoformat()
@@ -186,18 +182,39 @@ def _deliver(
             trial.discard()  # the switch removed it already, unless the run ended before
 
 
-@contextmanager
-def _trial_beside(stage: Stage, built: BuiltImage, sha: GitSha) -> Iterator[Callable[[], Trial]]:
-    """``built``'s candidate starting beside its tests and push (`start_trial`); the body takes it.
+def _newer_push_gate(
+    service: ServiceName, environment: EnvironmentName, pushed: str
+) -> Callable[[], None]:
+    """What the release waits for right before its switch (`deploy_release`'s ``before_switch``).
 
-    The candidate runs the local image, so it waits for neither: the switch
-    takes it once the pushed digest names that same image. It is confined as
-    every release container is and serves nobody until the switch; passing
-    tests were never a trust gate, as the repository writes them. Leaving
-    without taking it (the tests failed, the build already serves, the push
-    failed) abandons it: it is removed before the image is.
+    The look for a newer push starts now, beside the release's first steps;
+    the gate raises `Superseded` when it found one.
     """
-    abandon = threading.Event()
+    return functools.partial(
+        give_way_to_newer_push,
+        look_for_newer_push(service, environment),
+        note=f"{pushed} was pushed but not deployed",
+    )
+
+
+@contextmanager
+def _trial_beside(
+    stage: Stage, built: BuiltImage, sha: GitSha
+) -> Iterator[tuple[Callable[[], None], Callable[[], Trial]]]:
+    """``built``'s candidate, started beside its tests and push (`start_trial`).
+
+    The body calls the first callable once the tests' container runs: two
+    containers started at once each start later (the engine does both), and
+    the tests are what the release waits for. It takes the trial with the
+    second. The candidate runs the local image, so it waits for neither the
+    tests' end nor the push: the switch takes it once the pushed digest
+    names that same image. It is confined as every release container is and
+    serves nobody until the switch; passing tests were never a trust gate,
+    as the repository writes them. Leaving without taking it (the tests
+    failed, the build already serves, the push failed) abandons it: it is
+    removed before the image is, or never started.
+    """
+    abandon, begin = threading.Event(), threading.Event()
     start = functools.partial(
         start_trial,
         stage.client,
@@ -210,17 +227,23 @@ def _trial_beside(stage: Stage, built: BuiltImage, sha: GitSha) -> Iterator[Call
     )
     taken: list[Trial] = []
 
+    def when_begun() -> Trial:
+        begin.wait()
+        return Trial(built.image_id) if abandon.is_set() else start()
+
     def take() -> Trial:
+        begin.set()
         taken.append(trying.result())
         return taken[0]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial") as pool:
-        trying = pool.submit(contextvars.copy_context().run, start)
+        trying = pool.submit(contextvars.copy_context().run, when_begun)
         try:
-            yield take
+            yield begin.set, take
         finally:
             if not taken:
                 abandon.set()
+                begin.set()
                 if trying.exception() is None:  # waits for the candidate's next step
                     trying.result().discard()
 

@@ -35,6 +35,8 @@ from tasks.images import (
 from tasks.storage import ObjectStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import docker
 
     from blocks.deploy_target import DeployTarget
@@ -117,11 +119,13 @@ def verify_image(
     *,
     target: DeployTarget,
     reuse: bool,
+    started: Callable[[], object] | None = None,
 ) -> TestReport:
     """The image's tests: an identical image's passed run when ``reuse`` finds one, else a run now.
 
     Either way the table of the run, each test with its result, becomes the
-    artifact ``tests-<service>``.
+    artifact ``tests-<service>``. ``started`` is called once the tests'
+    container runs, or at once when a passed run is reused.
 
     Raises:
         BuildError: The tests failed, or none ran; the report's tail says why.
@@ -129,6 +133,8 @@ def verify_image(
     digest = _test_inputs(client, built) if reuse else None
     report = load_passed_tests(store, built.service, digest) if digest else None
     if report is not None:
+        if started is not None:
+            started()
         run_logger(__name__).info(
             "Not running the tests of %s again: its image is identical to that of %s, "
             "whose tests passed",
@@ -136,7 +142,7 @@ def verify_image(
             str(report.reused_from)[:12],
         )
     else:
-        report = run_image_tests(client, built.tag, target=target)
+        report = run_image_tests(client, built.tag, target=target, started=started)
         if digest:
             save_passed_tests(store, built.service, digest, report, sha=built.sha)
     create_table_artifact(

@@ -24,6 +24,8 @@ from tasks.containers import LOG_CONFIG, confinement
 from tasks.images.inputs import content_digest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import docker
 
 __all__ = [
@@ -91,6 +93,7 @@ def run_image_tests(
     command: tuple[str, ...] = TEST_COMMAND,
     timeout: float = 300,
     target: DeployTarget | None = None,
+    started: Callable[[], object] | None = None,
 ) -> TestReport:
     """Run the service's tests inside ``image``, confined and with networking disabled.
 
@@ -98,6 +101,7 @@ def run_image_tests(
     capabilities, read-only root, the target's limits; its defaults when
     None) and is removed afterwards, whatever happened. A run that finds no
     test counts as failed: a service whose tests vanished must not ship.
+    ``started`` is called once the engine has started the tests' container.
 
     Raises:
         BuildError: the image asks for root (the message says how to fix the
@@ -124,6 +128,8 @@ def run_image_tests(
     except DockerException as e:
         raise BuildError(f"the tests of {image} could not start: {e}") from e
     try:
+        if started is not None:
+            started()
         try:
             exit_code = int(container.wait(timeout=timeout)["StatusCode"])
         except RequestException:

@@ -2,8 +2,8 @@
 
 A candidate (``live=false``) proves a new version on a spare port of the
 deploy target's range before `tasks.release.blue_green` switches to it.
-build-test-deploy starts its candidate as soon as the image is built, while
-its tests run and it is pushed (`start_trial`): from the local image, whose
+build-test-deploy starts its candidate once the image's tests run, while
+they run and it is pushed (`start_trial`): from the local image, whose
 pushed digest is not known yet, labelled with the release it will become.
 """
 

@@ -298,8 +298,12 @@ def test_two_quick_pushes_end_with_only_the_newer_deployed(delivery: Delivery) -
 def test_the_candidate_starts_while_the_image_is_pushed(delivery: Delivery) -> None:
     before = ensure_live(delivery)
     sha = delivery.commit(uuid.uuid4().hex)  # new code: built, tested and pushed again
+    began = datetime.now(UTC)
     state = build_test_deploy(delivery.service, sha, REF, return_state=True)
     assert state.is_completed(), state
+    # The candidate was created once the tests' container had started, not beside it.
+    tests_started, candidate_created = _engine_events(delivery, began, sha)
+    assert tests_started < candidate_created
     flow_run_id = state.state_details.flow_run_id
 
     def ended() -> dict[str, TaskRun] | None:
@@ -330,6 +334,33 @@ def test_the_candidate_starts_while_the_image_is_pushed(delivery: Delivery) -> N
         },
     )
     assert [c.name for c in containers] == [f"{delivery.service}-dev-{sha[:12]}"]  # no candidate
+
+
+def _engine_events(delivery: Delivery, since: datetime, sha: str) -> tuple[int, int]:
+    """When the engine started the tests' container of ``sha``, and created its candidate (ns)."""
+    found = list(
+        delivery.client.events(  # type: ignore[attr-defined]
+            since=int(since.timestamp()) - 1,  # whole seconds
+            until=int(time.time()) + 1,
+            filters={"type": "container", "event": ["create", "start"]},
+            decode=True,
+        )
+    )
+    tests = [
+        int(e["timeNano"])
+        for e in found
+        if e["Action"] == "start"
+        and e["Actor"]["Attributes"].get("dev.slipway.purpose") == "tests"
+        and e["Actor"]["Attributes"].get("image", "").endswith(f":{sha}")
+    ]
+    candidate = [
+        int(e["timeNano"])
+        for e in found
+        if e["Action"] == "create"
+        and e["Actor"]["Attributes"].get("name") == f"{delivery.service}-dev-{sha[:12]}-candidate"
+    ]
+    assert len(tests) == 1 and len(candidate) == 1, (tests, candidate)
+    return tests[0], candidate[0]
 
 
 def test_a_newer_push_arriving_during_the_build_stops_the_older_before_its_switch(
