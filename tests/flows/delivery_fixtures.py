@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +48,7 @@ __all__ = [
     "HEALTH_TIMEOUT",
     "Delivery",
     "Poller",
+    "container_events",
     "delivery_platform",
     "docker_or_skip",
     "manifest_digest",
@@ -64,6 +67,22 @@ _MANIFESTS = ", ".join(
         "application/vnd.oci.image.manifest.v1+json",
     ]
 )
+
+
+def container_events(client: Any, since: datetime, **filters: object) -> list[dict[str, Any]]:
+    """The engine's container events since ``since``, matching ``filters`` (e.g. ``event``, ``label``).
+
+    The engine takes whole seconds, so the window opens a second early and
+    closes a second after now; callers tell their own events apart.
+    """
+    return list(
+        client.events(
+            since=since - timedelta(seconds=1),
+            until=datetime.now(UTC) + timedelta(seconds=1),
+            filters={"type": "container", **filters},
+            decode=True,
+        )
+    )
 
 
 def docker_or_skip():  # type: ignore[no-untyped-def]

@@ -46,6 +46,7 @@ from tests.flows.delivery_fixtures import (
     HEALTH_TIMEOUT,
     Delivery,
     Poller,
+    container_events,
     delivery_platform,
     manifest_digest,
     registry_block,
@@ -338,14 +339,7 @@ def test_the_candidate_starts_while_the_image_is_pushed(delivery: Delivery) -> N
 
 def _engine_events(delivery: Delivery, since: datetime, sha: str) -> tuple[int, int]:
     """When the engine started the tests' container of ``sha``, and created its candidate (ns)."""
-    found = list(
-        delivery.client.events(  # type: ignore[attr-defined]
-            since=int(since.timestamp()) - 1,  # whole seconds
-            until=int(time.time()) + 1,
-            filters={"type": "container", "event": ["create", "start"]},
-            decode=True,
-        )
-    )
+    found = container_events(delivery.client, since, event=["create", "start"])
     tests = [
         int(e["timeNano"])
         for e in found

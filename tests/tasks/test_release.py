@@ -48,6 +48,7 @@ from tests.conftest import free_port
 from tests.flows.delivery_fixtures import (
     BASE_IMAGE,
     Poller,
+    container_events,
     docker_or_skip,
     registry_block,
     remove_service_containers,
@@ -257,12 +258,7 @@ def _trial(images: Images, shipped: Shipped, environment: str, port: int, **kw: 
 def _created(images: Images, environment: str, since: datetime) -> list[str]:
     """The names of the containers the engine created in ``environment`` since ``since``."""
     labels = [f"{LABEL_SERVICE}={images.service}", f"{LABEL_ENVIRONMENT}={environment}"]
-    found = images.client.events(  # type: ignore[attr-defined]
-        since=since - timedelta(seconds=1),  # whole seconds
-        until=datetime.now(UTC) + timedelta(seconds=1),
-        filters={"type": "container", "event": "create", "label": labels},
-        decode=True,
-    )
+    found = container_events(images.client, since, event="create", label=labels)
     return [str(e["Actor"]["Attributes"]["name"]) for e in found]
 
 
