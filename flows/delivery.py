@@ -44,10 +44,13 @@ from tasks.release import (
     Attempt,
     DeploymentRecord,
     ReleaseSlot,
+    SlotTry,
     Stage,
     Trial,
     deploy_slot,
+    first_try_at_slot,
     give_way_to_newer_push,
+    let_go,
     live_release,
     look_for_newer_push,
     open_stage,
@@ -117,9 +120,15 @@ def build_test_deploy(
     # Its scan starts once the release switched or the run ended (tasks.scanners.due);
     # prod's gate scans an unscanned commit itself, before anything is released.
     due = None if environment == PROD else functools.partial(scan_due, service, commit)
+    # The slot is tried beside the stage's opening (not for prod: its gate waits first).
+    first_try = None if environment == PROD else first_try_at_slot(service, environment)
     try:
-        return _deliver(service, commit, ref, environment, triggered_by, on_switch=due)
+        return _deliver(
+            service, commit, ref, environment, triggered_by, on_switch=due, first_try=first_try
+        )
     finally:
+        if first_try is not None:
+            let_go(first_try)  # frees the slot if the run ended before its release took it
         if due is not None:
             due()
 
@@ -132,15 +141,14 @@ def _deliver(
     triggered_by: str,
     *,
     on_switch: Callable[[], None] | None,
+    first_try: Future[SlotTry] | None,
 ) -> DeploymentRecord:
     """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
-    # The slot's first look for a newer push is made meanwhile (not for prod: its gate waits).
-    looking = None if environment == PROD else look_for_newer_push(service, environment)
     # Refuses an unknown service or environment before the slot's limit exists;
     # the engine and the registry's login are reached in the background (Stage.client).
     stage = open_stage(service, environment)
     approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
-    with _slot_and_checkout(stage, commit, looking) as (slot, work):
+    with _slot_and_checkout(stage, commit, first_try) as (slot, work):
         built = build_image(
             stage.client,
             work.path,
@@ -250,7 +258,7 @@ def _trial_beside(
 
 @contextmanager
 def _slot_and_checkout(
-    stage: Stage, commit: GitSha, first_look: Future[str | None] | None
+    stage: Stage, commit: GitSha, first_try: Future[SlotTry] | None
 ) -> Iterator[tuple[ReleaseSlot, Checkout]]:
     """The release slot held and ``commit`` checked out, the clone made while the slot is sought.
 
@@ -264,7 +272,7 @@ def _slot_and_checkout(
             try:
                 slot = held.enter_context(
                     deploy_slot(
-                        stage.service, stage.environment, give_way=True, first_look=first_look
+                        stage.service, stage.environment, give_way=True, first_try=first_try
                     )
                 )
             finally:

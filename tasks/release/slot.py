@@ -8,9 +8,10 @@ A push that is still waiting for the slot when a newer push of the same
 service and environment arrives gives way: `Superseded` is raised, the slot is
 never taken, and build-test-deploy ends Cancelled. So is a push whose newer
 push arrived while it was built (`give_way_to_newer_push`, before the
-switch). Each look runs in the background (`look_for_newer_push`): the
-first from before the run opens its stage, so that an uncontended slot is
-taken without waiting for it; the last beside the steps up to the switch.
+switch). Each look runs in the background: the first, with a first attempt
+at the slot, beside the opening of the run's stage (`first_try_at_slot`), so
+that an uncontended slot is held by the time the stage is open; the last
+beside the steps up to the switch (`look_for_newer_push`).
 
 The slot covers the switch, not what follows it: a release hands it back
 (`ReleaseSlot.hand_back`) before its release analysis, as Argo Rollouts lets
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -56,8 +58,11 @@ __all__ = [
     "DEFAULT_ENVIRONMENT",
     "LEASE_SECONDS",
     "ReleaseSlot",
+    "SlotTry",
     "deploy_slot",
+    "first_try_at_slot",
     "give_way_to_newer_push",
+    "let_go",
     "look_for_newer_push",
     "slot_name",
 ]
@@ -125,12 +130,53 @@ class ReleaseSlot:
 
 
 def look_for_newer_push(service: str, environment: str) -> Future[str | None]:
-    """Start looking for a newer push now, in the background, for `deploy_slot`'s first look.
-
-    A run starts it before the work that precedes the slot (opening its
-    stage), so that its first look costs the slot no time.
-    """
+    """Start looking for a newer push now, in the background (`give_way_to_newer_push`)."""
     return in_background(functools.partial(_newer_push, service, environment), name="newer-push")
+
+
+@dataclass
+class SlotTry:
+    """One look for a newer push and, when it found none, one attempt at the slot."""
+
+    newer: str | None = None
+    """Why the run gives way, when the look found a newer push."""
+    held: ExitStack | None = None
+    """The slot, when it was taken; whoever `claim`s it frees it."""
+    refused: ConcurrencySlotAcquisitionError | None = None
+    """Why the slot was not taken, unless another run holds it: its limit may not exist yet."""
+
+    def claim(self) -> ExitStack | None:
+        """The held slot, to one caller only."""
+        held, self.held = self.held, None
+        return held
+
+
+def first_try_at_slot(service: str, environment: str) -> Future[SlotTry]:
+    """Start a run's first look for a newer push and, when none, its first attempt at the slot.
+
+    build-test-deploy starts it before it opens its stage, in the background,
+    so that an uncontended slot costs the release no time (`deploy_slot`'s
+    ``first_try``). It never creates the slot's limit: a service or
+    environment that turns out not to exist gets none. A run that ends
+    before `deploy_slot` claims the slot frees it with `let_go`.
+    """
+    look = functools.partial(_newer_push, service, environment)
+    attempt = functools.partial(_try, slot_name(service, environment), look)
+    return in_background(attempt, name="release-slot")
+
+
+def let_go(trying: Future[SlotTry]) -> None:
+    """Free the slot of ``trying`` (`first_try_at_slot`) unless `deploy_slot` claimed it."""
+    if trying.exception() is not None or (held := trying.result().claim()) is None:
+        return
+    try:
+        held.close()
+    except httpx.HTTPError as e:
+        run_logger(__name__).warning(
+            "Could not free the unused release slot (%s): its lease frees it within %d s",
+            e,
+            LEASE_SECONDS,
+        )
 
 
 @contextmanager
@@ -140,7 +186,7 @@ def deploy_slot(
     *,
     give_way: bool = False,
     poll_seconds: float = 2.0,
-    first_look: Future[str | None] | None = None,
+    first_try: Future[SlotTry] | None = None,
 ) -> Iterator[ReleaseSlot]:
     """Hold the one release slot of ``service`` in ``environment``.
 
@@ -159,8 +205,8 @@ def deploy_slot(
         environment: Where it is released.
         give_way: Look for a newer push before each attempt (`Superseded`).
         poll_seconds: The longest pause between attempts.
-        first_look: With ``give_way``, the first look, started earlier
-            (`look_for_newer_push`); later ones are made here.
+        first_try: With ``give_way``, the first look and attempt, made
+            earlier (`first_try_at_slot`); later ones are made here.
 
     Raises:
         Superseded: With ``give_way``, a newer push of the same service and
@@ -168,7 +214,7 @@ def deploy_slot(
     """
     name = slot_name(service, environment)
     look = functools.partial(_newer_push, service, environment) if give_way else None
-    slot = ReleaseSlot(service, environment, _acquire(name, look, first_look, poll_seconds))
+    slot = ReleaseSlot(service, environment, _acquire(name, look, first_try, poll_seconds))
     run_logger(__name__).info("Holding the release slot %s", name)
     try:
         yield slot
@@ -179,42 +225,50 @@ def deploy_slot(
 def _acquire(
     name: str,
     look: Callable[[], str | None] | None,
-    first_look: Future[str | None] | None,
+    first_try: Future[SlotTry] | None,
     poll_seconds: float,
 ) -> ExitStack:
     """The slot ``name`` taken, in an exit stack that frees it; see `deploy_slot`."""
-    held = ExitStack()
     pause = min(0.1, poll_seconds)
     looked_for_limit = False  # created at the first release, not read before every one
+    tried = first_try.result() if first_try is not None else _try(name, look)
     while True:
-        if look is not None:
-            newer = first_look.result() if first_look is not None else look()
-            first_look = None
-            if newer is not None:
-                raise Superseded(newer)
-        try:
-            held.enter_context(
-                concurrency(
-                    name,
-                    occupy=1,
-                    max_retries=0,
-                    lease_duration=LEASE_SECONDS,
-                    strict=True,
-                    holder=_holder(),
-                    # A renewal that fails once under load must not kill a release midway.
-                    raise_on_lease_renewal_failure=False,
-                )
-            )
+        if tried.newer is not None:
+            raise Superseded(tried.newer)
+        if (held := tried.claim()) is not None:
             return held
-        except ConcurrencySlotAcquisitionError as e:
-            if not _locked(e):
-                if looked_for_limit:
-                    raise
-                _ensure_limit(name)  # strict: refused because the limit does not exist yet
-                looked_for_limit = True
-                continue
-        time.sleep(pause)
-        pause = min(pause * 2, poll_seconds)
+        if tried.refused is not None:
+            if looked_for_limit:
+                raise tried.refused
+            _ensure_limit(name)  # strict: refused because the limit does not exist yet
+            looked_for_limit = True
+        else:
+            time.sleep(pause)
+            pause = min(pause * 2, poll_seconds)
+        tried = _try(name, look)
+
+
+def _try(name: str, look: Callable[[], str | None] | None) -> SlotTry:
+    """Look for a newer push, then, when there is none, make one attempt at the slot ``name``."""
+    if look is not None and (newer := look()) is not None:
+        return SlotTry(newer=newer)
+    held = ExitStack()
+    try:
+        held.enter_context(
+            concurrency(
+                name,
+                occupy=1,
+                max_retries=0,
+                lease_duration=LEASE_SECONDS,
+                strict=True,
+                holder=_holder(),
+                # A renewal that fails once under load must not kill a release midway.
+                raise_on_lease_renewal_failure=False,
+            )
+        )
+    except ConcurrencySlotAcquisitionError as e:
+        return SlotTry() if _locked(e) else SlotTry(refused=e)
+    return SlotTry(held=held)
 
 
 def give_way_to_newer_push(looking: Future[str | None], *, note: str = "") -> None:

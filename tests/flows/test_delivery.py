@@ -482,6 +482,15 @@ def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> No
     assert manifest_digest(delivery.registry, delivery.service, sha) is None
     # Nor was a release slot made for what does not exist.
     assert not any_slot(delivery.service, "qa") and not any_slot("no-such-service", "dev")
+    # One left from an environment since removed is tried before the refusal, then freed.
+    with deploy_slot(delivery.service, "gone"):
+        pass
+    with pytest.raises(InvalidRequest, match="has no environment 'gone'"):
+        build_test_deploy(delivery.service, sha, REF, environment="gone")
+    with get_client(sync_client=True) as client:
+        gone = client.read_global_concurrency_limit_by_name(slot_name(delivery.service, "gone"))
+        client.delete_global_concurrency_limit_by_name(gone.name)
+    assert gone.active_slots == 0, "the refused run kept the slot it tried first"
 
 
 # -- promote and rollback ------------------------------------------------------------

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,8 +36,9 @@ from tasks.release import (
     deploy_release,
     deploy_slot,
     deployment_history,
+    first_try_at_slot,
+    let_go,
     live_container,
-    look_for_newer_push,
     record_deployment,
     rollback_target,
     start_trial,
@@ -593,9 +594,7 @@ def test_the_slot_admits_one_holder_and_a_waiting_push_gives_way_to_a_newer_one(
     assert time.monotonic() - began < 10
 
 
-def test_the_first_look_for_a_newer_push_is_made_before_the_slot_and_used_by_it(
-    prefect_server: str,
-) -> None:
+def test_the_first_try_at_the_slot_is_made_before_it_and_used_by_it(prefect_server: str) -> None:
     from prefect import flow, get_client
 
     service = f"look-{uuid.uuid4().hex[:8]}"
@@ -603,16 +602,18 @@ def test_the_first_look_for_a_newer_push_is_made_before_the_slot_and_used_by_it(
 
     @flow(name="build-test-deploy")
     def push(service: str, commit: str, environment: str = "dev") -> str:
+        with deploy_slot(service, environment):
+            pass  # its limit exists from here on
+        trying = first_try_at_slot(service, environment)
+        assert trying.result().held is not None  # made before the newer push arrived
         with get_client(sync_client=True) as client:
             created.append(
                 client.create_flow_run(push, parameters={"service": service, "commit": "b" * 40})
             )
-        looked: Future[str | None] = Future()
-        looked.set_result(None)  # a first look made before the newer push arrived
-        with deploy_slot(service, environment, give_way=True, first_look=looked):
-            pass  # taken on that look: the next one is the one after the build
-        looking = look_for_newer_push(service, environment)  # in the background, in this run
-        with deploy_slot(service, environment, give_way=True, first_look=looking):
+        with deploy_slot(service, environment, give_way=True, first_try=trying):
+            pass  # taken on that try: the next look is the one after the build
+        trying = first_try_at_slot(service, environment)  # in the background, in this run
+        with deploy_slot(service, environment, give_way=True, first_try=trying):
             return "deployed"
 
     try:
@@ -624,6 +625,40 @@ def test_the_first_look_for_a_newer_push_is_made_before_the_slot_and_used_by_it(
         with get_client(sync_client=True) as client:
             for run in created:
                 client.delete_flow_run(run.id)
+
+
+def test_a_first_try_never_makes_the_slot_and_a_slot_it_took_is_let_go(prefect_server: str) -> None:
+    from prefect import flow, get_client
+    from prefect.exceptions import ObjectNotFound
+
+    service = f"try-{uuid.uuid4().hex[:8]}"
+
+    def active() -> int:
+        with get_client(sync_client=True) as client:
+            return client.read_global_concurrency_limit_by_name(
+                slot_name(service, "dev")
+            ).active_slots
+
+    @flow(name="build-test-deploy")
+    def push(service: str, commit: str) -> None:
+        refused = first_try_at_slot(service, "dev")
+        assert refused.result().held is None and refused.result().refused is not None
+        let_go(refused)  # nothing to free
+        with pytest.raises(ObjectNotFound):
+            active()  # a service that may not exist got no slot
+        with deploy_slot(service, "dev"):
+            pass  # a release made it
+        unclaimed = first_try_at_slot(service, "dev")
+        assert unclaimed.result().held is not None and active() == 1
+        let_go(unclaimed)  # the run ended before its release claimed it
+        assert active() == 0
+        let_go(unclaimed)  # once only
+
+    push(service, "a" * 40)
+    began = time.monotonic()
+    with deploy_slot(service, "dev"):
+        pass
+    assert time.monotonic() - began < 5, "the slot stayed held until its lease ran out"
 
 
 def test_a_look_for_a_newer_push_reads_recent_runs_not_the_history(prefect_server: str) -> None:
