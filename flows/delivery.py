@@ -128,7 +128,7 @@ def build_test_deploy(
         )
     finally:
         if first_try is not None:
-            let_go(first_try)  # frees the slot if the run ended before its release took it
+            let_go(first_try, service, environment)  # unless its release took the slot
         if due is not None:
             due()
 

@@ -165,18 +165,10 @@ def first_try_at_slot(service: str, environment: str) -> Future[SlotTry]:
     return in_background(attempt, name="release-slot")
 
 
-def let_go(trying: Future[SlotTry]) -> None:
-    """Free the slot of ``trying`` (`first_try_at_slot`) unless `deploy_slot` claimed it."""
-    if trying.exception() is not None or (held := trying.result().claim()) is None:
-        return
-    try:
-        held.close()
-    except httpx.HTTPError as e:
-        run_logger(__name__).warning(
-            "Could not free the unused release slot (%s): its lease frees it within %d s",
-            e,
-            LEASE_SECONDS,
-        )
+def let_go(trying: Future[SlotTry], service: str, environment: str) -> None:
+    """Hand back the slot of ``trying`` (`first_try_at_slot`) unless `deploy_slot` claimed it."""
+    if trying.exception() is None and (held := trying.result().claim()) is not None:
+        ReleaseSlot(service, environment, held).hand_back()
 
 
 @contextmanager

@@ -643,16 +643,16 @@ def test_a_first_try_never_makes_the_slot_and_a_slot_it_took_is_let_go(prefect_s
     def push(service: str, commit: str) -> None:
         refused = first_try_at_slot(service, "dev")
         assert refused.result().held is None and refused.result().refused is not None
-        let_go(refused)  # nothing to free
+        let_go(refused, service, "dev")  # nothing to free
         with pytest.raises(ObjectNotFound):
             active()  # a service that may not exist got no slot
         with deploy_slot(service, "dev"):
             pass  # a release made it
         unclaimed = first_try_at_slot(service, "dev")
         assert unclaimed.result().held is not None and active() == 1
-        let_go(unclaimed)  # the run ended before its release claimed it
+        let_go(unclaimed, service, "dev")  # the run ended before its release claimed it
         assert active() == 0
-        let_go(unclaimed)  # once only
+        let_go(unclaimed, service, "dev")  # once only
 
     push(service, "a" * 40)
     began = time.monotonic()
