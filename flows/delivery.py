@@ -25,7 +25,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from typing import ParamSpec, TypeVar, cast
 
@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 
 from flows.security_scan import security_scan
+from slipway.background import in_background
 from slipway.errors import InvalidRequest, Superseded
 from slipway.home import SlipwayHome
 from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
@@ -44,6 +45,7 @@ from tasks.release import (
     Attempt,
     DeploymentRecord,
     ReleaseSlot,
+    Serving,
     SlotTry,
     Stage,
     Trial,
@@ -144,8 +146,7 @@ def _deliver(
     first_try: Future[SlotTry] | None,
 ) -> DeploymentRecord:
     """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
-    # Refuses an unknown service or environment before the slot's limit exists;
-    # the engine and the registry's login are reached in the background (Stage.client).
+    # Refuses an unknown service or environment before the slot's limit exists.
     stage = open_stage(service, environment)
     approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
     with _slot_and_checkout(stage, commit, first_try) as (slot, work):
@@ -162,6 +163,7 @@ def _deliver(
         with (
             removed_unless_pushed(stage.client, built),
             _trial_beside(stage, built, work.sha) as (begin_trial, take_trial),
+            _beside_tests(stage, built, work) as looked_up,
         ):
             verify_image(
                 stage.client,
@@ -171,20 +173,25 @@ def _deliver(
                 reuse=stage.settings.reuse_test_results,
                 started=begin_trial,
             )
-            if (serving := serving_build(stage, built)) is not None:
+            serving, committed_at = looked_up.result()
+            if serving is not None:
                 unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
                 return record_unchanged(stage, unchanged, serving.live)
             pushed = push_image(stage.client, built, registry=stage.registry)
             trial = take_trial()
-        gate = _newer_push_gate(service, environment, pushed.reference)
         try:
             release = stage.release(work.sha, pushed.reference)
-            committed_at = work.committed_at().isoformat()
             attempt = Attempt(
                 release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
             )
             return roll_out(
-                stage, attempt, slot, on_switch=on_switch, before_switch=gate, trial=trial
+                stage,
+                attempt,
+                slot,
+                on_switch=on_switch,
+                before_switch=_newer_push_gate(service, environment, pushed.reference),
+                trial=trial,
+                known_new=True,  # serving_build found it not serving, under this slot
             )
         finally:
             trial.discard()  # the switch removed it already, unless the run ended before
@@ -203,6 +210,27 @@ def _newer_push_gate(
         look_for_newer_push(service, environment),
         note=f"{pushed} was pushed but not deployed",
     )
+
+
+@contextmanager
+def _beside_tests(
+    stage: Stage, built: BuiltImage, work: Checkout
+) -> Iterator[Future[tuple[Serving | None, str]]]:
+    """What the release needs besides the verdict, looked up while ``built`` is tested.
+
+    Whether it already serves (`serving_build`) and when its commit was made:
+    neither depends on the tests, and both are needed right after them. The
+    slot is held, so what serves cannot change meanwhile. On leaving, the
+    look has ended, so a run never ends with its task still running.
+    """
+    looking = in_background(
+        lambda: (serving_build(stage, built), work.committed_at().isoformat()),
+        name="beside-tests",
+    )
+    try:
+        yield looking
+    finally:
+        wait([looking])
 
 
 @contextmanager

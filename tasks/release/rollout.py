@@ -89,6 +89,7 @@ def roll_out(
     on_switch: OnSwitch = None,
     before_switch: OnSwitch = None,
     trial: Trial | None = None,
+    known_new: bool = False,
 ) -> DeploymentRecord:
     """Deploy blue-green, hand the slot back, watch it, record the outcome, and link the service.
 
@@ -102,15 +103,15 @@ def roll_out(
         on_switch: Called once the new version serves, before it is watched.
         before_switch: Called before anything changes; raising stops the release there.
         trial: The release's candidate, started beside its tests and push (`start_trial`).
+        known_new: Found not serving yet, under ``slot`` (`serving_build`): not looked for again.
 
     Raises:
         DeployError: The new version did not become healthy; the old one still
             serves, and the failure is recorded.
-        AnalysisFailed: The new version's metrics went bad after the switch; it
-            was rolled back (`roll_back_failed_analysis`).
+        AnalysisFailed: Its metrics went bad after the switch; it was rolled back.
     """
     release = attempt.release
-    live = already_serving(stage.client, release, target=stage.target)
+    live = None if known_new else already_serving(stage.client, release, target=stage.target)
     if live is not None:
         if before_switch is not None:
             before_switch()

@@ -315,12 +315,17 @@ def test_the_candidate_starts_while_the_image_is_pushed(delivery: Delivery) -> N
                 )
             )
         runs = {t.name.rsplit("-", 1)[0]: t for t in found if t.end_time is not None}
-        return runs if {"start-trial", "push-image"} <= runs.keys() else None
+        wanted = {"start-trial", "push-image", "find-serving-build", "verify-image"}
+        return runs if wanted <= runs.keys() else None
 
-    runs = wait_for(ended, timeout=30, what="the trial's and the push's task runs")
+    runs = wait_for(ended, timeout=30, what="the trial's, tests' and push's task runs")
     trial, push = runs["start-trial"], runs["push-image"]  # type: ignore[index]
     assert trial.start_time is not None and push.end_time is not None
     assert trial.start_time < push.end_time
+    # Whether the build already serves was looked up while its tests ran, not after them.
+    look, tests = runs["find-serving-build"], runs["verify-image"]  # type: ignore[index]
+    assert look.end_time is not None and tests.end_time is not None
+    assert look.end_time < tests.end_time
     assert served_version(delivery) == sha
     latest = deployment_history(delivery.service, "dev")[0]
     assert (latest.sha, latest.outcome, latest.detail) == (
