@@ -56,6 +56,7 @@ from tasks.release import (
     live_release,
     look_for_newer_push,
     open_stage,
+    read_stage_blocks,
     record_unchanged,
     roll_out,
     rollback_attempt,
@@ -147,7 +148,7 @@ def _deliver(
 ) -> DeploymentRecord:
     """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
     # Refuses an unknown service or environment before the slot's limit exists.
-    stage = open_stage(service, environment)
+    stage = open_stage(service, environment, read_stage_blocks())
     approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
     with _slot_and_checkout(stage, commit, first_try) as (slot, work):
         built = build_image(

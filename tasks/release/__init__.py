@@ -59,7 +59,7 @@ from tasks.release.slot import (
     look_for_newer_push,
     slot_name,
 )
-from tasks.release.stage import Stage, open_stage
+from tasks.release.stage import Stage, open_stage, read_stage_blocks
 
 __all__ = [
     "BUILD_FLOW",
@@ -92,6 +92,7 @@ __all__ = [
     "live_release",
     "look_for_newer_push",
     "open_stage",
+    "read_stage_blocks",
     "record_deployment",
     "record_unchanged",
     "roll_out",

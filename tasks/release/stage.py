@@ -103,19 +103,37 @@ class Stage:
         )
 
 
+_BLOCKS = (GitServer, DeployTarget, PlatformSettings, ContainerRegistry, ArtifactStore)
+"""What a stage reads from Prefect, in one request (`Defaults`)."""
+
+
+def read_stage_blocks() -> Future[Defaults]:
+    """The stage's blocks, being read from now on, for `open_stage`'s ``blocks``.
+
+    build-test-deploy starts the read as its body begins: the open-stage
+    task's own start, and the requests that Prefect makes for it, would
+    otherwise come first. Reading them changes nothing.
+    """
+    return in_background(functools.partial(Defaults, *_BLOCKS), name="stage-blocks")
+
+
 @task(name="open-stage", cache_policy=NO_CACHE)
-def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
+def open_stage(
+    service: ServiceName, environment: EnvironmentName, blocks: Future[Defaults] | None = None
+) -> Stage:
     """The catalog entry, blocks and engine for a release; refuses an unknown environment.
 
     The engine is reached and logged in to the registry in the background;
-    `Stage.client` waits for it and raises what went wrong there.
+    `Stage.client` waits for it and raises what went wrong there. The blocks
+    are read now, unless ``blocks`` (`read_stage_blocks`) is reading them.
 
     Raises:
         ServiceNotFound: The catalog has no such service.
         InvalidRequest: The service has no such environment.
+        ConfigurationError: A block document does not exist.
     """
-    blocks = Defaults(GitServer, DeployTarget, PlatformSettings, ContainerRegistry, ArtifactStore)
-    catalog = Catalog(blocks[GitServer])
+    loaded = blocks.result() if blocks is not None else Defaults(*_BLOCKS)
+    catalog = Catalog(loaded[GitServer])
     entries = catalog.entries()  # one read: the entry, and every port that is taken
     entry = next((e for e in entries if e.name == service), None) or catalog.get(service)
     if environment not in entry.environments and environment not in entry.outputs:
@@ -124,7 +142,7 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
             hint="add the environment to the service (provision-environment) first",
         )
     provisioned = entry.outputs.get(environment)
-    target, registry = blocks[DeployTarget], blocks[ContainerRegistry]
+    target, registry = loaded[DeployTarget], loaded[ContainerRegistry]
     # Reaching the engine and the registry's login (a password hash on its side) take
     # a tenth of a second: done beside what comes next (the release slot, the checkout).
     engine = in_background(functools.partial(_logged_in, target, registry), name="registry-login")
@@ -141,10 +159,10 @@ def open_stage(service: ServiceName, environment: EnvironmentName) -> Stage:
             | {o.port for e in entries for o in e.outputs.values() if o.port}
         ),
         target=target,
-        settings=blocks[PlatformSettings],
+        settings=loaded[PlatformSettings],
         registry=registry,
-        git=blocks[GitServer],
-        store=open_store(blocks[ArtifactStore]),
+        git=loaded[GitServer],
+        store=open_store(loaded[ArtifactStore]),
         engine=engine,
     )
 
