@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
@@ -32,6 +31,7 @@ from typing import ParamSpec, TypeVar, cast
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 
+from blocks import Defaults, GitServer
 from flows.security_scan import security_scan
 from slipway.background import in_background
 from slipway.errors import InvalidRequest, Superseded
@@ -48,7 +48,6 @@ from tasks.release import (
     Serving,
     SlotTry,
     Stage,
-    Trial,
     deploy_slot,
     first_try_at_slot,
     give_way_to_newer_push,
@@ -61,7 +60,7 @@ from tasks.release import (
     roll_out,
     rollback_attempt,
     serving_build,
-    start_trial,
+    trial_beside,
 )
 from tasks.release.authority import approve_release
 from tasks.scanners.due import scan_due
@@ -146,70 +145,97 @@ def _deliver(
     on_switch: Callable[[], None] | None,
     first_try: Future[SlotTry] | None,
 ) -> DeploymentRecord:
-    """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves."""
-    # Refuses an unknown service or environment before the slot's limit exists.
-    stage = open_stage(service, environment, read_stage_blocks())
-    approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
-    with _slot_and_checkout(stage, commit, first_try) as (slot, work):
-        built = build_image(
-            stage.client,
-            work.path,
-            service=service,
-            sha=work.sha,
-            repository=stage.repository,
-            base_image=stage.settings.base_image,
-            target=stage.target,
-            wheelhouses=SlipwayHome.from_env().wheelhouses,
-        )
-        with (
-            removed_unless_pushed(stage.client, built),
-            _trial_beside(stage, built, work.sha) as (begin_trial, take_trial),
-            _beside_tests(stage, built, work) as looked_up,
-        ):
-            verify_image(
-                stage.client,
-                stage.store,
-                built,
-                target=stage.target,
-                reuse=stage.settings.reuse_test_results,
-                started=begin_trial,
-            )
-            serving, committed_at = looked_up.result()
-            if serving is not None:
-                unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
-                return record_unchanged(stage, unchanged, serving.live)
-            pushed = push_image(stage.client, built, registry=stage.registry)
-            trial = take_trial()
-        try:
-            release = stage.release(work.sha, pushed.reference)
-            attempt = Attempt(
-                release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
-            )
-            return roll_out(
+    """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves.
+
+    The stage's blocks are read from the start, and the commit is cloned as
+    soon as they are, while the stage is opened and the slot sought.
+    """
+    blocks = read_stage_blocks()
+    with _checkout_beside(blocks, service, commit) as work:
+        stage = open_stage(service, environment, blocks)  # refuses before the slot
+        approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
+        with deploy_slot(service, environment, give_way=True, first_try=first_try) as slot:
+            return _build_and_release(
                 stage,
-                attempt,
                 slot,
+                work.result(),
+                ref=ref,
+                triggered_by=triggered_by,
+                approved=approved,
                 on_switch=on_switch,
-                before_switch=_newer_push_gate(service, environment, pushed.reference),
-                trial=trial,
-                known_new=True,  # serving_build found it not serving, under this slot
             )
-        finally:
-            trial.discard()  # the switch removed it already, unless the run ended before
 
 
-def _newer_push_gate(
-    service: ServiceName, environment: EnvironmentName, pushed: str
-) -> Callable[[], None]:
+def _build_and_release(
+    stage: Stage,
+    slot: ReleaseSlot,
+    work: Checkout,
+    *,
+    ref: GitRef,
+    triggered_by: str,
+    approved: str,
+    on_switch: Callable[[], None] | None,
+) -> DeploymentRecord:
+    """Build ``work``, test, push and release it to ``stage``, holding its slot."""
+    built = build_image(
+        stage.client,
+        work.path,
+        service=stage.service,
+        sha=work.sha,
+        repository=stage.repository,
+        base_image=stage.settings.base_image,
+        target=stage.target,
+        wheelhouses=SlipwayHome.from_env().wheelhouses,
+    )
+    with (
+        removed_unless_pushed(stage.client, built),
+        trial_beside(stage, built, work.sha) as (begin_trial, take_trial),
+        _beside_tests(stage, built, work) as looked_up,
+    ):
+        verify_image(
+            stage.client,
+            stage.store,
+            built,
+            target=stage.target,
+            reuse=stage.settings.reuse_test_results,
+            started=begin_trial,
+        )
+        serving, committed_at = looked_up.result()
+        if serving is not None:
+            unchanged = Attempt(serving.release, BUILD_FLOW, triggered_by, ref=ref)
+            return record_unchanged(stage, unchanged, serving.live)
+        gate = _newer_push_gate(stage, built.tag)  # looks beside the push
+        pushed = push_image(stage.client, built, registry=stage.registry)
+        trial = take_trial()
+    try:
+        release = stage.release(work.sha, pushed.reference)
+        attempt = Attempt(
+            release, BUILD_FLOW, triggered_by, ref, committed_at, approved_by=approved
+        )
+        return roll_out(
+            stage,
+            attempt,
+            slot,
+            on_switch=on_switch,
+            before_switch=gate,
+            trial=trial,
+            known_new=True,  # serving_build found it not serving, under this slot
+        )
+    finally:
+        trial.discard()  # the switch removed it already, unless the run ended before
+
+
+def _newer_push_gate(stage: Stage, image: str) -> Callable[[], None]:
     """What the release waits for right before its switch (`deploy_release`'s ``before_switch``).
 
-    The look for a newer push starts now, beside the release's first steps;
-    the gate raises `Superseded` when it found one.
+    The look for a newer push starts now, beside the push of ``image`` (a
+    request that Prefect answered in 50-70 ms while the run's release began,
+    which then waited for it); the gate raises `Superseded` when it found one.
     """
     return functools.partial(
         give_way_to_newer_push,
-        look_for_newer_push(service, environment),
-        note=f"{pushed} was pushed but not deployed",
+        look_for_newer_push(stage.service, stage.environment),
+        note=f"{image} was pushed but not deployed",
     )
 
 
@@ -235,79 +261,22 @@ def _beside_tests(
 
 
 @contextmanager
-def _trial_beside(
-    stage: Stage, built: BuiltImage, sha: GitSha
-) -> Iterator[tuple[Callable[[], None], Callable[[], Trial]]]:
-    """``built``'s candidate, started beside its tests and push (`start_trial`).
+def _checkout_beside(
+    blocks: Future[Defaults], service: ServiceName, commit: GitSha
+) -> Iterator[Future[Checkout]]:
+    """``commit`` being cloned from as soon as the stage's ``blocks`` are read; removed on leaving.
 
-    The body calls the first callable once the tests' container runs: two
-    containers started at once each start later (the engine does both), and
-    the tests are what the release waits for. It takes the trial with the
-    second. The candidate runs the local image, so it waits for neither the
-    tests' end nor the push: the switch takes it once the pushed digest
-    names that same image. It is confined as every release container is and
-    serves nobody until the switch; passing tests were never a trust gate,
-    as the repository writes them. Leaving without taking it (the tests
-    failed, the build already serves, the push failed) abandons it: it is
-    removed before the image is, or never started.
+    The build waits for it, once the stage is open and the slot held. A run
+    refused or giving way meanwhile leaves no clone behind: leaving waits for
+    the clone, then removes it. A clone that failed raises where the build
+    asks for it, never over the run's own error.
     """
-    abandon, begin = threading.Event(), threading.Event()
-    start = functools.partial(
-        start_trial,
-        stage.client,
-        stage.release(sha, f"{stage.repository}@{built.image_id}"),
-        built.image_id,
-        target=stage.target,
-        health_timeout=stage.settings.health_timeout_seconds,
-        reserved_ports=stage.reserved_ports,
-        abandoned=abandon.is_set,
-    )
-    taken: list[Trial] = []
+    with ExitStack() as made, ThreadPoolExecutor(1, thread_name_prefix="checkout") as pool:
 
-    def when_begun() -> Trial:
-        begin.wait()
-        return Trial(built.image_id) if abandon.is_set() else start()
+        def clone() -> Checkout:
+            return made.enter_context(checkout(blocks.result()[GitServer], service, commit))
 
-    def take() -> Trial:
-        begin.set()
-        taken.append(trying.result())
-        return taken[0]
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial") as pool:
-        trying = pool.submit(contextvars.copy_context().run, when_begun)
-        try:
-            yield begin.set, take
-        finally:
-            if not taken:
-                abandon.set()
-                begin.set()
-                if trying.exception() is None:  # waits for the candidate's next step
-                    trying.result().discard()
-
-
-@contextmanager
-def _slot_and_checkout(
-    stage: Stage, commit: GitSha, first_try: Future[SlotTry] | None
-) -> Iterator[tuple[ReleaseSlot, Checkout]]:
-    """The release slot held and ``commit`` checked out, the clone made while the slot is sought.
-
-    The build waits for both. Either failing undoes the other: the clone is
-    removed, the slot handed back (the clone first, as it was made inside it).
-    """
-    cloning = checkout(stage.git, stage.service, commit)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkout") as pool:
-        work = pool.submit(contextvars.copy_context().run, cloning.__enter__)
-        with ExitStack() as held:
-            try:
-                slot = held.enter_context(
-                    deploy_slot(
-                        stage.service, stage.environment, give_way=True, first_try=first_try
-                    )
-                )
-            finally:
-                if work.exception() is None:  # waits for the clone
-                    held.push(cloning)
-            yield slot, work.result()
+        yield pool.submit(contextvars.copy_context().run, clone)
 
 
 @flow(name="promote")

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from tasks.release.blue_green import Deployed, deploy_release
-from tasks.release.candidate import Trial, start_trial
+from tasks.release.candidate import Trial, start_trial, trial_beside
 from tasks.release.contract import (
     LABEL_ENVIRONMENT,
     LABEL_IMAGE,
@@ -102,5 +102,6 @@ __all__ = [
     "serving_build",
     "slot_name",
     "start_trial",
+    "trial_beside",
     "wait_healthy",
 ]

@@ -3,14 +3,19 @@
 A candidate (``live=false``) proves a new version on a spare port of the
 deploy target's range before `tasks.release.blue_green` switches to it.
 build-test-deploy starts its candidate once the image's tests run, while
-they run and it is pushed (`start_trial`): from the local image, whose
+they run and it is pushed (`trial_beside`): from the local image, whose
 pushed digest is not known yet, labelled with the release it will become.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +23,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from slipway.errors import DeployError, InvalidRequest
+from slipway.names import GitSha
 from slipway.run_log import run_logger
 from tasks.containers import LOG_CONFIG, confinement
 from tasks.release.contract import (
@@ -41,8 +47,18 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
     from blocks.deploy_target import DeployTarget
+    from tasks.images import BuiltImage
+    from tasks.release.stage import Stage
 
-__all__ = ["Trial", "claim_spare", "create_container", "discard", "start_trial", "started"]
+__all__ = [
+    "Trial",
+    "claim_spare",
+    "create_container",
+    "discard",
+    "start_trial",
+    "started",
+    "trial_beside",
+]
 
 _TRIAL_CPU_SHARES = 128
 """The trial's CPU weight (Docker's default is 1024): it yields the cores to the tests.
@@ -237,3 +253,54 @@ def claim_spare(
         f"no spare port for {name}: other releases claimed each one tried",
         hint="run the release again, or widen the slipway-deploy-target block's port range",
     )
+
+
+@contextmanager
+def trial_beside(
+    stage: Stage, built: BuiltImage, sha: GitSha
+) -> Iterator[tuple[Callable[[], None], Callable[[], Trial]]]:
+    """``built``'s candidate, started beside its tests and push (`start_trial`).
+
+    The body calls the first callable once the tests' container runs: two
+    containers started at once each start later (the engine does both), and
+    the tests are what the release waits for. It takes the trial with the
+    second. The candidate runs the local image, so it waits for neither the
+    tests' end nor the push: the switch takes it once the pushed digest
+    names that same image. It is confined as every release container is and
+    serves nobody until the switch; passing tests were never a trust gate,
+    as the repository writes them. Leaving without taking it (the tests
+    failed, the build already serves, the push failed) abandons it: it is
+    removed before the image is, or never started.
+    """
+    abandon, begin = threading.Event(), threading.Event()
+    start = functools.partial(
+        start_trial,
+        stage.client,
+        stage.release(sha, f"{stage.repository}@{built.image_id}"),
+        built.image_id,
+        target=stage.target,
+        health_timeout=stage.settings.health_timeout_seconds,
+        reserved_ports=stage.reserved_ports,
+        abandoned=abandon.is_set,
+    )
+    taken: list[Trial] = []
+
+    def when_begun() -> Trial:
+        begin.wait()
+        return Trial(built.image_id) if abandon.is_set() else start()
+
+    def take() -> Trial:
+        begin.set()
+        taken.append(trying.result())
+        return taken[0]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial") as pool:
+        trying = pool.submit(contextvars.copy_context().run, when_begun)
+        try:
+            yield begin.set, take
+        finally:
+            if not taken:
+                abandon.set()
+                begin.set()
+                if trying.exception() is None:  # waits for the candidate's next step
+                    trying.result().discard()

@@ -266,7 +266,7 @@ def _try(name: str, look: Callable[[], str | None] | None) -> SlotTry:
 def give_way_to_newer_push(looking: Future[str | None], *, note: str = "") -> None:
     """Raise `Superseded` when ``looking`` (`look_for_newer_push`) found a newer push.
 
-    build-test-deploy looks once its image is pushed and waits for the answer
+    build-test-deploy looks as its image is pushed and waits for the answer
     only right before its release changes anything (`deploy_release`'s
     ``before_switch``), so the look overlaps the steps up to there.
 

@@ -485,6 +485,8 @@ def test_hostile_input_is_refused_before_anything_runs(delivery: Delivery) -> No
             build_test_deploy(**arguments)
     assert live(delivery) == before
     assert manifest_digest(delivery.registry, delivery.service, sha) is None
+    # The clone that starts beside the stage's opening was removed with the refusal.
+    assert not list(Path(tempfile.gettempdir()).glob(f"slipway-{delivery.service}-*"))
     # Nor was a release slot made for what does not exist.
     assert not any_slot(delivery.service, "qa") and not any_slot("no-such-service", "dev")
     # One left from an environment since removed is tried before the refusal, then freed.
