@@ -21,11 +21,10 @@ one's release analysis, which then stops as superseded (`roll_out`).
 
 from __future__ import annotations
 
-import contextvars
 import functools
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import ParamSpec, TypeVar, cast
 
 from prefect import flow, get_run_logger
@@ -33,7 +32,7 @@ from prefect.states import Cancelled
 
 from blocks import Defaults, GitServer
 from flows.security_scan import security_scan
-from slipway.background import in_background
+from slipway.background import alongside
 from slipway.errors import InvalidRequest, Superseded
 from slipway.home import SlipwayHome
 from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
@@ -239,25 +238,19 @@ def _newer_push_gate(stage: Stage, image: str) -> Callable[[], None]:
     )
 
 
-@contextmanager
 def _beside_tests(
     stage: Stage, built: BuiltImage, work: Checkout
-) -> Iterator[Future[tuple[Serving | None, str]]]:
+) -> AbstractContextManager[Future[tuple[Serving | None, str]]]:
     """What the release needs besides the verdict, looked up while ``built`` is tested.
 
     Whether it already serves (`serving_build`) and when its commit was made:
     neither depends on the tests, and both are needed right after them. The
-    slot is held, so what serves cannot change meanwhile. On leaving, the
-    look has ended, so a run never ends with its task still running.
+    slot is held, so what serves cannot change meanwhile.
     """
-    looking = in_background(
+    return alongside(
         lambda: (serving_build(stage, built), work.committed_at().isoformat()),
         name="beside-tests",
     )
-    try:
-        yield looking
-    finally:
-        wait([looking])
 
 
 @contextmanager
@@ -271,12 +264,13 @@ def _checkout_beside(
     the clone, then removes it. A clone that failed raises where the build
     asks for it, never over the run's own error.
     """
-    with ExitStack() as made, ThreadPoolExecutor(1, thread_name_prefix="checkout") as pool:
+    with ExitStack() as made:
 
         def clone() -> Checkout:
             return made.enter_context(checkout(blocks.result()[GitServer], service, commit))
 
-        yield pool.submit(contextvars.copy_context().run, clone)
+        with alongside(clone, name="checkout") as cloning:
+            yield cloning
 
 
 @flow(name="promote")

@@ -1,11 +1,14 @@
 """One call run in a daemon thread, its outcome in a `Future`: work a caller overlaps with its own.
 
+`in_background` starts a daemon thread, not a pool: a stuck call (an engine
+that never answers) never holds up the process's exit. `alongside` is for a
+call that must not outlive the caller's block (a Prefect task, whose run
+would be left Running; a clone the caller removes afterwards): leaving the
+block waits for it. Either call runs in a copy of the caller's context, so
+Prefect's run context and run logger reach it.
+
 Also `import_before_threads`, for callers that start several threads whose
 calls import modules.
-
-A daemon thread, not a pool: a stuck call (an engine that never answers)
-never holds up the process's exit. The call runs in a copy of the caller's
-context, so Prefect's run context and run logger reach it.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import contextvars
 import importlib
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["import_before_threads", "in_background"]
+__all__ = ["alongside", "import_before_threads", "in_background"]
 
 T = TypeVar("T")
 
@@ -35,6 +39,13 @@ def in_background(call: Callable[[], T], *, name: str) -> Future[T]:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return outcome
+
+
+@contextmanager
+def alongside(call: Callable[[], T], *, name: str) -> Iterator[Future[T]]:
+    """``call`` run in a thread called ``name`` while the block runs; leaving waits for it to end."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        yield pool.submit(contextvars.copy_context().run, call)
 
 
 def import_before_threads(*modules: str) -> None:

@@ -10,11 +10,9 @@ pushed digest is not known yet, labelled with the release it will become.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from slipway.background import alongside
 from slipway.errors import DeployError, InvalidRequest
 from slipway.names import GitSha
 from slipway.run_log import run_logger
@@ -294,8 +293,7 @@ def trial_beside(
         taken.append(trying.result())
         return taken[0]
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial") as pool:
-        trying = pool.submit(contextvars.copy_context().run, when_begun)
+    with alongside(when_begun, name="trial") as trying:
         try:
             yield begin.set, take
         finally:
