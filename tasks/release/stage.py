@@ -144,7 +144,7 @@ def open_stage(
     provisioned = entry.outputs.get(environment)
     target, registry = loaded[DeployTarget], loaded[ContainerRegistry]
     # Reaching the engine and the registry's login (a password hash on its side) take
-    # a tenth of a second: done beside what comes next (the release slot, the checkout).
+    # a tenth of a second: done beside what comes next (the release slot, the clone's end).
     engine = in_background(functools.partial(_logged_in, target, registry), name="registry-login")
     return Stage(
         entry=entry,
