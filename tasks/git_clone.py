@@ -12,6 +12,7 @@ the commit (removed, damaged, a run killed half-way) is cloned again.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,7 @@ _SOURCES_UMASK = 0o022
 """The umask of a checkout's work tree: git's usual modes, as on a developer's machine."""
 _KEPT_UMASK = 0o077
 """The umask of a kept clone: it lives in the platform's home, whose files are its owner's alone."""
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
 """What a clone has: every branch as origin's, every tag; a force-push or a moved tag wins."""
 
@@ -82,22 +84,44 @@ def refresh_clone(name: str, url: str, path: Path, wanted: str) -> str:
 
 
 def _check_out(repo: git.Repo, wanted: str, umask: int) -> str:
-    target = _resolve(repo, wanted)
-    # A fresh tree gets git's own modes (0644, 0755), not the platform's umask
-    # 077: an image built from it copies them, and its non-root user must read
-    # them. Sources are not secret, and the directory holding it stays 0700.
-    repo.git.execute(["git", "checkout", "--detach", "--force", target], umask=umask)
+    """Check out ``wanted`` detached; returns its full sha.
+
+    A full sha, what every build asks for, is checked out as it is: git
+    refuses one that is not a commit, and looking it up first would put two
+    more git processes on the path of every push.
+    """
+    full = _FULL_SHA.fullmatch(wanted) is not None
+    target = wanted if full else _resolve(repo, wanted)
+    try:
+        # A fresh tree gets git's own modes (0644, 0755), not the platform's umask
+        # 077: an image built from it copies them, and its non-root user must read
+        # them. Sources are not secret, and the directory holding it stays 0700.
+        repo.git.execute(["git", "checkout", "--detach", "--force", target], umask=umask)
+    except git.GitCommandError as e:
+        if full and _resolve_or_none(repo, wanted) is None:
+            raise _no_such(wanted) from e
+        raise
     return target
 
 
 def _resolve(repo: git.Repo, wanted: str) -> str:
     """The full sha of a branch of the remote, or of a (possibly short) sha."""
+    if (found := _resolve_or_none(repo, wanted)) is None:
+        raise _no_such(wanted)
+    return found
+
+
+def _resolve_or_none(repo: git.Repo, wanted: str) -> str | None:
     for candidate in (f"origin/{wanted}", wanted):
         try:
             return str(repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}"))
         except git.GitCommandError:
             continue
-    raise GitError(
+    return None
+
+
+def _no_such(wanted: str) -> GitError:
+    return GitError(
         f"{wanted!r} is neither a branch nor a commit of the repository",
         hint="push it first, or pass an existing sha",
     )
