@@ -30,7 +30,7 @@ from typing import ParamSpec, TypeVar, cast
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled
 
-from blocks import Defaults, GitServer
+from blocks import GitServer
 from flows.security_scan import security_scan
 from slipway.background import alongside
 from slipway.errors import InvalidRequest, Superseded
@@ -45,7 +45,6 @@ from tasks.release import (
     DeploymentRecord,
     ReleaseSlot,
     Serving,
-    SlotTry,
     Stage,
     deploy_slot,
     first_try_at_slot,
@@ -54,11 +53,11 @@ from tasks.release import (
     live_release,
     look_for_newer_push,
     open_stage,
-    read_stage_blocks,
     record_unchanged,
     roll_out,
     rollback_attempt,
     serving_build,
+    stage_blocks,
     trial_beside,
 )
 from tasks.release.authority import approve_release
@@ -121,15 +120,9 @@ def build_test_deploy(
     # Its scan starts once the release switched or the run ended (tasks.scanners.due);
     # prod's gate scans an unscanned commit itself, before anything is released.
     due = None if environment == PROD else functools.partial(scan_due, service, commit)
-    # The slot is tried beside the stage's opening (not for prod: its gate waits first).
-    first_try = None if environment == PROD else first_try_at_slot(service, environment)
     try:
-        return _deliver(
-            service, commit, ref, environment, triggered_by, on_switch=due, first_try=first_try
-        )
+        return _deliver(service, commit, ref, environment, triggered_by, on_switch=due)
     finally:
-        if first_try is not None:
-            let_go(first_try, service, environment)  # unless its release took the slot
         if due is not None:
             due()
 
@@ -142,27 +135,33 @@ def _deliver(
     triggered_by: str,
     *,
     on_switch: Callable[[], None] | None,
-    first_try: Future[SlotTry] | None,
 ) -> DeploymentRecord:
     """The story of `build_test_deploy`; ``on_switch`` is called once the new version serves.
 
-    The stage's blocks are read from the start, and the commit is cloned as
-    soon as they are, while the stage is opened and the slot sought.
+    The stage's blocks are read first, alone: the slot's first try, a heavier
+    request, made Prefect's server answer them 30-50 ms later when it came
+    first. Then the slot is tried (not for prod: its gate waits first) and
+    the commit cloned, side by side, while the stage opens.
     """
-    blocks = read_stage_blocks()
-    with _checkout_beside(blocks, service, commit) as work:
-        stage = open_stage(service, environment, blocks)  # refuses before the slot
-        approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
-        with deploy_slot(service, environment, give_way=True, first_try=first_try) as slot:
-            return _build_and_release(
-                stage,
-                slot,
-                work.result(),
-                ref=ref,
-                triggered_by=triggered_by,
-                approved=approved,
-                on_switch=on_switch,
-            )
+    blocks = stage_blocks()
+    first_try = None if environment == PROD else first_try_at_slot(service, environment)
+    try:
+        with _checkout_beside(blocks[GitServer], service, commit) as work:
+            stage = open_stage(service, environment, blocks)  # refuses before the slot
+            approved = _prod_gate(stage, commit, triggered_by) if environment == PROD else ""
+            with deploy_slot(service, environment, give_way=True, first_try=first_try) as slot:
+                return _build_and_release(
+                    stage,
+                    slot,
+                    work.result(),
+                    ref=ref,
+                    triggered_by=triggered_by,
+                    approved=approved,
+                    on_switch=on_switch,
+                )
+    finally:
+        if first_try is not None:
+            let_go(first_try, service, environment)  # unless its release took the slot
 
 
 def _build_and_release(
@@ -255,9 +254,9 @@ def _beside_tests(
 
 @contextmanager
 def _checkout_beside(
-    blocks: Future[Defaults], service: ServiceName, commit: GitSha
+    server: GitServer, service: ServiceName, commit: GitSha
 ) -> Iterator[Future[Checkout]]:
-    """``commit`` being cloned from as soon as the stage's ``blocks`` are read; removed on leaving.
+    """``commit`` being cloned from ``server`` beside the block; removed on leaving.
 
     The build waits for it, once the stage is open and the slot held. A run
     refused or giving way meanwhile leaves no clone behind: leaving waits for
@@ -267,7 +266,7 @@ def _checkout_beside(
     with ExitStack() as made:
 
         def clone() -> Checkout:
-            return made.enter_context(checkout(blocks.result()[GitServer], service, commit))
+            return made.enter_context(checkout(server, service, commit))
 
         with alongside(clone, name="checkout") as cloning:
             yield cloning

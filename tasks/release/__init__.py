@@ -59,7 +59,7 @@ from tasks.release.slot import (
     look_for_newer_push,
     slot_name,
 )
-from tasks.release.stage import Stage, open_stage, read_stage_blocks
+from tasks.release.stage import Stage, open_stage, stage_blocks
 
 __all__ = [
     "BUILD_FLOW",
@@ -92,7 +92,6 @@ __all__ = [
     "live_release",
     "look_for_newer_push",
     "open_stage",
-    "read_stage_blocks",
     "record_deployment",
     "record_unchanged",
     "roll_out",
@@ -101,6 +100,7 @@ __all__ = [
     "service_url",
     "serving_build",
     "slot_name",
+    "stage_blocks",
     "start_trial",
     "trial_beside",
     "wait_healthy",

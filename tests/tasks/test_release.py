@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from blocks import Defaults, DeployTarget
-from slipway.errors import ConfigurationError, DeployError, InvalidRequest, Superseded
+from blocks import DeployTarget
+from slipway.errors import DeployError, InvalidRequest, Superseded
 from slipway.home import SlipwayHome
-from slipway.names import EnvironmentName, ServiceName
 from slipway.signing import ensure_signing_key
 from tasks.containers import is_confined
 from tasks.images import build_image, image_repository, push_image
@@ -40,7 +39,6 @@ from tasks.release import (
     first_try_at_slot,
     let_go,
     live_container,
-    open_stage,
     record_deployment,
     rollback_target,
     start_trial,
@@ -768,11 +766,3 @@ def test_a_prefect_error_while_handing_back_the_slot_is_logged_and_the_lease_kep
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(slot_name(service, "dev"))
     assert limit.active_slots == 1, "the slot was freed, so the 500 was never seen"
-
-
-def test_a_stage_takes_its_blocks_from_a_read_started_before_it(prefect_server: str) -> None:
-    # build-test-deploy starts the read before open-stage's task: its outcome is the stage's.
-    failed: Future[Defaults] = Future()
-    failed.set_exception(ConfigurationError("block document 'x/default' does not exist"))
-    with pytest.raises(ConfigurationError, match="'x/default' does not exist"):
-        open_stage(ServiceName.parse("any"), EnvironmentName.parse("dev"), failed)
