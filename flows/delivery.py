@@ -32,7 +32,7 @@ from prefect.states import Cancelled
 
 from blocks import GitServer
 from flows.security_scan import security_scan
-from slipway.background import alongside
+from slipway.background import alongside, meanwhile
 from slipway.errors import InvalidRequest, Superseded
 from slipway.home import SlipwayHome
 from slipway.names import EnvironmentName, GitRef, GitSha, ServiceName
@@ -189,6 +189,7 @@ def _build_and_release(
         removed_unless_pushed(stage.client, built),
         trial_beside(stage, built, work.sha) as (begin_trial, take_trial),
         _beside_tests(stage, built, work) as looked_up,
+        meanwhile(name="tests-report") as hand_off,  # the push need not wait for it
     ):
         verify_image(
             stage.client,
@@ -197,6 +198,7 @@ def _build_and_release(
             target=stage.target,
             reuse=stage.settings.reuse_test_results,
             started=begin_trial,
+            hand_off=hand_off,
         )
         serving, committed_at = looked_up.result()
         if serving is not None:

@@ -4,8 +4,10 @@
 that never answers) never holds up the process's exit. `alongside` is for a
 call that must not outlive the caller's block (a Prefect task, whose run
 would be left Running; a clone the caller removes afterwards): leaving the
-block waits for it. Either call runs in a copy of the caller's context, so
-Prefect's run context and run logger reach it.
+block waits for it. `meanwhile` takes calls handed to it during the block
+(a report what follows does not need), and leaving waits for them too. Each
+call runs in a copy of its caller's context, so Prefect's run context and
+run logger reach it.
 
 Also `import_before_threads`, for callers that start several threads whose
 calls import modules.
@@ -21,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["alongside", "import_before_threads", "in_background"]
+__all__ = ["alongside", "import_before_threads", "in_background", "meanwhile"]
 
 T = TypeVar("T")
 
@@ -46,6 +48,25 @@ def alongside(call: Callable[[], T], *, name: str) -> Iterator[Future[T]]:
     """``call`` run in a thread called ``name`` while the block runs; leaving waits for it to end."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
         yield pool.submit(contextvars.copy_context().run, call)
+
+
+@contextmanager
+def meanwhile(*, name: str) -> Iterator[Callable[[Callable[[], object]], None]]:
+    """A hand-off for calls that the rest of the block need not wait for.
+
+    Each call handed over runs in a thread called ``name``, in a copy of the
+    context it was handed from, in order. Leaving the block waits for them
+    all, then raises the first one's error, unless the block raised its own.
+    """
+    handed: list[Future[object]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+
+        def hand(call: Callable[[], object]) -> None:
+            handed.append(pool.submit(contextvars.copy_context().run, call))
+
+        yield hand
+    for outcome in handed:
+        outcome.result()
 
 
 def import_before_threads(*modules: str) -> None:

@@ -13,6 +13,7 @@ was the machine's and not the code's.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -120,12 +121,16 @@ def verify_image(
     target: DeployTarget,
     reuse: bool,
     started: Callable[[], object] | None = None,
+    hand_off: Callable[[Callable[[], object]], None] | None = None,
 ) -> TestReport:
     """The image's tests: an identical image's passed run when ``reuse`` finds one, else a run now.
 
     Either way the table of the run, each test with its result, becomes the
     artifact ``tests-<service>``. ``started`` is called once the tests'
-    container runs, or at once when a passed run is reused.
+    container runs, or at once when a passed run is reused. A passed run is
+    kept for identical images and published through ``hand_off``, when
+    given (`slipway.background.meanwhile`): the push need not wait for those
+    two writes (20-30 ms). A failed run is published before the task fails.
 
     Raises:
         BuildError: The tests failed, or none ran; the report's tail says why.
@@ -143,19 +148,28 @@ def verify_image(
         )
     else:
         report = run_image_tests(client, built.tag, target=target, started=started)
-        if digest:
-            save_passed_tests(store, built.service, digest, report, sha=built.sha)
-    create_table_artifact(
-        table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
-        key=f"tests-{built.service}",
-        description=f"`{built.service}` at `{built.sha[:12]}`: " + describe_report(report),
-    )
+    publish = functools.partial(_publish, store, built, report, digest)
+    if report.passed and hand_off is not None:
+        hand_off(publish)  # in this task's context: the artifact is still the task's
+    else:
+        publish()
     if not report.passed:
         raise BuildError(
             f"the tests of {built.service} at {built.sha[:12]} failed; nothing was pushed or deployed:\n{report.tail}",
             hint="fix the tests (see the tests artifact) and push again",
         )
     return report
+
+
+def _publish(store: ObjectStore, built: BuiltImage, report: TestReport, digest: str | None) -> None:
+    """Keep a passed run of ``built`` for identical images (by ``digest``), and make its artifact."""
+    if digest:
+        save_passed_tests(store, built.service, digest, report, sha=built.sha)
+    create_table_artifact(
+        table=report.rows() or [{"test": "(none)", "result": "no tests ran"}],
+        key=f"tests-{built.service}",
+        description=f"`{built.service}` at `{built.sha[:12]}`: " + describe_report(report),
+    )
 
 
 def _test_inputs(client: docker.DockerClient, built: BuiltImage) -> str | None:

@@ -188,6 +188,7 @@ def test_a_passing_push_ends_deployed_and_healthy_with_its_record(
     assert deployment_history(delivery.service, "dev")[0] == record
     tests = latest_artifact(f"tests-{delivery.service}")
     assert "Tests passed" in tests["description"] and '"passed"' in tests["data"]
+    assert tests["task_run_id"], "published beside the push, yet still verify-image's"
     link = latest_artifact(f"service-{delivery.service}--dev")
     assert f"(http://127.0.0.1:{delivery.ports['dev']}/)" in link["data"]
     found = wait_for(
