@@ -120,8 +120,8 @@ def open_stage(
     """The catalog entry, blocks and engine for a release; refuses an unknown environment.
 
     Not a task: it only reads, and a task's start and end (with the requests
-    Prefect's server serves for them) came to a fifth of the time between a
-    push's run starting and its build. The engine is reached and logged in
+    Prefect's server serves for them) took about 20 ms of the 0.16 s between
+    a push's flow starting and its build. The engine is reached and logged in
     to the registry in the background; `Stage.client` waits for it and
     raises what went wrong there. The blocks are read now, unless given
     (`stage_blocks`).
